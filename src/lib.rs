@@ -1,1 +1,37 @@
+//! Zero-copy dma-buf interop between Vulkan, GStreamer and Wayland.
+//!
+//! The crate is one hub, [`DmaBuf`], and adapters around it. This is the
+//! ground floor:
+//!
+//! - [`format`]: the one table of pixel formats and linear layout computation;
+//! - [`dmabuf`]: the validated [`DmaBuf`], its cache identity and its weak
+//!   handle;
+//! - [`mapping`]: safe CPU access to linear buffers, bracketed with
+//!   `DMA_BUF_IOCTL_SYNC`;
+//! - [`alloc`]: where fds come from (udmabuf, dma-heap, GBM, memfd) and
+//!   [`alloc::best_available`];
+//! - [`sync`]: sync_file export/import for implicit synchronisation.
+//!
+//! ```
+//! use dmabuf_interop::alloc::{self, Allocator};
+//! use dmabuf_interop::mapping::MapAccess;
+//! use dmabuf_interop::DrmFourcc;
+//!
+//! let allocator = alloc::best_available()?;
+//! let buf = allocator.allocate(DrmFourcc::Nv12, 64, 48, 64)?;
+//! assert_eq!(buf.planes().len(), 2);
+//! let mut map = buf.map(MapAccess::ReadWrite)?;
+//! map.plane_mut(0)?.fill(0x80);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod alloc;
+pub mod dmabuf;
+pub mod format;
+pub mod mapping;
+pub mod sync;
+mod sys;
+
+pub use dmabuf::{BufferId, DmaBuf, DmaBufBuilder, DmaBufError, Plane, WeakDmaBuf};
+pub use drm_fourcc::{DrmFourcc, DrmModifier};
