@@ -1,0 +1,177 @@
+//! What can this machine do? The report to attach to bug reports.
+//!
+//! ```text
+//! cargo run --example probe            # human-readable
+//! cargo run --example probe -- --json  # for machines
+//! ```
+//!
+//! It tries every allocator for real (a test allocation each), says which one
+//! `alloc::best_available()` picks and whether its buffers are kernel
+//! dma-bufs, whether implicit synchronisation (sync_file) works on them, and
+//! which formats the crate describes.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use dmabuf_interop::alloc;
+use dmabuf_interop::format::FORMATS;
+use dmabuf_interop::sync::{self, SyncAccess};
+use dmabuf_interop::{DmaBuf, DrmFourcc};
+use serde_json::{Value, json};
+
+fn device_nodes() -> Value {
+    let list = |dir: &str, prefix: &str| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.path().display().to_string())
+                    .filter(|p| Path::new(p).file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    json!({
+        "udmabuf": Path::new("/dev/udmabuf").exists(),
+        "dma_heaps": list("/dev/dma_heap", ""),
+        "render_nodes": list("/dev/dri", "renderD"),
+    })
+}
+
+fn sync_support(buf: &DmaBuf) -> Value {
+    match sync::export_sync_file(buf.planes()[0].fd(), SyncAccess::Read) {
+        Ok(_) => json!({ "supported": true }),
+        Err(e) => json!({ "supported": false, "why": e.to_string() }),
+    }
+}
+
+fn report() -> Value {
+    let uname = rustix::system::uname();
+    let allocators: Vec<Value> = alloc::probe()
+        .into_iter()
+        .map(|p| {
+            json!({
+                "kind": p.kind.name(),
+                "works": p.result.is_ok(),
+                "kernel_dmabuf": p.kind.makes_kernel_dmabufs(),
+                "error": p.result.err().map(|e| e.to_string()),
+            })
+        })
+        .collect();
+    let best = match alloc::best_available() {
+        Ok(allocator) => {
+            let sample = allocator.allocate(DrmFourcc::Xrgb8888, 64, 64, 64);
+            json!({
+                "kind": allocator.kind().name(),
+                "forced_by": std::env::var(alloc::ALLOCATOR_ENV).ok().map(|v| format!("{}={v}", alloc::ALLOCATOR_ENV)),
+                "kernel_dmabuf": sample.as_ref().map(|b| b.is_kernel_dmabuf()).unwrap_or(false),
+                "implicit_sync": sample.as_ref().map(sync_support).unwrap_or(Value::Null),
+            })
+        }
+        Err(e) => json!({ "error": e.to_string() }),
+    };
+    let formats: Vec<Value> = FORMATS
+        .iter()
+        .map(|f| {
+            json!({
+                "name": f.name,
+                "fourcc": f.fourcc.to_string(),
+                "planes": f.plane_count(),
+                "yuv": f.is_yuv,
+            })
+        })
+        .collect();
+    json!({
+        "crate": { "name": env!("CARGO_PKG_NAME"), "version": env!("CARGO_PKG_VERSION") },
+        "kernel": {
+            "release": uname.release().to_string_lossy(),
+            "machine": uname.machine().to_string_lossy(),
+        },
+        "device_nodes": device_nodes(),
+        "allocators": allocators,
+        "best_allocator": best,
+        "formats": formats,
+    })
+}
+
+fn print_human(r: &Value) {
+    let s = |v: &Value| v.as_str().unwrap_or("?").to_owned();
+    println!("{} {} probe", s(&r["crate"]["name"]), s(&r["crate"]["version"]));
+    println!("kernel: Linux {} {}", s(&r["kernel"]["release"]), s(&r["kernel"]["machine"]));
+    let nodes = &r["device_nodes"];
+    let joined = |v: &Value| {
+        let items: Vec<String> = v.as_array().into_iter().flatten().map(s).collect();
+        if items.is_empty() { "none".to_owned() } else { items.join(", ") }
+    };
+    println!(
+        "device nodes: /dev/udmabuf {}; dma-heaps: {}; render nodes: {}",
+        if nodes["udmabuf"].as_bool() == Some(true) { "present" } else { "absent" },
+        joined(&nodes["dma_heaps"]),
+        joined(&nodes["render_nodes"]),
+    );
+    println!("allocators (each tried with a real allocation):");
+    for a in r["allocators"].as_array().into_iter().flatten() {
+        let what = if a["kernel_dmabuf"].as_bool() == Some(true) {
+            "kernel dma-buf"
+        } else {
+            "plain memfd, not a kernel dma-buf"
+        };
+        match a["error"].as_str() {
+            None => println!("  {:<9} works ({what})", s(&a["kind"])),
+            Some(e) => println!("  {:<9} no: {e}", s(&a["kind"])),
+        }
+    }
+    let best = &r["best_allocator"];
+    match best["error"].as_str() {
+        Some(e) => println!("best allocator: none ({e})"),
+        None => {
+            let forced = best["forced_by"].as_str().map(|f| format!(", forced by {f}")).unwrap_or_default();
+            println!("best allocator: {}{forced}", s(&best["kind"]));
+            let sync = &best["implicit_sync"];
+            match sync["supported"].as_bool() {
+                Some(true) => println!("implicit sync (sync_file export/import): supported"),
+                _ => println!("implicit sync (sync_file export/import): no, {}", s(&sync["why"])),
+            }
+        }
+    }
+    let formats: Vec<String> = r["formats"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| format!("{} ({}p)", s(&f["name"]), f["planes"]))
+        .collect();
+    println!("formats: {}", formats.join(", "));
+    println!("(machine-readable: --json)");
+}
+
+fn main() -> ExitCode {
+    let mut json_out = false;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--json" => json_out = true,
+            "-h" | "--help" => {
+                println!("usage: probe [--json]\nReports what dma-buf interop this machine can do.");
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("probe: unknown argument {other:?} (usage: probe [--json])");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let r = report();
+    if json_out {
+        match serde_json::to_string_pretty(&r) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("probe: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print_human(&r);
+    }
+    ExitCode::SUCCESS
+}
