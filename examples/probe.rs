@@ -26,7 +26,11 @@ fn device_nodes() -> Value {
                 entries
                     .filter_map(|e| e.ok())
                     .map(|e| e.path().display().to_string())
-                    .filter(|p| Path::new(p).file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)))
+                    .filter(|p| {
+                        Path::new(p)
+                            .file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -99,15 +103,27 @@ fn report() -> Value {
 fn print_human(r: &Value) {
     let s = |v: &Value| v.as_str().unwrap_or("?").to_owned();
     println!("{} {} probe", s(&r["crate"]["name"]), s(&r["crate"]["version"]));
-    println!("kernel: Linux {} {}", s(&r["kernel"]["release"]), s(&r["kernel"]["machine"]));
+    println!(
+        "kernel: Linux {} {}",
+        s(&r["kernel"]["release"]),
+        s(&r["kernel"]["machine"])
+    );
     let nodes = &r["device_nodes"];
     let joined = |v: &Value| {
         let items: Vec<String> = v.as_array().into_iter().flatten().map(s).collect();
-        if items.is_empty() { "none".to_owned() } else { items.join(", ") }
+        if items.is_empty() {
+            "none".to_owned()
+        } else {
+            items.join(", ")
+        }
     };
     println!(
         "device nodes: /dev/udmabuf {}; dma-heaps: {}; render nodes: {}",
-        if nodes["udmabuf"].as_bool() == Some(true) { "present" } else { "absent" },
+        if nodes["udmabuf"].as_bool() == Some(true) {
+            "present"
+        } else {
+            "absent"
+        },
         joined(&nodes["dma_heaps"]),
         joined(&nodes["render_nodes"]),
     );
@@ -127,7 +143,10 @@ fn print_human(r: &Value) {
     match best["error"].as_str() {
         Some(e) => println!("best allocator: none ({e})"),
         None => {
-            let forced = best["forced_by"].as_str().map(|f| format!(", forced by {f}")).unwrap_or_default();
+            let forced = best["forced_by"]
+                .as_str()
+                .map(|f| format!(", forced by {f}"))
+                .unwrap_or_default();
             println!("best allocator: {}{forced}", s(&best["kind"]));
             let sync = &best["implicit_sync"];
             match sync["supported"].as_bool() {

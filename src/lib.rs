@@ -3,7 +3,7 @@
 //! The crate is one hub, [`DmaBuf`], and adapters around it. This is the
 //! ground floor:
 //!
-//! - [`format`]: the one table of pixel formats and linear layout computation;
+//! - [`format`](mod@format): the one table of pixel formats and linear layout computation;
 //! - [`dmabuf`]: the validated [`DmaBuf`], its cache identity and its weak
 //!   handle;
 //! - [`mapping`]: safe CPU access to linear buffers, bracketed with

@@ -9,7 +9,7 @@
 //!
 //! Like any shared memory, the bytes may change under a reader while another
 //! process or a device writes them; synchronise with the producer (fences,
-//! see [`sync`](crate::sync)) before mapping.
+//! see [`sync`](mod@crate::sync)) before mapping.
 
 use std::ffi::c_void;
 use std::os::fd::{AsFd, BorrowedFd};
