@@ -10,7 +10,11 @@
 //!   `DMA_BUF_IOCTL_SYNC`;
 //! - [`alloc`]: where fds come from (udmabuf, dma-heap, GBM, memfd) and
 //!   [`alloc::best_available`];
-//! - [`sync`]: sync_file export/import for implicit synchronisation.
+//! - [`sync`]: sync_file export/import for implicit synchronisation;
+//! - [`pattern`]: the moving test pattern on the CPU (the reference for the
+//!   GPU one).
+//!
+//! Adapters: [`vulkan`] (feature `vulkan`).
 //!
 //! ```
 //! use dmabuf_interop::alloc::{self, Allocator};
@@ -30,8 +34,11 @@ pub mod alloc;
 pub mod dmabuf;
 pub mod format;
 pub mod mapping;
+pub mod pattern;
 pub mod sync;
 mod sys;
+#[cfg(feature = "vulkan")]
+pub mod vulkan;
 
 pub use dmabuf::{BufferId, DmaBuf, DmaBufBuilder, DmaBufError, Plane, WeakDmaBuf};
 pub use drm_fourcc::{DrmFourcc, DrmModifier};

@@ -1,0 +1,348 @@
+//! Compute kernels from `shaders/` (compiled to SPIR-V at build time by
+//! naga): the moving test pattern and NV12 -> RGBA conversion.
+
+use std::sync::Arc;
+
+use ash::vk;
+use drm_fourcc::DrmFourcc;
+
+use super::commands::submit_and_wait;
+use super::context::VulkanContext;
+use super::error::{VulkanError, call};
+use super::image::VulkanImage;
+
+const PATTERN_RGBA8: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pattern_rgba8.spv"));
+const PATTERN_BGRA8: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pattern_bgra8.spv"));
+const PATTERN_NV12: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pattern_nv12.spv"));
+const NV12_TO_RGBA: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/nv12_to_rgba.spv"));
+
+/// Images this kernel set can draw the pattern into.
+pub const PATTERN_FORMATS: [DrmFourcc; 5] = [
+    DrmFourcc::Xrgb8888,
+    DrmFourcc::Argb8888,
+    DrmFourcc::Xbgr8888,
+    DrmFourcc::Abgr8888,
+    DrmFourcc::Nv12,
+];
+
+/// One compute pipeline with its layouts.
+struct Kernel {
+    set_layout: vk::DescriptorSetLayout,
+    layout: vk::PipelineLayout,
+    pipeline: vk::Pipeline,
+    bindings: Vec<vk::DescriptorType>,
+}
+
+/// The compiled kernels of one context.
+pub struct Kernels {
+    ctx: Arc<VulkanContext>,
+    rgba8: Kernel,
+    bgra8: Kernel,
+    nv12: Kernel,
+    nv12_to_rgba: Kernel,
+}
+
+impl std::fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kernels").finish_non_exhaustive()
+    }
+}
+
+fn spirv_words(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+impl Kernel {
+    fn new(
+        ctx: &VulkanContext,
+        spirv: &[u8],
+        bindings: &[vk::DescriptorType],
+        push_size: u32,
+    ) -> Result<Self, VulkanError> {
+        let device = ctx.device();
+        let mut kernel = Kernel {
+            set_layout: vk::DescriptorSetLayout::null(),
+            layout: vk::PipelineLayout::null(),
+            pipeline: vk::Pipeline::null(),
+            bindings: bindings.to_vec(),
+        };
+        let result = (|| {
+            let layout_bindings: Vec<vk::DescriptorSetLayoutBinding> = bindings
+                .iter()
+                .enumerate()
+                .map(|(i, &ty)| {
+                    vk::DescriptorSetLayoutBinding::default()
+                        .binding(i as u32)
+                        .descriptor_type(ty)
+                        .descriptor_count(1)
+                        .stage_flags(vk::ShaderStageFlags::COMPUTE)
+                })
+                .collect();
+            // SAFETY: valid device and create infos; handles stored in `kernel`
+            // and destroyed by `destroy` on any path.
+            unsafe {
+                kernel.set_layout = device
+                    .create_descriptor_set_layout(
+                        &vk::DescriptorSetLayoutCreateInfo::default().bindings(&layout_bindings),
+                        None,
+                    )
+                    .map_err(call("vkCreateDescriptorSetLayout"))?;
+                let ranges = [vk::PushConstantRange::default()
+                    .stage_flags(vk::ShaderStageFlags::COMPUTE)
+                    .size(push_size)];
+                let set_layouts = [kernel.set_layout];
+                kernel.layout = device
+                    .create_pipeline_layout(
+                        &vk::PipelineLayoutCreateInfo::default()
+                            .set_layouts(&set_layouts)
+                            .push_constant_ranges(&ranges),
+                        None,
+                    )
+                    .map_err(call("vkCreatePipelineLayout"))?;
+                let code = spirv_words(spirv);
+                let module = device
+                    .create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&code), None)
+                    .map_err(call("vkCreateShaderModule"))?;
+                let stage = vk::PipelineShaderStageCreateInfo::default()
+                    .stage(vk::ShaderStageFlags::COMPUTE)
+                    .module(module)
+                    .name(c"main");
+                let info = [vk::ComputePipelineCreateInfo::default()
+                    .stage(stage)
+                    .layout(kernel.layout)];
+                let pipelines = device.create_compute_pipelines(vk::PipelineCache::null(), &info, None);
+                device.destroy_shader_module(module, None);
+                kernel.pipeline = pipelines.map_err(|(_, e)| call("vkCreateComputePipelines")(e))?[0];
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => Ok(kernel),
+            Err(e) => {
+                kernel.destroy(ctx);
+                Err(e)
+            }
+        }
+    }
+
+    fn destroy(&self, ctx: &VulkanContext) {
+        // SAFETY: our handles (or null); no dispatch is pending (dispatches
+        // wait for their fences).
+        unsafe {
+            ctx.device().destroy_pipeline(self.pipeline, None);
+            ctx.device().destroy_pipeline_layout(self.layout, None);
+            ctx.device().destroy_descriptor_set_layout(self.set_layout, None);
+        }
+    }
+
+    /// Binds `views` (in binding order, in GENERAL layout), pushes
+    /// `push`, dispatches over `width`x`height` in 8x8 groups.
+    fn record(
+        &self,
+        ctx: &VulkanContext,
+        cb: vk::CommandBuffer,
+        pool: vk::DescriptorPool,
+        views: &[vk::ImageView],
+        push: &[u8],
+        (width, height): (u32, u32),
+    ) -> Result<(), VulkanError> {
+        let device = ctx.device();
+        let set_layouts = [self.set_layout];
+        // SAFETY: the pool has room for one set of this layout.
+        let set = unsafe {
+            device.allocate_descriptor_sets(
+                &vk::DescriptorSetAllocateInfo::default()
+                    .descriptor_pool(pool)
+                    .set_layouts(&set_layouts),
+            )
+        }
+        .map_err(call("vkAllocateDescriptorSets"))?[0];
+        let image_infos: Vec<[vk::DescriptorImageInfo; 1]> = views
+            .iter()
+            .map(|&v| {
+                [vk::DescriptorImageInfo::default()
+                    .image_view(v)
+                    .image_layout(vk::ImageLayout::GENERAL)]
+            })
+            .collect();
+        let writes: Vec<vk::WriteDescriptorSet> = image_infos
+            .iter()
+            .zip(&self.bindings)
+            .enumerate()
+            .map(|(i, (info, &ty))| {
+                vk::WriteDescriptorSet::default()
+                    .dst_set(set)
+                    .dst_binding(i as u32)
+                    .descriptor_type(ty)
+                    .image_info(info)
+            })
+            .collect();
+        // SAFETY: recording state; the set, views and pipeline are valid and
+        // live until the submission's fence has signalled.
+        unsafe {
+            device.update_descriptor_sets(&writes, &[]);
+            device.cmd_bind_pipeline(cb, vk::PipelineBindPoint::COMPUTE, self.pipeline);
+            device.cmd_bind_descriptor_sets(cb, vk::PipelineBindPoint::COMPUTE, self.layout, 0, &[set], &[]);
+            device.cmd_push_constants(cb, self.layout, vk::ShaderStageFlags::COMPUTE, 0, push);
+            device.cmd_dispatch(cb, width.div_ceil(8), height.div_ceil(8), 1);
+        }
+        Ok(())
+    }
+}
+
+/// A transient descriptor pool for one submission.
+struct PoolGuard<'a>(&'a VulkanContext, vk::DescriptorPool);
+
+impl Drop for PoolGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: our pool; the submission using it has completed.
+        unsafe { self.0.device().destroy_descriptor_pool(self.1, None) };
+    }
+}
+
+fn descriptor_pool(ctx: &VulkanContext) -> Result<PoolGuard<'_>, VulkanError> {
+    let sizes = [
+        vk::DescriptorPoolSize::default()
+            .ty(vk::DescriptorType::STORAGE_IMAGE)
+            .descriptor_count(4),
+        vk::DescriptorPoolSize::default()
+            .ty(vk::DescriptorType::SAMPLED_IMAGE)
+            .descriptor_count(4),
+    ];
+    let info = vk::DescriptorPoolCreateInfo::default().max_sets(1).pool_sizes(&sizes);
+    // SAFETY: valid device; destroyed by the guard.
+    let pool = unsafe { ctx.device().create_descriptor_pool(&info, None) }.map_err(call("vkCreateDescriptorPool"))?;
+    Ok(PoolGuard(ctx, pool))
+}
+
+impl Kernels {
+    /// Builds the compute pipelines on `ctx`.
+    pub fn new(ctx: &Arc<VulkanContext>) -> Result<Self, VulkanError> {
+        use vk::DescriptorType as D;
+        let rgba8 = Kernel::new(ctx, PATTERN_RGBA8, &[D::STORAGE_IMAGE], 16)?;
+        let bgra8 = Kernel::new(ctx, PATTERN_BGRA8, &[D::STORAGE_IMAGE], 16).inspect_err(|_| rgba8.destroy(ctx))?;
+        let nv12 = Kernel::new(ctx, PATTERN_NV12, &[D::STORAGE_IMAGE, D::STORAGE_IMAGE], 16).inspect_err(|_| {
+            rgba8.destroy(ctx);
+            bgra8.destroy(ctx);
+        })?;
+        let nv12_to_rgba = Kernel::new(
+            ctx,
+            NV12_TO_RGBA,
+            &[D::SAMPLED_IMAGE, D::SAMPLED_IMAGE, D::STORAGE_IMAGE],
+            8,
+        )
+        .inspect_err(|_| {
+            rgba8.destroy(ctx);
+            bgra8.destroy(ctx);
+            nv12.destroy(ctx);
+        })?;
+        Ok(Self {
+            ctx: Arc::clone(ctx),
+            rgba8,
+            bgra8,
+            nv12,
+            nv12_to_rgba,
+        })
+    }
+
+    /// Draws frame `frame` of the moving test pattern into `image` (one of
+    /// [`PATTERN_FORMATS`], created with STORAGE usage), transferring it from
+    /// and back to the foreign queue family. Returns once the GPU is done:
+    /// the dma-buf then holds the frame.
+    pub fn draw_pattern(&self, image: &VulkanImage, frame: u32) -> Result<(), VulkanError> {
+        let kernel = match image.fourcc() {
+            DrmFourcc::Xbgr8888 | DrmFourcc::Abgr8888 => &self.rgba8,
+            DrmFourcc::Xrgb8888 | DrmFourcc::Argb8888 => &self.bgra8,
+            DrmFourcc::Nv12 => &self.nv12,
+            other => return Err(VulkanError::UnsupportedFormat { fourcc: other }),
+        };
+        if !image.usage().contains(vk::ImageUsageFlags::STORAGE) {
+            return Err(VulkanError::Usage(
+                "draw_pattern needs an image created with STORAGE usage",
+            ));
+        }
+        let (w, h) = (image.width(), image.height());
+        let push: Vec<u8> = [w, h, frame, 0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let pool = descriptor_pool(&self.ctx)?;
+        submit_and_wait(&self.ctx, |cb| {
+            image.cmd_acquire(
+                cb,
+                vk::ImageLayout::GENERAL,
+                vk::PipelineStageFlags::COMPUTE_SHADER,
+                vk::AccessFlags::SHADER_WRITE,
+            );
+            kernel.record(&self.ctx, cb, pool.1, image.plane_views(), &push, (w, h))?;
+            image.cmd_release(
+                cb,
+                vk::ImageLayout::GENERAL,
+                vk::PipelineStageFlags::COMPUTE_SHADER,
+                vk::AccessFlags::SHADER_WRITE,
+            );
+            Ok(())
+        })
+    }
+
+    /// Converts NV12 `src` (SAMPLED usage) into RGBA8 `dst` (an
+    /// XBGR8888/ABGR8888 image with STORAGE usage, same size), BT.709 limited
+    /// range. Returns once the GPU is done.
+    pub fn nv12_to_rgba(&self, src: &VulkanImage, dst: &VulkanImage) -> Result<(), VulkanError> {
+        if src.fourcc() != DrmFourcc::Nv12 || !matches!(dst.fourcc(), DrmFourcc::Xbgr8888 | DrmFourcc::Abgr8888) {
+            return Err(VulkanError::Usage(
+                "nv12_to_rgba converts an NV12 image into an XBGR8888/ABGR8888 one",
+            ));
+        }
+        let (w, h) = (src.width(), src.height());
+        if (dst.width(), dst.height()) != (w, h) {
+            return Err(VulkanError::Usage(
+                "nv12_to_rgba needs source and destination of the same size",
+            ));
+        }
+        if !src.usage().contains(vk::ImageUsageFlags::SAMPLED) || !dst.usage().contains(vk::ImageUsageFlags::STORAGE) {
+            return Err(VulkanError::Usage(
+                "nv12_to_rgba needs a SAMPLED source and a STORAGE destination",
+            ));
+        }
+        let push: Vec<u8> = [w, h].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let pool = descriptor_pool(&self.ctx)?;
+        let views = [src.plane_views()[0], src.plane_views()[1], dst.plane_views()[0]];
+        submit_and_wait(&self.ctx, |cb| {
+            src.cmd_acquire(
+                cb,
+                vk::ImageLayout::GENERAL,
+                vk::PipelineStageFlags::COMPUTE_SHADER,
+                vk::AccessFlags::SHADER_READ,
+            );
+            dst.cmd_acquire(
+                cb,
+                vk::ImageLayout::GENERAL,
+                vk::PipelineStageFlags::COMPUTE_SHADER,
+                vk::AccessFlags::SHADER_WRITE,
+            );
+            self.nv12_to_rgba.record(&self.ctx, cb, pool.1, &views, &push, (w, h))?;
+            src.cmd_release(
+                cb,
+                vk::ImageLayout::GENERAL,
+                vk::PipelineStageFlags::COMPUTE_SHADER,
+                vk::AccessFlags::empty(),
+            );
+            dst.cmd_release(
+                cb,
+                vk::ImageLayout::GENERAL,
+                vk::PipelineStageFlags::COMPUTE_SHADER,
+                vk::AccessFlags::SHADER_WRITE,
+            );
+            Ok(())
+        })
+    }
+}
+
+impl Drop for Kernels {
+    fn drop(&mut self) {
+        for k in [&self.rgba8, &self.bgra8, &self.nv12, &self.nv12_to_rgba] {
+            k.destroy(&self.ctx);
+        }
+    }
+}

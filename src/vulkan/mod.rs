@@ -1,0 +1,55 @@
+//! The Vulkan adapter (feature `vulkan`, crate ash): import dma-bufs into
+//! `VkImage`s and export `VkImage`s as dma-bufs.
+//!
+//! - [`VulkanContext`]: instance, device and queue with dma-buf interop
+//!   enabled, created here or wrapped from the caller's
+//!   ([`VulkanContext::from_raw`]).
+//! - [`format_support`]: importable / exportable / max extent / planes for
+//!   (fourcc, modifier, usage).
+//! - [`import`]: `DmaBuf` -> [`VulkanImage`]; [`ImportCache`] reuses imports.
+//! - [`Exporter`]: `VkImage` whose memory is a dma-buf, native or host back
+//!   end chosen by probing.
+//! - [`Kernels`]: the moving test pattern and NV12 -> RGBA compute shaders.
+//!
+//! # Synchronisation rules
+//!
+//! **Exported images** (Vulkan writes, others read): the dma-buf holds the
+//! frame once the submission that wrote it has completed. The helpers here
+//! ([`Kernels::draw_pattern`], [`VulkanImage::upload`]) wait for their fence
+//! before returning, so the buffer is ready when they return. Your own
+//! submissions must end with [`VulkanImage::cmd_release`] and you must wait
+//! for their fence (or hand the consumer a sync_file of it, e.g. with
+//! [`crate::sync::import_sync_file`] on a kernel dma-buf) before a consumer
+//! reads.
+//!
+//! **Imported images** (others write, Vulkan reads): the producer must be
+//! done before you submit work that reads the image. For kernel dma-bufs its
+//! pending writes can be waited on with [`crate::sync::export_sync_file`]
+//! (`SyncAccess::Read`); memfd stand-ins have no implicit fences, so the
+//! producer's own completion signal (a GStreamer buffer being handed over, a
+//! CPU write finishing) is the rule. Every access is bracketed by
+//! [`VulkanImage::cmd_acquire`] / [`VulkanImage::cmd_release`], the
+//! ownership transfer from and to `VK_QUEUE_FAMILY_FOREIGN_EXT`.
+
+mod cache;
+mod commands;
+mod context;
+mod error;
+mod format;
+mod image;
+mod kernels;
+
+pub use cache::ImportCache;
+pub use context::{
+    Capabilities, ContextOptions, DEVICE_ENV, DeviceInfo, DeviceSelector, ListedDevice, REQUIRED_EXTENSIONS,
+    VulkanContext,
+};
+pub use error::VulkanError;
+pub use format::{VK_FORMATS, VkFormatInfo, fourccs_for, vk_format};
+pub use image::{
+    ExportBackend, ExportedImage, Exporter, FormatSupport, VulkanImage, format_support, import, linear_layout,
+};
+pub use kernels::{Kernels, PATTERN_FORMATS};
+
+/// Re-export of ash, so users name the same version.
+pub use ash;

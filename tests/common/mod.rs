@@ -1,0 +1,94 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use dmabuf_interop::DmaBuf;
+use dmabuf_interop::mapping::MapAccess;
+#[cfg(feature = "vulkan")]
+use dmabuf_interop::vulkan::{ContextOptions, VulkanContext};
+
+/// A Vulkan context on the machine's dma-buf capable device (lavapipe in
+/// CI) under VK_LAYER_KHRONOS_validation. Fails loudly, with the fix, when
+/// either is missing. `DMABUF_INTEROP_NO_VALIDATION=1` runs without the layer.
+#[cfg(feature = "vulkan")]
+pub fn vulkan() -> Arc<VulkanContext> {
+    let validation = std::env::var_os("DMABUF_INTEROP_NO_VALIDATION").is_none();
+    VulkanContext::new(&ContextOptions {
+        validation,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "these tests need a Vulkan device with dma-buf import (Mesa 25 lavapipe) and the Khronos \
+             validation layer; run scripts/setup. Error: {e}"
+        )
+    })
+}
+
+/// Fails the test if the validation layer said anything.
+#[cfg(feature = "vulkan")]
+pub fn assert_no_validation_messages(ctx: &VulkanContext) {
+    let messages = ctx.validation_messages();
+    assert!(
+        messages.is_empty(),
+        "{} validation messages:\n{}",
+        messages.len(),
+        messages.join("\n")
+    );
+}
+
+/// Writes tightly packed `planes` into `buf` (row by row, honouring strides).
+pub fn write_planes(buf: &DmaBuf, planes: &[Vec<u8>]) {
+    let mut map = buf.map(MapAccess::ReadWrite).expect("map read-write");
+    for (i, packed) in planes.iter().enumerate() {
+        let row = packed.len() / plane_rows(buf, i);
+        let stride = buf.planes()[i].stride() as usize;
+        let dst = map.plane_mut(i).expect("plane");
+        for (y, src_row) in packed.chunks_exact(row).enumerate() {
+            dst[y * stride..y * stride + row].copy_from_slice(src_row);
+        }
+    }
+}
+
+/// Reads `buf` back, each plane tightly packed (rows of the minimum row size).
+pub fn read_planes(buf: &DmaBuf) -> Vec<Vec<u8>> {
+    let map = buf.map(MapAccess::Read).expect("map read");
+    let info = buf.format_info();
+    (0..buf.planes().len())
+        .map(|i| {
+            let row = info.planes[i].min_row_bytes(buf.width()).expect("row size") as usize;
+            let stride = buf.planes()[i].stride() as usize;
+            let src = map.plane(i).expect("plane");
+            (0..plane_rows(buf, i))
+                .flat_map(|y| src[y * stride..y * stride + row].iter().copied())
+                .collect()
+        })
+        .collect()
+}
+
+pub fn plane_rows(buf: &DmaBuf, plane: usize) -> usize {
+    buf.format_info().planes[plane].rows(buf.height()) as usize
+}
+
+/// Asserts two packed planes are equal, naming the first differing pixel.
+pub fn assert_planes_eq(got: &[Vec<u8>], want: &[Vec<u8>], row_bytes: &[usize], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: plane count");
+    for (i, ((g, w), &row)) in got.iter().zip(want).zip(row_bytes).enumerate() {
+        assert_eq!(g.len(), w.len(), "{what}: plane {i} size");
+        if let Some(at) = g.iter().zip(w).position(|(a, b)| a != b) {
+            panic!(
+                "{what}: plane {i} differs first at row {} byte {}: got {} want {}",
+                at / row,
+                at % row,
+                g[at],
+                w[at]
+            );
+        }
+    }
+}
+
+/// Open fds of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd").count()
+}
