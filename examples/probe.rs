@@ -51,6 +51,68 @@ fn sync_support(buf: &DmaBuf) -> Value {
     }
 }
 
+/// Vulkan devices and, on the one the adapter picks, dma-buf support per
+/// format (LINEAR; with modifiers the per-modifier list is longer).
+#[cfg(feature = "vulkan")]
+fn vulkan_report() -> Value {
+    use dmabuf_interop::vulkan::{self, ContextOptions, Exporter, VulkanContext, ash::vk};
+    let devices = match VulkanContext::list_devices() {
+        Ok(list) => list
+            .into_iter()
+            .map(|d| json!({ "name": d.name, "usable": d.usable.is_ok(), "why_not": d.usable.err().map(|e| e.to_string()) }))
+            .collect::<Vec<_>>(),
+        Err(e) => return json!({ "error": e.to_string() }),
+    };
+    let ctx = match VulkanContext::new(&ContextOptions::default()) {
+        Ok(ctx) => ctx,
+        Err(e) => return json!({ "devices": devices, "error": e.to_string() }),
+    };
+    let usage = vk::ImageUsageFlags::SAMPLED | vk::ImageUsageFlags::TRANSFER_SRC;
+    let exporter = Exporter::new(&ctx).ok();
+    let formats: Vec<Value> = vulkan::VK_FORMATS
+        .iter()
+        .map(|f| {
+            let support = vulkan::format_support(&ctx, f.fourcc, dmabuf_interop::DrmModifier::Linear, usage);
+            let backend = exporter
+                .as_ref()
+                .and_then(|e| e.backend_for(f.fourcc, usage, &[]).ok())
+                .map(|b| format!("{b:?}"));
+            match support {
+                Ok(s) => json!({
+                    "fourcc": dmabuf_interop::format::info(f.fourcc).map(|i| i.name).unwrap_or("?"),
+                    "vk_format": format!("{:?}", f.format),
+                    "importable": s.importable,
+                    "exportable": s.exportable,
+                    "export_backend": if s.importable || s.exportable { backend } else { None },
+                    "max_extent": [s.max_extent.0, s.max_extent.1],
+                    "planes": s.plane_count,
+                    "disjoint": s.disjoint,
+                }),
+                Err(e) => json!({ "fourcc": f.fourcc.to_string(), "error": e.to_string() }),
+            }
+        })
+        .collect();
+    let caps = ctx.capabilities();
+    json!({
+        "devices": devices,
+        "chosen": {
+            "name": ctx.info().name,
+            "driver": ctx.info().driver,
+            "api_version": ctx.info().api_version,
+            "drm_format_modifier": caps.drm_format_modifier,
+            "semaphore_sync_fd": caps.semaphore_sync_fd,
+            "ycbcr_conversion": caps.ycbcr_conversion,
+            "render_node": caps.render_node.map(|(a, b)| format!("{a}:{b}")),
+        },
+        "linear_formats": formats,
+    })
+}
+
+#[cfg(not(feature = "vulkan"))]
+fn vulkan_report() -> Value {
+    json!({ "error": "built without the `vulkan` feature" })
+}
+
 fn report() -> Value {
     let uname = rustix::system::uname();
     let allocators: Vec<Value> = alloc::probe()
@@ -97,6 +159,7 @@ fn report() -> Value {
         "allocators": allocators,
         "best_allocator": best,
         "formats": formats,
+        "vulkan": vulkan_report(),
     })
 }
 
@@ -162,6 +225,50 @@ fn print_human(r: &Value) {
         .map(|f| format!("{} ({}p)", s(&f["name"]), f["planes"]))
         .collect();
     println!("formats: {}", formats.join(", "));
+    let vk = &r["vulkan"];
+    if let Some(e) = vk["error"].as_str() {
+        println!("vulkan: {e}");
+    }
+    for d in vk["devices"].as_array().into_iter().flatten() {
+        match d["why_not"].as_str() {
+            None => println!("vulkan device: {} (usable)", s(&d["name"])),
+            Some(e) => println!("vulkan device: {} (not usable: {e})", s(&d["name"])),
+        }
+    }
+    let chosen = &vk["chosen"];
+    if chosen.is_object() {
+        println!(
+            "vulkan chosen: {} [{}] Vulkan {}; modifiers: {}, sync_file semaphores: {}, YCbCr: {}",
+            s(&chosen["name"]),
+            s(&chosen["driver"]).trim(),
+            s(&chosen["api_version"]),
+            chosen["drm_format_modifier"],
+            chosen["semaphore_sync_fd"],
+            chosen["ycbcr_conversion"]
+        );
+        println!("  LINEAR dma-buf support (sampled + transfer):");
+        for f in vk["linear_formats"].as_array().into_iter().flatten() {
+            match f["error"].as_str() {
+                Some(e) => println!("    {:<5} error: {e}", s(&f["fourcc"])),
+                None => println!(
+                    "    {:<8} {:<42} import {:<5} export {:<5} via {:<14} max {}x{}, {} plane(s){}",
+                    s(&f["fourcc"]),
+                    s(&f["vk_format"]),
+                    f["importable"],
+                    f["exportable"],
+                    f["export_backend"].as_str().unwrap_or("-"),
+                    f["max_extent"][0],
+                    f["max_extent"][1],
+                    f["planes"],
+                    if f["disjoint"].as_bool() == Some(true) {
+                        ", disjoint ok"
+                    } else {
+                        ""
+                    }
+                ),
+            }
+        }
+    }
     println!("(machine-readable: --json)");
 }
 

@@ -737,7 +737,8 @@ fn driver_plane_layouts(ctx: &VulkanContext, image: &VulkanImage) -> Vec<vk::Sub
             unsafe { ctx.device().get_image_subresource_layout(image.image, sub) }
         })
         .collect();
-    for i in 1..layouts.len() {
+    // Disjoint planes each start their own memory: offsets may all be 0.
+    for i in (1..layouts.len()).filter(|_| !image.disjoint) {
         let previous_end = layouts[i - 1].offset + layouts[i - 1].size;
         if layouts[i].offset < previous_end {
             layouts[i].offset = previous_end;
