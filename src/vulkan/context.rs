@@ -128,6 +128,7 @@ pub struct VulkanContext {
     queue_family: u32,
     memory_fd: khr::external_memory_fd::Device,
     modifier: Option<ext::image_drm_format_modifier::Device>,
+    semaphore_fd: Option<khr::external_semaphore_fd::Device>,
     capabilities: Capabilities,
     info: DeviceInfo,
     validation: Option<Validation>,
@@ -403,6 +404,9 @@ impl VulkanContext {
         let modifier = capabilities
             .drm_format_modifier
             .then(|| ext::image_drm_format_modifier::Device::new(&instance, &device));
+        let semaphore_fd = capabilities
+            .semaphore_sync_fd
+            .then(|| khr::external_semaphore_fd::Device::new(&instance, &device));
         Self {
             entry,
             instance,
@@ -412,6 +416,7 @@ impl VulkanContext {
             queue_family,
             memory_fd,
             modifier,
+            semaphore_fd,
             capabilities,
             info,
             validation,
@@ -466,6 +471,10 @@ impl VulkanContext {
 
     pub(crate) fn modifier_ext(&self) -> Option<&ext::image_drm_format_modifier::Device> {
         self.modifier.as_ref()
+    }
+
+    pub(crate) fn semaphore_fd(&self) -> Option<&khr::external_semaphore_fd::Device> {
+        self.semaphore_fd.as_ref()
     }
 
     /// Validation messages (warnings and errors) collected so far; empty when

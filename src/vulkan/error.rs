@@ -168,6 +168,9 @@ pub enum VulkanError {
     /// The operation does not apply to this image.
     #[error("{0}")]
     Usage(&'static str),
+    /// Implicit synchronisation with a kernel dma-buf failed.
+    #[error(transparent)]
+    Sync(#[from] crate::sync::SyncError),
     /// Allocating host memory for the export failed.
     #[error(transparent)]
     Alloc(#[from] AllocError),

@@ -1,6 +1,6 @@
 //! `DmaBuf` <-> `VkImage`: import, export, ownership transfer, read-back.
 
-use std::os::fd::{AsFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -8,13 +8,14 @@ use ash::vk;
 use drm_fourcc::{DrmFourcc, DrmModifier};
 use rustix::io::Errno;
 
-use super::commands::{HostBuffer, submit_and_wait};
+use super::commands::{HostBuffer, submit_and_wait_synced};
 use super::context::VulkanContext;
 use super::error::{VulkanError, call};
 use super::format::{VkFormatInfo, image_extent, memory_plane_aspect, plane_aspect, vk_format};
 use crate::alloc::{self, Allocator, AllocatorKind};
 use crate::dmabuf::{DmaBuf, ModifierName};
 use crate::format::{self, Layout, PlaneLayout};
+use crate::sync::SyncAccess;
 
 const DMA_BUF: vk::ExternalMemoryHandleTypeFlags = vk::ExternalMemoryHandleTypeFlags::DMA_BUF_EXT;
 
@@ -45,6 +46,9 @@ pub struct VulkanImage {
     height: u32,
     disjoint: bool,
     acquired_before: AtomicBool,
+    /// Dups of the distinct files of a kernel dma-buf, for implicit sync
+    /// (empty for memfds, which have no fences).
+    implicit_fds: Vec<OwnedFd>,
 }
 
 impl std::fmt::Debug for VulkanImage {
@@ -95,6 +99,7 @@ impl VulkanImage {
             height,
             disjoint: false,
             acquired_before: AtomicBool::new(false),
+            implicit_fds: Vec::new(),
         }
     }
 
@@ -145,6 +150,11 @@ impl VulkanImage {
     /// The context the image belongs to.
     pub fn context(&self) -> &Arc<VulkanContext> {
         &self.ctx
+    }
+
+    /// The kernel dma-buf fds to synchronise implicitly with, for `access`.
+    pub(crate) fn implicit_sync(&self, access: SyncAccess) -> Vec<(BorrowedFd<'_>, SyncAccess)> {
+        self.implicit_fds.iter().map(|fd| (fd.as_fd(), access)).collect()
     }
 
     fn whole_color_range() -> vk::ImageSubresourceRange {
@@ -299,7 +309,7 @@ impl VulkanImage {
         let (offsets, total) = staging_offsets(&sizes);
         let staging = HostBuffer::new(&self.ctx, total, vk::BufferUsageFlags::TRANSFER_DST)?;
         let regions = self.copy_regions(&offsets);
-        submit_and_wait(&self.ctx, |cb| {
+        submit_and_wait_synced(&self.ctx, &self.implicit_sync(SyncAccess::Read), |cb| {
             self.cmd_acquire(
                 cb,
                 vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
@@ -372,7 +382,7 @@ impl VulkanImage {
             }
         })?;
         let regions = self.copy_regions(&offsets);
-        submit_and_wait(&self.ctx, |cb| {
+        submit_and_wait_synced(&self.ctx, &self.implicit_sync(SyncAccess::Write), |cb| {
             self.cmd_acquire(
                 cb,
                 vk::ImageLayout::TRANSFER_DST_OPTIMAL,
@@ -570,6 +580,22 @@ fn check_extent(ctx: &VulkanContext, fourcc: DrmFourcc, w: u32, h: u32, s: &Form
     Ok(())
 }
 
+/// Dups of the distinct files of a kernel dma-buf (none for memfds).
+fn implicit_fds(dmabuf: &DmaBuf, files: &[usize]) -> Result<Vec<OwnedFd>, VulkanError> {
+    files
+        .iter()
+        .map(|&i| &dmabuf.planes()[i])
+        .filter(|p| p.is_kernel_dmabuf())
+        .enumerate()
+        .map(|(i, p)| {
+            p.fd().try_clone_to_owned().map_err(|e| VulkanError::Dup {
+                plane: i,
+                source: Errno::from_io_error(&e).unwrap_or(Errno::BADF),
+            })
+        })
+        .collect()
+}
+
 /// Distinct files among the planes: index of the first plane of each.
 fn distinct_files(dmabuf: &DmaBuf) -> Vec<usize> {
     let planes = dmabuf.planes();
@@ -676,6 +702,7 @@ pub fn import(
     };
     bind_memory(ctx, &mut out, dmabuf, &bind_offsets)?;
     create_views(ctx, &mut out)?;
+    out.implicit_fds = implicit_fds(dmabuf, &files)?;
     Ok(out)
 }
 
@@ -1248,6 +1275,7 @@ fn export_native(
     }
     let dmabuf = builder.build()?;
     create_views(ctx, &mut out)?;
+    out.implicit_fds = implicit_fds(&dmabuf, &[0])?;
     // The fd handed out is a dma-buf by construction; say so if not.
     if !crate::sync::is_kernel_dmabuf(fd.as_fd()) {
         return Err(VulkanError::Usage(

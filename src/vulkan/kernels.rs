@@ -6,10 +6,11 @@ use std::sync::Arc;
 use ash::vk;
 use drm_fourcc::DrmFourcc;
 
-use super::commands::submit_and_wait;
+use super::commands::submit_and_wait_synced;
 use super::context::VulkanContext;
 use super::error::{VulkanError, call};
 use super::image::VulkanImage;
+use crate::sync::SyncAccess;
 
 const PATTERN_RGBA8: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pattern_rgba8.spv"));
 const PATTERN_BGRA8: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pattern_bgra8.spv"));
@@ -267,7 +268,7 @@ impl Kernels {
         let (w, h) = (image.width(), image.height());
         let push: Vec<u8> = [w, h, frame, 0].iter().flat_map(|v| v.to_le_bytes()).collect();
         let pool = descriptor_pool(&self.ctx)?;
-        submit_and_wait(&self.ctx, |cb| {
+        submit_and_wait_synced(&self.ctx, &image.implicit_sync(SyncAccess::Write), |cb| {
             image.cmd_acquire(
                 cb,
                 vk::ImageLayout::GENERAL,
@@ -308,7 +309,9 @@ impl Kernels {
         let push: Vec<u8> = [w, h].iter().flat_map(|v| v.to_le_bytes()).collect();
         let pool = descriptor_pool(&self.ctx)?;
         let views = [src.plane_views()[0], src.plane_views()[1], dst.plane_views()[0]];
-        submit_and_wait(&self.ctx, |cb| {
+        let mut implicit = src.implicit_sync(SyncAccess::Read);
+        implicit.extend(dst.implicit_sync(SyncAccess::Write));
+        submit_and_wait_synced(&self.ctx, &implicit, |cb| {
             src.cmd_acquire(
                 cb,
                 vk::ImageLayout::GENERAL,
