@@ -465,3 +465,55 @@ fn disjoint_multi_plane_import() {
     assert_eq!(image.download().unwrap(), planes);
     assert_no_validation_messages(&ctx);
 }
+
+#[test]
+fn ycbcr_sampler_for_yuv_images() {
+    let ctx = vulkan();
+    assert!(
+        ctx.capabilities().ycbcr_conversion,
+        "lavapipe supports samplerYcbcrConversion"
+    );
+    for fourcc in [DrmFourcc::Nv12, DrmFourcc::Yuv420, DrmFourcc::P010] {
+        let layout = vulkan::linear_layout(&ctx, fourcc, 64, 32, IMPORT_USAGE).unwrap();
+        let buf = MemfdAllocator::new().allocate_layout(fourcc, 64, 32, &layout).unwrap();
+        let image = vulkan::import(&ctx, &buf, IMPORT_USAGE).unwrap();
+        let sampler = vulkan::YcbcrSampler::new(&image).unwrap_or_else(|e| panic!("{fourcc}: {e}"));
+        assert_ne!(sampler.view(), vk::ImageView::null());
+        assert_ne!(sampler.sampler(), vk::Sampler::null());
+    }
+    // RGB images have no YCbCr conversion.
+    let rgb = pattern_dmabuf(&ctx, DrmFourcc::Xrgb8888, 16, 16, 0);
+    let image = vulkan::import(&ctx, &rgb, IMPORT_USAGE).unwrap();
+    assert!(matches!(vulkan::YcbcrSampler::new(&image), Err(VulkanError::Usage(_))));
+    assert_no_validation_messages(&ctx);
+}
+
+#[test]
+#[ignore = "needs /dev/udmabuf (kernel dma-bufs) and a Vulkan device with SYNC_FD semaphores"]
+fn implicit_sync_on_kernel_dmabufs() {
+    let ctx = vulkan();
+    assert!(
+        ctx.capabilities().semaphore_sync_fd,
+        "device lacks SYNC_FD semaphore export"
+    );
+    let udmabuf = dmabuf_interop::alloc::open(AllocatorKind::Udmabuf).expect("/dev/udmabuf");
+    let exporter = Exporter::with_allocator(&ctx, udmabuf);
+    let kernels = Kernels::new(&ctx).unwrap();
+    let image = exporter
+        .export(DrmFourcc::Xrgb8888, 320, 240, EXPORT_USAGE, &[])
+        .unwrap();
+    assert!(image.dmabuf().is_kernel_dmabuf());
+    kernels.draw_pattern(&image, 6).unwrap();
+    // The submission's fence was attached to the dma-buf; it has signalled.
+    let fence = dmabuf_interop::sync::export_sync_file(
+        image.dmabuf().planes()[0].fd(),
+        dmabuf_interop::sync::SyncAccess::Write,
+    )
+    .expect("export sync_file");
+    drop(fence);
+    assert_eq!(
+        read_planes(image.dmabuf()),
+        pattern::frame_planes(DrmFourcc::Xrgb8888, 320, 240, 6).unwrap()
+    );
+    assert_no_validation_messages(&ctx);
+}

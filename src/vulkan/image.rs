@@ -1256,19 +1256,18 @@ fn export_native(
         None => (DrmModifier::Linear, format.plane_formats.len()),
     };
     let mut builder = DmaBuf::builder(fourcc, modifier, width, height);
-    for plane in 0..plane_count {
-        let aspect = if use_modifier_ext {
-            memory_plane_aspect(plane)
-        } else if format.plane_formats.len() > 1 {
-            plane_aspect(plane)
-        } else {
-            vk::ImageAspectFlags::COLOR
-        };
-        // SAFETY: the aspect is valid for the image's tiling and plane count.
-        let layout = unsafe {
-            ctx.device()
-                .get_image_subresource_layout(out.image, vk::ImageSubresource::default().aspect_mask(aspect))
-        };
+    let layouts: Vec<vk::SubresourceLayout> = if use_modifier_ext {
+        (0..plane_count)
+            .map(|plane| {
+                let sub = vk::ImageSubresource::default().aspect_mask(memory_plane_aspect(plane));
+                // SAFETY: DRM_FORMAT_MODIFIER tiling with `plane_count` memory planes.
+                unsafe { ctx.device().get_image_subresource_layout(out.image, sub) }
+            })
+            .collect()
+    } else {
+        driver_plane_layouts(ctx, &out)
+    };
+    for layout in layouts {
         let offset = u32::try_from(layout.offset).map_err(|_| VulkanError::Usage("plane offset exceeds u32"))?;
         let stride = u32::try_from(layout.row_pitch).map_err(|_| VulkanError::Usage("row pitch exceeds u32"))?;
         builder = builder.plane(Arc::clone(&fd), offset, stride);

@@ -10,6 +10,7 @@
 //! - [`Exporter`]: `VkImage` whose memory is a dma-buf, native or host back
 //!   end chosen by probing.
 //! - [`Kernels`]: the moving test pattern and NV12 -> RGBA compute shaders.
+//! - [`YcbcrSampler`]: sample YUV images as RGB through a YCbCr conversion.
 //!
 //! # Synchronisation rules
 //!
@@ -38,6 +39,7 @@ mod error;
 mod format;
 mod image;
 mod kernels;
+mod ycbcr;
 
 pub use cache::ImportCache;
 pub use context::{
@@ -50,6 +52,7 @@ pub use image::{
     ExportBackend, ExportedImage, Exporter, FormatSupport, VulkanImage, format_support, import, linear_layout,
 };
 pub use kernels::{Kernels, PATTERN_FORMATS};
+pub use ycbcr::YcbcrSampler;
 
 /// Re-export of ash, so users name the same version.
 pub use ash;
