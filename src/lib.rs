@@ -14,7 +14,7 @@
 //! - [`pattern`]: the moving test pattern on the CPU (the reference for the
 //!   GPU one).
 //!
-//! Adapters: [`vulkan`] (feature `vulkan`).
+//! Adapters: [`vulkan`] (feature `vulkan`), [`gst`] (feature `gstreamer`).
 //!
 //! ```
 //! use dmabuf_interop::alloc::{self, Allocator};
@@ -33,6 +33,8 @@
 pub mod alloc;
 pub mod dmabuf;
 pub mod format;
+#[cfg(feature = "gstreamer")]
+pub mod gst;
 pub mod mapping;
 pub mod pattern;
 pub mod sync;

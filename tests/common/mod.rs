@@ -92,3 +92,17 @@ pub fn assert_planes_eq(got: &[Vec<u8>], want: &[Vec<u8>], row_bytes: &[usize], 
 pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd").count()
 }
+
+/// Distinct bytes for every plane of `buf` (tightly packed), for formats the
+/// pattern does not cover.
+pub fn ramp_planes(buf: &DmaBuf, seed: u8) -> Vec<Vec<u8>> {
+    let info = buf.format_info();
+    (0..buf.planes().len())
+        .map(|i| {
+            let row = info.planes[i].min_row_bytes(buf.width()).expect("row") as usize;
+            (0..row * plane_rows(buf, i))
+                .map(|b| (b as u8).wrapping_mul(7).wrapping_add(i as u8 * 31).wrapping_add(seed))
+                .collect()
+        })
+        .collect()
+}

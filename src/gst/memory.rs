@@ -1,0 +1,195 @@
+//! `DmaBuf` <-> `gst::Buffer` of `GstDmaBufAllocator` memory.
+
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::Arc;
+
+use drm_fourcc::DrmModifier;
+use gstreamer as gst;
+use gstreamer_allocators as gst_allocators;
+use gstreamer_video as gst_video;
+
+use gst_allocators::prelude::*;
+
+use super::caps::video_format;
+use crate::dmabuf::{DmaBuf, DmaBufError};
+
+/// Why a buffer and a `DmaBuf` could not be converted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MemoryError {
+    /// A memory of the buffer is not dma-buf memory.
+    #[error("memory {index} of {count} is not dma-buf memory (allocator {allocator:?}); it needs the copy path")]
+    NotDmaBuf {
+        /// Index of the memory.
+        index: usize,
+        /// Memories in the buffer.
+        count: usize,
+        /// Name of the memory's allocator (type).
+        allocator: String,
+    },
+    /// The buffer has no memory.
+    #[error("the buffer has no memory")]
+    Empty,
+    /// The format has no GstVideoFormat.
+    #[error("format {0} has no GstVideoFormat")]
+    UnsupportedFormat(String),
+    /// A plane of the VideoMeta/VideoInfo lies outside the buffer's memories.
+    #[error("plane {plane}: offset {offset} lies outside the buffer's {total} bytes of memory")]
+    PlaneOutsideMemory {
+        /// Index of the plane.
+        plane: usize,
+        /// Offset in the buffer.
+        offset: usize,
+        /// Total bytes of memory.
+        total: usize,
+    },
+    /// A plane stride that no dma-buf can have (negative or over u32).
+    #[error("plane {plane}: stride {stride} is not a valid dma-buf stride")]
+    BadStride {
+        /// Index of the plane.
+        plane: usize,
+        /// The stride.
+        stride: i64,
+    },
+    /// A GStreamer call failed.
+    #[error("{0}")]
+    Gstreamer(String),
+    /// The resulting `DmaBuf` did not validate.
+    #[error(transparent)]
+    DmaBuf(#[from] DmaBufError),
+}
+
+/// Whether every memory of `buffer` is dma-buf memory (GStreamer's
+/// `gst_is_dmabuf_memory` on each).
+pub fn is_dmabuf_buffer(buffer: &gst::BufferRef) -> bool {
+    buffer.n_memory() > 0
+        && buffer
+            .iter_memories()
+            .all(|m| m.is_memory_type::<gst_allocators::DmaBufMemory>())
+}
+
+/// Wraps `dmabuf` as a `gst::Buffer`: one `GstDmaBufAllocator` memory per
+/// distinct file (planes sharing a file share a memory) and a `VideoMeta`
+/// with the exact offsets and strides.
+///
+/// Ownership: each memory owns a dup of its fd (closed by GStreamer when the
+/// memory is freed); the `DmaBuf` keeps its own fds.
+pub fn buffer_from_dmabuf(dmabuf: &DmaBuf) -> Result<gst::Buffer, MemoryError> {
+    let format =
+        video_format(dmabuf.fourcc()).ok_or_else(|| MemoryError::UnsupportedFormat(dmabuf.fourcc().to_string()))?;
+    let allocator = gst_allocators::DmaBufAllocator::new();
+    let planes = dmabuf.planes();
+    let mut buffer = gst::Buffer::new();
+    let mut offsets = Vec::with_capacity(planes.len());
+    let mut strides = Vec::with_capacity(planes.len());
+    {
+        let buffer = buffer
+            .get_mut()
+            .ok_or(MemoryError::Gstreamer("new buffer not writable".into()))?;
+        // Start of each distinct file's memory in the buffer.
+        let mut starts: Vec<(usize, usize)> = Vec::new(); // (first plane index, start)
+        let mut total = 0usize;
+        for (i, plane) in planes.iter().enumerate() {
+            let start = match starts.iter().find(|(first, _)| planes[*first].same_file(plane)) {
+                Some(&(_, start)) => start,
+                None => {
+                    let size =
+                        usize::try_from(plane.fd_size()).map_err(|_| MemoryError::Gstreamer("fd too large".into()))?;
+                    let dup = plane
+                        .fd()
+                        .try_clone_to_owned()
+                        .map_err(|e| MemoryError::Gstreamer(format!("dup of plane {i}'s fd: {e}")))?;
+                    // SAFETY: `dup` is a valid fd we own; the memory takes it
+                    // over and closes it when freed.
+                    let memory = unsafe { allocator.alloc_dmabuf(dup, size) }
+                        .map_err(|e| MemoryError::Gstreamer(e.to_string()))?;
+                    buffer.append_memory(memory);
+                    let start = total;
+                    starts.push((i, start));
+                    total += size;
+                    start
+                }
+            };
+            offsets.push(start + plane.offset() as usize);
+            strides.push(i32::try_from(plane.stride()).map_err(|_| MemoryError::BadStride {
+                plane: i,
+                stride: i64::from(plane.stride()),
+            })?);
+        }
+        gst_video::VideoMeta::add_full(
+            buffer,
+            gst_video::VideoFrameFlags::empty(),
+            format,
+            dmabuf.width(),
+            dmabuf.height(),
+            &offsets,
+            &strides,
+        )
+        .map_err(|e| MemoryError::Gstreamer(e.to_string()))?;
+    }
+    Ok(buffer)
+}
+
+/// Reads a buffer of dma-buf memory as a `DmaBuf`.
+///
+/// Every memory must be dma-buf memory ([`MemoryError::NotDmaBuf`] names the
+/// first that is not). Offsets and strides come from the buffer's
+/// `VideoMeta`, or `info`'s defaults when it has none. The `DmaBuf` holds
+/// dups of the fds, so it outlives the buffer safely; `modifier` is what the
+/// caps said (LINEAR for 1.22-style caps).
+pub fn dmabuf_from_buffer(
+    buffer: &gst::BufferRef,
+    info: &gst_video::VideoInfo,
+    modifier: DrmModifier,
+) -> Result<DmaBuf, MemoryError> {
+    let count = buffer.n_memory();
+    if count == 0 {
+        return Err(MemoryError::Empty);
+    }
+    let fourcc = super::caps::fourcc_of(info.format())
+        .ok_or_else(|| MemoryError::UnsupportedFormat(info.format().to_str().to_string()))?;
+    // (dup of the fd, offset of the memory in its fd, size, start in the
+    // buffer). One dup per memory, shared by the planes inside it.
+    let mut memories: Vec<(Arc<OwnedFd>, usize, usize, usize)> = Vec::with_capacity(count);
+    let mut total = 0usize;
+    for (index, memory) in buffer.iter_memories().enumerate() {
+        let Some(dmabuf) = memory.downcast_memory_ref::<gst_allocators::DmaBufMemory>() else {
+            return Err(MemoryError::NotDmaBuf {
+                index,
+                count,
+                allocator: memory
+                    .allocator()
+                    .map(|a| a.type_().name().to_string())
+                    .unwrap_or_else(|| "none".into()),
+            });
+        };
+        // SAFETY: the memory owns this fd and is alive for this statement; we
+        // only dup it.
+        let fd = unsafe { BorrowedFd::borrow_raw(dmabuf.fd()) }
+            .try_clone_to_owned()
+            .map_err(|e| MemoryError::Gstreamer(format!("dup of memory {index}'s fd: {e}")))?;
+        memories.push((Arc::new(fd), memory.offset(), memory.size(), total));
+        total += memory.size();
+    }
+    let (offsets, strides): (Vec<usize>, Vec<i32>) = match buffer.meta::<gst_video::VideoMeta>() {
+        Some(meta) => (meta.offset().to_vec(), meta.stride().to_vec()),
+        None => (info.offset().to_vec(), info.stride().to_vec()),
+    };
+    let mut builder = DmaBuf::builder(fourcc, modifier, info.width(), info.height());
+    for (plane, (&offset, &stride)) in offsets.iter().zip(&strides).enumerate().take(info.n_planes() as usize) {
+        let (fd, mem_offset, _, start) = memories
+            .iter()
+            .find(|(_, _, size, start)| offset >= *start && offset < start + size)
+            .ok_or(MemoryError::PlaneOutsideMemory { plane, offset, total })?;
+        let in_fd = u32::try_from(mem_offset + (offset - start)).map_err(|_| MemoryError::PlaneOutsideMemory {
+            plane,
+            offset,
+            total,
+        })?;
+        let stride = u32::try_from(stride).map_err(|_| MemoryError::BadStride {
+            plane,
+            stride: i64::from(stride),
+        })?;
+        builder = builder.plane(Arc::clone(fd), in_fd, stride);
+    }
+    Ok(builder.build()?)
+}

@@ -1,0 +1,167 @@
+//! The GStreamer adapter's memory conversions against real GStreamer 1.22:
+//! `DmaBuf` -> dma-buf memory buffers -> `DmaBuf`, through real pipelines.
+#![cfg(feature = "gstreamer")]
+
+mod common;
+
+use common::*;
+use dmabuf_interop::alloc::{Allocator, MemfdAllocator};
+use dmabuf_interop::gst::{self as dgst, MemoryError, caps::StreamFormat};
+use dmabuf_interop::pattern;
+use dmabuf_interop::{DmaBuf, DrmFourcc, DrmModifier};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+
+fn init() {
+    gst::init().expect("GStreamer 1.22 (run scripts/setup)");
+}
+
+fn pattern_buf(fourcc: DrmFourcc, w: u32, h: u32, frame: u32) -> DmaBuf {
+    let buf = MemfdAllocator::new().allocate(fourcc, w, h, 64).unwrap();
+    let planes = pattern::frame_planes(fourcc, w, h, frame).unwrap_or_else(|_| ramp_planes(&buf, frame as u8));
+    write_planes(&buf, &planes);
+    buf
+}
+
+fn video_info(fourcc: DrmFourcc, w: u32, h: u32) -> gst_video::VideoInfo {
+    gst_video::VideoInfo::builder(dgst::caps::video_format(fourcc).unwrap(), w, h)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn round_trip_keeps_identity_layout_and_pixels() {
+    init();
+    for (fourcc, w, h) in [
+        (DrmFourcc::Nv12, 250, 76),
+        (DrmFourcc::Xrgb8888, 33, 17),
+        (DrmFourcc::Yuv420, 64, 48),
+    ] {
+        let src = pattern_buf(fourcc, w, h, 4);
+        let buffer = dgst::buffer_from_dmabuf(&src).unwrap();
+        assert!(dgst::is_dmabuf_buffer(&buffer));
+        assert_eq!(buffer.n_memory(), 1, "planes sharing a file share one memory");
+        let meta = buffer.meta::<gst_video::VideoMeta>().expect("VideoMeta");
+        let want_offsets: Vec<usize> = src.planes().iter().map(|p| p.offset() as usize).collect();
+        let want_strides: Vec<i32> = src.planes().iter().map(|p| p.stride() as i32).collect();
+        assert_eq!(meta.offset(), &want_offsets[..]);
+        assert_eq!(meta.stride(), &want_strides[..]);
+        let back = dgst::dmabuf_from_buffer(&buffer, &video_info(fourcc, w, h), DrmModifier::Linear).unwrap();
+        assert_eq!(back.id(), src.id(), "same files, offsets and strides");
+        assert_eq!(read_planes(&back), read_planes(&src));
+        if let Ok(want) = pattern::frame_planes(fourcc, w, h, 4) {
+            assert_eq!(read_planes(&back), want);
+        }
+    }
+}
+
+#[test]
+fn planes_in_separate_files_become_separate_memories() {
+    init();
+    let (w, h) = (64u32, 32u32);
+    let memfd = |size: u64| {
+        let fd = rustix::fs::memfd_create("plane", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&fd, size).unwrap();
+        fd
+    };
+    let src = DmaBuf::builder(DrmFourcc::Yuv420, DrmModifier::Linear, w, h)
+        .plane(memfd(4096), 0, 64)
+        .plane(memfd(4096), 128, 32)
+        .plane(memfd(4096), 256, 32)
+        .build()
+        .unwrap();
+    write_planes(&src, &ramp_planes(&src, 3));
+    let buffer = dgst::buffer_from_dmabuf(&src).unwrap();
+    assert_eq!(buffer.n_memory(), 3);
+    // VideoMeta offsets count across memories (4096 bytes each).
+    let meta = buffer.meta::<gst_video::VideoMeta>().unwrap();
+    assert_eq!(meta.offset(), &[0, 4096 + 128, 8192 + 256]);
+    let back = dgst::dmabuf_from_buffer(&buffer, &video_info(DrmFourcc::Yuv420, w, h), DrmModifier::Linear).unwrap();
+    assert_eq!(back.id(), src.id());
+    assert_eq!(read_planes(&back), read_planes(&src));
+}
+
+#[test]
+fn system_memory_is_never_taken_for_dmabuf() {
+    init();
+    let info = video_info(DrmFourcc::Xrgb8888, 16, 16);
+    let buffer = gst::Buffer::with_size(info.size()).unwrap();
+    assert!(!dgst::is_dmabuf_buffer(&buffer));
+    let err = dgst::dmabuf_from_buffer(&buffer, &info, DrmModifier::Linear).unwrap_err();
+    assert!(
+        matches!(err, MemoryError::NotDmaBuf { index: 0, count: 1, .. }),
+        "{err}"
+    );
+    // A mixed buffer: dma-buf memory then system memory.
+    let src = pattern_buf(DrmFourcc::Xrgb8888, 16, 16, 0);
+    let mut mixed = dgst::buffer_from_dmabuf(&src).unwrap();
+    mixed.get_mut().unwrap().append_memory(gst::Memory::with_size(64));
+    let err = dgst::dmabuf_from_buffer(&mixed, &info, DrmModifier::Linear).unwrap_err();
+    assert!(
+        matches!(err, MemoryError::NotDmaBuf { index: 1, count: 2, .. }),
+        "{err}"
+    );
+    assert!(!dgst::is_dmabuf_buffer(&mixed));
+}
+
+#[test]
+fn mappable_dmabufs_work_with_ordinary_elements_under_plain_caps() {
+    init();
+    let (w, h) = (320u32, 240u32);
+    let stream = StreamFormat {
+        fourcc: DrmFourcc::Xrgb8888,
+        modifier: DrmModifier::Linear,
+        width: w,
+        height: h,
+        framerate: (30, 1),
+        dmabuf_feature: false,
+    };
+    let caps = dgst::caps_for(&stream, true).unwrap();
+    assert!(
+        caps.features(0)
+            .is_none_or(|f| !f.contains(dgst::CAPS_FEATURE_MEMORY_DMABUF))
+    );
+    let pipeline = gst::parse::launch(&format!(
+        "appsrc name=src format=time caps=\"{caps}\" ! videoconvert ! video/x-raw,format=RGBx ! appsink name=sink sync=false"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let src = pipeline.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let frames = 5;
+    for frame in 0..frames {
+        let buf = pattern_buf(DrmFourcc::Xrgb8888, w, h, frame);
+        let mut buffer = dgst::buffer_from_dmabuf(&buf).unwrap();
+        buffer
+            .get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(33 * frame as u64));
+        src.push_buffer(buffer).unwrap();
+    }
+    src.end_of_stream().unwrap();
+    for frame in 0..frames {
+        let sample = sink.pull_sample().expect("sample");
+        let buffer = sample.buffer().unwrap();
+        let map = buffer.map_readable().unwrap();
+        // RGBx of the pattern: videoconvert mapped our dma-buf and reordered.
+        let want = pattern::frame_planes(DrmFourcc::Xbgr8888, w, h, frame).unwrap();
+        let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
+        let stride = info.stride()[0] as usize;
+        for y in [0usize, 100, 239] {
+            for x in [0usize, 150, 319] {
+                let got = &map[y * stride + x * 4..y * stride + x * 4 + 3];
+                let at = (y * w as usize + x) * 4;
+                assert_eq!(got, &want[0][at..at + 3], "frame {frame} pixel ({x},{y})");
+            }
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+}
