@@ -112,6 +112,12 @@ pub trait Allocator: Send + Sync + fmt::Debug {
         height: u32,
         layout: &Layout,
     ) -> Result<DmaBuf, AllocError>;
+
+    /// Allocates `size` bytes (rounded up to whole pages) as one fd, for
+    /// callers that lay out the buffer themselves (GStreamer's buffer pools).
+    /// Back ends that cannot (GBM) refuse with
+    /// [`AllocError::ExactLayoutUnsupported`].
+    fn allocate_bytes(&self, size: u64) -> Result<OwnedFd, AllocError>;
 }
 
 /// Allocators that hand out one fd of a given size and let the layout be
@@ -119,6 +125,14 @@ pub trait Allocator: Send + Sync + fmt::Debug {
 trait FdSource {
     fn kind(&self) -> AllocatorKind;
     fn allocate_fd(&self, size: u64) -> Result<OwnedFd, AllocError>;
+}
+
+fn bytes_from_fd_source(source: &dyn FdSource, size: u64) -> Result<OwnedFd, AllocError> {
+    let rounded = round_up_to_page(size).ok_or(AllocError::TooLarge {
+        kind: source.kind(),
+        size,
+    })?;
+    source.allocate_fd(rounded)
 }
 
 fn allocate_from_fd_source(
@@ -185,6 +199,10 @@ macro_rules! fd_source_allocator {
                 layout: &Layout,
             ) -> Result<DmaBuf, AllocError> {
                 allocate_from_fd_source(self, fourcc, width, height, layout)
+            }
+
+            fn allocate_bytes(&self, size: u64) -> Result<OwnedFd, AllocError> {
+                bytes_from_fd_source(self, size)
             }
         }
     };
@@ -393,6 +411,12 @@ mod gbm_backend {
         }
 
         fn allocate_layout(&self, _: DrmFourcc, _: u32, _: u32, _: &Layout) -> Result<DmaBuf, AllocError> {
+            Err(AllocError::ExactLayoutUnsupported {
+                kind: AllocatorKind::Gbm,
+            })
+        }
+
+        fn allocate_bytes(&self, _: u64) -> Result<OwnedFd, AllocError> {
             Err(AllocError::ExactLayoutUnsupported {
                 kind: AllocatorKind::Gbm,
             })

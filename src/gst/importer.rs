@@ -1,0 +1,281 @@
+//! [`Importer`]: hands an application one validated `DmaBuf` per sample.
+//!
+//! It wraps an `appsink` that the application puts at the end of its
+//! pipeline. Its sink pad answers the ALLOCATION query with a video buffer
+//! pool over [`DmaBufPoolAllocator`] **and** the allocator as an allocation
+//! parameter (without the parameter basesrc silently falls back to system
+//! memory), plus `VideoMeta`, so upstream elements write straight into
+//! dma-bufs. Every buffer is checked for dma-buf memory whatever the caps
+//! say: dma-buf buffers are taken as they are (zero-copy), system memory is
+//! copied into a dma-buf and counted, and under `memory:DMABuf` caps nothing
+//! is ever mapped.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
+
+use super::allocator::DmaBufPoolAllocator;
+use super::caps::{CapsError, parse_caps};
+use super::memory::{MemoryError, dmabuf_from_buffer, is_dmabuf_buffer};
+use crate::alloc::{AllocError, Allocator};
+use crate::dmabuf::DmaBuf;
+use crate::mapping::{MapAccess, MapError};
+
+/// Counters a player shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ImportStats {
+    /// Samples handed out.
+    pub frames: u64,
+    /// Of those, taken as dma-bufs without copying.
+    pub zero_copy: u64,
+    /// Of those, copied from system memory into a dma-buf.
+    pub copies: u64,
+    /// Buffers upstream got from our pool's allocator.
+    pub pool_allocations: u64,
+}
+
+/// One imported frame. Holds the GStreamer sample, so the producer (a
+/// buffer pool) cannot reuse the memory while the frame is alive.
+#[derive(Debug)]
+pub struct ImportedFrame {
+    /// The frame.
+    pub dmabuf: DmaBuf,
+    /// Presentation timestamp.
+    pub pts: Option<gst::ClockTime>,
+    /// Whether the frame arrived as dma-buf memory (no copy).
+    pub zero_copy: bool,
+    /// Whether its caps carried `memory:DMABuf` (then it was never mapped).
+    pub dmabuf_caps: bool,
+    sample: gst::Sample,
+}
+
+impl ImportedFrame {
+    /// The GStreamer sample the frame came from.
+    pub fn sample(&self) -> &gst::Sample {
+        &self.sample
+    }
+}
+
+/// Why a sample could not be imported.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImportError {
+    /// The sample had no buffer or caps.
+    #[error("sample without {0}")]
+    Incomplete(&'static str),
+    /// The caps do not describe a supported stream.
+    #[error(transparent)]
+    Caps(#[from] CapsError),
+    /// The buffer's memory could not be taken as a `DmaBuf`.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    /// System memory arrived under `memory:DMABuf` caps: mapping it would
+    /// break the rule that such buffers are never mapped.
+    #[error("buffer of system memory under memory:DMABuf caps (memory {0} is not dma-buf)")]
+    NotDmaBufUnderDmaBufCaps(String),
+    /// Copying system memory into a dma-buf failed.
+    #[error("copy into a dma-buf failed: {0}")]
+    Copy(String),
+    /// The pipeline reported an error or the sink is flushing.
+    #[error("appsink: {0}")]
+    Sink(String),
+}
+
+impl From<AllocError> for ImportError {
+    fn from(e: AllocError) -> Self {
+        ImportError::Copy(e.to_string())
+    }
+}
+
+impl From<MapError> for ImportError {
+    fn from(e: MapError) -> Self {
+        ImportError::Copy(e.to_string())
+    }
+}
+
+/// An appsink that hands out `DmaBuf`s. See the module docs.
+pub struct Importer {
+    appsink: gst_app::AppSink,
+    allocator: DmaBufPoolAllocator,
+    frames: AtomicU64,
+    zero_copy: AtomicU64,
+    copies: AtomicU64,
+    copy_target: Mutex<Box<dyn Allocator>>,
+}
+
+impl std::fmt::Debug for Importer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Importer")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Importer {
+    /// An importer whose pool and copies use [`crate::alloc::best_available`].
+    pub fn new() -> Result<Arc<Self>, ImportError> {
+        let allocator = DmaBufPoolAllocator::new()?;
+        let copy_target = crate::alloc::best_available()?;
+        Ok(Self::with_allocators(allocator, copy_target))
+    }
+
+    /// An importer with explicit allocators for the proposed pool and for
+    /// copies of system memory.
+    pub fn with_allocators(allocator: DmaBufPoolAllocator, copy_target: Box<dyn Allocator>) -> Arc<Self> {
+        let appsink = gst_app::AppSink::builder().name("dmabuf-importer").build();
+        let this = Arc::new(Self {
+            appsink,
+            allocator,
+            frames: AtomicU64::new(0),
+            zero_copy: AtomicU64::new(0),
+            copies: AtomicU64::new(0),
+            copy_target: Mutex::new(copy_target),
+        });
+        if let Some(pad) = this.appsink.static_pad("sink") {
+            let allocator = this.allocator.clone();
+            pad.add_probe(gst::PadProbeType::QUERY_DOWNSTREAM, move |_, info| {
+                let Some(gst::PadProbeData::Query(query)) = info.data.as_mut() else {
+                    return gst::PadProbeReturn::Ok;
+                };
+                let gst::QueryViewMut::Allocation(q) = query.view_mut() else {
+                    return gst::PadProbeReturn::Ok;
+                };
+                if propose_allocation(q, &allocator) {
+                    gst::PadProbeReturn::Handled
+                } else {
+                    gst::PadProbeReturn::Ok
+                }
+            });
+        }
+        this
+    }
+
+    /// The appsink to add to the pipeline (link upstream into it).
+    pub fn appsink(&self) -> &gst_app::AppSink {
+        &self.appsink
+    }
+
+    /// The allocator proposed to upstream.
+    pub fn allocator(&self) -> &DmaBufPoolAllocator {
+        &self.allocator
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ImportStats {
+        ImportStats {
+            frames: self.frames.load(Ordering::Relaxed),
+            zero_copy: self.zero_copy.load(Ordering::Relaxed),
+            copies: self.copies.load(Ordering::Relaxed),
+            pool_allocations: self.allocator.allocations(),
+        }
+    }
+
+    /// The next frame, `Ok(None)` at end of stream or when `timeout` passes.
+    pub fn pull(&self, timeout: gst::ClockTime) -> Result<Option<ImportedFrame>, ImportError> {
+        match self.appsink.try_pull_sample(timeout) {
+            Some(sample) => self.import(sample).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Imports one sample (as [`pull`](Self::pull) does).
+    pub fn import(&self, sample: gst::Sample) -> Result<ImportedFrame, ImportError> {
+        let caps = sample.caps().ok_or(ImportError::Incomplete("caps"))?;
+        let stream = parse_caps(caps)?;
+        let buffer = sample.buffer().ok_or(ImportError::Incomplete("buffer"))?;
+        let info =
+            gst_video::VideoInfo::from_caps(caps).map_err(|e| ImportError::Caps(CapsError::NotFixed(e.to_string())))?;
+        // Checked on every buffer, whatever the caps say.
+        let (dmabuf, zero_copy) = if is_dmabuf_buffer(buffer) {
+            (dmabuf_from_buffer(buffer, &info, stream.modifier)?, true)
+        } else if stream.dmabuf_feature {
+            let first = buffer
+                .iter_memories()
+                .position(|m| !m.is_memory_type::<gstreamer_allocators::DmaBufMemory>())
+                .unwrap_or(0);
+            return Err(ImportError::NotDmaBufUnderDmaBufCaps(first.to_string()));
+        } else {
+            (self.copy_into_dmabuf(buffer, &info)?, false)
+        };
+        self.frames.fetch_add(1, Ordering::Relaxed);
+        if zero_copy {
+            self.zero_copy.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.copies.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(ImportedFrame {
+            pts: buffer.pts(),
+            dmabuf,
+            zero_copy,
+            dmabuf_caps: stream.dmabuf_feature,
+            sample,
+        })
+    }
+
+    /// The counted copy path: system memory into a fresh dma-buf.
+    fn copy_into_dmabuf(&self, buffer: &gst::BufferRef, info: &gst_video::VideoInfo) -> Result<DmaBuf, ImportError> {
+        let fourcc = super::caps::fourcc_of(info.format())
+            .ok_or_else(|| ImportError::Caps(CapsError::UnsupportedFormat(info.format().to_str().to_string())))?;
+        let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, info)
+            .map_err(|e| ImportError::Copy(e.to_string()))?;
+        let target = self
+            .copy_target
+            .lock()
+            .map_err(|_| ImportError::Copy("allocator lock poisoned".into()))?
+            .allocate(fourcc, info.width(), info.height(), 64)?;
+        {
+            let mut map = target.map(MapAccess::ReadWrite)?;
+            let planes = target.format_info().planes;
+            for (i, plane) in planes.iter().enumerate() {
+                let row = plane.min_row_bytes(info.width()).unwrap_or(0) as usize;
+                let rows = plane.rows(info.height()) as usize;
+                let src_stride = frame.plane_stride()[i] as usize;
+                let src = frame
+                    .plane_data(i as u32)
+                    .map_err(|e| ImportError::Copy(e.to_string()))?;
+                let dst_stride = target.planes()[i].stride() as usize;
+                let dst = map.plane_mut(i)?;
+                for y in 0..rows {
+                    dst[y * dst_stride..y * dst_stride + row]
+                        .copy_from_slice(&src[y * src_stride..y * src_stride + row]);
+                }
+            }
+        }
+        Ok(target)
+    }
+}
+
+/// Answers an ALLOCATION query with our pool and allocator; false when the
+/// caps are not a video format we handle (the query then goes on as usual).
+fn propose_allocation(query: &mut gst::query::Allocation, allocator: &DmaBufPoolAllocator) -> bool {
+    let (Some(caps), need_pool) = query.get() else {
+        return false;
+    };
+    let Ok(info) = gst_video::VideoInfo::from_caps(caps) else {
+        return false;
+    };
+    if super::caps::fourcc_of(info.format()).is_none() {
+        return false;
+    }
+    let size = info.size() as u32;
+    let params = gst::AllocationParams::new(gst::MemoryFlags::empty(), 63, 0, 0);
+    if need_pool {
+        let pool = gst_video::VideoBufferPool::new();
+        let mut config = pool.config();
+        config.set_params(Some(&caps.to_owned()), size, 2, 0);
+        config.set_allocator(Some(allocator), Some(&params));
+        config.add_option(gst_video::BUFFER_POOL_OPTION_VIDEO_META);
+        if pool.set_config(config).is_err() {
+            return false;
+        }
+        query.add_allocation_pool(Some(&pool), size, 2, 0);
+    }
+    // Without this parameter basesrc allocates system memory.
+    query.add_allocation_param(Some(allocator), params);
+    query.add_allocation_meta::<gst_video::VideoMeta>(None);
+    true
+}
