@@ -32,6 +32,8 @@
 
 pub mod alloc;
 pub mod dmabuf;
+#[cfg(all(feature = "gstreamer", feature = "vulkan"))]
+pub mod elements;
 pub mod format;
 #[cfg(feature = "gstreamer")]
 pub mod gst;

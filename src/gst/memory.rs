@@ -129,6 +129,32 @@ pub fn buffer_from_dmabuf(dmabuf: &DmaBuf) -> Result<gst::Buffer, MemoryError> {
     Ok(buffer)
 }
 
+/// The exporter's half of the caps-feature rule: whether GStreamer can map
+/// `dmabuf` for READWRITE. Each distinct file is wrapped in a fresh
+/// dma-buf memory and mapped with `gst_memory_map` directly, because
+/// `gst_buffer_map` silently falls back to a system-memory copy when the fd
+/// refuses a writable mapping (which would make every buffer look mappable).
+pub fn dmabuf_maps_writable(dmabuf: &DmaBuf) -> Result<bool, MemoryError> {
+    let allocator = gst_allocators::DmaBufAllocator::new();
+    let planes = dmabuf.planes();
+    for (i, plane) in planes.iter().enumerate() {
+        if planes[..i].iter().any(|p| p.same_file(plane)) {
+            continue;
+        }
+        let size = usize::try_from(plane.fd_size()).map_err(|_| MemoryError::Gstreamer("fd too large".into()))?;
+        let dup = plane
+            .fd()
+            .try_clone_to_owned()
+            .map_err(|e| MemoryError::Gstreamer(format!("dup of plane {i}'s fd: {e}")))?;
+        // SAFETY: `dup` is ours; the memory takes it over and closes it.
+        let memory = unsafe { allocator.alloc_dmabuf(dup, size) }.map_err(|e| MemoryError::Gstreamer(e.to_string()))?;
+        if memory.into_mapped_memory_writable().is_err() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// Reads a buffer of dma-buf memory as a `DmaBuf`.
 ///
 /// Every memory must be dma-buf memory ([`MemoryError::NotDmaBuf`] names the

@@ -1,0 +1,34 @@
+//! GStreamer elements (features `gstreamer` + `vulkan`): compositions of the
+//! adapters. Register them with [`register`] for static use, or load the
+//! plugin (`GST_PLUGIN_PATH=target/<profile>`).
+
+pub mod vkdmabufsrc;
+
+use gstreamer as gst;
+
+/// Registers every element of the crate with `plugin` (or, with `None`,
+/// statically for this process).
+pub fn register(plugin: Option<&gst::Plugin>) -> Result<(), gst::glib::BoolError> {
+    vkdmabufsrc::register(plugin)
+}
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
+    register(Some(plugin))
+}
+
+/// The plugin entry points GStreamer looks up when it loads the cdylib.
+#[allow(missing_docs)]
+mod plugin {
+    use super::*;
+
+    gst::plugin_define!(
+        dmabuf_interop,
+        env!("CARGO_PKG_DESCRIPTION"),
+        plugin_init,
+        env!("CARGO_PKG_VERSION"),
+        "MIT/X11",
+        env!("CARGO_PKG_NAME"),
+        env!("CARGO_PKG_NAME"),
+        "https://crates.io/crates/dmabuf-interop"
+    );
+}
