@@ -322,13 +322,14 @@ fn refusals_are_typed_and_leak_nothing() {
     assert_no_validation_messages(&ctx);
 }
 
-#[test]
-fn a_device_without_the_extensions_is_refused_by_name() {
-    // Wrapping a device that did not enable the required extensions.
-    let ctx = vulkan();
-    // SAFETY: the handles come from a live context that outlives the wrapper;
-    // the wrapper is rejected before it could use them.
-    let result = unsafe {
+/// Wraps `ctx`'s own handles as a caller's device that enabled `extensions`.
+fn wrap(
+    ctx: &Arc<vulkan::VulkanContext>,
+    extensions: &[&std::ffi::CStr],
+) -> Result<Arc<vulkan::VulkanContext>, VulkanError> {
+    // SAFETY: the handles come from a live context; every caller keeps `ctx`
+    // alive longer than the wrapper and everything made from it.
+    unsafe {
         vulkan::VulkanContext::from_raw(
             ctx.entry().clone(),
             ctx.instance().clone(),
@@ -336,10 +337,16 @@ fn a_device_without_the_extensions_is_refused_by_name() {
             ctx.device().clone(),
             *ctx.lock_queue(),
             ctx.queue_family(),
-            &[vulkan::ash::khr::external_memory_fd::NAME],
+            extensions,
         )
-    };
-    let err = result.unwrap_err();
+    }
+}
+
+#[test]
+fn a_device_without_the_extensions_is_refused_by_name() {
+    // Wrapping a device that did not enable the required extensions.
+    let ctx = vulkan();
+    let err = wrap(&ctx, &[vulkan::ash::khr::external_memory_fd::NAME]).unwrap_err();
     assert!(
         matches!(&err, VulkanError::MissingExtension { extension, .. } if extension == "VK_EXT_external_memory_dma_buf"),
         "{err}"
@@ -360,19 +367,7 @@ fn a_device_without_the_extensions_is_refused_by_name() {
 #[test]
 fn wrapped_context_imports_like_an_owned_one() {
     let ctx = vulkan();
-    // SAFETY: as above; `ctx` outlives `wrapped` and everything made from it.
-    let wrapped = unsafe {
-        vulkan::VulkanContext::from_raw(
-            ctx.entry().clone(),
-            ctx.instance().clone(),
-            ctx.physical_device(),
-            ctx.device().clone(),
-            *ctx.lock_queue(),
-            ctx.queue_family(),
-            &vulkan::REQUIRED_EXTENSIONS,
-        )
-    }
-    .unwrap();
+    let wrapped = wrap(&ctx, &vulkan::REQUIRED_EXTENSIONS).unwrap();
     let buf = pattern_dmabuf(&wrapped, DrmFourcc::Xrgb8888, 32, 32, 4);
     let image = vulkan::import(&wrapped, &buf, IMPORT_USAGE).unwrap();
     assert_eq!(
