@@ -62,11 +62,11 @@ impl Slot {
     fn is_idle(&self) -> bool {
         self.memories.iter().all(|m| {
             let ptr = m.as_ptr() as *mut gst::ffi::GstMemory;
-            // SAFETY: `m` is a live memory we hold a reference to; the
-            // refcount is a gint updated with g_atomic operations, which an
-            // atomic load observes.
-            let count =
-                unsafe { std::sync::atomic::AtomicI32::from_ptr(std::ptr::addr_of_mut!((*ptr).mini_object.refcount)) };
+            // SAFETY: `m` is a live memory we hold a reference to; its
+            // refcount is a gint updated with g_atomic operations.
+            let refcount = unsafe { std::ptr::addr_of_mut!((*ptr).mini_object.refcount) };
+            // SAFETY: as above: a valid, aligned gint that lives as long as `m`.
+            let count = unsafe { std::sync::atomic::AtomicI32::from_ptr(refcount) };
             count.load(Ordering::SeqCst) == 1
         })
     }
