@@ -142,12 +142,8 @@ fn allocate_from_fd_source(
     height: u32,
     layout: &Layout,
 ) -> Result<DmaBuf, AllocError> {
-    let size = round_up_to_page(layout.total_size()).ok_or(AllocError::TooLarge {
-        kind: source.kind(),
-        size: layout.total_size(),
-    })?;
     // All planes share this one fd; it is closed when the last plane goes.
-    let fd = Arc::new(source.allocate_fd(size)?);
+    let fd = Arc::new(bytes_from_fd_source(source, layout.total_size())?);
     let builder = layout.planes().iter().fold(
         DmaBuf::builder(fourcc, DrmModifier::Linear, width, height),
         |builder, plane| builder.plane(Arc::clone(&fd), plane.offset, plane.stride),

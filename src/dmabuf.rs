@@ -155,6 +155,25 @@ impl DmaBuf {
         self.0.planes.iter().all(Plane::is_kernel_dmabuf)
     }
 
+    /// The index of the first plane that lives in the same file as plane
+    /// `index` (`index` itself when it is the first). Consumers that make one
+    /// object per file (a mapping, a `GstMemory`, a Vulkan memory binding)
+    /// key on this.
+    pub fn first_plane_in_file(&self, index: usize) -> usize {
+        let planes = &self.0.planes;
+        match planes.get(index) {
+            Some(plane) => planes[..index].iter().position(|p| p.same_file(plane)).unwrap_or(index),
+            None => index,
+        }
+    }
+
+    /// The first plane of each distinct file, in plane order.
+    pub fn distinct_files(&self) -> Vec<usize> {
+        (0..self.0.planes.len())
+            .filter(|&i| self.first_plane_in_file(i) == i)
+            .collect()
+    }
+
     /// An identity usable as a cache key: format, size, and per plane the
     /// file's (st_dev, st_ino), offset and stride. Never raw fd numbers, which
     /// the process recycles. Pair it with [`DmaBuf::downgrade`] to know when

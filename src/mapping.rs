@@ -164,7 +164,8 @@ impl DmaBuf {
         let mut regions: Vec<Region<'_>> = Vec::with_capacity(self.planes().len());
         let mut region_of_plane = [0; MAX_PLANES];
         for (index, plane) in self.planes().iter().enumerate() {
-            if let Some(first) = self.planes()[..index].iter().position(|p| p.same_file(plane)) {
+            let first = self.first_plane_in_file(index);
+            if first != index {
                 region_of_plane[index] = region_of_plane[first];
                 continue;
             }

@@ -67,6 +67,24 @@ pub fn is_dmabuf_buffer(buffer: &gst::BufferRef) -> bool {
             .all(|m| m.is_memory_type::<gst_allocators::DmaBufMemory>())
 }
 
+/// A fresh `GstDmaBufAllocator` memory over the whole file of plane `index`,
+/// owning a dup of its fd (GStreamer closes it when the memory is freed).
+fn file_memory(
+    allocator: &gst_allocators::DmaBufAllocator,
+    dmabuf: &DmaBuf,
+    index: usize,
+) -> Result<gst::Memory, MemoryError> {
+    let plane = &dmabuf.planes()[index];
+    let size = usize::try_from(plane.fd_size()).map_err(|_| MemoryError::Gstreamer("fd too large".into()))?;
+    let dup = plane
+        .fd()
+        .try_clone_to_owned()
+        .map_err(|e| MemoryError::Gstreamer(format!("dup of plane {index}'s fd: {e}")))?;
+    // SAFETY: `dup` is a valid fd we own; the memory takes it over and closes
+    // it when freed.
+    unsafe { allocator.alloc_dmabuf(dup, size) }.map_err(|e| MemoryError::Gstreamer(e.to_string()))
+}
+
 /// Wraps `dmabuf` as a `gst::Buffer`: one `GstDmaBufAllocator` memory per
 /// distinct file (planes sharing a file share a memory) and a `VideoMeta`
 /// with the exact offsets and strides.
@@ -85,30 +103,21 @@ pub fn buffer_from_dmabuf(dmabuf: &DmaBuf) -> Result<gst::Buffer, MemoryError> {
         let buffer = buffer
             .get_mut()
             .ok_or(MemoryError::Gstreamer("new buffer not writable".into()))?;
-        // Start of each distinct file's memory in the buffer.
-        let mut starts: Vec<(usize, usize)> = Vec::new(); // (first plane index, start)
+        // Start in the buffer of the memory of each plane's file.
+        let mut starts = [0usize; crate::format::MAX_PLANES];
         let mut total = 0usize;
         for (i, plane) in planes.iter().enumerate() {
-            let start = match starts.iter().find(|(first, _)| planes[*first].same_file(plane)) {
-                Some(&(_, start)) => start,
-                None => {
-                    let size =
-                        usize::try_from(plane.fd_size()).map_err(|_| MemoryError::Gstreamer("fd too large".into()))?;
-                    let dup = plane
-                        .fd()
-                        .try_clone_to_owned()
-                        .map_err(|e| MemoryError::Gstreamer(format!("dup of plane {i}'s fd: {e}")))?;
-                    // SAFETY: `dup` is a valid fd we own; the memory takes it
-                    // over and closes it when freed.
-                    let memory = unsafe { allocator.alloc_dmabuf(dup, size) }
-                        .map_err(|e| MemoryError::Gstreamer(e.to_string()))?;
-                    buffer.append_memory(memory);
-                    let start = total;
-                    starts.push((i, start));
-                    total += size;
-                    start
-                }
+            let first = dmabuf.first_plane_in_file(i);
+            let start = if first == i {
+                let memory = file_memory(&allocator, dmabuf, i)?;
+                let start = total;
+                total += memory.size();
+                buffer.append_memory(memory);
+                start
+            } else {
+                starts[first]
             };
+            starts[i] = start;
             offsets.push(start + plane.offset() as usize);
             strides.push(i32::try_from(plane.stride()).map_err(|_| MemoryError::BadStride {
                 plane: i,
@@ -136,18 +145,8 @@ pub fn buffer_from_dmabuf(dmabuf: &DmaBuf) -> Result<gst::Buffer, MemoryError> {
 /// refuses a writable mapping (which would make every buffer look mappable).
 pub fn dmabuf_maps_writable(dmabuf: &DmaBuf) -> Result<bool, MemoryError> {
     let allocator = gst_allocators::DmaBufAllocator::new();
-    let planes = dmabuf.planes();
-    for (i, plane) in planes.iter().enumerate() {
-        if planes[..i].iter().any(|p| p.same_file(plane)) {
-            continue;
-        }
-        let size = usize::try_from(plane.fd_size()).map_err(|_| MemoryError::Gstreamer("fd too large".into()))?;
-        let dup = plane
-            .fd()
-            .try_clone_to_owned()
-            .map_err(|e| MemoryError::Gstreamer(format!("dup of plane {i}'s fd: {e}")))?;
-        // SAFETY: `dup` is ours; the memory takes it over and closes it.
-        let memory = unsafe { allocator.alloc_dmabuf(dup, size) }.map_err(|e| MemoryError::Gstreamer(e.to_string()))?;
+    for i in dmabuf.distinct_files() {
+        let memory = file_memory(&allocator, dmabuf, i)?;
         if memory.into_mapped_memory_writable().is_err() {
             return Ok(false);
         }

@@ -490,42 +490,28 @@ pub fn format_support(
         vk::ImageTiling::LINEAR
     };
     let mut plane_count = format.plane_formats.len();
-    let disjoint = {
-        // Format features of this tiling (and the modifier's plane count).
-        let mut list = vk::DrmFormatModifierPropertiesListEXT::default();
-        let mut props = vk::FormatProperties2::default();
-        if use_modifier_ext {
-            props = props.push_next(&mut list);
+    // Format features of this tiling (and the modifier's plane count).
+    let features = if use_modifier_ext {
+        let raw: u64 = modifier.into();
+        match modifier_properties(ctx, format.format)
+            .iter()
+            .find(|e| e.drm_format_modifier == raw)
+        {
+            Some(e) => {
+                plane_count = e.drm_format_modifier_plane_count as usize;
+                e.drm_format_modifier_tiling_features
+            }
+            None => return Ok(none),
         }
-        // SAFETY: valid physical device; the chained struct asks only for the count.
+    } else {
+        // SAFETY: plain query on the context's physical device.
         unsafe {
             ctx.instance()
-                .get_physical_device_format_properties2(ctx.physical_device(), format.format, &mut props)
-        };
-        let features = if use_modifier_ext {
-            let count = list.drm_format_modifier_count as usize;
-            let mut entries = vec![vk::DrmFormatModifierPropertiesEXT::default(); count];
-            let mut list =
-                vk::DrmFormatModifierPropertiesListEXT::default().drm_format_modifier_properties(&mut entries);
-            let mut props = vk::FormatProperties2::default().push_next(&mut list);
-            // SAFETY: the array has the count the driver reported.
-            unsafe {
-                ctx.instance()
-                    .get_physical_device_format_properties2(ctx.physical_device(), format.format, &mut props)
-            };
-            let raw: u64 = modifier.into();
-            match entries.iter().find(|e| e.drm_format_modifier == raw) {
-                Some(e) => {
-                    plane_count = e.drm_format_modifier_plane_count as usize;
-                    e.drm_format_modifier_tiling_features
-                }
-                None => return Ok(none),
-            }
-        } else {
-            props.format_properties.linear_tiling_features
-        };
-        features.contains(vk::FormatFeatureFlags::DISJOINT)
+                .get_physical_device_format_properties(ctx.physical_device(), format.format)
+        }
+        .linear_tiling_features
     };
+    let disjoint = features.contains(vk::FormatFeatureFlags::DISJOINT);
     let queue_family = [ctx.queue_family()];
     let mut modifier_info = vk::PhysicalDeviceImageDrmFormatModifierInfoEXT::default()
         .drm_format_modifier(modifier.into())
@@ -596,14 +582,6 @@ fn implicit_fds(dmabuf: &DmaBuf, files: &[usize]) -> Result<Vec<OwnedFd>, Vulkan
         .collect()
 }
 
-/// Distinct files among the planes: index of the first plane of each.
-fn distinct_files(dmabuf: &DmaBuf) -> Vec<usize> {
-    let planes = dmabuf.planes();
-    (0..planes.len())
-        .filter(|&i| !planes[..i].iter().any(|p| p.same_file(&planes[i])))
-        .collect()
-}
-
 // ------------------------------------------------------------------ import
 
 /// Imports `dmabuf` as a `VkImage` with `usage`.
@@ -653,7 +631,7 @@ pub fn import(
         });
     }
     check_extent(ctx, fourcc, dmabuf.width(), dmabuf.height(), &support)?;
-    let files = distinct_files(dmabuf);
+    let files = dmabuf.distinct_files();
     let disjoint = files.len() > 1;
     if disjoint && (!support.disjoint || format.plane_formats.len() < 2) {
         return Err(VulkanError::Disjoint {
@@ -1159,25 +1137,31 @@ impl Exporter {
     }
 }
 
-/// Modifiers the device lists for `fourcc`.
-fn device_modifiers(ctx: &VulkanContext, fourcc: DrmFourcc) -> Result<Vec<DrmModifier>, VulkanError> {
-    let format = vk_format(fourcc).ok_or(VulkanError::UnsupportedFormat { fourcc })?;
+/// The DRM format modifier properties the device lists for `format`
+/// (`VK_EXT_image_drm_format_modifier`'s two-call query).
+fn modifier_properties(ctx: &VulkanContext, format: vk::Format) -> Vec<vk::DrmFormatModifierPropertiesEXT> {
     let mut list = vk::DrmFormatModifierPropertiesListEXT::default();
     let mut props = vk::FormatProperties2::default().push_next(&mut list);
-    // SAFETY: count query.
+    // SAFETY: valid physical device; the chained struct asks only for the count.
     unsafe {
         ctx.instance()
-            .get_physical_device_format_properties2(ctx.physical_device(), format.format, &mut props)
+            .get_physical_device_format_properties2(ctx.physical_device(), format, &mut props)
     };
     let mut entries = vec![vk::DrmFormatModifierPropertiesEXT::default(); list.drm_format_modifier_count as usize];
     let mut list = vk::DrmFormatModifierPropertiesListEXT::default().drm_format_modifier_properties(&mut entries);
     let mut props = vk::FormatProperties2::default().push_next(&mut list);
-    // SAFETY: the array has the reported count.
+    // SAFETY: the array has the count the driver reported.
     unsafe {
         ctx.instance()
-            .get_physical_device_format_properties2(ctx.physical_device(), format.format, &mut props)
+            .get_physical_device_format_properties2(ctx.physical_device(), format, &mut props)
     };
-    Ok(entries
+    entries
+}
+
+/// Modifiers the device lists for `fourcc`.
+fn device_modifiers(ctx: &VulkanContext, fourcc: DrmFourcc) -> Result<Vec<DrmModifier>, VulkanError> {
+    let format = vk_format(fourcc).ok_or(VulkanError::UnsupportedFormat { fourcc })?;
+    Ok(modifier_properties(ctx, format.format)
         .iter()
         .map(|e| DrmModifier::from(e.drm_format_modifier))
         .collect())
