@@ -7,6 +7,7 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::str::FromStr;
 
 use common::*;
 use dmabuf_interop::gst::{self as dgst, Importer};
@@ -27,6 +28,16 @@ fn run_with(
     importer: &Importer,
     mut check: impl FnMut(usize, dgst::ImportedFrame),
 ) -> (Option<String>, usize) {
+    run_driving(description, importer, |_, i, frame| check(i, frame))
+}
+
+/// [`run_with`] whose `check` also gets the pipeline, to act on it
+/// (renegotiate, seek, send EOS) while frames flow.
+fn run_driving(
+    description: &str,
+    importer: &Importer,
+    mut check: impl FnMut(&gst::Pipeline, usize, dgst::ImportedFrame),
+) -> (Option<String>, usize) {
     let pipeline = gst::Pipeline::new();
     // identity (passthrough) ends the description so it may end in caps.
     let bin = gst::parse::bin_from_description(&format!("{description} ! identity"), true).expect("description");
@@ -41,7 +52,7 @@ fn run_with(
     loop {
         match importer.pull(gst::ClockTime::from_mseconds(200)) {
             Ok(Some(frame)) => {
-                check(frames, frame);
+                check(&pipeline, frames, frame);
                 frames += 1;
                 continue;
             }
@@ -165,6 +176,149 @@ fn non_mappable_buffers_get_dmabuf_caps_and_pass_through() {
         assert_eq!(frames, 10, "{passthrough}");
         assert_eq!(importer.stats().copies, 0);
     }
+}
+
+/// Checks one frame against the CPU reference: dma-buf memory, VideoMeta
+/// equal to the `DmaBuf`'s strides, the pattern's exact pixels.
+fn assert_pattern_frame(frame: &dgst::ImportedFrame, fourcc: DrmFourcc, n: u32) {
+    let buffer = frame.sample().buffer().unwrap();
+    assert!(dgst::is_dmabuf_buffer(buffer));
+    let meta = buffer.meta::<gstreamer_video::VideoMeta>().expect("VideoMeta");
+    assert_eq!(
+        (meta.width(), meta.height()),
+        (frame.dmabuf.width(), frame.dmabuf.height())
+    );
+    let strides: Vec<i32> = frame.dmabuf.planes().iter().map(|p| p.stride() as i32).collect();
+    assert_eq!(meta.stride(), &strides[..]);
+    let (w, h) = (frame.dmabuf.width(), frame.dmabuf.height());
+    assert_eq!(
+        read_planes(&frame.dmabuf),
+        pattern::frame_planes(fourcc, w, h, n).unwrap(),
+        "{fourcc:?} {w}x{h} frame {n}"
+    );
+}
+
+#[test]
+fn renegotiates_when_downstream_changes_size_and_format() {
+    init();
+    let importer = Importer::new().unwrap();
+    let mut sizes = Vec::new();
+    let (error, frames) = run_driving(
+        "vkdmabufsrc num-buffers=16 ! capsfilter name=filter caps=video/x-raw,format=BGRx,width=160,height=120",
+        &importer,
+        |pipeline, i, frame| {
+            let (w, h) = (frame.dmabuf.width(), frame.dmabuf.height());
+            let fourcc = frame.dmabuf.fourcc();
+            // Frames keep counting across the change (offset and pattern).
+            assert_eq!(frame.sample().buffer().unwrap().offset(), i as u64);
+            assert_pattern_frame(&frame, fourcc, i as u32);
+            sizes.push((fourcc, w, h));
+            let filter = pipeline.by_name("filter").unwrap();
+            if i == 4 {
+                let caps = gst::Caps::from_str("video/x-raw,format=BGRx,width=320,height=240").unwrap();
+                filter.set_property("caps", caps);
+            } else if i == 8 {
+                let caps = gst::Caps::from_str("video/x-raw,format=NV12,width=250,height=76").unwrap();
+                filter.set_property("caps", caps);
+            }
+        },
+    );
+    assert_eq!(error, None);
+    assert_eq!(frames, 16);
+    // Frames already on their way when the caps changed keep the old size:
+    // at most the ring (4 images) plus the one being made.
+    let first_new = sizes.iter().position(|s| s.1 == 320).expect("no 320x240 frame");
+    let first_nv12 = sizes
+        .iter()
+        .position(|s| s.0 == DrmFourcc::Nv12)
+        .expect("no NV12 frame");
+    assert!((5..=10).contains(&first_new), "{sizes:?}");
+    assert!(first_nv12 > first_new && first_nv12 <= 14, "{sizes:?}");
+    assert_eq!(sizes[15], (DrmFourcc::Nv12, 250, 76));
+    assert!(sizes[..first_new].iter().all(|s| *s == (DrmFourcc::Xrgb8888, 160, 120)));
+    assert_eq!(importer.stats().zero_copy, 16);
+}
+
+#[test]
+fn flushing_seek_restarts_the_pattern_at_the_position_and_eos_ends_the_stream() {
+    init();
+    let importer = Importer::new().unwrap();
+    let mut after_seek = Vec::new();
+    let mut seeked = false;
+    let mut eos_sent = false;
+    let (error, frames) = run_driving(
+        "vkdmabufsrc ! video/x-raw,format=RGBx,width=96,height=64,framerate=30/1",
+        &importer,
+        |pipeline, i, frame| {
+            let pts = frame.pts.expect("timestamped");
+            if !seeked {
+                assert_eq!(pts, gst::ClockTime::from_nseconds(i as u64 * 1_000_000_000 / 30));
+                if i == 3 {
+                    pipeline
+                        .seek_simple(
+                            gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+                            gst::ClockTime::from_seconds(2),
+                        )
+                        .expect("seek");
+                    seeked = true;
+                }
+                return;
+            }
+            // The first frame after the flush starts at 2 s = frame 60.
+            let n = 60 + after_seek.len() as u32;
+            assert_eq!(pts, gst::ClockTime::from_nseconds(n as u64 * 1_000_000_000 / 30));
+            assert_pattern_frame(&frame, DrmFourcc::Xbgr8888, n);
+            after_seek.push(n);
+            if after_seek.len() == 5 && !eos_sent {
+                assert!(pipeline.send_event(gst::event::Eos::new()));
+                eos_sent = true;
+            }
+        },
+    );
+    assert_eq!(error, None);
+    assert!(eos_sent, "only {frames} frames");
+    // EOS ends the stream: only frames already queued (the ring holds 4)
+    // and the one being made follow it.
+    assert!((5..=10).contains(&after_seek.len()), "{after_seek:?}");
+}
+
+#[test]
+fn live_mode_reports_its_latency_and_refuses_seeks() {
+    init();
+    let importer = Importer::new().unwrap();
+    let mut last_pts = None;
+    let mut checked = false;
+    let (error, frames) = run_driving(
+        "vkdmabufsrc name=src is-live=true num-buffers=6 ! video/x-raw,format=BGRx,width=64,height=48,framerate=60/1",
+        &importer,
+        |pipeline, i, frame| {
+            let pts = frame.pts.expect("timestamped");
+            if let Some(last) = last_pts {
+                assert!(pts > last, "live timestamps must grow");
+            }
+            last_pts = Some(pts);
+            assert_pattern_frame(&frame, DrmFourcc::Xrgb8888, i as u32);
+            if i == 1 {
+                let src = pipeline.by_name("src").unwrap();
+                let mut q = gst::query::Latency::new();
+                assert!(src.static_pad("src").unwrap().query(&mut q));
+                let (live, min, max) = q.result();
+                assert!(live);
+                assert_eq!(min, gst::ClockTime::from_nseconds(16_666_666));
+                assert_eq!(max, None);
+                assert!(
+                    pipeline
+                        .seek_simple(gst::SeekFlags::FLUSH, gst::ClockTime::from_seconds(1))
+                        .is_err(),
+                    "a live source does not seek"
+                );
+                checked = true;
+            }
+        },
+    );
+    assert_eq!(error, None);
+    assert_eq!(frames, 6);
+    assert!(checked);
 }
 
 fn plugin_dir() -> PathBuf {

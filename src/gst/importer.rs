@@ -26,6 +26,9 @@ use crate::alloc::{AllocError, Allocator};
 use crate::dmabuf::DmaBuf;
 use crate::mapping::{MapAccess, MapError};
 
+/// Samples the importer's appsink queues before upstream waits.
+pub const QUEUE_DEPTH: u32 = 4;
+
 /// Counters a player shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ImportStats {
@@ -126,7 +129,12 @@ impl Importer {
     /// An importer with explicit allocators for the proposed pool and for
     /// copies of system memory.
     pub fn with_allocators(allocator: DmaBufPoolAllocator, copy_target: Box<dyn Allocator>) -> Arc<Self> {
-        let appsink = gst_app::AppSink::builder().name("dmabuf-importer").build();
+        // A bounded queue: upstream waits (back pressure) instead of the
+        // pool growing without limit when the application pulls slower.
+        let appsink = gst_app::AppSink::builder()
+            .name("dmabuf-importer")
+            .max_buffers(QUEUE_DEPTH)
+            .build();
         let this = Arc::new(Self {
             appsink,
             allocator,

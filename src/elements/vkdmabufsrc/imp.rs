@@ -341,7 +341,18 @@ impl BaseSrcImpl for VkDmaBufSrc {
         }
         wanted.fixate();
         let mut stream = dcaps::parse_caps(&wanted).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
-        let state = self.build_state(stream)?;
+        // Renegotiation (downstream asked for another size or format): the
+        // pattern and the timestamps go on from where they were. Buffers of
+        // the old ring still downstream keep their dma-bufs alive by
+        // themselves (each memory holds its DmaBuf).
+        let previous_frame = self
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .map_or(0, |s| s.frame);
+        let mut state = self.build_state(stream)?;
+        state.frame = previous_frame;
         stream.dmabuf_feature = !state.mappable;
         let caps = dcaps::caps_for(&stream, state.mappable).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
         if !peer.can_intersect(&caps) {
@@ -369,6 +380,38 @@ impl BaseSrcImpl for VkDmaBufSrc {
     fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
         self.flushing.store(false, Ordering::SeqCst);
         Ok(())
+    }
+
+    fn times(&self, buffer: &gst::BufferRef) -> (Option<gst::ClockTime>, Option<gst::ClockTime>) {
+        // A live source is paced by the clock: basesrc waits for each
+        // buffer's start before pushing it.
+        if self.obj().is_live()
+            && let Some(pts) = buffer.pts()
+        {
+            return (Some(pts), buffer.duration().map(|d| pts + d));
+        }
+        (None, None)
+    }
+
+    fn query(&self, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::Latency(q) = query.view_mut() {
+            let framerate = self
+                .state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(|s| s.stream.framerate);
+            if let Some((n, d)) = framerate.filter(|&(n, _)| n > 0) {
+                // One frame: the time it takes to produce one.
+                let frame = gst::ClockTime::SECOND
+                    .mul_div_floor(d as u64, n as u64)
+                    .unwrap_or(gst::ClockTime::ZERO);
+                q.set(self.obj().is_live(), frame, gst::ClockTime::NONE);
+                return true;
+            }
+            return false;
+        }
+        BaseSrcImplExt::parent_query(self, query)
     }
 
     fn is_seekable(&self) -> bool {
