@@ -40,6 +40,8 @@ pub mod gst;
 pub mod mapping;
 pub mod pattern;
 pub mod sync;
+#[cfg(feature = "wayland")]
+pub mod wayland;
 mod sys;
 #[cfg(feature = "vulkan")]
 pub mod vulkan;

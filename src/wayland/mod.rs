@@ -1,0 +1,33 @@
+//! Wayland adapter (feature `wayland`): `DmaBuf`s shown as
+//! `zwp_linux_dmabuf_v1` `wl_buffer`s.
+//!
+//! - [`FormatSet`]: what the compositor accepts. linux-dmabuf is bound at
+//!   the highest version offered up to 5: v3 sends format/modifier events,
+//!   v4+ sends feedback (a format table we map and validate, a main device,
+//!   tranches with target device and scanout flag), re-evaluated on every
+//!   `done` ([`Presenter::take_formats_changed`]).
+//! - [`Presenter`]: one surface (our own `xdg_toplevel`, or an
+//!   application's `wl_surface` for embedding). (fourcc, modifier) is
+//!   checked against the advertised set before any request, so an
+//!   unsupported buffer is a typed error, not a protocol error that kills
+//!   the connection. One `wl_buffer` per source identity ([`BufferId`],
+//!   never the fd number), reused across frames and destroyed when the
+//!   source dies. A frame's keep-alive (e.g. its GStreamer buffer) is
+//!   dropped only on `wl_buffer.release`, so a producer never writes into
+//!   a buffer the compositor still reads. When linux-dmabuf or the format
+//!   is missing, frames are copied into `wl_shm` (counted).
+//! - [`headless`] (feature `headless`): a private headless Weston 14 with
+//!   output capture, for tests, the viewer and users' CI.
+//!
+//! [`BufferId`]: crate::BufferId
+
+mod client;
+mod formats;
+#[cfg(feature = "headless")]
+pub mod headless;
+#[cfg(feature = "headless")]
+mod protocols;
+
+pub use client::{MAX_DMABUF_VERSION, PresentStats, Presented, Presenter, Target, WaylandError, fit};
+pub use formats::{FormatSet, FormatTableError, Tranche, parse_format_table, tranche_formats};
+pub use wayland_client;
