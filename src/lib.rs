@@ -40,11 +40,11 @@ pub mod gst;
 pub mod mapping;
 pub mod pattern;
 pub mod sync;
-#[cfg(feature = "wayland")]
-pub mod wayland;
 mod sys;
 #[cfg(feature = "vulkan")]
 pub mod vulkan;
+#[cfg(feature = "wayland")]
+pub mod wayland;
 
 pub use dmabuf::{BufferId, DmaBuf, DmaBufBuilder, DmaBufError, Plane, WeakDmaBuf};
 pub use drm_fourcc::{DrmFourcc, DrmModifier};

@@ -13,7 +13,7 @@ use dmabuf_interop::wayland::headless::{Image, Renderer, Weston, WestonOptions};
 use dmabuf_interop::wayland::{Presenter, Target, WaylandError};
 use dmabuf_interop::{DmaBuf, DrmFourcc, DrmModifier, pattern};
 
-pub fn weston(width: u32, height: u32) -> Weston {
+fn weston(width: u32, height: u32) -> Weston {
     Weston::start(WestonOptions {
         width,
         height,
@@ -53,7 +53,11 @@ fn show_and_capture(weston: &Weston, p: &mut Presenter, buf: &DmaBuf) -> Image {
 /// coefficients (no colour-representation protocol says otherwise).
 fn through_yuv(c: [u8; 3]) -> [u8; 3] {
     let [y, u, v] = pattern::rgb_to_yuv(c);
-    let (y, u, v) = (1.164 * (f64::from(y) - 16.0), f64::from(u) - 128.0, f64::from(v) - 128.0);
+    let (y, u, v) = (
+        1.164 * (f64::from(y) - 16.0),
+        f64::from(u) - 128.0,
+        f64::from(v) - 128.0,
+    );
     let ch = |x: f64| x.round().clamp(0.0, 255.0) as u8;
     [ch(y + 1.596 * v), ch(y - 0.392 * u - 0.813 * v), ch(y + 2.017 * u)]
 }
@@ -67,14 +71,16 @@ fn pattern_error(image: &Image, width: u32, height: u32, frame: u32, yuv: bool) 
             let want = pattern::rgb(width, height, frame, x, y);
             // Skip points next to a colour edge (box, bars, ramp) where
             // chroma subsampling may blend neighbours.
-            let flat = [(0i32, 0i32), (-2, 0), (2, 0), (0, -2), (0, 2)].iter().all(|&(dx, dy)| {
-                let (nx, ny) = (x as i32 + dx, y as i32 + dy);
-                nx >= 0
-                    && ny >= 0
-                    && (nx as u32) < width
-                    && (ny as u32) < height
-                    && pattern::rgb(width, height, frame, nx as u32, ny as u32) == want
-            });
+            let flat = [(0i32, 0i32), (-2, 0), (2, 0), (0, -2), (0, 2)]
+                .iter()
+                .all(|&(dx, dy)| {
+                    let (nx, ny) = (x as i32 + dx, y as i32 + dy);
+                    nx >= 0
+                        && ny >= 0
+                        && (nx as u32) < width
+                        && (ny as u32) < height
+                        && pattern::rgb(width, height, frame, nx as u32, ny as u32) == want
+                });
             if !flat {
                 continue;
             }
@@ -91,11 +97,7 @@ fn pattern_error(image: &Image, width: u32, height: u32, frame: u32, yuv: bool) 
 
 #[test]
 fn dmabufs_show_the_right_pixels() {
-    for (fourcc, tolerance) in [
-        (DrmFourcc::Xrgb8888, 0),
-        (DrmFourcc::Argb8888, 0),
-        (DrmFourcc::Nv12, 2),
-    ] {
+    for (fourcc, tolerance) in [(DrmFourcc::Xrgb8888, 0), (DrmFourcc::Argb8888, 0), (DrmFourcc::Nv12, 2)] {
         let (w, h) = (320, 240);
         let weston = weston(w, h);
         let mut p = presenter(&weston);
@@ -109,4 +111,129 @@ fn dmabufs_show_the_right_pixels() {
         let stats = p.stats();
         assert_eq!((stats.zero_copy, stats.copies), (1, 0));
     }
+}
+
+#[test]
+fn wl_buffers_are_cached_per_source_and_written_only_after_release() {
+    let weston = weston(320, 240);
+    let mut p = presenter(&weston);
+    // A producer with a ring of 3 buffers, faster than the compositor: it
+    // writes a buffer only when the compositor has released it.
+    let ring: Vec<DmaBuf> = (0..3)
+        .map(|_| {
+            MemfdAllocator::new()
+                .allocate(DrmFourcc::Xrgb8888, 320, 240, 64)
+                .unwrap()
+        })
+        .collect();
+    let mut written_while_held = 0;
+    let mut waits = 0;
+    for frame in 0..60u32 {
+        let buf = loop {
+            if let Some(b) = ring.iter().find(|b| !p.is_busy(b)) {
+                break b;
+            }
+            waits += 1;
+            p.dispatch_timeout(Duration::from_millis(5)).unwrap();
+        };
+        // The instrument: a buffer the compositor holds must never be here.
+        if p.is_busy(buf) {
+            written_while_held += 1;
+        }
+        write_planes(
+            buf,
+            &pattern::frame_planes(DrmFourcc::Xrgb8888, 320, 240, frame).unwrap(),
+        );
+        p.present(buf, Box::new(frame)).unwrap();
+    }
+    assert!(p.wait_frame(Duration::from_secs(5)).unwrap());
+    let image = weston.capture().unwrap();
+    let stats = p.stats();
+    println!("{stats:?}, producer waited {waits} times");
+    assert_eq!(written_while_held, 0);
+    assert_eq!(stats.reused_before_release, 0);
+    // One wl_buffer per source, reused: 3 created, 57 hits.
+    assert_eq!(
+        (stats.wl_buffers_created, stats.cache_hits, stats.zero_copy),
+        (3, 57, 60)
+    );
+    assert_eq!(p.cached_buffers(), 3);
+    assert!(stats.releases >= 57, "{stats:?}");
+    assert_eq!(pattern_error(&image, 320, 240, 59, false).0, 0, "last frame on screen");
+    // Sources that die take their wl_buffer with them.
+    drop(ring);
+    p.purge_dead();
+    assert_eq!(p.cached_buffers(), 0);
+}
+
+#[test]
+fn refusals_are_typed_errors_before_any_request() {
+    let weston = weston(320, 240);
+    let mut p = presenter(&weston);
+    // A modifier the compositor did not advertise (Intel X-tiling).
+    let good = pattern_buffer(DrmFourcc::Xrgb8888, 320, 240, 1);
+    let tiled = DmaBuf::builder(DrmFourcc::Xrgb8888, DrmModifier::I915_x_tiled, 320, 240)
+        .plane(good.planes()[0].shared_fd().clone(), 0, good.planes()[0].stride())
+        .build()
+        .unwrap();
+    match p.present(&tiled, Box::new(())) {
+        Err(WaylandError::NotAdvertised { fourcc, version, .. }) => {
+            assert_eq!((fourcc, version), (DrmFourcc::Xrgb8888, 3));
+        }
+        other => panic!("expected NotAdvertised, got {other:?}"),
+    }
+    assert!(matches!(
+        p.wl_buffer_for(&tiled),
+        Err(WaylandError::NotAdvertised { .. })
+    ));
+    // A plane whose file shrank after the DmaBuf was built (an unsealed memfd).
+    let fd = rustix::fs::memfd_create("shrinks", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    rustix::fs::ftruncate(&fd, 320 * 4 * 240).unwrap();
+    let shrinking = DmaBuf::builder(DrmFourcc::Xrgb8888, DrmModifier::Linear, 320, 240)
+        .plane(fd, 0, 320 * 4)
+        .build()
+        .unwrap();
+    rustix::fs::ftruncate(shrinking.planes()[0].fd(), 1000).unwrap();
+    match p.present(&shrinking, Box::new(())) {
+        Err(WaylandError::FdTooSmall {
+            plane: 0,
+            fd_size: 1000,
+            ..
+        }) => {}
+        other => panic!("expected FdTooSmall, got {other:?}"),
+    }
+    // The connection survived: a good buffer still shows, through the
+    // checked `create` path too.
+    let checked = p.create_buffer_checked(&good, Duration::from_secs(5)).unwrap();
+    checked.destroy();
+    let image = show_and_capture(&weston, &mut p, &good);
+    assert_eq!(pattern_error(&image, 320, 240, 1, false).0, 0);
+    assert_eq!(
+        p.stats().wl_buffers_created,
+        1,
+        "nothing was sent for the refused buffers"
+    );
+}
+
+#[test]
+fn without_linux_dmabuf_frames_are_copied_into_shm() {
+    // The pixman renderer offers no linux-dmabuf at all.
+    let weston = Weston::start(WestonOptions {
+        width: 320,
+        height: 240,
+        renderer: Renderer::Pixman,
+        ..Default::default()
+    })
+    .expect("weston (run scripts/setup)");
+    let mut p = presenter(&weston);
+    assert_eq!(p.formats().dmabuf_version, 0);
+    let buf = pattern_buffer(DrmFourcc::Xrgb8888, 320, 240, 3);
+    for _ in 0..3 {
+        p.present(&buf, Box::new(())).unwrap();
+        assert!(p.wait_frame(Duration::from_secs(5)).unwrap());
+    }
+    let image = weston.capture().unwrap();
+    assert_eq!(pattern_error(&image, 320, 240, 3, false).0, 0);
+    let stats = p.stats();
+    assert_eq!((stats.zero_copy, stats.copies), (0, 3), "{stats:?}");
 }

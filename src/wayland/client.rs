@@ -305,8 +305,8 @@ impl Presenter {
     /// Connects to the compositor listening on `socket` (a path) and opens
     /// a window.
     pub fn connect_to(socket: &Path, target: Target) -> Result<Self, WaylandError> {
-        let stream = UnixStream::connect(socket)
-            .map_err(|e| WaylandError::Connect(format!("{}: {e}", socket.display())))?;
+        let stream =
+            UnixStream::connect(socket).map_err(|e| WaylandError::Connect(format!("{}: {e}", socket.display())))?;
         let conn = Connection::from_socket(stream).map_err(|e| WaylandError::Connect(e.to_string()))?;
         Self::with_connection(conn, target)
     }
@@ -414,7 +414,10 @@ impl Presenter {
         let deadline = Instant::now() + Duration::from_secs(5);
         while !this.state.configured {
             if Instant::now() > deadline {
-                return Err(WaylandError::Timeout("the first xdg_surface.configure", Duration::from_secs(5)));
+                return Err(WaylandError::Timeout(
+                    "the first xdg_surface.configure",
+                    Duration::from_secs(5),
+                ));
             }
             this.dispatch_timeout(Duration::from_millis(50))?;
         }
@@ -600,7 +603,10 @@ impl Presenter {
     /// or `failed` (a typed error instead of a fatal protocol error). Not
     /// cached: the caller owns it.
     pub fn create_buffer_checked(&mut self, buf: &DmaBuf, timeout: Duration) -> Result<WlBuffer, WaylandError> {
-        let dmabuf = self.dmabuf.clone().ok_or(WaylandError::MissingGlobal("zwp_linux_dmabuf_v1"))?;
+        let dmabuf = self
+            .dmabuf
+            .clone()
+            .ok_or(WaylandError::MissingGlobal("zwp_linux_dmabuf_v1"))?;
         self.check_advertised(buf)?;
         Self::check_sizes(buf)?;
         let params = dmabuf.create_params(&self.qh, ());
@@ -638,7 +644,10 @@ impl Presenter {
         if let Some(e) = self.cache.get(&buf.id()) {
             return Ok((e.buffer.clone(), true));
         }
-        let dmabuf = self.dmabuf.clone().ok_or(WaylandError::MissingGlobal("zwp_linux_dmabuf_v1"))?;
+        let dmabuf = self
+            .dmabuf
+            .clone()
+            .ok_or(WaylandError::MissingGlobal("zwp_linux_dmabuf_v1"))?;
         self.check_advertised(buf)?;
         Self::check_sizes(buf)?;
         let params = dmabuf.create_params(&self.qh, ());
@@ -707,6 +716,10 @@ impl Presenter {
                     cache_hit: false,
                 },
             )
+        } else if self.dmabuf.is_some() {
+            // Say what linux-dmabuf offers instead.
+            self.check_advertised(buf)?;
+            return Err(WaylandError::Unsupported(buf.fourcc(), ModifierName(buf.modifier())));
         } else {
             return Err(WaylandError::Unsupported(buf.fourcc(), ModifierName(buf.modifier())));
         };
@@ -775,7 +788,10 @@ impl Presenter {
                 break self.shm_buffers.len() - 1;
             }
             if Instant::now() > deadline {
-                return Err(WaylandError::Timeout("a released wl_shm buffer", Duration::from_secs(1)));
+                return Err(WaylandError::Timeout(
+                    "a released wl_shm buffer",
+                    Duration::from_secs(1),
+                ));
             }
             self.dispatch_timeout(Duration::from_millis(10))?;
         };
@@ -803,7 +819,8 @@ impl Presenter {
         // assume is plane after plane, each `stride` wide (NV12: luma
         // rows then interleaved chroma rows). Single-plane formats and
         // NV12-like semi-planar formats fit it.
-        let semi_planar = info.planes.len() == 2 && info.planes[1].bytes_per_block == 2 * info.planes[0].bytes_per_block;
+        let semi_planar =
+            info.planes.len() == 2 && info.planes[1].bytes_per_block == 2 * info.planes[0].bytes_per_block;
         if info.planes.len() > 1 && !semi_planar {
             return Err(WaylandError::Unsupported(buf.fourcc(), ModifierName(buf.modifier())));
         }
@@ -923,14 +940,7 @@ delegate_noop!(State: ignore WpViewporter);
 delegate_noop!(State: ignore WpViewport);
 
 impl Dispatch<WlShm, ()> for State {
-    fn event(
-        state: &mut Self,
-        _: &WlShm,
-        event: wl_shm::Event,
-        _: &(),
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
+    fn event(state: &mut Self, _: &WlShm, event: wl_shm::Event, _: &(), _: &Connection, _: &QueueHandle<Self>) {
         if let wl_shm::Event::Format { format } = event {
             let raw = match format {
                 WEnum::Value(f) => f as u32,
@@ -1011,7 +1021,9 @@ fn read_format_table(fd: OwnedFd, size: u32) -> Result<Vec<(u32, u64)>, FormatTa
     if size == 0 {
         return Ok(Vec::new());
     }
-    let actual = rustix::fs::fstat(&fd).map_err(|e| FormatTableError::Map(e.to_string()))?.st_size as usize;
+    let actual = rustix::fs::fstat(&fd)
+        .map_err(|e| FormatTableError::Map(e.to_string()))?
+        .st_size as usize;
     if actual < size {
         return Err(FormatTableError::Truncated {
             announced: size,
@@ -1128,14 +1140,7 @@ impl Dispatch<ZwpLinuxBufferParamsV1, ()> for State {
 }
 
 impl Dispatch<XdgWmBase, ()> for State {
-    fn event(
-        _: &mut Self,
-        wm: &XdgWmBase,
-        event: xdg_wm_base::Event,
-        _: &(),
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
+    fn event(_: &mut Self, wm: &XdgWmBase, event: xdg_wm_base::Event, _: &(), _: &Connection, _: &QueueHandle<Self>) {
         if let xdg_wm_base::Event::Ping { serial } = event {
             wm.pong(serial);
         }

@@ -74,10 +74,13 @@ pub fn tranche_formats(table: &[(u32, u64)], indices: &[u8]) -> Result<Vec<(u32,
         .chunks_exact(2)
         .map(|i| {
             let index = u16::from_ne_bytes([i[0], i[1]]);
-            table.get(index as usize).copied().ok_or(FormatTableError::IndexOutOfRange {
-                index,
-                len: table.len(),
-            })
+            table
+                .get(index as usize)
+                .copied()
+                .ok_or(FormatTableError::IndexOutOfRange {
+                    index,
+                    len: table.len(),
+                })
         })
         .collect()
 }
@@ -147,7 +150,12 @@ impl FormatSet {
         self.tranches
             .iter()
             .find(|t| t.scanout)
-            .map(|t| t.formats.iter().filter_map(|&(c, _)| DrmFourcc::try_from(c).ok()).collect())
+            .map(|t| {
+                t.formats
+                    .iter()
+                    .filter_map(|&(c, _)| DrmFourcc::try_from(c).ok())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

@@ -35,7 +35,9 @@ pub enum HeadlessError {
     #[error("weston not found ({0}); install Weston 14 from bookworm-backports: run scripts/setup")]
     WestonMissing(String),
     /// `weston` is older than [`MIN_WESTON_MAJOR`].
-    #[error("weston {found} is too old (need {MIN_WESTON_MAJOR}+); install it from bookworm-backports: run scripts/setup")]
+    #[error(
+        "weston {found} is too old (need {MIN_WESTON_MAJOR}+); install it from bookworm-backports: run scripts/setup"
+    )]
     TooOld {
         /// What `weston --version` said.
         found: String,
@@ -79,6 +81,9 @@ pub struct WestonOptions {
     pub renderer: Renderer,
     /// Shell module (`kiosk-shell.so` by default).
     pub shell: String,
+    /// Output refresh rate in mHz (60000 = 60 Hz). Frame callbacks come at
+    /// this rate; tests that push thousands of frames raise it.
+    pub refresh_mhz: u32,
     /// How long to wait for the socket.
     pub startup_timeout: Duration,
 }
@@ -90,6 +95,7 @@ impl Default for WestonOptions {
             height: 480,
             renderer: Renderer::Gl,
             shell: "kiosk-shell.so".into(),
+            refresh_mhz: 60_000,
             startup_timeout: Duration::from_secs(20),
         }
     }
@@ -213,6 +219,7 @@ impl Weston {
                 &format!("--socket={socket}"),
                 &format!("--width={}", options.width),
                 &format!("--height={}", options.height),
+                &format!("--refresh-rate={}", options.refresh_mhz),
                 "--debug",
                 "--idle-time=0",
                 "--no-config",
@@ -336,8 +343,8 @@ impl Weston {
         }
         let stride = width * 4;
         let len = (stride * height) as usize;
-        let fd = rustix::fs::memfd_create("dmabuf-interop-capture", rustix::fs::MemfdFlags::CLOEXEC)
-            .map_err(|e| err(&e))?;
+        let fd =
+            rustix::fs::memfd_create("dmabuf-interop-capture", rustix::fs::MemfdFlags::CLOEXEC).map_err(|e| err(&e))?;
         rustix::fs::ftruncate(&fd, len as u64).map_err(|e| err(&e))?;
         let pool = shm.create_pool(std::os::fd::AsFd::as_fd(&fd), len as i32, &qh, ());
         let shm_format = if format == argb {
