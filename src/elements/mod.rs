@@ -3,13 +3,18 @@
 //! plugin (`GST_PLUGIN_PATH=target/<profile>`).
 
 pub mod vkdmabufsrc;
+#[cfg(feature = "wayland")]
+pub mod wldmabufsink;
 
 use gstreamer as gst;
 
 /// Registers every element of the crate with `plugin` (or, with `None`,
 /// statically for this process).
 pub fn register(plugin: Option<&gst::Plugin>) -> Result<(), gst::glib::BoolError> {
-    vkdmabufsrc::register(plugin)
+    vkdmabufsrc::register(plugin)?;
+    #[cfg(feature = "wayland")]
+    wldmabufsink::register(plugin)?;
+    Ok(())
 }
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {

@@ -21,7 +21,7 @@ use gstreamer_video::prelude::*;
 
 use super::allocator::DmaBufPoolAllocator;
 use super::caps::{CapsError, parse_caps};
-use super::memory::{MemoryError, dmabuf_from_buffer, is_dmabuf_buffer};
+use super::memory::{MemoryError, dmabuf_from_buffer_cached, is_dmabuf_buffer};
 use crate::alloc::{AllocError, Allocator};
 use crate::dmabuf::DmaBuf;
 use crate::mapping::{MapAccess, MapError};
@@ -199,7 +199,7 @@ impl Importer {
             gst_video::VideoInfo::from_caps(caps).map_err(|e| ImportError::Caps(CapsError::NotFixed(e.to_string())))?;
         // Checked on every buffer, whatever the caps say.
         let (dmabuf, zero_copy) = if is_dmabuf_buffer(buffer) {
-            (dmabuf_from_buffer(buffer, &info, stream.modifier)?, true)
+            (dmabuf_from_buffer_cached(buffer, &info, stream.modifier)?, true)
         } else if stream.dmabuf_feature {
             let first = buffer
                 .iter_memories()
@@ -259,7 +259,7 @@ impl Importer {
 
 /// Answers an ALLOCATION query with our pool and allocator; false when the
 /// caps are not a video format we handle (the query then goes on as usual).
-fn propose_allocation(query: &mut gst::query::Allocation, allocator: &DmaBufPoolAllocator) -> bool {
+pub(crate) fn propose_allocation(query: &mut gst::query::Allocation, allocator: &DmaBufPoolAllocator) -> bool {
     let (Some(caps), need_pool) = query.get() else {
         return false;
     };

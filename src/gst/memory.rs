@@ -9,6 +9,7 @@ use gstreamer_allocators as gst_allocators;
 use gstreamer_video as gst_video;
 
 use gst_allocators::prelude::*;
+use gstreamer::glib::translate::IntoGlib;
 
 use super::caps::video_format;
 use crate::dmabuf::{DmaBuf, DmaBufError};
@@ -217,4 +218,117 @@ pub fn dmabuf_from_buffer(
         builder = builder.plane(Arc::clone(fd), in_fd, stride);
     }
     Ok(builder.build()?)
+}
+
+/// What a cached `DmaBuf` was made from; equal keys mean the same frame
+/// storage in the same layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CacheKey {
+    /// (st_dev, st_ino, offset, size) of every memory.
+    files: Vec<(u64, u64, usize, usize)>,
+    offsets: Vec<usize>,
+    strides: Vec<i32>,
+    format: gst_video::VideoFormat,
+    width: u32,
+    height: u32,
+    modifier: u64,
+}
+
+struct CacheEntry {
+    key: CacheKey,
+    dmabuf: DmaBuf,
+}
+
+static CACHE_QUARK: std::sync::LazyLock<gst::glib::Quark> =
+    std::sync::LazyLock::new(|| gst::glib::Quark::from_str("dmabuf-interop-dmabuf"));
+
+unsafe extern "C" fn free_cache_entry(data: gst::glib::ffi::gpointer) {
+    // SAFETY: `data` is the `Box<CacheEntry>` leaked by
+    // `dmabuf_from_buffer_cached`; GStreamer calls this once, when the
+    // memory is freed or the entry replaced.
+    drop(unsafe { Box::from_raw(data.cast::<CacheEntry>()) });
+}
+
+fn cache_key(
+    buffer: &gst::BufferRef,
+    info: &gst_video::VideoInfo,
+    modifier: DrmModifier,
+) -> Result<CacheKey, MemoryError> {
+    let mut files = Vec::with_capacity(buffer.n_memory());
+    for (index, memory) in buffer.iter_memories().enumerate() {
+        let Some(dmabuf) = memory.downcast_memory_ref::<gst_allocators::DmaBufMemory>() else {
+            return Err(MemoryError::NotDmaBuf {
+                index,
+                count: buffer.n_memory(),
+                allocator: memory
+                    .allocator()
+                    .map(|a| a.type_().name().to_string())
+                    .unwrap_or_else(|| "none".into()),
+            });
+        };
+        // SAFETY: the memory owns this fd and is alive for this statement.
+        let fd = unsafe { BorrowedFd::borrow_raw(dmabuf.fd()) };
+        let stat = crate::sys::fd_info(fd).map_err(|e| MemoryError::Gstreamer(format!("fstat: {e}")))?;
+        files.push((stat.dev, stat.ino, memory.offset(), memory.size()));
+    }
+    let (offsets, strides) = match buffer.meta::<gst_video::VideoMeta>() {
+        Some(meta) => (meta.offset().to_vec(), meta.stride().to_vec()),
+        None => (info.offset().to_vec(), info.stride().to_vec()),
+    };
+    Ok(CacheKey {
+        files,
+        offsets,
+        strides,
+        format: info.format(),
+        width: info.width(),
+        height: info.height(),
+        modifier: modifier.into(),
+    })
+}
+
+/// [`dmabuf_from_buffer`] that gives the **same** `DmaBuf` (same
+/// [`BufferId`](crate::BufferId)) each time the same storage comes back,
+/// as pool buffers do. Consumers that cache per source identity (the
+/// Wayland `wl_buffer` cache, the Vulkan `ImportCache`) then hit instead of
+/// importing every frame anew.
+///
+/// The `DmaBuf` is kept on the buffer's first memory and dropped when that
+/// memory is freed (so caches keyed by it purge their entries). It is
+/// reused only when every memory's file (st_dev, st_ino), offset and size,
+/// the plane layout, the format, the size and the modifier are all equal.
+pub fn dmabuf_from_buffer_cached(
+    buffer: &gst::BufferRef,
+    info: &gst_video::VideoInfo,
+    modifier: DrmModifier,
+) -> Result<DmaBuf, MemoryError> {
+    let key = cache_key(buffer, info, modifier)?;
+    let memory = buffer.peek_memory(0);
+    let object = memory.as_ptr() as *mut gst::ffi::GstMiniObject;
+    // SAFETY: `object` is a live memory (borrowed through `buffer`); the
+    // qdata under our quark is only ever a `CacheEntry` we set below.
+    let cached = unsafe { gst::ffi::gst_mini_object_get_qdata(object, CACHE_QUARK.into_glib()) };
+    if !cached.is_null() {
+        // SAFETY: see above; the entry lives while the memory does, and we
+        // only read it here.
+        let entry = unsafe { &*cached.cast::<CacheEntry>() };
+        if entry.key == key {
+            return Ok(entry.dmabuf.clone());
+        }
+    }
+    let dmabuf = dmabuf_from_buffer(buffer, info, modifier)?;
+    let entry = Box::new(CacheEntry {
+        key,
+        dmabuf: dmabuf.clone(),
+    });
+    // SAFETY: ownership of the box passes to the memory's qdata; GStreamer
+    // frees the previous entry (if any) with the same destroy function.
+    unsafe {
+        gst::ffi::gst_mini_object_set_qdata(
+            object,
+            CACHE_QUARK.into_glib(),
+            Box::into_raw(entry).cast(),
+            Some(free_cache_entry),
+        );
+    }
+    Ok(dmabuf)
 }

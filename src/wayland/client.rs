@@ -708,7 +708,7 @@ impl Presenter {
                 },
             )
         } else if buf.modifier() == DrmModifier::Linear && self.state.formats.supports_shm(buf.fourcc()) {
-            let b = self.copy_to_shm(buf)?;
+            let b = self.copy_dmabuf_to_shm(buf)?;
             (
                 b,
                 Presented {
@@ -723,12 +723,25 @@ impl Presenter {
         } else {
             return Err(WaylandError::Unsupported(buf.fourcc(), ModifierName(buf.modifier())));
         };
+        self.commit_frame(&wl_buffer, presented, buf.width(), buf.height(), keepalive)?;
+        Ok(presented)
+    }
+
+    /// Attaches, damages, scales, asks for a frame callback and commits.
+    fn commit_frame(
+        &mut self,
+        wl_buffer: &WlBuffer,
+        presented: Presented,
+        width: u32,
+        height: u32,
+        keepalive: Box<dyn Any + Send>,
+    ) -> Result<(), WaylandError> {
         let id = wl_buffer.id();
         if presented.zero_copy && self.state.busy.contains_key(&id) {
             self.stats.reused_before_release += 1;
         }
         self.state.busy.entry(id).or_default().push(keepalive);
-        self.surface.attach(Some(&wl_buffer), 0, 0);
+        self.surface.attach(Some(wl_buffer), 0, 0);
         if self.surface.version() >= 4 {
             self.surface.damage_buffer(0, 0, i32::MAX, i32::MAX);
         } else {
@@ -737,7 +750,7 @@ impl Presenter {
         if let Some(viewport) = &self.viewport {
             match self.state.toplevel_size {
                 Some((w, h)) if !self.foreign => {
-                    let (dw, dh) = fit(buf.width(), buf.height(), w, h);
+                    let (dw, dh) = fit(width, height, w, h);
                     viewport.set_destination(dw as i32, dh as i32);
                 }
                 _ => viewport.set_destination(-1, -1),
@@ -756,15 +769,56 @@ impl Presenter {
         } else {
             self.stats.copies += 1;
         }
+        Ok(())
+    }
+
+    /// Shows frame bytes from ordinary memory (e.g. a GStreamer buffer of
+    /// system memory) through a counted `wl_shm` copy. `planes` holds each
+    /// plane's bytes and stride.
+    pub fn present_memory(
+        &mut self,
+        fourcc: DrmFourcc,
+        width: u32,
+        height: u32,
+        planes: &[(&[u8], usize)],
+        keepalive: Box<dyn Any + Send>,
+    ) -> Result<Presented, WaylandError> {
+        self.dispatch_timeout(Duration::ZERO)?;
+        if self.state.closed {
+            return Err(WaylandError::Closed);
+        }
+        if !self.state.formats.supports_shm(fourcc) {
+            return Err(WaylandError::Unsupported(fourcc, ModifierName(DrmModifier::Linear)));
+        }
+        let b = self.copy_to_shm(fourcc, width, height, planes)?;
+        let presented = Presented {
+            zero_copy: false,
+            cache_hit: false,
+        };
+        self.commit_frame(&b, presented, width, height, keepalive)?;
         Ok(presented)
     }
 
     /// The copy path: a free (released) `wl_shm` buffer of the same format
     /// and size, or a new one (at most [`MAX_SHM_BUFFERS`]; beyond that we
     /// wait for a release).
-    fn copy_to_shm(&mut self, buf: &DmaBuf) -> Result<WlBuffer, WaylandError> {
+    fn copy_to_shm(
+        &mut self,
+        fourcc: DrmFourcc,
+        width: u32,
+        height: u32,
+        planes: &[(&[u8], usize)],
+    ) -> Result<WlBuffer, WaylandError> {
         let shm = self.shm.clone().ok_or(WaylandError::MissingGlobal("wl_shm"))?;
-        let key = (buf.fourcc(), buf.width(), buf.height());
+        let info = crate::format::info(fourcc).map_err(|e| WaylandError::Shm(e.to_string()))?;
+        if planes.len() < info.planes.len() {
+            return Err(WaylandError::Shm(format!(
+                "{} planes given, {fourcc:?} has {}",
+                planes.len(),
+                info.planes.len()
+            )));
+        }
+        let key = (fourcc, width, height);
         self.shm_buffers.retain(|b| {
             let keep = b.key == key;
             if !keep {
@@ -783,7 +837,7 @@ impl Presenter {
                 break i;
             }
             if self.shm_buffers.len() < MAX_SHM_BUFFERS {
-                let b = self.new_shm_buffer(&shm, buf)?;
+                let b = self.new_shm_buffer(&shm, fourcc, width, height)?;
                 self.shm_buffers.push(b);
                 break self.shm_buffers.len() - 1;
             }
@@ -796,16 +850,20 @@ impl Presenter {
             self.dispatch_timeout(Duration::from_millis(10))?;
         };
         let target = &mut self.shm_buffers[index];
-        let map = buf.map(MapAccess::Read).map_err(|e| WaylandError::Shm(e.to_string()))?;
-        let info = buf.format_info();
         let stride = target.stride as usize;
         let offsets = target.offsets.clone();
         let dst = target.memory.bytes_mut();
         for (i, plane) in info.planes.iter().enumerate() {
-            let src = map.plane(i).map_err(|e| WaylandError::Shm(e.to_string()))?;
-            let src_stride = buf.planes()[i].stride() as usize;
-            let row = plane.min_row_bytes(buf.width()).unwrap_or(0) as usize;
-            for y in 0..plane.rows(buf.height()) as usize {
+            let (src, src_stride) = planes[i];
+            let row = plane.min_row_bytes(width).unwrap_or(0) as usize;
+            let rows = plane.rows(height) as usize;
+            if rows > 0 && src.len() < (rows - 1) * src_stride + row {
+                return Err(WaylandError::Shm(format!(
+                    "plane {i}: {} bytes for {rows} rows of stride {src_stride}",
+                    src.len()
+                )));
+            }
+            for y in 0..rows {
                 let d = offsets[i] + y * stride;
                 dst[d..d + row].copy_from_slice(&src[y * src_stride..y * src_stride + row]);
             }
@@ -813,8 +871,25 @@ impl Presenter {
         Ok(target.buffer.clone())
     }
 
-    fn new_shm_buffer(&self, shm: &WlShm, buf: &DmaBuf) -> Result<ShmBuffer, WaylandError> {
-        let info = buf.format_info();
+    fn copy_dmabuf_to_shm(&mut self, buf: &DmaBuf) -> Result<WlBuffer, WaylandError> {
+        let map = buf.map(MapAccess::Read).map_err(|e| WaylandError::Shm(e.to_string()))?;
+        let mut planes = Vec::with_capacity(buf.planes().len());
+        for (i, plane) in buf.planes().iter().enumerate() {
+            let bytes = map.plane(i).map_err(|e| WaylandError::Shm(e.to_string()))?;
+            planes.push((bytes, plane.stride() as usize));
+        }
+        self.copy_to_shm(buf.fourcc(), buf.width(), buf.height(), &planes)
+    }
+
+    fn new_shm_buffer(
+        &self,
+        shm: &WlShm,
+        fourcc: DrmFourcc,
+        width: u32,
+        height: u32,
+    ) -> Result<ShmBuffer, WaylandError> {
+        let info = crate::format::info(fourcc).map_err(|e| WaylandError::Shm(e.to_string()))?;
+        let unsupported = || WaylandError::Unsupported(fourcc, ModifierName(DrmModifier::Linear));
         // wl_shm has one stride for every plane: the layout compositors
         // assume is plane after plane, each `stride` wide (NV12: luma
         // rows then interleaved chroma rows). Single-plane formats and
@@ -822,35 +897,27 @@ impl Presenter {
         let semi_planar =
             info.planes.len() == 2 && info.planes[1].bytes_per_block == 2 * info.planes[0].bytes_per_block;
         if info.planes.len() > 1 && !semi_planar {
-            return Err(WaylandError::Unsupported(buf.fourcc(), ModifierName(buf.modifier())));
+            return Err(unsupported());
         }
         let row = info.planes[0]
-            .min_row_bytes(buf.width())
+            .min_row_bytes(width)
             .ok_or_else(|| WaylandError::Shm("row too wide".into()))?;
         let stride = row.next_multiple_of(4);
         let mut offsets = Vec::new();
         let mut len = 0usize;
         for plane in info.planes {
             offsets.push(len);
-            len += stride as usize * plane.rows(buf.height()) as usize;
+            len += stride as usize * plane.rows(height) as usize;
         }
         let memory = ShmMemory::new(len)?;
         let pool = shm.create_pool(memory._fd.as_fd(), len as i32, &self.qh, ());
-        let format = match wl_shm::Format::try_from(fourcc_to_shm(buf.fourcc())) {
+        let format = match wl_shm::Format::try_from(fourcc_to_shm(fourcc)) {
             Ok(f) => f,
-            Err(()) => return Err(WaylandError::Unsupported(buf.fourcc(), ModifierName(buf.modifier()))),
+            Err(()) => return Err(unsupported()),
         };
-        let buffer = pool.create_buffer(
-            0,
-            buf.width() as i32,
-            buf.height() as i32,
-            stride as i32,
-            format,
-            &self.qh,
-            (),
-        );
+        let buffer = pool.create_buffer(0, width as i32, height as i32, stride as i32, format, &self.qh, ());
         Ok(ShmBuffer {
-            key: (buf.fourcc(), buf.width(), buf.height()),
+            key: (fourcc, width, height),
             buffer,
             pool,
             memory,

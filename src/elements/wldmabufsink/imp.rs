@@ -1,0 +1,519 @@
+//! Implementation of [`super::WlDmaBufSink`].
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer::prelude::*;
+use gstreamer::subclass::prelude::*;
+use gstreamer_base::subclass::prelude::*;
+use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
+use gstreamer_video::subclass::prelude::*;
+
+use crate::DrmModifier;
+use crate::gst::caps::{self as dcaps, CAPS_FEATURE_MEMORY_DMABUF, StreamFormat};
+use crate::gst::memory::{dmabuf_from_buffer_cached, is_dmabuf_buffer};
+use crate::gst::{DmaBufPoolAllocator, importer::propose_allocation};
+use crate::wayland::{FormatSet, Presenter, Target, WaylandError};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "wldmabufsink",
+        gst::DebugColorFlags::empty(),
+        Some("Wayland linux-dmabuf video sink"),
+    )
+});
+
+/// Context types under which applications share their `wl_display*`.
+const DISPLAY_CONTEXT_TYPES: [&str; 2] = ["GstWlDisplayHandleContextType", "GstWaylandDisplayHandleContextType"];
+
+#[derive(Debug, Clone)]
+struct Settings {
+    display: Option<String>,
+    frame_timeout_ms: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            display: None,
+            frame_timeout_ms: 100,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Counters {
+    frames: u64,
+    dropped: u64,
+}
+
+/// Handles the application gave us (pointers as integers: they are only
+/// handed to libwayland).
+#[derive(Debug, Default, Clone, Copy)]
+struct Foreign {
+    display: usize,
+    surface: usize,
+}
+
+struct Stream {
+    format: StreamFormat,
+    info: gst_video::VideoInfo,
+}
+
+#[derive(Default)]
+pub struct WlDmaBufSink {
+    settings: Mutex<Settings>,
+    presenter: Mutex<Option<Presenter>>,
+    stream: Mutex<Option<Stream>>,
+    counters: Mutex<Counters>,
+    foreign: Mutex<Foreign>,
+    allocator: Mutex<Option<DmaBufPoolAllocator>>,
+    /// The buffer shown last: basesink hands the preroll buffer to
+    /// show_frame twice (preroll, then render); it is shown once.
+    last: Mutex<Option<gst::Buffer>>,
+    flushing: AtomicBool,
+}
+
+fn template_caps() -> gst::Caps {
+    let formats: Vec<&str> = dcaps::VIDEO_FORMATS.iter().map(|(_, f)| f.to_str().as_str()).collect();
+    caps_with(&formats, &formats)
+}
+
+fn caps_with(plain: &[&str], dmabuf: &[&str]) -> gst::Caps {
+    let structure = |formats: &[&str]| {
+        gst::Structure::builder("video/x-raw")
+            .field("format", gst::List::new(formats.iter().copied()))
+            .field("width", gst::IntRange::new(1, i32::MAX))
+            .field("height", gst::IntRange::new(1, i32::MAX))
+            .field(
+                "framerate",
+                gst::FractionRange::new(gst::Fraction::new(0, 1), gst::Fraction::new(i32::MAX, 1)),
+            )
+            .build()
+    };
+    let mut caps = gst::Caps::builder_full();
+    if !dmabuf.is_empty() {
+        caps = caps.structure_with_features(structure(dmabuf), gst::CapsFeatures::new([CAPS_FEATURE_MEMORY_DMABUF]));
+    }
+    if !plain.is_empty() {
+        caps = caps.structure(structure(plain));
+    }
+    caps.build()
+}
+
+/// Caps for what this compositor takes: zero-copy formats under both
+/// features, shm-only formats under plain caps.
+fn caps_for_formats(set: &FormatSet) -> gst::Caps {
+    let mut dmabuf = Vec::new();
+    let mut plain = Vec::new();
+    for (fourcc, format) in dcaps::VIDEO_FORMATS {
+        let zero_copy = set.supports_dmabuf(*fourcc, DrmModifier::Linear);
+        if zero_copy {
+            dmabuf.push(format.to_str().as_str());
+        }
+        if zero_copy || set.supports_shm(*fourcc) {
+            plain.push(format.to_str().as_str());
+        }
+    }
+    caps_with(&plain, &dmabuf)
+}
+
+impl WlDmaBufSink {
+    fn connect(&self) -> Result<Presenter, WaylandError> {
+        let foreign = *self.foreign.lock().unwrap_or_else(|p| p.into_inner());
+        if foreign.surface != 0 {
+            if foreign.display == 0 {
+                return Err(WaylandError::Connect(
+                    "a window handle (wl_surface) was set but no GstWlDisplayHandleContextType context gave its \
+                     wl_display"
+                        .into(),
+                ));
+            }
+            // SAFETY: the application handed us these through
+            // GstVideoOverlay and the display context, promising that they
+            // outlive the sink (the GstVideoOverlay contract).
+            return unsafe { Presenter::with_foreign(foreign.display as *mut _, foreign.surface as *mut _) };
+        }
+        let target = Target::Toplevel {
+            title: "wldmabufsink".into(),
+            app_id: "dmabuf-interop.wldmabufsink".into(),
+        };
+        let display = self.settings.lock().unwrap_or_else(|p| p.into_inner()).display.clone();
+        match display {
+            Some(d) => {
+                let path = if d.starts_with('/') {
+                    PathBuf::from(d)
+                } else {
+                    let dir = std::env::var_os("XDG_RUNTIME_DIR")
+                        .ok_or_else(|| WaylandError::Connect("XDG_RUNTIME_DIR is not set".into()))?;
+                    PathBuf::from(dir).join(d)
+                };
+                Presenter::connect_to(&path, target)
+            }
+            None => Presenter::connect(target),
+        }
+    }
+
+    fn stats_structure(&self) -> gst::Structure {
+        let counters = *self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        let stats = self
+            .presenter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(Presenter::stats)
+            .unwrap_or_default();
+        gst::Structure::builder("wldmabufsink-stats")
+            .field("frames", counters.frames)
+            .field("shown", stats.presented)
+            .field("zero-copy", stats.zero_copy)
+            .field("copies", stats.copies)
+            .field("dropped", counters.dropped)
+            .field("wl-buffers", stats.wl_buffers_created)
+            .field("cache-hits", stats.cache_hits)
+            .field("releases", stats.releases)
+            .field("reused-before-release", stats.reused_before_release)
+            .build()
+    }
+
+    /// Waits (in short slices, so unlock() can interrupt) until the previous
+    /// frame was shown; false when `timeout` passed first.
+    fn wait_for_frame(&self, presenter: &mut Presenter, timeout: Duration) -> Result<bool, WaylandError> {
+        let deadline = Instant::now() + timeout;
+        while presenter.frame_pending() {
+            if self.flushing.load(Ordering::SeqCst) {
+                return Ok(false);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            presenter.wait_frame(left.min(Duration::from_millis(10)))?;
+        }
+        Ok(true)
+    }
+
+    fn show(&self, buffer: &gst::Buffer) -> Result<(), gst::FlowError> {
+        let fail = |e: WaylandError| {
+            let lost = matches!(e, WaylandError::Connection(_) | WaylandError::Closed);
+            if lost {
+                gst::element_imp_error!(self, gst::ResourceError::Write, ["Wayland compositor gone: {}", e]);
+            } else {
+                gst::element_imp_error!(self, gst::StreamError::Failed, ["Cannot show the frame: {}", e]);
+            }
+            gst::FlowError::Error
+        };
+        {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            if last.as_ref().is_some_and(|l| l.as_ptr() == buffer.as_ptr()) {
+                return Ok(());
+            }
+            *last = Some(buffer.clone());
+        }
+        self.counters.lock().unwrap_or_else(|p| p.into_inner()).frames += 1;
+        let timeout = Duration::from_millis(u64::from(
+            self.settings.lock().unwrap_or_else(|p| p.into_inner()).frame_timeout_ms,
+        ));
+        let stream_guard = self.stream.lock().unwrap_or_else(|p| p.into_inner());
+        let stream = stream_guard.as_ref().ok_or(gst::FlowError::NotNegotiated)?;
+        let mut guard = self.presenter.lock().unwrap_or_else(|p| p.into_inner());
+        let presenter = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        if !self.wait_for_frame(presenter, timeout).map_err(fail)? {
+            if self.flushing.load(Ordering::SeqCst) {
+                return Err(gst::FlowError::Flushing);
+            }
+            self.counters.lock().unwrap_or_else(|p| p.into_inner()).dropped += 1;
+            gst::debug!(CAT, imp = self, "previous frame not shown yet: dropping");
+            return Ok(());
+        }
+        // The rule: check every buffer for dma-buf memory, whatever the caps.
+        if is_dmabuf_buffer(buffer) {
+            let dmabuf = dmabuf_from_buffer_cached(buffer, &stream.info, stream.format.modifier).map_err(|e| {
+                gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
+                gst::FlowError::Error
+            })?;
+            presenter.present(&dmabuf, Box::new(buffer.clone())).map_err(fail)?;
+        } else if stream.format.dmabuf_feature {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                ["System memory under memory:DMABuf caps: such buffers are never mapped"]
+            );
+            return Err(gst::FlowError::Error);
+        } else {
+            let frame =
+                gst_video::VideoFrameRef::from_buffer_ref_readable(buffer.as_ref(), &stream.info).map_err(|_| {
+                    gst::element_imp_error!(self, gst::StreamError::Format, ["Cannot map a system-memory frame"]);
+                    gst::FlowError::Error
+                })?;
+            let mut planes = Vec::with_capacity(frame.n_planes() as usize);
+            for i in 0..frame.n_planes() {
+                let data = frame.plane_data(i).map_err(|_| gst::FlowError::Error)?;
+                planes.push((data, frame.plane_stride()[i as usize] as usize));
+            }
+            presenter
+                .present_memory(
+                    stream.format.fourcc,
+                    stream.info.width(),
+                    stream.info.height(),
+                    &planes,
+                    Box::new(()),
+                )
+                .map_err(fail)?;
+        }
+        if presenter.take_formats_changed() {
+            gst::info!(
+                CAT,
+                imp = self,
+                "compositor's preferred formats changed: {:?}",
+                presenter.formats()
+            );
+            drop(guard);
+            drop(stream_guard);
+            self.obj().sink_pad().push_event(gst::event::Reconfigure::new());
+        }
+        Ok(())
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for WlDmaBufSink {
+    const NAME: &'static str = "DmabufInteropWlDmaBufSink";
+    type Type = super::WlDmaBufSink;
+    type ParentType = gst_video::VideoSink;
+}
+
+impl ObjectImpl for WlDmaBufSink {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("display")
+                    .nick("Display")
+                    .blurb("Wayland socket name (in XDG_RUNTIME_DIR) or path; default: WAYLAND_DISPLAY")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("frame-timeout")
+                    .nick("Frame timeout")
+                    .blurb(
+                        "Milliseconds a frame waits for the previous one to be shown (frame callback) before \
+                         it is dropped",
+                    )
+                    .minimum(1)
+                    .maximum(10_000)
+                    .default_value(100)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt64::builder("window-handle")
+                    .nick("Window handle")
+                    .blurb(
+                        "The application's wl_surface* to show video in instead of a window of our own \
+                         (GstVideoOverlay-style embedding; set before READY, e.g. from a sync bus handler \
+                         on the prepare-window-handle element message)",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("display-handle")
+                    .nick("Display handle")
+                    .blurb(
+                        "The application's wl_display* that window-handle belongs to (or a \
+                         GstWlDisplayHandleContextType context with a 'display' pointer)",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb(
+                        "frames, shown, zero-copy, copies, dropped, wl-buffers, cache-hits, releases, \
+                         reused-before-release",
+                    )
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPS.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap_or_else(|p| p.into_inner());
+        match pspec.name() {
+            "display" => s.display = value.get().unwrap_or(None),
+            "frame-timeout" => s.frame_timeout_ms = value.get().unwrap_or(100),
+            "window-handle" => {
+                self.foreign.lock().unwrap_or_else(|p| p.into_inner()).surface =
+                    value.get::<u64>().unwrap_or(0) as usize
+            }
+            "display-handle" => {
+                self.foreign.lock().unwrap_or_else(|p| p.into_inner()).display =
+                    value.get::<u64>().unwrap_or(0) as usize
+            }
+            other => gst::warning!(CAT, imp = self, "unknown property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        match pspec.name() {
+            "display" => self
+                .settings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .display
+                .to_value(),
+            "frame-timeout" => self
+                .settings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .frame_timeout_ms
+                .to_value(),
+            "stats" => self.stats_structure().to_value(),
+            "window-handle" => (self.foreign.lock().unwrap_or_else(|p| p.into_inner()).surface as u64).to_value(),
+            "display-handle" => (self.foreign.lock().unwrap_or_else(|p| p.into_inner()).display as u64).to_value(),
+            _ => glib::Value::from_type(pspec.value_type()),
+        }
+    }
+}
+
+impl GstObjectImpl for WlDmaBufSink {}
+
+impl ElementImpl for WlDmaBufSink {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Wayland dma-buf video sink",
+                "Sink/Video",
+                "Shows video through zwp_linux_dmabuf_v1 wl_buffers without copying (wl_shm copies as fallback)",
+                env!("CARGO_PKG_NAME"),
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            match gst::PadTemplate::new(
+                "sink",
+                gst::PadDirection::Sink,
+                gst::PadPresence::Always,
+                &template_caps(),
+            ) {
+                Ok(t) => vec![t],
+                Err(_) => Vec::new(),
+            }
+        });
+        TEMPLATES.as_ref()
+    }
+
+    fn set_context(&self, context: &gst::Context) {
+        if DISPLAY_CONTEXT_TYPES.contains(&context.context_type())
+            && let Ok(ptr) = context.structure().get::<glib::Pointer>("display")
+        {
+            self.foreign.lock().unwrap_or_else(|p| p.into_inner()).display = ptr as usize;
+        }
+        self.parent_set_context(context)
+    }
+
+    fn change_state(&self, transition: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::NullToReady {
+            // Let the application hand over its surface and display (a
+            // sync bus handler answering this message, as with
+            // GstVideoOverlay's prepare-window-handle).
+            if self.foreign.lock().unwrap_or_else(|p| p.into_inner()).surface == 0 {
+                let s = gst::Structure::new_empty("prepare-window-handle");
+                let _ = self
+                    .obj()
+                    .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
+            }
+            match self.connect() {
+                Ok(p) => {
+                    gst::info!(CAT, imp = self, "connected; compositor formats {:?}", p.formats());
+                    *self.presenter.lock().unwrap_or_else(|p| p.into_inner()) = Some(p);
+                }
+                Err(e) => {
+                    gst::element_imp_error!(self, gst::ResourceError::OpenWrite, ["{}", e]);
+                    return Err(gst::StateChangeError);
+                }
+            }
+            *self.counters.lock().unwrap_or_else(|p| p.into_inner()) = Counters::default();
+        }
+        let result = self.parent_change_state(transition);
+        if matches!(
+            transition,
+            gst::StateChange::PausedToReady | gst::StateChange::ReadyToNull
+        ) {
+            *self.last.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        if transition == gst::StateChange::ReadyToNull {
+            *self.stream.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            *self.presenter.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        result
+    }
+}
+
+impl BaseSinkImpl for WlDmaBufSink {
+    fn caps(&self, filter: Option<&gst::Caps>) -> Option<gst::Caps> {
+        let caps = self
+            .presenter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|p| caps_for_formats(p.formats()))
+            .unwrap_or_else(template_caps);
+        Some(match filter {
+            Some(f) => f.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
+            None => caps,
+        })
+    }
+
+    fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let format = dcaps::parse_caps(caps).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
+        let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
+        gst::info!(CAT, imp = self, "stream {:?}", format);
+        *self.stream.lock().unwrap_or_else(|p| p.into_inner()) = Some(Stream { format, info });
+        Ok(())
+    }
+
+    fn propose_allocation(&self, query: &mut gst::query::Allocation) -> Result<(), gst::LoggableError> {
+        let mut guard = self.allocator.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            *guard = Some(DmaBufPoolAllocator::new().map_err(|e| gst::loggable_error!(CAT, "{}", e))?);
+        }
+        if let Some(allocator) = guard.as_ref()
+            && propose_allocation(query, allocator)
+        {
+            return Ok(());
+        }
+        self.parent_propose_allocation(query)
+    }
+
+    fn event(&self, event: gst::Event) -> bool {
+        if let gst::EventView::Eos(_) = event.view() {
+            let stats = self.stats_structure();
+            gst::info!(CAT, imp = self, "{}", stats);
+            let _ = self
+                .obj()
+                .post_message(gst::message::Element::builder(stats).src(&*self.obj()).build());
+        }
+        self.parent_event(event)
+    }
+
+    fn unlock(&self) -> Result<(), gst::ErrorMessage> {
+        self.flushing.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.flushing.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+impl VideoSinkImpl for WlDmaBufSink {
+    fn show_frame(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        self.show(buffer).map(|()| gst::FlowSuccess::Ok)
+    }
+}

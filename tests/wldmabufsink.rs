@@ -1,0 +1,354 @@
+//! `wldmabufsink` in real GStreamer pipelines against a real headless
+//! Weston 14 (GL renderer on llvmpipe): zero-copy statistics, captured
+//! pixels, pacing and release discipline, the shm fallback, a compositor
+//! that dies mid-stream.
+#![cfg(all(feature = "headless", feature = "gstreamer", feature = "vulkan"))]
+
+use std::time::{Duration, Instant};
+
+use dmabuf_interop::pattern;
+use dmabuf_interop::wayland::headless::{Image, Renderer, Weston, WestonOptions};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
+
+fn init() {
+    gst::init().expect("GStreamer 1.22 (run scripts/setup)");
+    dmabuf_interop::elements::register(None).expect("register elements");
+}
+
+fn weston_with(width: u32, height: u32, renderer: Renderer) -> Weston {
+    Weston::start(WestonOptions {
+        width,
+        height,
+        renderer,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("these tests need Weston 14 (run scripts/setup): {e}"))
+}
+
+struct Run {
+    stats: Option<gst::Structure>,
+    capture: Option<Image>,
+    error: Option<String>,
+}
+
+fn stat(run: &Run, name: &str) -> u64 {
+    run.stats
+        .as_ref()
+        .expect("no stats message at EOS")
+        .get::<u64>(name)
+        .unwrap_or_else(|_| panic!("no {name} in stats"))
+}
+
+/// Runs `description` (its sink named `sink`, pointed at `weston`) to EOS
+/// or error; captures the output at EOS, before the sink goes away.
+fn run(weston: &Weston, description: &str) -> Run {
+    let pipeline = gst::parse::launch(description)
+        .expect("pipeline")
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sink = pipeline.by_name("sink").expect("an element named sink");
+    sink.set_property("display", weston.socket_path().to_str().unwrap());
+    let bus = pipeline.bus().unwrap();
+    let mut out = Run {
+        stats: None,
+        capture: None,
+        error: None,
+    };
+    if pipeline.set_state(gst::State::Playing).is_err() {
+        out.error = bus
+            .pop_filtered(&[gst::MessageType::Error])
+            .map(|m| format!("{:?}", m))
+            .or(Some("state change failed".into()));
+        pipeline.set_state(gst::State::Null).unwrap();
+        return out;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
+            continue;
+        };
+        match msg.view() {
+            gst::MessageView::Element(e) if e.structure().is_some_and(|s| s.name() == "wldmabufsink-stats") => {
+                out.stats = e.structure().map(|s| s.to_owned());
+            }
+            gst::MessageView::Eos(_) => {
+                out.capture = Some(weston.capture().expect("capture"));
+                break;
+            }
+            gst::MessageView::Error(e) => {
+                out.error = Some(format!("{} ({:?})", e.error(), e.debug()));
+                break;
+            }
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    out
+}
+
+/// The frame `videotestsrc` makes for `caps` (system memory), as planes.
+fn reference_frame(caps: &str) -> (gst_video::VideoInfo, Vec<Vec<u8>>, Vec<usize>) {
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=1 pattern=smpte ! {caps} ! appsink name=s"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline.by_name("s").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let sample = sink.pull_sample().expect("reference sample");
+    let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(sample.buffer().unwrap(), &info).unwrap();
+    let planes = (0..frame.n_planes())
+        .map(|i| frame.plane_data(i).unwrap().to_vec())
+        .collect();
+    let strides = frame.plane_stride().iter().map(|&s| s as usize).collect();
+    pipeline.set_state(gst::State::Null).unwrap();
+    (info, planes, strides)
+}
+
+/// RGB of pixel (x, y) of a BGRx or NV12 reference frame (NV12 decoded with
+/// BT.601 limited range, as Weston's GL renderer does).
+fn reference_rgb(info: &gst_video::VideoInfo, planes: &[Vec<u8>], strides: &[usize], x: usize, y: usize) -> [u8; 3] {
+    match info.format() {
+        gst_video::VideoFormat::Bgrx => {
+            let p = &planes[0][y * strides[0] + x * 4..];
+            [p[2], p[1], p[0]]
+        }
+        gst_video::VideoFormat::Nv12 => {
+            let yy = f64::from(planes[0][y * strides[0] + x]);
+            let c = &planes[1][(y / 2) * strides[1] + (x / 2) * 2..];
+            let (u, v) = (f64::from(c[0]) - 128.0, f64::from(c[1]) - 128.0);
+            let l = 1.164 * (yy - 16.0);
+            let ch = |x: f64| x.round().clamp(0.0, 255.0) as u8;
+            [ch(l + 1.596 * v), ch(l - 0.392 * u - 0.813 * v), ch(l + 2.017 * u)]
+        }
+        other => panic!("no reference for {other:?}"),
+    }
+}
+
+/// Worst channel difference over a grid (points next to an edge skipped).
+fn worst_error(image: &Image, expected: impl Fn(u32, u32) -> [u8; 3], width: u32, height: u32) -> (u32, usize) {
+    let (mut worst, mut points) = (0, 0);
+    for gy in 0..12 {
+        for gx in 0..16 {
+            let (x, y) = (width * (2 * gx + 1) / 32, height * (2 * gy + 1) / 24);
+            let want = expected(x, y);
+            let flat = [(-2i32, 0i32), (2, 0), (0, -2), (0, 2)].iter().all(|&(dx, dy)| {
+                let (nx, ny) = (x as i32 + dx, y as i32 + dy);
+                nx >= 0
+                    && ny >= 0
+                    && (nx as u32) < width
+                    && (ny as u32) < height
+                    && expected(nx as u32, ny as u32) == want
+            });
+            if !flat {
+                continue;
+            }
+            let got = image.pixel(x, y).unwrap();
+            for c in 0..3 {
+                worst = worst.max((i32::from(got[c]) - i32::from(want[c])).unsigned_abs());
+            }
+            points += 1;
+        }
+    }
+    (worst, points)
+}
+
+#[test]
+fn videotestsrc_plays_zero_copy_and_shows_the_bars() {
+    init();
+    for (format, tolerance) in [("BGRx", 0), ("NV12", 2)] {
+        let weston = weston_with(320, 240, Renderer::Gl);
+        let caps = format!("video/x-raw,format={format},width=320,height=240");
+        let run = run(
+            &weston,
+            &format!("videotestsrc pattern=smpte num-buffers=60 ! {caps} ! wldmabufsink name=sink"),
+        );
+        assert_eq!(run.error, None, "{format}");
+        println!("{format}: {}", run.stats.as_ref().unwrap());
+        assert_eq!(stat(&run, "frames"), 60, "{format}");
+        assert_eq!(stat(&run, "shown") + stat(&run, "dropped"), 60);
+        assert_eq!(
+            stat(&run, "zero-copy"),
+            stat(&run, "shown"),
+            "{format}: every frame zero-copy"
+        );
+        assert!(stat(&run, "shown") >= 55, "{format}: too many drops");
+        assert_eq!(stat(&run, "copies"), 0);
+        assert_eq!(stat(&run, "reused-before-release"), 0);
+        let (info, planes, strides) = reference_frame(&caps);
+        let image = run.capture.unwrap();
+        let (worst, points) = worst_error(
+            &image,
+            |x, y| reference_rgb(&info, &planes, &strides, x as usize, y as usize),
+            320,
+            240,
+        );
+        println!("{format}: worst channel error {worst} over {points} points");
+        assert!(
+            points > 100 && worst <= tolerance,
+            "{format}: worst {worst} over {points}"
+        );
+    }
+}
+
+#[test]
+fn vkdmabufsrc_into_wldmabufsink() {
+    init();
+    let weston = weston_with(320, 240, Renderer::Gl);
+    let run = run(
+        &weston,
+        "vkdmabufsrc num-buffers=30 ! video/x-raw,format=BGRx,width=320,height=240,framerate=30/1 ! wldmabufsink name=sink",
+    );
+    assert_eq!(run.error, None);
+    println!("{}", run.stats.as_ref().unwrap());
+    assert_eq!(stat(&run, "zero-copy"), stat(&run, "shown"));
+    assert_eq!(stat(&run, "shown") + stat(&run, "dropped"), 30);
+    // The ring's 4 images, one wl_buffer each, reused.
+    assert!(stat(&run, "wl-buffers") <= 4, "{}", run.stats.as_ref().unwrap());
+    let image = run.capture.unwrap();
+    let (worst, _) = worst_error(&image, |x, y| pattern::rgb(320, 240, 29, x, y), 320, 240);
+    assert_eq!(worst, 0, "the last frame (29) of the pattern on screen");
+}
+
+#[test]
+fn a_fast_producer_never_gets_a_buffer_the_compositor_holds() {
+    init();
+    let weston = weston_with(320, 240, Renderer::Gl);
+    // 1000 fps into a 60 Hz compositor, unsynchronised.
+    let run = run(
+        &weston,
+        "videotestsrc num-buffers=300 pattern=ball ! video/x-raw,format=BGRx,width=320,height=240,framerate=1000/1 ! wldmabufsink name=sink sync=false",
+    );
+    assert_eq!(run.error, None);
+    let stats = run.stats.as_ref().unwrap();
+    println!("{stats}");
+    assert_eq!(stat(&run, "frames"), 300);
+    assert_eq!(stat(&run, "shown") + stat(&run, "dropped"), 300);
+    assert_eq!(
+        stat(&run, "reused-before-release"),
+        0,
+        "a buffer came back before its release"
+    );
+    // The pool stays small: one wl_buffer per pool buffer.
+    assert!(stat(&run, "wl-buffers") <= 8, "pool grew: {stats}");
+    assert!(stat(&run, "releases") + 3 >= stat(&run, "shown"), "{stats}");
+}
+
+#[test]
+fn system_memory_is_copied_into_shm_and_counted() {
+    init();
+    let weston = weston_with(64, 48, Renderer::Gl);
+    let pipeline = gst::Pipeline::new();
+    let src = gst_app::AppSrc::builder()
+        .format(gst::Format::Time)
+        .caps(
+            &"video/x-raw,format=BGRx,width=64,height=48,framerate=30/1"
+                .parse::<gst::Caps>()
+                .unwrap(),
+        )
+        .build();
+    let sink = gst::ElementFactory::make("wldmabufsink")
+        .property("display", weston.socket_path().to_str().unwrap())
+        .build()
+        .unwrap();
+    pipeline.add_many([src.upcast_ref(), &sink]).unwrap();
+    src.link(&sink).unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    for i in 0..10u8 {
+        let mut buffer = gst::Buffer::from_mut_slice(vec![i * 20; 64 * 48 * 4]);
+        buffer
+            .get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(u64::from(i) * 33));
+        src.push_buffer(buffer).unwrap();
+    }
+    src.end_of_stream().unwrap();
+    let bus = pipeline.bus().unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(20),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("EOS");
+    assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
+    let image = weston.capture().unwrap();
+    let stats = sink.property::<gst::Structure>("stats");
+    pipeline.set_state(gst::State::Null).unwrap();
+    println!("{stats}");
+    assert_eq!(stats.get::<u64>("zero-copy").unwrap(), 0);
+    assert_eq!(stats.get::<u64>("copies").unwrap(), stats.get::<u64>("shown").unwrap());
+    assert!(stats.get::<u64>("shown").unwrap() >= 9);
+    assert_eq!(
+        image.pixel(32, 24).unwrap(),
+        [180, 180, 180, 255],
+        "the last frame's grey"
+    );
+}
+
+#[test]
+fn caps_follow_the_compositor() {
+    init();
+    for (renderer, dmabuf) in [(Renderer::Gl, true), (Renderer::Pixman, false)] {
+        let weston = weston_with(64, 48, renderer);
+        let sink = gst::ElementFactory::make("wldmabufsink")
+            .property("display", weston.socket_path().to_str().unwrap())
+            .build()
+            .unwrap();
+        sink.set_state(gst::State::Ready).unwrap();
+        let caps = sink.static_pad("sink").unwrap().query_caps(None);
+        sink.set_state(gst::State::Null).unwrap();
+        let has_dmabuf = caps
+            .iter_with_features()
+            .any(|(_, f)| f.contains(dmabuf_interop::gst::CAPS_FEATURE_MEMORY_DMABUF));
+        assert_eq!(has_dmabuf, dmabuf, "{renderer:?}: {caps}");
+        assert!(caps.to_string().contains("BGRx"), "{caps}");
+    }
+}
+
+#[test]
+fn weston_dying_mid_stream_is_an_error_within_a_second() {
+    init();
+    let mut weston = weston_with(320, 240, Renderer::Gl);
+    let pipeline = gst::parse::launch(
+        "videotestsrc is-live=true ! video/x-raw,format=BGRx,width=320,height=240,framerate=30/1 ! wldmabufsink name=sink",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline.by_name("sink").unwrap();
+    sink.set_property("display", weston.socket_path().to_str().unwrap());
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    // Let it play.
+    let start = Instant::now();
+    while sink.property::<gst::Structure>("stats").get::<u64>("shown").unwrap() < 10 {
+        assert!(start.elapsed() < Duration::from_secs(20), "no frames shown");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    weston.kill();
+    let killed = Instant::now();
+    let msg = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error])
+        .expect("an error message after the compositor died");
+    let elapsed = killed.elapsed();
+    let gst::MessageView::Error(e) = msg.view() else {
+        unreachable!()
+    };
+    let text = format!("{} {:?}", e.error(), e.debug());
+    println!("error after {elapsed:?}: {text}");
+    assert!(elapsed < Duration::from_secs(1), "error came after {elapsed:?}");
+    assert!(text.contains("Wayland compositor gone"), "{text}");
+    // Stopping does not hang.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        pipeline.set_state(gst::State::Null).unwrap();
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(Duration::from_secs(5)).expect("set_state(Null) hung");
+}
