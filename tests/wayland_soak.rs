@@ -1,0 +1,116 @@
+//! 3000 frames into a headless Weston with the process's open-fd count
+//! watched, through the `Presenter` and through `wldmabufsink`. One test in
+//! this binary so that nothing else opens fds while it counts.
+#![cfg(all(feature = "headless", feature = "gstreamer", feature = "vulkan"))]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+use dmabuf_interop::alloc::{Allocator, MemfdAllocator};
+use dmabuf_interop::wayland::headless::{Weston, WestonOptions};
+use dmabuf_interop::wayland::{Presenter, Target};
+use dmabuf_interop::{DmaBuf, DrmFourcc, pattern};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
+const FRAMES: usize = 3000;
+
+fn play(weston: &Weston, description: &str, probe: Option<Arc<[AtomicUsize; 2]>>) -> gst::Structure {
+    let pipeline = gst::parse::launch(description).unwrap().downcast::<gst::Pipeline>().unwrap();
+    let sink = pipeline.by_name("sink").unwrap();
+    sink.set_property("display", weston.socket_path().to_str().unwrap());
+    if let Some(fds) = probe {
+        let seen = AtomicUsize::new(0);
+        sink.static_pad("sink").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+            if n == 100 {
+                fds[0].store(open_fds(), Ordering::SeqCst);
+            } else if n == FRAMES {
+                fds[1].store(open_fds(), Ordering::SeqCst);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let msg = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(120), &[gst::MessageType::Eos, gst::MessageType::Error])
+        .expect("EOS");
+    assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
+    let stats = sink.property::<gst::Structure>("stats");
+    pipeline.set_state(gst::State::Null).unwrap();
+    stats
+}
+
+#[test]
+fn fd_count_is_stable_over_3000_frames() {
+    gst::init().expect("GStreamer 1.22 (run scripts/setup)");
+    dmabuf_interop::elements::register(None).unwrap();
+    // 1 kHz refresh: frame callbacks every millisecond.
+    let weston = Weston::start(WestonOptions {
+        width: 64,
+        height: 48,
+        refresh_mhz: 1_000_000,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("needs Weston 14 (run scripts/setup): {e}"));
+    let sink_pipeline = "videotestsrc num-buffers=COUNT pattern=ball ! video/x-raw,format=NV12,width=64,height=48,framerate=1000/1 ! wldmabufsink name=sink sync=false";
+    // Warm-up: GStreamer's registry and libwayland's first connection.
+    play(&weston, &sink_pipeline.replace("COUNT", "10"), None);
+    let baseline = open_fds();
+
+    // The Presenter with a producer ring of 3 buffers.
+    {
+        let mut p = Presenter::connect_to(
+            &weston.socket_path(),
+            Target::Toplevel {
+                title: "soak".into(),
+                app_id: "soak".into(),
+            },
+        )
+        .unwrap();
+        let ring: Vec<DmaBuf> = (0..3)
+            .map(|_| MemfdAllocator::new().allocate(DrmFourcc::Xrgb8888, 64, 48, 64).unwrap())
+            .collect();
+        let mut at_100 = 0;
+        for frame in 0..FRAMES {
+            let buf = loop {
+                if let Some(b) = ring.iter().find(|b| !p.is_busy(b)) {
+                    break b;
+                }
+                p.dispatch_timeout(Duration::from_millis(5)).unwrap();
+            };
+            if frame % 500 == 0 {
+                write_planes(buf, &pattern::frame_planes(DrmFourcc::Xrgb8888, 64, 48, frame as u32).unwrap());
+            }
+            p.present(buf, Box::new(())).unwrap();
+            if frame == 100 {
+                at_100 = open_fds();
+            }
+        }
+        let at_end = open_fds();
+        let stats = p.stats();
+        println!("presenter: {stats:?}; fds {at_100} -> {at_end} (baseline {baseline})");
+        assert_eq!(stats.zero_copy, FRAMES as u64);
+        assert_eq!(stats.wl_buffers_created, 3);
+        assert_eq!(stats.reused_before_release, 0);
+        assert_eq!(at_100, at_end, "fds grew while presenting");
+    }
+    assert_eq!(open_fds(), baseline, "fds left after the presenter");
+
+    // wldmabufsink with upstream writing into its pool.
+    let fds = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let stats = play(&weston, &sink_pipeline.replace("COUNT", "3000"), Some(fds.clone()));
+    let (at_100, at_end) = (fds[0].load(Ordering::SeqCst), fds[1].load(Ordering::SeqCst));
+    println!("wldmabufsink: {stats}; fds {at_100} -> {at_end} (baseline {baseline})");
+    assert_eq!(stats.get::<u64>("frames").unwrap(), FRAMES as u64);
+    assert_eq!(stats.get::<u64>("zero-copy").unwrap(), stats.get::<u64>("shown").unwrap());
+    assert_eq!(stats.get::<u64>("reused-before-release").unwrap(), 0);
+    assert_eq!(at_100, at_end, "fds grew while the sink played");
+    assert_eq!(open_fds(), baseline, "fds left after the sink pipeline");
+}
