@@ -20,26 +20,34 @@ use gstreamer::prelude::*;
 const FRAMES: usize = 3000;
 
 fn play(weston: &Weston, description: &str, probe: Option<Arc<[AtomicUsize; 2]>>) -> gst::Structure {
-    let pipeline = gst::parse::launch(description).unwrap().downcast::<gst::Pipeline>().unwrap();
+    let pipeline = gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
     let sink = pipeline.by_name("sink").unwrap();
     sink.set_property("display", weston.socket_path().to_str().unwrap());
     if let Some(fds) = probe {
         let seen = AtomicUsize::new(0);
-        sink.static_pad("sink").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
-            if n == 100 {
-                fds[0].store(open_fds(), Ordering::SeqCst);
-            } else if n == FRAMES {
-                fds[1].store(open_fds(), Ordering::SeqCst);
-            }
-            gst::PadProbeReturn::Ok
-        });
+        sink.static_pad("sink")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+                if n == 100 {
+                    fds[0].store(open_fds(), Ordering::SeqCst);
+                } else if n == FRAMES {
+                    fds[1].store(open_fds(), Ordering::SeqCst);
+                }
+                gst::PadProbeReturn::Ok
+            });
     }
     pipeline.set_state(gst::State::Playing).unwrap();
     let msg = pipeline
         .bus()
         .unwrap()
-        .timed_pop_filtered(gst::ClockTime::from_seconds(120), &[gst::MessageType::Eos, gst::MessageType::Error])
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(120),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
         .expect("EOS");
     assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
     let stats = sink.property::<gst::Structure>("stats");
@@ -86,7 +94,10 @@ fn fd_count_is_stable_over_3000_frames() {
                 p.dispatch_timeout(Duration::from_millis(5)).unwrap();
             };
             if frame % 500 == 0 {
-                write_planes(buf, &pattern::frame_planes(DrmFourcc::Xrgb8888, 64, 48, frame as u32).unwrap());
+                write_planes(
+                    buf,
+                    &pattern::frame_planes(DrmFourcc::Xrgb8888, 64, 48, frame as u32).unwrap(),
+                );
             }
             p.present(buf, Box::new(())).unwrap();
             if frame == 100 {
@@ -109,7 +120,10 @@ fn fd_count_is_stable_over_3000_frames() {
     let (at_100, at_end) = (fds[0].load(Ordering::SeqCst), fds[1].load(Ordering::SeqCst));
     println!("wldmabufsink: {stats}; fds {at_100} -> {at_end} (baseline {baseline})");
     assert_eq!(stats.get::<u64>("frames").unwrap(), FRAMES as u64);
-    assert_eq!(stats.get::<u64>("zero-copy").unwrap(), stats.get::<u64>("shown").unwrap());
+    assert_eq!(
+        stats.get::<u64>("zero-copy").unwrap(),
+        stats.get::<u64>("shown").unwrap()
+    );
     assert_eq!(stats.get::<u64>("reused-before-release").unwrap(), 0);
     assert_eq!(at_100, at_end, "fds grew while the sink played");
     assert_eq!(open_fds(), baseline, "fds left after the sink pipeline");

@@ -352,3 +352,161 @@ fn weston_dying_mid_stream_is_an_error_within_a_second() {
     });
     rx.recv_timeout(Duration::from_secs(5)).expect("set_state(Null) hung");
 }
+
+mod app {
+    //! A minimal application of our own: its own connection (libwayland),
+    //! a toplevel, and a surface it hands to the sink.
+    use dmabuf_interop::wayland::wayland_client::globals::{GlobalListContents, registry_queue_init};
+    use dmabuf_interop::wayland::wayland_client::protocol::{
+        wl_compositor::WlCompositor, wl_registry::WlRegistry, wl_surface::WlSurface,
+    };
+    use dmabuf_interop::wayland::wayland_client::{
+        Connection, Dispatch, EventQueue, Proxy, QueueHandle, delegate_noop,
+    };
+    use dmabuf_interop::wayland::wayland_protocols::xdg::shell::client::{
+        xdg_surface::{self, XdgSurface},
+        xdg_toplevel::XdgToplevel,
+        xdg_wm_base::{self, XdgWmBase},
+    };
+
+    #[derive(Default)]
+    pub struct State {
+        configured: bool,
+    }
+
+    pub struct App {
+        pub conn: Connection,
+        pub queue: EventQueue<State>,
+        pub state: State,
+        pub surface: WlSurface,
+        _xdg: (XdgWmBase, XdgSurface, XdgToplevel),
+    }
+
+    impl App {
+        pub fn new(socket: &std::path::Path) -> App {
+            let conn = Connection::from_socket(std::os::unix::net::UnixStream::connect(socket).unwrap()).unwrap();
+            let (globals, mut queue) = registry_queue_init::<State>(&conn).unwrap();
+            let qh = queue.handle();
+            let compositor: WlCompositor = globals.bind(&qh, 4..=5, ()).unwrap();
+            let wm: XdgWmBase = globals.bind(&qh, 1..=1, ()).unwrap();
+            let surface = compositor.create_surface(&qh, ());
+            let xs = wm.get_xdg_surface(&surface, &qh, ());
+            let top = xs.get_toplevel(&qh, ());
+            top.set_title("embedding app".into());
+            surface.commit();
+            let mut state = State::default();
+            while !state.configured {
+                queue.blocking_dispatch(&mut state).unwrap();
+            }
+            App {
+                conn,
+                queue,
+                state,
+                surface,
+                _xdg: (wm, xs, top),
+            }
+        }
+
+        /// (wl_display*, wl_surface*) as the sink's properties take them.
+        pub fn handles(&self) -> (u64, u64) {
+            (
+                self.conn.backend().display_ptr() as u64,
+                self.surface.id().as_ptr() as u64,
+            )
+        }
+    }
+
+    impl Dispatch<WlRegistry, GlobalListContents> for State {
+        fn event(
+            _: &mut Self,
+            _: &WlRegistry,
+            _: <WlRegistry as Proxy>::Event,
+            _: &GlobalListContents,
+            _: &Connection,
+            _: &QueueHandle<Self>,
+        ) {
+        }
+    }
+    delegate_noop!(State: ignore WlCompositor);
+    delegate_noop!(State: ignore WlSurface);
+    delegate_noop!(State: ignore XdgToplevel);
+    impl Dispatch<XdgWmBase, ()> for State {
+        fn event(_: &mut Self, wm: &XdgWmBase, e: xdg_wm_base::Event, _: &(), _: &Connection, _: &QueueHandle<Self>) {
+            if let xdg_wm_base::Event::Ping { serial } = e {
+                wm.pong(serial);
+            }
+        }
+    }
+    impl Dispatch<XdgSurface, ()> for State {
+        fn event(
+            state: &mut Self,
+            s: &XdgSurface,
+            e: xdg_surface::Event,
+            _: &(),
+            _: &Connection,
+            _: &QueueHandle<Self>,
+        ) {
+            if let xdg_surface::Event::Configure { serial } = e {
+                s.ack_configure(serial);
+                state.configured = true;
+            }
+        }
+    }
+}
+
+#[test]
+fn plays_into_a_surface_the_application_hands_over() {
+    init();
+    let weston = weston_with(320, 240, Renderer::Gl);
+    let mut app = app::App::new(&weston.socket_path());
+    let (display, surface) = app.handles();
+    let caps = "video/x-raw,format=BGRx,width=320,height=240";
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc pattern=smpte num-buffers=30 ! {caps} ! wldmabufsink name=sink"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline.by_name("sink").unwrap();
+    sink.set_property("window-handle", surface);
+    sink.set_property("display-handle", display);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let image = loop {
+        assert!(Instant::now() < deadline, "no EOS");
+        // The application keeps serving its own queue meanwhile.
+        app.queue.dispatch_pending(&mut app.state).unwrap();
+        app.conn.flush().unwrap();
+        match bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(50),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        ) {
+            Some(m) => match m.view() {
+                gst::MessageView::Eos(_) => break weston.capture().unwrap(),
+                gst::MessageView::Error(e) => panic!("{} {:?}", e.error(), e.debug()),
+                _ => {}
+            },
+            None => continue,
+        }
+    };
+    let stats = sink.property::<gst::Structure>("stats");
+    pipeline.set_state(gst::State::Null).unwrap();
+    println!("{stats}");
+    assert_eq!(stats.get::<u64>("frames").unwrap(), 30);
+    assert_eq!(
+        stats.get::<u64>("zero-copy").unwrap(),
+        stats.get::<u64>("shown").unwrap()
+    );
+    let (info, planes, strides) = reference_frame(caps);
+    let (worst, _) = worst_error(
+        &image,
+        |x, y| reference_rgb(&info, &planes, &strides, x as usize, y as usize),
+        320,
+        240,
+    );
+    assert_eq!(worst, 0, "the bars in the application's surface");
+    // The application's surface and connection outlive the sink.
+    app.surface.commit();
+    app.conn.roundtrip().expect("the application's connection still works");
+}

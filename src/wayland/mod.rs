@@ -31,3 +31,4 @@ mod protocols;
 pub use client::{MAX_DMABUF_VERSION, PresentStats, Presented, Presenter, Target, WaylandError, fit};
 pub use formats::{FormatSet, FormatTableError, Tranche, parse_format_table, tranche_formats};
 pub use wayland_client;
+pub use wayland_protocols;
