@@ -46,8 +46,6 @@ fn show_and_capture(weston: &Weston, p: &mut Presenter, buf: &DmaBuf) -> Image {
     weston.capture().expect("capture")
 }
 
-/// Largest per-channel difference between the capture and the pattern over
-/// a grid of sample points away from the pattern's edges.
 /// What a compositor shows for an RGB colour that went through our BT.709
 /// YUV encoding: Weston 14 decodes YUV dma-bufs with BT.601 limited-range
 /// coefficients (no colour-representation protocol says otherwise).
@@ -62,37 +60,17 @@ fn through_yuv(c: [u8; 3]) -> [u8; 3] {
     [ch(y + 1.596 * v), ch(y - 0.392 * u - 0.813 * v), ch(y + 2.017 * u)]
 }
 
+/// [`grid_error`] against pattern frame `frame` (through YUV when `yuv`).
 fn pattern_error(image: &Image, width: u32, height: u32, frame: u32, yuv: bool) -> (u32, usize) {
-    let (mut worst, mut points) = (0u32, 0);
-    for gy in 0..12 {
-        for gx in 0..16 {
-            let x = width * (2 * gx + 1) / 32;
-            let y = height * (2 * gy + 1) / 24;
-            let want = pattern::rgb(width, height, frame, x, y);
-            // Skip points next to a colour edge (box, bars, ramp) where
-            // chroma subsampling may blend neighbours.
-            let flat = [(0i32, 0i32), (-2, 0), (2, 0), (0, -2), (0, 2)]
-                .iter()
-                .all(|&(dx, dy)| {
-                    let (nx, ny) = (x as i32 + dx, y as i32 + dy);
-                    nx >= 0
-                        && ny >= 0
-                        && (nx as u32) < width
-                        && (ny as u32) < height
-                        && pattern::rgb(width, height, frame, nx as u32, ny as u32) == want
-                });
-            if !flat {
-                continue;
-            }
-            let want = if yuv { through_yuv(want) } else { want };
-            let got = image.pixel(x, y).unwrap();
-            for c in 0..3 {
-                worst = worst.max((i32::from(got[c]) - i32::from(want[c])).unsigned_abs());
-            }
-            points += 1;
-        }
-    }
-    (worst, points)
+    grid_error(
+        image,
+        |x, y| {
+            let c = pattern::rgb(width, height, frame, x, y);
+            if yuv { through_yuv(c) } else { c }
+        },
+        width,
+        height,
+    )
 }
 
 #[test]

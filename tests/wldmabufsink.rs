@@ -4,7 +4,11 @@
 //! that dies mid-stream.
 #![cfg(all(feature = "headless", feature = "gstreamer", feature = "vulkan"))]
 
+mod common;
+
 use std::time::{Duration, Instant};
+
+use common::grid_error;
 
 use dmabuf_interop::pattern;
 use dmabuf_interop::wayland::headless::{Image, Renderer, Weston, WestonOptions};
@@ -131,34 +135,6 @@ fn reference_rgb(info: &gst_video::VideoInfo, planes: &[Vec<u8>], strides: &[usi
     }
 }
 
-/// Worst channel difference over a grid (points next to an edge skipped).
-fn worst_error(image: &Image, expected: impl Fn(u32, u32) -> [u8; 3], width: u32, height: u32) -> (u32, usize) {
-    let (mut worst, mut points) = (0, 0);
-    for gy in 0..12 {
-        for gx in 0..16 {
-            let (x, y) = (width * (2 * gx + 1) / 32, height * (2 * gy + 1) / 24);
-            let want = expected(x, y);
-            let flat = [(-2i32, 0i32), (2, 0), (0, -2), (0, 2)].iter().all(|&(dx, dy)| {
-                let (nx, ny) = (x as i32 + dx, y as i32 + dy);
-                nx >= 0
-                    && ny >= 0
-                    && (nx as u32) < width
-                    && (ny as u32) < height
-                    && expected(nx as u32, ny as u32) == want
-            });
-            if !flat {
-                continue;
-            }
-            let got = image.pixel(x, y).unwrap();
-            for c in 0..3 {
-                worst = worst.max((i32::from(got[c]) - i32::from(want[c])).unsigned_abs());
-            }
-            points += 1;
-        }
-    }
-    (worst, points)
-}
-
 #[test]
 fn videotestsrc_plays_zero_copy_and_shows_the_bars() {
     init();
@@ -183,7 +159,7 @@ fn videotestsrc_plays_zero_copy_and_shows_the_bars() {
         assert_eq!(stat(&run, "reused-before-release"), 0);
         let (info, planes, strides) = reference_frame(&caps);
         let image = run.capture.unwrap();
-        let (worst, points) = worst_error(
+        let (worst, points) = grid_error(
             &image,
             |x, y| reference_rgb(&info, &planes, &strides, x as usize, y as usize),
             320,
@@ -212,7 +188,7 @@ fn vkdmabufsrc_into_wldmabufsink() {
     // The ring's 4 images, one wl_buffer each, reused.
     assert!(stat(&run, "wl-buffers") <= 4, "{}", run.stats.as_ref().unwrap());
     let image = run.capture.unwrap();
-    let (worst, _) = worst_error(&image, |x, y| pattern::rgb(320, 240, 29, x, y), 320, 240);
+    let (worst, _) = grid_error(&image, |x, y| pattern::rgb(320, 240, 29, x, y), 320, 240);
     assert_eq!(worst, 0, "the last frame (29) of the pattern on screen");
 }
 
@@ -499,7 +475,7 @@ fn plays_into_a_surface_the_application_hands_over() {
         stats.get::<u64>("shown").unwrap()
     );
     let (info, planes, strides) = reference_frame(caps);
-    let (worst, _) = worst_error(
+    let (worst, _) = grid_error(
         &image,
         |x, y| reference_rgb(&info, &planes, &strides, x as usize, y as usize),
         320,

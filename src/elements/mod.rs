@@ -17,6 +17,19 @@ pub fn register(plugin: Option<&gst::Plugin>) -> Result<(), gst::glib::BoolError
     Ok(())
 }
 
+/// The one always-present pad of an element (`src` or `sink`), for
+/// `ElementImpl::pad_templates`; empty if the caps are rejected.
+fn always_pad(direction: gst::PadDirection, caps: &gst::Caps) -> Vec<gst::PadTemplate> {
+    let name = if direction == gst::PadDirection::Src {
+        "src"
+    } else {
+        "sink"
+    };
+    gst::PadTemplate::new(name, direction, gst::PadPresence::Always, caps)
+        .map(|t| vec![t])
+        .unwrap_or_default()
+}
+
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
     register(Some(plugin))
 }

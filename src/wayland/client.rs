@@ -585,7 +585,17 @@ impl Presenter {
         Ok(())
     }
 
-    fn add_planes(params: &ZwpLinuxBufferParamsV1, buf: &DmaBuf) {
+    /// Checks `buf` against what the compositor advertised and the plane
+    /// sizes, then fills a params object with its planes (nothing is sent
+    /// for a refused buffer).
+    fn params_for(&self, buf: &DmaBuf) -> Result<ZwpLinuxBufferParamsV1, WaylandError> {
+        let dmabuf = self
+            .dmabuf
+            .as_ref()
+            .ok_or(WaylandError::MissingGlobal("zwp_linux_dmabuf_v1"))?;
+        self.check_advertised(buf)?;
+        Self::check_sizes(buf)?;
+        let params = dmabuf.create_params(&self.qh, ());
         let modifier: u64 = buf.modifier().into();
         for (i, plane) in buf.planes().iter().enumerate() {
             params.add(
@@ -597,20 +607,14 @@ impl Presenter {
                 modifier as u32,
             );
         }
+        Ok(params)
     }
 
     /// A new `wl_buffer` for `buf` with `create` and a wait for `created`
     /// or `failed` (a typed error instead of a fatal protocol error). Not
     /// cached: the caller owns it.
     pub fn create_buffer_checked(&mut self, buf: &DmaBuf, timeout: Duration) -> Result<WlBuffer, WaylandError> {
-        let dmabuf = self
-            .dmabuf
-            .clone()
-            .ok_or(WaylandError::MissingGlobal("zwp_linux_dmabuf_v1"))?;
-        self.check_advertised(buf)?;
-        Self::check_sizes(buf)?;
-        let params = dmabuf.create_params(&self.qh, ());
-        Self::add_planes(&params, buf);
+        let params = self.params_for(buf)?;
         params.create(
             buf.width() as i32,
             buf.height() as i32,
@@ -644,14 +648,7 @@ impl Presenter {
         if let Some(e) = self.cache.get(&buf.id()) {
             return Ok((e.buffer.clone(), true));
         }
-        let dmabuf = self
-            .dmabuf
-            .clone()
-            .ok_or(WaylandError::MissingGlobal("zwp_linux_dmabuf_v1"))?;
-        self.check_advertised(buf)?;
-        Self::check_sizes(buf)?;
-        let params = dmabuf.create_params(&self.qh, ());
-        Self::add_planes(&params, buf);
+        let params = self.params_for(buf)?;
         let buffer = params.create_immed(
             buf.width() as i32,
             buf.height() as i32,

@@ -106,3 +106,40 @@ pub fn ramp_planes(buf: &DmaBuf, seed: u8) -> Vec<Vec<u8>> {
         })
         .collect()
 }
+
+/// Largest per-channel difference between a capture and `expected` (RGB of
+/// each pixel) over a 16x12 grid of sample points, skipping points within
+/// 2 pixels of a colour edge (where chroma subsampling and filtering may
+/// blend neighbours); returns (worst difference, points compared).
+#[cfg(feature = "headless")]
+pub fn grid_error(
+    image: &dmabuf_interop::wayland::headless::Image,
+    expected: impl Fn(u32, u32) -> [u8; 3],
+    width: u32,
+    height: u32,
+) -> (u32, usize) {
+    let (mut worst, mut points) = (0, 0);
+    for gy in 0..12 {
+        for gx in 0..16 {
+            let (x, y) = (width * (2 * gx + 1) / 32, height * (2 * gy + 1) / 24);
+            let want = expected(x, y);
+            let flat = [(-2i32, 0i32), (2, 0), (0, -2), (0, 2)].iter().all(|&(dx, dy)| {
+                let (nx, ny) = (x as i32 + dx, y as i32 + dy);
+                nx >= 0
+                    && ny >= 0
+                    && (nx as u32) < width
+                    && (ny as u32) < height
+                    && expected(nx as u32, ny as u32) == want
+            });
+            if !flat {
+                continue;
+            }
+            let got = image.pixel(x, y).expect("sample point inside the capture");
+            for c in 0..3 {
+                worst = worst.max((i32::from(got[c]) - i32::from(want[c])).unsigned_abs());
+            }
+            points += 1;
+        }
+    }
+    (worst, points)
+}

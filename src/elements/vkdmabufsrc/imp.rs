@@ -293,17 +293,8 @@ impl ElementImpl for VkDmaBufSrc {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            match gst::PadTemplate::new(
-                "src",
-                gst::PadDirection::Src,
-                gst::PadPresence::Always,
-                &template_caps(),
-            ) {
-                Ok(t) => vec![t],
-                Err(_) => Vec::new(),
-            }
-        });
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
+            LazyLock::new(|| super::super::always_pad(gst::PadDirection::Src, &template_caps()));
         TEMPLATES.as_ref()
     }
 }

@@ -393,17 +393,8 @@ impl ElementImpl for WlDmaBufSink {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            match gst::PadTemplate::new(
-                "sink",
-                gst::PadDirection::Sink,
-                gst::PadPresence::Always,
-                &template_caps(),
-            ) {
-                Ok(t) => vec![t],
-                Err(_) => Vec::new(),
-            }
-        });
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
+            LazyLock::new(|| super::super::always_pad(gst::PadDirection::Sink, &template_caps()));
         TEMPLATES.as_ref()
     }
 
