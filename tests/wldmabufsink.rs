@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::grid_error;
+use common::{grid_error, keep_capture};
 
 use dmabuf_interop::pattern;
 use dmabuf_interop::wayland::headless::{Image, Renderer, Weston, WestonOptions};
@@ -159,6 +159,7 @@ fn videotestsrc_plays_zero_copy_and_shows_the_bars() {
         assert_eq!(stat(&run, "reused-before-release"), 0);
         let (info, planes, strides) = reference_frame(&caps);
         let image = run.capture.unwrap();
+        keep_capture(&image, &format!("videotestsrc-{format}"));
         let (worst, points) = grid_error(
             &image,
             |x, y| reference_rgb(&info, &planes, &strides, x as usize, y as usize),
@@ -188,6 +189,7 @@ fn vkdmabufsrc_into_wldmabufsink() {
     // The ring's 4 images, one wl_buffer each, reused.
     assert!(stat(&run, "wl-buffers") <= 4, "{}", run.stats.as_ref().unwrap());
     let image = run.capture.unwrap();
+    keep_capture(&image, "vkdmabufsrc-BGRx");
     let (worst, _) = grid_error(&image, |x, y| pattern::rgb(320, 240, 29, x, y), 320, 240);
     assert_eq!(worst, 0, "the last frame (29) of the pattern on screen");
 }

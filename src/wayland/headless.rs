@@ -7,6 +7,11 @@
 //! toplevel fullscreen at (0, 0) with nothing else on screen (desktop-shell
 //! would add a panel, a background client and fade-out animations). It is
 //! stopped by its PID on drop, and its runtime directory removed.
+//!
+//! Known: Weston 14.0.2's kiosk-shell can segfault when a second client's
+//! toplevel maps after a first client's toplevel went away; start one
+//! Weston per windowed client (cheap: ~0.1 s). [`Weston::log_tail`] says
+//! whether Weston is still running, and shows its stderr.
 
 use std::ffi::OsString;
 use std::os::unix::fs::DirBuilderExt;
@@ -231,7 +236,11 @@ impl Weston {
             .env_remove("DISPLAY")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(
+                std::fs::File::create(runtime_dir.join("weston.stderr"))
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
+            )
             .spawn()
             .map_err(|e| HeadlessError::Io(format!("spawning weston: {e}")))?;
         let mut weston = Self {
@@ -303,11 +312,30 @@ impl Weston {
         self.child.as_ref().map(Child::id)
     }
 
-    /// The last 40 lines of Weston's log.
+    /// The last 40 lines of Weston's log, then of its stderr (where a
+    /// crash reports), and whether it is still running.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        let tail = |path: &Path| {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        };
+        // A dead child not reaped yet is a zombie ('Z') in /proc.
+        let status = match self.pid() {
+            Some(pid) => match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                Ok(stat) if stat.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')) => {
+                    "weston has exited (crashed or was killed)".to_string()
+                }
+                Ok(_) => "weston is running".to_string(),
+                Err(_) => "weston is gone".to_string(),
+            },
+            None => "weston was stopped".to_string(),
+        };
+        format!(
+            "{}\n--- stderr ---\n{}\n--- {status}",
+            tail(&self.log),
+            tail(&self.runtime_dir.join("weston.stderr"))
+        )
     }
 
     /// Kills Weston now (SIGKILL) and reaps it, as a crash would.

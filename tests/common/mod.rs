@@ -143,3 +143,14 @@ pub fn grid_error(
     }
     (worst, points)
 }
+
+/// Saves `image` as `<name>.png` in `$DMABUF_INTEROP_CAPTURE_DIR` when that
+/// is set (to look at what the tests saw).
+#[cfg(feature = "headless")]
+pub fn keep_capture(image: &dmabuf_interop::wayland::headless::Image, name: &str) {
+    if let Some(dir) = std::env::var_os("DMABUF_INTEROP_CAPTURE_DIR") {
+        let path = std::path::Path::new(&dir).join(format!("{name}.png"));
+        image.save_png(&path).expect("save capture");
+        println!("capture saved to {}", path.display());
+    }
+}
