@@ -428,8 +428,18 @@ impl Presenter {
         Ok(this)
     }
 
-    fn roundtrip(&mut self) -> Result<(), WaylandError> {
+    /// Sends what is queued and waits until the compositor has processed
+    /// it (and dispatches the events that came meanwhile).
+    pub fn roundtrip(&mut self) -> Result<(), WaylandError> {
         self.queue.roundtrip(&mut self.state).map(drop).map_err(lost)
+    }
+
+    /// Destroys the cached `wl_buffer` of `buf`, if any (the next use makes
+    /// a new one). For callers that know a source will not come back.
+    pub fn forget(&mut self, buf: &DmaBuf) {
+        if let Some(e) = self.cache.remove(&buf.id()) {
+            e.buffer.destroy();
+        }
     }
 
     /// Dispatches what has arrived, waiting up to `timeout` for something.
