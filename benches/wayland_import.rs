@@ -52,7 +52,9 @@ fn present_cost(c: &mut Criterion) {
             })
         });
         p.wl_buffer_for(&buf).expect("wl_buffer");
-        group.bench_function("wl_buffer_cached", |b| b.iter(|| p.wl_buffer_for(&buf).expect("cached")));
+        group.bench_function("wl_buffer_cached", |b| {
+            b.iter(|| p.wl_buffer_for(&buf).expect("cached"))
+        });
         group.bench_function("present_dmabuf", |b| {
             b.iter(|| {
                 p.present(&buf, Box::new(())).expect("present");
