@@ -155,6 +155,33 @@ pub fn dmabuf_maps_writable(dmabuf: &DmaBuf) -> Result<bool, MemoryError> {
     Ok(true)
 }
 
+/// The fd of `memory` (memory `index` of `count` in its buffer), borrowed
+/// from the memory, or [`MemoryError::NotDmaBuf`] naming it.
+fn memory_fd(memory: &gst::MemoryRef, index: usize, count: usize) -> Result<BorrowedFd<'_>, MemoryError> {
+    let Some(dmabuf) = memory.downcast_memory_ref::<gst_allocators::DmaBufMemory>() else {
+        return Err(MemoryError::NotDmaBuf {
+            index,
+            count,
+            allocator: memory
+                .allocator()
+                .map(|a| a.type_().name().to_string())
+                .unwrap_or_else(|| "none".into()),
+        });
+    };
+    // SAFETY: the memory owns this fd and outlives the borrow (tied to
+    // `memory`'s lifetime).
+    Ok(unsafe { BorrowedFd::borrow_raw(dmabuf.fd()) })
+}
+
+/// Plane offsets (in the buffer) and strides: the `VideoMeta`'s, or the
+/// `VideoInfo` defaults when the buffer has none.
+fn plane_layout(buffer: &gst::BufferRef, info: &gst_video::VideoInfo) -> (Vec<usize>, Vec<i32>) {
+    match buffer.meta::<gst_video::VideoMeta>() {
+        Some(meta) => (meta.offset().to_vec(), meta.stride().to_vec()),
+        None => (info.offset().to_vec(), info.stride().to_vec()),
+    }
+}
+
 /// Reads a buffer of dma-buf memory as a `DmaBuf`.
 ///
 /// Every memory must be dma-buf memory ([`MemoryError::NotDmaBuf`] names the
@@ -178,28 +205,13 @@ pub fn dmabuf_from_buffer(
     let mut memories: Vec<(Arc<OwnedFd>, usize, usize, usize)> = Vec::with_capacity(count);
     let mut total = 0usize;
     for (index, memory) in buffer.iter_memories().enumerate() {
-        let Some(dmabuf) = memory.downcast_memory_ref::<gst_allocators::DmaBufMemory>() else {
-            return Err(MemoryError::NotDmaBuf {
-                index,
-                count,
-                allocator: memory
-                    .allocator()
-                    .map(|a| a.type_().name().to_string())
-                    .unwrap_or_else(|| "none".into()),
-            });
-        };
-        // SAFETY: the memory owns this fd and is alive for this statement; we
-        // only dup it.
-        let fd = unsafe { BorrowedFd::borrow_raw(dmabuf.fd()) }
+        let fd = memory_fd(memory, index, count)?
             .try_clone_to_owned()
             .map_err(|e| MemoryError::Gstreamer(format!("dup of memory {index}'s fd: {e}")))?;
         memories.push((Arc::new(fd), memory.offset(), memory.size(), total));
         total += memory.size();
     }
-    let (offsets, strides): (Vec<usize>, Vec<i32>) = match buffer.meta::<gst_video::VideoMeta>() {
-        Some(meta) => (meta.offset().to_vec(), meta.stride().to_vec()),
-        None => (info.offset().to_vec(), info.stride().to_vec()),
-    };
+    let (offsets, strides) = plane_layout(buffer, info);
     let mut builder = DmaBuf::builder(fourcc, modifier, info.width(), info.height());
     for (plane, (&offset, &stride)) in offsets.iter().zip(&strides).enumerate().take(info.n_planes() as usize) {
         let (fd, mem_offset, _, start) = memories
@@ -256,25 +268,18 @@ fn cache_key(
 ) -> Result<CacheKey, MemoryError> {
     let mut files = Vec::with_capacity(buffer.n_memory());
     for (index, memory) in buffer.iter_memories().enumerate() {
-        let Some(dmabuf) = memory.downcast_memory_ref::<gst_allocators::DmaBufMemory>() else {
-            return Err(MemoryError::NotDmaBuf {
-                index,
-                count: buffer.n_memory(),
-                allocator: memory
-                    .allocator()
-                    .map(|a| a.type_().name().to_string())
-                    .unwrap_or_else(|| "none".into()),
-            });
-        };
-        // SAFETY: the memory owns this fd and is alive for this statement.
-        let fd = unsafe { BorrowedFd::borrow_raw(dmabuf.fd()) };
-        let stat = crate::sys::fd_info(fd).map_err(|e| MemoryError::Gstreamer(format!("fstat: {e}")))?;
-        files.push((stat.dev, stat.ino, memory.offset(), memory.size()));
+        // Only the file's identity: one fstat per memory on this per-frame path.
+        let stat = rustix::fs::fstat(memory_fd(memory, index, buffer.n_memory())?)
+            .map_err(|e| MemoryError::Gstreamer(format!("fstat of memory {index}'s fd: {e}")))?;
+        #[allow(clippy::useless_conversion)]
+        files.push((
+            u64::from(stat.st_dev),
+            u64::from(stat.st_ino),
+            memory.offset(),
+            memory.size(),
+        ));
     }
-    let (offsets, strides) = match buffer.meta::<gst_video::VideoMeta>() {
-        Some(meta) => (meta.offset().to_vec(), meta.stride().to_vec()),
-        None => (info.offset().to_vec(), info.stride().to_vec()),
-    };
+    let (offsets, strides) = plane_layout(buffer, info);
     Ok(CacheKey {
         files,
         offsets,

@@ -211,7 +211,7 @@ struct ShmBuffer {
 
 /// A shared-memory file mapped read-write (the `wl_shm` pool's backing).
 struct ShmMemory {
-    _fd: OwnedFd,
+    fd: OwnedFd,
     ptr: *mut std::ffi::c_void,
     len: usize,
 }
@@ -237,7 +237,7 @@ impl ShmMemory {
             )
         }
         .map_err(err)?;
-        Ok(Self { _fd: fd, ptr, len })
+        Ok(Self { fd, ptr, len })
     }
 
     fn bytes_mut(&mut self) -> &mut [u8] {
@@ -465,7 +465,6 @@ impl Presenter {
             }
         }
         self.queue.dispatch_pending(&mut self.state).map_err(lost)?;
-        self.stats.releases = self.state.releases;
         if let Some(e) = self.state.feedback_error.take() {
             return Err(e.into());
         }
@@ -700,10 +699,7 @@ impl Presenter {
     /// GStreamer buffer, which keeps a pool from reusing the memory) is
     /// dropped when the compositor releases the `wl_buffer`.
     pub fn present(&mut self, buf: &DmaBuf, keepalive: Box<dyn Any + Send>) -> Result<Presented, WaylandError> {
-        self.dispatch_timeout(Duration::ZERO)?;
-        if self.state.closed {
-            return Err(WaylandError::Closed);
-        }
+        self.begin_frame()?;
         let dmabuf_ok = self.dmabuf.is_some() && self.state.formats.supports_dmabuf(buf.fourcc(), buf.modifier());
         let (wl_buffer, presented) = if dmabuf_ok {
             let (b, hit) = self.wl_buffer_for(buf)?;
@@ -723,15 +719,25 @@ impl Presenter {
                     cache_hit: false,
                 },
             )
-        } else if self.dmabuf.is_some() {
-            // Say what linux-dmabuf offers instead.
-            self.check_advertised(buf)?;
-            return Err(WaylandError::Unsupported(buf.fourcc(), ModifierName(buf.modifier())));
         } else {
+            if self.dmabuf.is_some() {
+                // Say what linux-dmabuf offers instead.
+                self.check_advertised(buf)?;
+            }
             return Err(WaylandError::Unsupported(buf.fourcc(), ModifierName(buf.modifier())));
         };
         self.commit_frame(&wl_buffer, presented, buf.width(), buf.height(), keepalive)?;
         Ok(presented)
+    }
+
+    /// Takes in what arrived (releases, frame callbacks) before a frame;
+    /// refuses when the window was closed.
+    fn begin_frame(&mut self) -> Result<(), WaylandError> {
+        self.dispatch_timeout(Duration::ZERO)?;
+        if self.state.closed {
+            return Err(WaylandError::Closed);
+        }
+        Ok(())
     }
 
     /// Attaches, damages, scales, asks for a frame callback and commits.
@@ -790,10 +796,7 @@ impl Presenter {
         planes: &[(&[u8], usize)],
         keepalive: Box<dyn Any + Send>,
     ) -> Result<Presented, WaylandError> {
-        self.dispatch_timeout(Duration::ZERO)?;
-        if self.state.closed {
-            return Err(WaylandError::Closed);
-        }
+        self.begin_frame()?;
         if !self.state.formats.supports_shm(fourcc) {
             return Err(WaylandError::Unsupported(fourcc, ModifierName(DrmModifier::Linear)));
         }
@@ -917,7 +920,7 @@ impl Presenter {
             len += stride as usize * plane.rows(height) as usize;
         }
         let memory = ShmMemory::new(len)?;
-        let pool = shm.create_pool(memory._fd.as_fd(), len as i32, &self.qh, ());
+        let pool = shm.create_pool(memory.fd.as_fd(), len as i32, &self.qh, ());
         let format = match wl_shm::Format::try_from(fourcc_to_shm(fourcc)) {
             Ok(f) => f,
             Err(()) => return Err(unsupported()),
