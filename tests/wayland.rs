@@ -9,18 +9,9 @@ use std::time::Duration;
 
 use common::*;
 use dmabuf_interop::alloc::{Allocator, MemfdAllocator};
-use dmabuf_interop::wayland::headless::{Image, Renderer, Weston, WestonOptions};
+use dmabuf_interop::wayland::headless::{Image, Renderer, Weston};
 use dmabuf_interop::wayland::{Presenter, Target, WaylandError};
 use dmabuf_interop::{DmaBuf, DrmFourcc, DrmModifier, pattern};
-
-fn weston(width: u32, height: u32) -> Weston {
-    Weston::start(WestonOptions {
-        width,
-        height,
-        ..Default::default()
-    })
-    .unwrap_or_else(|e| panic!("these tests need Weston 14 (run scripts/setup): {e}"))
-}
 
 fn presenter(weston: &Weston) -> Presenter {
     Presenter::connect_to(
@@ -77,7 +68,7 @@ fn pattern_error(image: &Image, width: u32, height: u32, frame: u32, yuv: bool) 
 fn dmabufs_show_the_right_pixels() {
     for (fourcc, tolerance) in [(DrmFourcc::Xrgb8888, 0), (DrmFourcc::Argb8888, 0), (DrmFourcc::Nv12, 2)] {
         let (w, h) = (320, 240);
-        let weston = weston(w, h);
+        let weston = weston(w, h, Renderer::Gl);
         let mut p = presenter(&weston);
         assert_eq!(p.formats().dmabuf_version, 3, "{:?}", p.formats());
         let buf = pattern_buffer(fourcc, w, h, 7);
@@ -93,7 +84,7 @@ fn dmabufs_show_the_right_pixels() {
 
 #[test]
 fn wl_buffers_are_cached_per_source_and_written_only_after_release() {
-    let weston = weston(320, 240);
+    let weston = weston(320, 240, Renderer::Gl);
     let mut p = presenter(&weston);
     // A producer with a ring of 3 buffers, faster than the compositor: it
     // writes a buffer only when the compositor has released it.
@@ -146,7 +137,7 @@ fn wl_buffers_are_cached_per_source_and_written_only_after_release() {
 
 #[test]
 fn refusals_are_typed_errors_before_any_request() {
-    let weston = weston(320, 240);
+    let weston = weston(320, 240, Renderer::Gl);
     let mut p = presenter(&weston);
     // A modifier the compositor did not advertise (Intel X-tiling).
     let good = pattern_buffer(DrmFourcc::Xrgb8888, 320, 240, 1);
@@ -196,13 +187,7 @@ fn refusals_are_typed_errors_before_any_request() {
 #[test]
 fn without_linux_dmabuf_frames_are_copied_into_shm() {
     // The pixman renderer offers no linux-dmabuf at all.
-    let weston = Weston::start(WestonOptions {
-        width: 320,
-        height: 240,
-        renderer: Renderer::Pixman,
-        ..Default::default()
-    })
-    .expect("weston (run scripts/setup)");
+    let weston = weston(320, 240, Renderer::Pixman);
     let mut p = presenter(&weston);
     assert_eq!(p.formats().dmabuf_version, 0);
     let buf = pattern_buffer(DrmFourcc::Xrgb8888, 320, 240, 3);

@@ -8,10 +8,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{grid_error, keep_capture};
+use common::{grid_error, keep_capture, weston};
 
 use dmabuf_interop::pattern;
-use dmabuf_interop::wayland::headless::{Image, Renderer, Weston, WestonOptions};
+use dmabuf_interop::wayland::headless::{Image, Renderer, Weston};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
@@ -21,16 +21,6 @@ use gstreamer_video::prelude::*;
 fn init() {
     gst::init().expect("GStreamer 1.22 (run scripts/setup)");
     dmabuf_interop::elements::register(None).expect("register elements");
-}
-
-fn weston_with(width: u32, height: u32, renderer: Renderer) -> Weston {
-    Weston::start(WestonOptions {
-        width,
-        height,
-        renderer,
-        ..Default::default()
-    })
-    .unwrap_or_else(|e| panic!("these tests need Weston 14 (run scripts/setup): {e}"))
 }
 
 struct Run {
@@ -139,7 +129,7 @@ fn reference_rgb(info: &gst_video::VideoInfo, planes: &[Vec<u8>], strides: &[usi
 fn videotestsrc_plays_zero_copy_and_shows_the_bars() {
     init();
     for (format, tolerance) in [("BGRx", 0), ("NV12", 2)] {
-        let weston = weston_with(320, 240, Renderer::Gl);
+        let weston = weston(320, 240, Renderer::Gl);
         let caps = format!("video/x-raw,format={format},width=320,height=240");
         let run = run(
             &weston,
@@ -177,7 +167,7 @@ fn videotestsrc_plays_zero_copy_and_shows_the_bars() {
 #[test]
 fn vkdmabufsrc_into_wldmabufsink() {
     init();
-    let weston = weston_with(320, 240, Renderer::Gl);
+    let weston = weston(320, 240, Renderer::Gl);
     let run = run(
         &weston,
         "vkdmabufsrc num-buffers=30 ! video/x-raw,format=BGRx,width=320,height=240,framerate=30/1 ! wldmabufsink name=sink",
@@ -197,7 +187,7 @@ fn vkdmabufsrc_into_wldmabufsink() {
 #[test]
 fn a_fast_producer_never_gets_a_buffer_the_compositor_holds() {
     init();
-    let weston = weston_with(320, 240, Renderer::Gl);
+    let weston = weston(320, 240, Renderer::Gl);
     // 1000 fps into a 60 Hz compositor, unsynchronised.
     let run = run(
         &weston,
@@ -221,7 +211,7 @@ fn a_fast_producer_never_gets_a_buffer_the_compositor_holds() {
 #[test]
 fn system_memory_is_copied_into_shm_and_counted() {
     init();
-    let weston = weston_with(64, 48, Renderer::Gl);
+    let weston = weston(64, 48, Renderer::Gl);
     let pipeline = gst::Pipeline::new();
     let src = gst_app::AppSrc::builder()
         .format(gst::Format::Time)
@@ -273,7 +263,7 @@ fn system_memory_is_copied_into_shm_and_counted() {
 fn caps_follow_the_compositor() {
     init();
     for (renderer, dmabuf) in [(Renderer::Gl, true), (Renderer::Pixman, false)] {
-        let weston = weston_with(64, 48, renderer);
+        let weston = weston(64, 48, renderer);
         let sink = gst::ElementFactory::make("wldmabufsink")
             .property("display", weston.socket_path().to_str().unwrap())
             .build()
@@ -292,7 +282,7 @@ fn caps_follow_the_compositor() {
 #[test]
 fn weston_dying_mid_stream_is_an_error_within_a_second() {
     init();
-    let mut weston = weston_with(320, 240, Renderer::Gl);
+    let mut weston = weston(320, 240, Renderer::Gl);
     let pipeline = gst::parse::launch(
         "videotestsrc is-live=true ! video/x-raw,format=BGRx,width=320,height=240,framerate=30/1 ! wldmabufsink name=sink",
     )
@@ -435,7 +425,7 @@ mod app {
 #[test]
 fn plays_into_a_surface_the_application_hands_over() {
     init();
-    let weston = weston_with(320, 240, Renderer::Gl);
+    let weston = weston(320, 240, Renderer::Gl);
     let mut app = app::App::new(&weston.socket_path());
     let (display, surface) = app.handles();
     let caps = "video/x-raw,format=BGRx,width=320,height=240";

@@ -154,3 +154,21 @@ pub fn keep_capture(image: &dmabuf_interop::wayland::headless::Image, name: &str
         println!("capture saved to {}", path.display());
     }
 }
+
+/// A private headless Weston 14 with a `width`x`height` output; fails
+/// loudly, with the fix, when Weston is missing or too old.
+#[cfg(feature = "headless")]
+pub fn weston(
+    width: u32,
+    height: u32,
+    renderer: dmabuf_interop::wayland::headless::Renderer,
+) -> dmabuf_interop::wayland::headless::Weston {
+    use dmabuf_interop::wayland::headless::{Weston, WestonOptions};
+    Weston::start(WestonOptions {
+        width,
+        height,
+        renderer,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("these tests need Weston 14 (run scripts/setup): {e}"))
+}
