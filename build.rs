@@ -29,7 +29,13 @@ mod shaders {
             &[("STORAGE_FORMAT", "bgra8unorm")],
         ),
         ("pattern_nv12", &["pattern_common.wgsl", "pattern_nv12.wgsl"], &[]),
-        ("nv12_to_rgba", &["nv12_to_rgba.wgsl"], &[]),
+        ("nv12_to_rgba", &["nv12_read.wgsl", "nv12_to_rgba.wgsl"], &[]),
+        ("composite_rgb", &["overlay_common.wgsl", "composite_rgb.wgsl"], &[]),
+        (
+            "composite_nv12",
+            &["overlay_common.wgsl", "nv12_read.wgsl", "composite_nv12.wgsl"],
+            &[],
+        ),
     ];
 
     pub fn compile_all() {

@@ -12,7 +12,9 @@
 //!   [`alloc::best_available`];
 //! - [`sync`]: sync_file export/import for implicit synchronisation;
 //! - [`pattern`]: the moving test pattern on the CPU (the reference for the
-//!   GPU one).
+//!   GPU one);
+//! - [`overlay`]: the viewer's frame counter and progress bar on the CPU (the
+//!   reference for the composite shaders).
 //!
 //! Adapters: [`vulkan`] (feature `vulkan`), [`gst`] (feature `gstreamer`).
 //!
@@ -38,6 +40,7 @@ pub mod format;
 #[cfg(feature = "gstreamer")]
 pub mod gst;
 pub mod mapping;
+pub mod overlay;
 pub mod pattern;
 pub mod sync;
 mod sys;

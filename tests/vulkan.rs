@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use common::*;
 use dmabuf_interop::alloc::{Allocator, AllocatorKind, MemfdAllocator};
+use dmabuf_interop::overlay::Overlay;
 use dmabuf_interop::pattern;
 use dmabuf_interop::vulkan::ash::vk;
 use dmabuf_interop::vulkan::{self, ExportBackend, Exporter, ImportCache, Kernels, VulkanError};
@@ -186,6 +187,89 @@ fn nv12_to_rgba_conversion() {
         }
     }
     assert!(checked > 500, "only {checked} uniform blocks checked");
+    assert_no_validation_messages(&ctx);
+}
+
+#[test]
+fn composite_draws_video_and_overlay() {
+    // The viewer's Vulkan path: an imported video frame (RGB and NV12) plus
+    // the overlay into an exported XRGB8888 image, compared with the CPU
+    // references (pattern + overlay) at every pixel.
+    let ctx = vulkan();
+    let exporter = Exporter::new(&ctx).unwrap();
+    let kernels = Kernels::new(&ctx).unwrap();
+    let (w, h) = (320, 180);
+    let out = exporter.export(DrmFourcc::Xrgb8888, w, h, EXPORT_USAGE, &[]).unwrap();
+    let overlay = Overlay {
+        frame: 4071,
+        progress: Some(375),
+    };
+    for (fourcc, tolerance) in [(DrmFourcc::Xrgb8888, 0), (DrmFourcc::Xbgr8888, 0), (DrmFourcc::Nv12, 3)] {
+        let video = vulkan::import(&ctx, &pattern_dmabuf(&ctx, fourcc, w, h, 5), IMPORT_USAGE).unwrap();
+        kernels.composite(&video, &out, &overlay).unwrap();
+        let got = &read_planes(out.dmabuf())[0];
+        let stride = out.dmabuf().planes()[0].stride() as usize;
+        let (mut overlay_px, mut video_px) = (0, 0);
+        for y in 0..h {
+            for x in 0..w {
+                let at = y as usize * stride + x as usize * 4;
+                let bgr = &got[at..at + 3];
+                let rgb = [bgr[2], bgr[1], bgr[0]];
+                let (want, tol) = match overlay.pixel(w, h, x, y) {
+                    Some(c) => {
+                        overlay_px += 1;
+                        (c, 0)
+                    }
+                    None => {
+                        video_px += 1;
+                        (pattern::rgb(w, h, 5, x, y), tolerance)
+                    }
+                };
+                // NV12: chroma is per 2x2 block, so only blocks of one colour
+                // have an exact expectation.
+                let uniform = fourcc != DrmFourcc::Nv12
+                    || overlay.pixel(w, h, x, y).is_some()
+                    || [(0, 0), (1, 0), (0, 1), (1, 1)]
+                        .iter()
+                        .all(|&(dx, dy)| pattern::rgb(w, h, 5, (x & !1) + dx, (y & !1) + dy) == want);
+                if !uniform {
+                    continue;
+                }
+                for ch in 0..3 {
+                    let diff = (i32::from(rgb[ch]) - i32::from(want[ch])).abs();
+                    assert!(
+                        diff <= tol,
+                        "{fourcc} ({x},{y}) channel {ch}: got {rgb:?} want {want:?}"
+                    );
+                }
+            }
+        }
+        // The overlay is all there (a 50x14 counter box + a 312x4 bar at this size).
+        assert!(
+            overlay_px == 1948 && video_px > 40000,
+            "{overlay_px} overlay, {video_px} video pixels"
+        );
+    }
+    // Refusals: wrong output format, size mismatch, missing usage.
+    let small = exporter.export(DrmFourcc::Xrgb8888, 64, 64, EXPORT_USAGE, &[]).unwrap();
+    let rgba_out = exporter.export(DrmFourcc::Abgr8888, w, h, EXPORT_USAGE, &[]).unwrap();
+    let video = vulkan::import(&ctx, &pattern_dmabuf(&ctx, DrmFourcc::Xrgb8888, w, h, 0), IMPORT_USAGE).unwrap();
+    for (dst, what) in [(&small, "size"), (&rgba_out, "format")] {
+        assert!(
+            matches!(kernels.composite(&video, dst, &overlay), Err(VulkanError::Usage(_))),
+            "{what} mismatch accepted"
+        );
+    }
+    let storage_only = vulkan::import(
+        &ctx,
+        &pattern_dmabuf(&ctx, DrmFourcc::Xrgb8888, w, h, 0),
+        vk::ImageUsageFlags::TRANSFER_SRC,
+    )
+    .unwrap();
+    assert!(matches!(
+        kernels.composite(&storage_only, &out, &overlay),
+        Err(VulkanError::Usage(_))
+    ));
     assert_no_validation_messages(&ctx);
 }
 

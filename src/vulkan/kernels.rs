@@ -1,5 +1,6 @@
 //! Compute kernels from `shaders/` (compiled to SPIR-V at build time by
-//! naga): the moving test pattern and NV12 -> RGBA conversion.
+//! naga): the moving test pattern, NV12 -> RGBA conversion and the viewer's
+//! composite (video + overlay).
 
 use std::sync::Arc;
 
@@ -10,12 +11,15 @@ use super::commands::submit_and_wait_synced;
 use super::context::VulkanContext;
 use super::error::{VulkanError, call};
 use super::image::VulkanImage;
+use crate::overlay::Overlay;
 use crate::sync::SyncAccess;
 
 const PATTERN_RGBA8: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pattern_rgba8.spv"));
 const PATTERN_BGRA8: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pattern_bgra8.spv"));
 const PATTERN_NV12: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pattern_nv12.spv"));
 const NV12_TO_RGBA: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/nv12_to_rgba.spv"));
+const COMPOSITE_RGB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/composite_rgb.spv"));
+const COMPOSITE_NV12: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/composite_nv12.spv"));
 
 /// Images this kernel set can draw the pattern into.
 pub const PATTERN_FORMATS: [DrmFourcc; 5] = [
@@ -41,6 +45,8 @@ pub struct Kernels {
     bgra8: Kernel,
     nv12: Kernel,
     nv12_to_rgba: Kernel,
+    composite_rgb: Kernel,
+    composite_nv12: Kernel,
 }
 
 impl std::fmt::Debug for Kernels {
@@ -223,29 +229,38 @@ impl Kernels {
     /// Builds the compute pipelines on `ctx`.
     pub fn new(ctx: &Arc<VulkanContext>) -> Result<Self, VulkanError> {
         use vk::DescriptorType as D;
-        let rgba8 = Kernel::new(ctx, PATTERN_RGBA8, &[D::STORAGE_IMAGE], 16)?;
-        let bgra8 = Kernel::new(ctx, PATTERN_BGRA8, &[D::STORAGE_IMAGE], 16).inspect_err(|_| rgba8.destroy(ctx))?;
-        let nv12 = Kernel::new(ctx, PATTERN_NV12, &[D::STORAGE_IMAGE, D::STORAGE_IMAGE], 16).inspect_err(|_| {
-            rgba8.destroy(ctx);
-            bgra8.destroy(ctx);
-        })?;
-        let nv12_to_rgba = Kernel::new(
-            ctx,
-            NV12_TO_RGBA,
-            &[D::SAMPLED_IMAGE, D::SAMPLED_IMAGE, D::STORAGE_IMAGE],
-            8,
-        )
-        .inspect_err(|_| {
-            rgba8.destroy(ctx);
-            bgra8.destroy(ctx);
-            nv12.destroy(ctx);
-        })?;
+        let specs: [(&[u8], &[D], u32); 6] = [
+            (PATTERN_RGBA8, &[D::STORAGE_IMAGE], 16),
+            (PATTERN_BGRA8, &[D::STORAGE_IMAGE], 16),
+            (PATTERN_NV12, &[D::STORAGE_IMAGE, D::STORAGE_IMAGE], 16),
+            (NV12_TO_RGBA, &[D::SAMPLED_IMAGE, D::SAMPLED_IMAGE, D::STORAGE_IMAGE], 8),
+            (COMPOSITE_RGB, &[D::SAMPLED_IMAGE, D::STORAGE_IMAGE], 16),
+            (
+                COMPOSITE_NV12,
+                &[D::SAMPLED_IMAGE, D::SAMPLED_IMAGE, D::STORAGE_IMAGE],
+                16,
+            ),
+        ];
+        let mut built: Vec<Kernel> = Vec::with_capacity(specs.len());
+        for (spirv, bindings, push) in specs {
+            match Kernel::new(ctx, spirv, bindings, push) {
+                Ok(k) => built.push(k),
+                Err(e) => {
+                    built.iter().for_each(|k| k.destroy(ctx));
+                    return Err(e);
+                }
+            }
+        }
+        let mut it = built.into_iter();
+        let mut next = || it.next().expect("one kernel per spec");
         Ok(Self {
             ctx: Arc::clone(ctx),
-            rgba8,
-            bgra8,
-            nv12,
-            nv12_to_rgba,
+            rgba8: next(),
+            bgra8: next(),
+            nv12: next(),
+            nv12_to_rgba: next(),
+            composite_rgb: next(),
+            composite_nv12: next(),
         })
     }
 
@@ -307,8 +322,51 @@ impl Kernels {
             ));
         }
         let push: Vec<u8> = [w, h].iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.read_write(&self.nv12_to_rgba, src, dst, &push)
+    }
+
+    /// Composites `video` (SAMPLED usage; XRGB8888, ARGB8888, XBGR8888,
+    /// ABGR8888 or NV12, the latter read as BT.709 limited range) and
+    /// `overlay` (see [`crate::overlay`]) into `out` (an XRGB8888/ARGB8888
+    /// image of the same size with STORAGE usage, e.g. an exported one).
+    /// Returns once the GPU is done: `out`'s dma-buf then holds the picture
+    /// and `video` may be handed back to its producer.
+    pub fn composite(&self, video: &VulkanImage, out: &VulkanImage, overlay: &Overlay) -> Result<(), VulkanError> {
+        let kernel = match video.fourcc() {
+            DrmFourcc::Xrgb8888 | DrmFourcc::Argb8888 | DrmFourcc::Xbgr8888 | DrmFourcc::Abgr8888 => {
+                &self.composite_rgb
+            }
+            DrmFourcc::Nv12 => &self.composite_nv12,
+            other => return Err(VulkanError::UnsupportedFormat { fourcc: other }),
+        };
+        if !matches!(out.fourcc(), DrmFourcc::Xrgb8888 | DrmFourcc::Argb8888) {
+            return Err(VulkanError::Usage("composite writes an XRGB8888/ARGB8888 image"));
+        }
+        let (w, h) = (video.width(), video.height());
+        if (out.width(), out.height()) != (w, h) {
+            return Err(VulkanError::Usage("composite needs video and output of the same size"));
+        }
+        if !video.usage().contains(vk::ImageUsageFlags::SAMPLED) || !out.usage().contains(vk::ImageUsageFlags::STORAGE)
+        {
+            return Err(VulkanError::Usage(
+                "composite needs a SAMPLED video image and a STORAGE output image",
+            ));
+        }
+        self.read_write(kernel, video, out, &overlay.push_constants(w, h))
+    }
+
+    /// Runs `kernel` over `dst`'s size with `src`'s plane views (sampled)
+    /// then `dst`'s first view (storage) bound in order, and waits for it.
+    fn read_write(
+        &self,
+        kernel: &Kernel,
+        src: &VulkanImage,
+        dst: &VulkanImage,
+        push: &[u8],
+    ) -> Result<(), VulkanError> {
+        let mut views: Vec<vk::ImageView> = src.plane_views().to_vec();
+        views.push(dst.plane_views()[0]);
         let pool = descriptor_pool(&self.ctx)?;
-        let views = [src.plane_views()[0], src.plane_views()[1], dst.plane_views()[0]];
         let mut implicit = src.implicit_sync(SyncAccess::Read);
         implicit.extend(dst.implicit_sync(SyncAccess::Write));
         submit_and_wait_synced(&self.ctx, &implicit, |cb| {
@@ -324,7 +382,7 @@ impl Kernels {
                 vk::PipelineStageFlags::COMPUTE_SHADER,
                 vk::AccessFlags::SHADER_WRITE,
             );
-            self.nv12_to_rgba.record(&self.ctx, cb, pool.1, &views, &push, (w, h))?;
+            kernel.record(&self.ctx, cb, pool.1, &views, push, (dst.width(), dst.height()))?;
             src.cmd_release(
                 cb,
                 vk::ImageLayout::GENERAL,
@@ -344,7 +402,14 @@ impl Kernels {
 
 impl Drop for Kernels {
     fn drop(&mut self) {
-        for k in [&self.rgba8, &self.bgra8, &self.nv12, &self.nv12_to_rgba] {
+        for k in [
+            &self.rgba8,
+            &self.bgra8,
+            &self.nv12,
+            &self.nv12_to_rgba,
+            &self.composite_rgb,
+            &self.composite_nv12,
+        ] {
             k.destroy(&self.ctx);
         }
     }

@@ -1,0 +1,12 @@
+// Composite: an NV12 video frame (nv12_read.wgsl) plus the overlay into an
+// XRGB8888 storage image of the same size.
+
+@group(0) @binding(2) var out_image: texture_storage_2d<bgra8unorm, write>;
+
+@compute @workgroup_size(8, 8)
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    if id.x >= params.width || id.y >= params.height {
+        return;
+    }
+    store_with_overlay(id.xy, nv12_rgb(id.xy));
+}
