@@ -215,7 +215,8 @@ mod tests {
             })
         );
         assert_eq!(o.pixel(5, 3, 2, 0), Some(FILL_RGB));
-        assert_eq!(o.pixel(5, 3, 2, 2), None);
+        assert_eq!(o.pixel(5, 3, 2, 2), Some(BOX_RGB));
+        assert_eq!(o.pixel(5, 3, 0, 2), None);
         assert_eq!(bar_rect(4, 3), None);
     }
 }
