@@ -3,34 +3,70 @@
 //! ```text
 //! cargo run --release --example viewer                         # the vkdmabufsrc pattern
 //! cargo run --release --example viewer -- --uri clip.webm     # a file, decoded by GStreamer
+//! cargo run --release --example viewer -- --present vulkan    # through Vulkan, with an overlay
 //! cargo run --release --example viewer -- --headless --frames 300 --screenshot shot.png
 //! ```
 //!
 //! Frames come out of a GStreamer pipeline through [`Importer`] (our pool
 //! proposed upstream, so the source or the decoder's converter writes
-//! straight into dma-bufs) and go to the compositor as linux-dmabuf
-//! `wl_buffer`s through [`Presenter`] (cached per buffer, each GStreamer
-//! buffer handed back only on `wl_buffer.release`). `--headless` starts a
-//! private headless Weston and can save a screenshot of it.
+//! straight into dma-bufs). Then, by `--present`:
 //!
-//! Options: `--pattern` (default) | `--uri FILE|URI`, `--present wayland`,
-//! `--headless`, `--frames N`, `--screenshot PATH.png`, `--size WxH`
-//! (pattern and headless output, default 640x360), `--format BGRx|NV12`.
+//! - `wayland` (default): each frame goes to the compositor as a
+//!   linux-dmabuf `wl_buffer` through [`Presenter`] (cached per buffer, the
+//!   GStreamer buffer handed back only on `wl_buffer.release`);
+//! - `vulkan`: each frame is imported into Vulkan ([`ImportCache`]: one
+//!   `VkImage` per pool buffer), composited with an overlay (frame counter
+//!   and progress bar, [`Kernels::composite`]) into one of three images
+//!   exported as dma-bufs ([`Exporter`]), and that image is shown through
+//!   linux-dmabuf: the path a player or compositor takes. An output image is
+//!   drawn into again only after the compositor released it.
+//!
+//! `--headless` starts a private headless Weston and can save a screenshot
+//! of it. In a window, `q`/Escape quits and space pauses; on a terminal,
+//! the same as a line on standard input (`q`, `p` or a space, then Enter).
+//!
+//! Options: `--pattern` (default) | `--uri FILE|URI` | `--pipeline DESC`
+//! (a gst-launch source description, e.g. `"videotestsrc is-live=true !
+//! video/x-raw,format=NV12,width=1920,height=1080,framerate=60/1"`),
+//! `--present wayland|vulkan`, `--headless`, `--frames N`, `--screenshot
+//! PATH.png`, `--size WxH` (pattern and headless output, default 640x360),
+//! `--format BGRx|NV12`.
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
-use dmabuf_interop::gst::Importer;
+use dmabuf_interop::gst::{ImportedFrame, Importer};
+use dmabuf_interop::overlay::Overlay;
+use dmabuf_interop::vulkan::ash::vk;
+use dmabuf_interop::vulkan::{ContextOptions, ExportedImage, Exporter, ImportCache, Kernels, VulkanContext};
 use dmabuf_interop::wayland::headless::{Weston, WestonOptions};
-use dmabuf_interop::wayland::{Presenter, Target};
+use dmabuf_interop::wayland::{Presenter, Target, keys};
+use dmabuf_interop::{DmaBuf, DrmFourcc};
 use gstreamer as gst;
 use gstreamer::prelude::*;
+use gstreamer_video as gst_video;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Present {
+    Wayland,
+    Vulkan,
+}
+
+#[derive(Debug)]
+enum Input {
+    Pattern,
+    Uri(String),
+    Pipeline(String),
+}
 
 #[derive(Debug)]
 struct Args {
-    uri: Option<String>,
+    input: Input,
+    present: Present,
     headless: bool,
     frames: Option<u64>,
     screenshot: Option<PathBuf>,
@@ -39,12 +75,13 @@ struct Args {
     format: String,
 }
 
-const USAGE: &str = "usage: viewer [--pattern | --uri FILE|URI] [--present wayland] [--headless] [--frames N] \
-                     [--screenshot PATH.png] [--size WxH] [--format BGRx|NV12]";
+const USAGE: &str = "usage: viewer [--pattern | --uri FILE|URI | --pipeline DESC] [--present wayland|vulkan] \
+                     [--headless] [--frames N] [--screenshot PATH.png] [--size WxH] [--format BGRx|NV12]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
-        uri: None,
+        input: Input::Pattern,
+        present: Present::Wayland,
         headless: false,
         frames: None,
         screenshot: None,
@@ -56,13 +93,16 @@ fn parse_args() -> Result<Args, String> {
     while let Some(a) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value\n{USAGE}"));
         match a.as_str() {
-            "--pattern" => args.uri = None,
-            "--uri" => args.uri = Some(value("--uri")?),
-            "--present" => match value("--present")?.as_str() {
-                "wayland" => {}
-                "vulkan" => return Err("--present vulkan is not built yet (issue 6); use --present wayland".into()),
-                other => return Err(format!("--present {other}: wayland or vulkan\n{USAGE}")),
-            },
+            "--pattern" => args.input = Input::Pattern,
+            "--uri" => args.input = Input::Uri(value("--uri")?),
+            "--pipeline" => args.input = Input::Pipeline(value("--pipeline")?),
+            "--present" => {
+                args.present = match value("--present")?.as_str() {
+                    "wayland" => Present::Wayland,
+                    "vulkan" => Present::Vulkan,
+                    other => return Err(format!("--present {other}: wayland or vulkan\n{USAGE}")),
+                }
+            }
             "--headless" => args.headless = true,
             "--frames" => {
                 args.frames = Some(
@@ -91,13 +131,18 @@ fn parse_args() -> Result<Args, String> {
 
 /// The GStreamer source part of the pipeline: a bin with one src pad.
 fn source(args: &Args) -> Result<(gst::Bin, String), String> {
-    let caps = format!("video/x-raw,format={}", args.format);
+    // The Vulkan path reads YUV as BT.709 (Kernels::composite): have the
+    // converter produce that.
+    let caps = match (args.present, args.format.as_str()) {
+        (Present::Vulkan, "NV12") => format!("video/x-raw,format={},colorimetry=bt709", args.format),
+        _ => format!("video/x-raw,format={}", args.format),
+    };
     let parse = |d: &str| {
         // identity (passthrough) lets a description end in caps.
         gst::parse::bin_from_description(&format!("{d} ! identity"), true).map_err(|e| format!("{d}: {e}"))
     };
-    match &args.uri {
-        None => {
+    match &args.input {
+        Input::Pattern => {
             let d = format!(
                 "vkdmabufsrc is-live=true{} ! {caps},width={},height={},framerate=30/1",
                 args.frames.map(|n| format!(" num-buffers={n}")).unwrap_or_default(),
@@ -106,7 +151,8 @@ fn source(args: &Args) -> Result<(gst::Bin, String), String> {
             );
             Ok((parse(&d)?, d))
         }
-        Some(uri) => {
+        Input::Pipeline(d) => Ok((parse(d)?, d.clone())),
+        Input::Uri(uri) => {
             let uri = if uri.contains("://") {
                 uri.clone()
             } else {
@@ -141,6 +187,120 @@ fn source(args: &Args) -> Result<(gst::Bin, String), String> {
     }
 }
 
+/// The Vulkan presentation path: import, composite, export, present.
+struct VulkanPath {
+    kernels: Kernels,
+    imports: ImportCache,
+    exporter: Exporter,
+    /// Output images, drawn in turn; one is reused only once released.
+    ring: Vec<ExportedImage>,
+    next: usize,
+    composited: u64,
+    backend: String,
+    warned_matrix: bool,
+}
+
+/// Output images in flight at most: one on screen, one queued, one drawn.
+const OUTPUT_RING: usize = 3;
+
+impl VulkanPath {
+    fn new() -> Result<Self, String> {
+        let ctx: Arc<VulkanContext> =
+            VulkanContext::new(&ContextOptions::default()).map_err(|e| format!("Vulkan: {e} (run scripts/setup)"))?;
+        Ok(Self {
+            kernels: Kernels::new(&ctx).map_err(|e| e.to_string())?,
+            imports: ImportCache::new(&ctx, vk::ImageUsageFlags::SAMPLED),
+            exporter: Exporter::new(&ctx).map_err(|e| e.to_string())?,
+            ring: Vec::new(),
+            next: 0,
+            composited: 0,
+            backend: String::new(),
+            warned_matrix: false,
+        })
+    }
+
+    /// Draws `frame` + `overlay` into a free output image and shows it.
+    fn show(&mut self, presenter: &mut Presenter, frame: &ImportedFrame, overlay: &Overlay) -> Result<(), String> {
+        let (w, h) = (frame.dmabuf.width(), frame.dmabuf.height());
+        if !self.warned_matrix && frame.dmabuf.fourcc() == DrmFourcc::Nv12 {
+            let info = frame
+                .sample()
+                .caps()
+                .and_then(|c| gst_video::VideoInfo::from_caps(c).ok());
+            if let Some(m) = info
+                .map(|i| i.colorimetry().matrix())
+                .filter(|&m| m != gst_video::VideoColorMatrix::Bt709)
+            {
+                eprintln!("\nnote: the frames are {m:?} YUV; the composite reads BT.709 (colours will be off)");
+                self.warned_matrix = true;
+            }
+        }
+        if self
+            .ring
+            .first()
+            .is_none_or(|o| (o.dmabuf().width(), o.dmabuf().height()) != (w, h))
+        {
+            // First frame or a new size: a new ring (the old images die once
+            // the compositor let go of their wl_buffers).
+            for old in self.ring.drain(..) {
+                presenter.forget(old.dmabuf());
+            }
+            for _ in 0..OUTPUT_RING {
+                let out = self
+                    .exporter
+                    .export(DrmFourcc::Xrgb8888, w, h, vk::ImageUsageFlags::STORAGE, &[])
+                    .map_err(|e| format!("exporting the output image: {e}"))?;
+                self.backend = format!("{:?}", out.export_backend());
+                self.ring.push(out);
+            }
+        }
+        let out = &self.ring[self.next];
+        self.next = (self.next + 1) % self.ring.len();
+        // Never draw into a buffer the compositor may still read.
+        presenter
+            .wait_released(out.dmabuf(), Duration::from_secs(2))
+            .map_err(|e| e.to_string())?;
+        let video = self
+            .imports
+            .get_or_import(&frame.dmabuf)
+            .map_err(|e| format!("importing the frame into Vulkan: {e}"))?;
+        self.kernels
+            .composite(&video, out, overlay)
+            .map_err(|e| e.to_string())?;
+        self.composited += 1;
+        // The composite has completed; the output image lives in the ring,
+        // so nothing else needs keeping alive until the release.
+        let dmabuf: DmaBuf = out.dmabuf().clone();
+        presenter.present(&dmabuf, Box::new(())).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+enum Command {
+    Quit,
+    TogglePause,
+}
+
+/// Lines on standard input as commands (`q` quits; `p`, a space or an
+/// empty line toggles pause). EOF (e.g. stdin is /dev/null) ends nothing.
+fn stdin_commands() -> Receiver<Command> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            let cmd = match line.trim_end_matches(['\r', '\n']) {
+                "q" | "quit" => Command::Quit,
+                "p" | " " | "" => Command::TogglePause,
+                _ => continue,
+            };
+            if tx.send(cmd).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 fn run(args: Args) -> Result<(), String> {
     gst::init().map_err(|e| format!("GStreamer: {e} (run scripts/setup)"))?;
     dmabuf_interop::elements::register(None).map_err(|e| e.to_string())?;
@@ -165,6 +325,10 @@ fn run(args: Args) -> Result<(), String> {
         None => Presenter::connect(target),
     }
     .map_err(|e| e.to_string())?;
+    let mut vulkan = match args.present {
+        Present::Vulkan => Some(VulkanPath::new()?),
+        Present::Wayland => None,
+    };
 
     let pipeline = gst::Pipeline::new();
     let (bin, description) = source(&args)?;
@@ -176,11 +340,17 @@ fn run(args: Args) -> Result<(), String> {
     pipeline
         .set_state(gst::State::Playing)
         .map_err(|_| "the pipeline does not start".to_string())?;
-    eprintln!("playing {description}");
+    eprintln!(
+        "playing {description} (--present {})",
+        if vulkan.is_some() { "vulkan" } else { "wayland" }
+    );
+    let commands = stdin_commands();
 
     let start = Instant::now();
     let mut last_line = Instant::now();
     let mut shown = 0u64;
+    let mut paused_since: Option<Instant> = None;
+    let mut paused_total = Duration::ZERO;
     let mut outcome = Ok(());
     'play: loop {
         if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
@@ -189,6 +359,42 @@ fn run(args: Args) -> Result<(), String> {
             }
             break;
         }
+        // Input: keys in the window, lines on stdin.
+        let mut toggle = false;
+        for key in presenter.take_keys() {
+            match key {
+                keys::KEY_Q | keys::KEY_ESC => break 'play,
+                keys::KEY_SPACE => toggle ^= true,
+                _ => {}
+            }
+        }
+        loop {
+            match commands.try_recv() {
+                Ok(Command::Quit) => break 'play,
+                Ok(Command::TogglePause) => toggle ^= true,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        if toggle {
+            if let Some(since) = paused_since.take() {
+                paused_total += since.elapsed();
+                let _ = pipeline.set_state(gst::State::Playing);
+                eprintln!("\nresumed");
+            } else {
+                paused_since = Some(Instant::now());
+                let _ = pipeline.set_state(gst::State::Paused);
+                eprintln!("\npaused (space or p to resume)");
+            }
+        }
+        if paused_since.is_some() {
+            presenter
+                .dispatch_timeout(Duration::from_millis(50))
+                .map_err(|e| e.to_string())?;
+            if presenter.is_closed() {
+                break;
+            }
+            continue;
+        }
         match importer.pull(gst::ClockTime::from_mseconds(100)) {
             Ok(Some(frame)) => {
                 // Pace: the previous frame must be on screen first.
@@ -196,8 +402,19 @@ fn run(args: Args) -> Result<(), String> {
                     .wait_frame(Duration::from_secs(1))
                     .map_err(|e| e.to_string())?
                 {
-                    let dmabuf = frame.dmabuf.clone();
-                    presenter.present(&dmabuf, Box::new(frame)).map_err(|e| e.to_string())?;
+                    match vulkan.as_mut() {
+                        Some(path) => {
+                            let overlay = Overlay {
+                                frame: (shown + 1) as u32,
+                                progress: progress(&pipeline, &frame, shown + 1, args.frames),
+                            };
+                            path.show(&mut presenter, &frame, &overlay)?;
+                        }
+                        None => {
+                            let dmabuf = frame.dmabuf.clone();
+                            presenter.present(&dmabuf, Box::new(frame)).map_err(|e| e.to_string())?;
+                        }
+                    }
                     shown += 1;
                 }
             }
@@ -219,12 +436,15 @@ fn run(args: Args) -> Result<(), String> {
             let stats = importer.stats();
             eprint!(
                 "\r{shown} frames  {:.1} fps  zero-copy {:.0}%  copies {}   ",
-                shown as f64 / start.elapsed().as_secs_f64(),
+                shown as f64 / (start.elapsed() - paused_total).as_secs_f64(),
                 100.0 * stats.zero_copy as f64 / stats.frames.max(1) as f64,
                 stats.copies
             );
             let _ = std::io::stderr().flush();
         }
+    }
+    if let Some(since) = paused_since {
+        paused_total += since.elapsed();
     }
     // The last frame on screen, then the screenshot.
     let _ = presenter.wait_frame(Duration::from_secs(1));
@@ -235,11 +455,11 @@ fn run(args: Args) -> Result<(), String> {
     }
     let _ = pipeline.set_state(gst::State::Null);
     let (import, present) = (importer.stats(), presenter.stats());
-    let secs = start.elapsed().as_secs_f64();
+    let secs = (start.elapsed() - paused_total).as_secs_f64();
     println!(
         "\nsummary: {shown} frames shown in {secs:.1} s ({:.1} fps); imported {} ({} zero-copy, {} copied); \
          presented {} ({} as linux-dmabuf, {} via wl_shm); {} wl_buffers for {} frames; \
-         reused before release: {}",
+         reused before release: {}; paused {:.1} s",
         shown as f64 / secs.max(1e-9),
         import.frames,
         import.zero_copy,
@@ -249,9 +469,32 @@ fn run(args: Args) -> Result<(), String> {
         present.copies,
         present.wl_buffers_created,
         present.presented,
-        present.reused_before_release
+        present.reused_before_release,
+        paused_total.as_secs_f64(),
     );
+    if let Some(path) = &vulkan {
+        let (hits, misses) = path.imports.stats();
+        println!(
+            "vulkan: {} frames composited into {} exported images ({}); {} VkImages imported for {} frames ({} cache hits)",
+            path.composited,
+            path.ring.len(),
+            path.backend,
+            misses,
+            hits + misses,
+            hits
+        );
+    }
     outcome
+}
+
+/// Progress in thousandths: the frame's position in the stream's duration
+/// when that is known (files), else the share of `--frames`, else none.
+fn progress(pipeline: &gst::Pipeline, frame: &ImportedFrame, shown: u64, frames: Option<u64>) -> Option<u32> {
+    let duration = pipeline.query_duration::<gst::ClockTime>().filter(|d| !d.is_zero());
+    if let (Some(d), Some(pts)) = (duration, frame.pts) {
+        return Some((pts.nseconds().saturating_mul(1000) / d.nseconds()).min(1000) as u32);
+    }
+    frames.map(|n| (shown.saturating_mul(1000) / n.max(1)).min(1000) as u32)
 }
 
 fn main() -> ExitCode {

@@ -5,10 +5,13 @@
 
 mod common;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::grid_error;
+use dmabuf_interop::overlay::{self, Overlay};
 use dmabuf_interop::pattern;
 use dmabuf_interop::wayland::headless::Image;
 
@@ -109,8 +112,12 @@ fn plays_a_decoded_clip_with_uri() {
     assert!(summary.contains("30 frames shown"), "{summary}");
     assert!(summary.contains("(30 zero-copy, 0 copied)"), "{summary}");
     let image = Image::load_png(&shot).unwrap();
-    // videotestsrc's SMPTE bars (full intensity) across the top two thirds
-    // (VP8 and YUV rounding allowed).
+    assert_smpte_bars(&image);
+}
+
+/// videotestsrc's SMPTE bars (full intensity) across the top two thirds
+/// of a 320x240 capture (VP8 and YUV rounding allowed).
+fn assert_smpte_bars(image: &Image) {
     let bars: [[u8; 3]; 7] = [
         [255, 255, 255],
         [255, 255, 0],
@@ -130,4 +137,161 @@ fn plays_a_decoded_clip_with_uri() {
             );
         }
     }
+}
+
+/// Reads the overlay's six-digit counter off a capture: one probe cell per
+/// seven-segment segment (a..g), decoded with the usual segment table.
+fn read_counter(image: &Image) -> Option<u32> {
+    const DIGIT_MASKS: [u8; 10] = [
+        0b011_1111, 0b000_0110, 0b101_1011, 0b100_1111, 0b110_0110, 0b110_1101, 0b111_1101, 0b000_0111, 0b111_1111,
+        0b110_1111,
+    ];
+    let probes = [(1, 0), (2, 1), (2, 3), (1, 4), (0, 3), (0, 1), (1, 2)];
+    let mut value = 0;
+    for i in 0..overlay::DIGITS {
+        let mut mask = 0u8;
+        for (bit, &(cx, cy)) in probes.iter().enumerate() {
+            let cell = overlay::digit_cell(image.height, i, cx, cy);
+            let px = image.pixel(cell.x + cell.width / 2, cell.y + cell.height / 2)?;
+            if px[..3].iter().all(|&c| c > 200) {
+                mask |= 1 << bit;
+            } else if px[..3].iter().any(|&c| c > 60) {
+                return None; // neither segment nor box
+            }
+        }
+        value = value * 10 + DIGIT_MASKS.iter().position(|&m| m == mask)? as u32;
+    }
+    Some(value)
+}
+
+/// Share of the progress bar's track drawn in the fill colour, in
+/// thousandths (sampled along its middle row).
+fn bar_fill(image: &Image) -> u32 {
+    let bar = overlay::bar_rect(image.width, image.height).expect("room for a bar");
+    let y = bar.y + bar.height / 2;
+    let filled = (bar.x..bar.x + bar.width)
+        .filter(|&x| image.pixel(x, y).is_some_and(|p| p[..3] == overlay::FILL_RGB))
+        .count() as u32;
+    let track = (bar.x..bar.x + bar.width)
+        .filter(|&x| image.pixel(x, y).is_some_and(|p| p[..3] == overlay::TRACK_RGB))
+        .count() as u32;
+    assert_eq!(filled + track, bar.width, "the bar has other colours in it");
+    filled * 1000 / bar.width
+}
+
+#[test]
+fn plays_the_pattern_through_vulkan_with_the_overlay() {
+    let shot = scratch("vulkan.png");
+    let summary = run_viewer(&[
+        "--present",
+        "vulkan",
+        "--headless",
+        "--frames",
+        "30",
+        "--size",
+        "320x240",
+        "--screenshot",
+        shot.to_str().unwrap(),
+    ]);
+    assert!(
+        summary.contains("30 frames shown") && summary.contains("imported 30 (30 zero-copy, 0 copied)"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("30 frames composited into 3 exported images"),
+        "{summary}"
+    );
+    assert!(summary.contains("reused before release: 0"), "{summary}");
+    let image = Image::load_png(&shot).unwrap();
+    assert_eq!((image.width, image.height), (320, 240));
+    // The counter says 30, the bar is full (30 of --frames 30) ...
+    assert_eq!(read_counter(&image), Some(30));
+    assert_eq!(bar_fill(&image), 1000);
+    // ... and everything, overlay and video, is what the CPU references
+    // predict for frame 29 of the pattern, pixel for pixel.
+    let o = Overlay {
+        frame: 30,
+        progress: Some(1000),
+    };
+    let (worst, points) = grid_error(
+        &image,
+        |x, y| {
+            o.pixel(320, 240, x, y)
+                .unwrap_or_else(|| pattern::rgb(320, 240, 29, x, y))
+        },
+        320,
+        240,
+    );
+    assert!(points > 100 && worst == 0, "worst {worst} over {points}");
+}
+
+#[test]
+fn plays_a_decoded_clip_through_vulkan() {
+    let clip = scratch("clip-vulkan.webm");
+    encode_clip(&clip);
+    let shot = scratch("clip-vulkan.png");
+    let summary = run_viewer(&[
+        "--uri",
+        clip.to_str().unwrap(),
+        "--present",
+        "vulkan",
+        "--headless",
+        "--frames",
+        "15",
+        "--size",
+        "320x240",
+        "--format",
+        "NV12",
+        "--screenshot",
+        shot.to_str().unwrap(),
+    ]);
+    assert!(summary.contains("15 frames shown"), "{summary}");
+    assert!(summary.contains("(15 zero-copy, 0 copied)"), "{summary}");
+    let image = Image::load_png(&shot).unwrap();
+    assert_eq!(read_counter(&image), Some(15));
+    // Frame 15 of a 1 s clip starts at 14/30 s: the bar follows the
+    // stream position (466 thousandths), not --frames.
+    let fill = bar_fill(&image);
+    assert!((440..=500).contains(&fill), "bar {fill}/1000");
+    assert_smpte_bars(&image);
+}
+
+#[test]
+fn stdin_pauses_resumes_and_quits() {
+    let mut child = Command::new(viewer())
+        .args(["--headless", "--frames", "100000", "--size", "160x120"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the viewer");
+    let mut stdin = child.stdin.take().unwrap();
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    stdin.write_all(b"p\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    stdin.write_all(b"p\n").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    stdin.write_all(b"q\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // Quit long before 100000 frames; paused and resumed once.
+    assert!(started.elapsed() < Duration::from_secs(30), "q did not quit");
+    assert!(stderr.contains("paused (") && stderr.contains("resumed"), "{stderr}");
+    let paused: f64 = stdout
+        .split("paused ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no pause time in {stdout}"));
+    assert!(paused >= 1.0, "paused {paused} s\n{stdout}");
+    let shown: u64 = stdout
+        .split("summary: ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no summary in {stdout}"));
+    assert!(shown > 0 && shown < 100000, "{stdout}");
 }

@@ -16,7 +16,9 @@ use wayland_client::protocol::{
     wl_buffer::{self, WlBuffer},
     wl_callback::{self, WlCallback},
     wl_compositor::WlCompositor,
+    wl_keyboard::{self, WlKeyboard},
     wl_registry::WlRegistry,
+    wl_seat::{self, WlSeat},
     wl_shm::{self, WlShm},
     wl_shm_pool::WlShmPool,
     wl_surface::WlSurface,
@@ -193,6 +195,9 @@ pub(crate) struct State {
     busy: HashMap<ObjectId, Vec<Box<dyn Any + Send>>>,
     releases: u64,
     created: HashMap<ObjectId, Result<WlBuffer, ()>>,
+    keyboard: Option<WlKeyboard>,
+    /// Keys pressed while our window had the focus (evdev codes).
+    keys: Vec<u32>,
 }
 
 struct CacheEntry {
@@ -265,6 +270,7 @@ pub struct Presenter {
     viewporter: Option<WpViewporter>,
     surface: WlSurface,
     xdg: Option<(XdgWmBase, XdgSurface, XdgToplevel)>,
+    _seat: Option<WlSeat>,
     viewport: Option<WpViewport>,
     cache: HashMap<BufferId, CacheEntry>,
     shm_buffers: Vec<ShmBuffer>,
@@ -391,6 +397,12 @@ impl Presenter {
                 None
             }
         };
+        // Our own window takes keys; an embedding application keeps its input.
+        let seat: Option<WlSeat> = if xdg.is_some() {
+            globals.bind(&qh, 1..=5, ()).ok()
+        } else {
+            None
+        };
         let mut this = Self {
             conn,
             queue,
@@ -402,6 +414,7 @@ impl Presenter {
             viewporter,
             surface,
             xdg,
+            _seat: seat,
             viewport,
             cache: HashMap::new(),
             shm_buffers: Vec::new(),
@@ -503,6 +516,14 @@ impl Presenter {
     /// The size the window manager asked for (None: ours to choose).
     pub fn configured_size(&self) -> Option<(u32, u32)> {
         self.state.toplevel_size
+    }
+
+    /// Keys pressed in our window since the last call, as Linux evdev codes
+    /// (layout-independent: `KEY_Q` is 16 whatever the keymap; see
+    /// [`keys`](super::keys)). Always empty for a foreign surface (the
+    /// application owns input) and on seats without a keyboard.
+    pub fn take_keys(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.state.keys)
     }
 
     /// Whether the user closed the window.
@@ -1214,6 +1235,48 @@ impl Dispatch<ZwpLinuxBufferParamsV1, ()> for State {
     event_created_child!(State, ZwpLinuxBufferParamsV1, [
         zwp_linux_buffer_params_v1::EVT_CREATED_OPCODE => (WlBuffer, ()),
     ]);
+}
+
+impl Dispatch<WlSeat, ()> for State {
+    fn event(state: &mut Self, seat: &WlSeat, event: wl_seat::Event, _: &(), _: &Connection, qh: &QueueHandle<Self>) {
+        if let wl_seat::Event::Capabilities {
+            capabilities: WEnum::Value(caps),
+        } = event
+        {
+            let has_keyboard = caps.contains(wl_seat::Capability::Keyboard);
+            match (&state.keyboard, has_keyboard) {
+                (None, true) => state.keyboard = Some(seat.get_keyboard(qh, ())),
+                (Some(k), false) => {
+                    if k.version() >= 3 {
+                        k.release();
+                    }
+                    state.keyboard = None;
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Dispatch<WlKeyboard, ()> for State {
+    fn event(
+        state: &mut Self,
+        _: &WlKeyboard,
+        event: wl_keyboard::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        // The keymap's fd is an OwnedFd in the event and closes with it.
+        if let wl_keyboard::Event::Key {
+            key,
+            state: WEnum::Value(wl_keyboard::KeyState::Pressed),
+            ..
+        } = event
+        {
+            state.keys.push(key);
+        }
+    }
 }
 
 impl Dispatch<XdgWmBase, ()> for State {

@@ -31,4 +31,15 @@ mod protocols;
 pub use client::{MAX_DMABUF_VERSION, PresentStats, Presented, Presenter, Target, WaylandError, fit};
 pub use formats::{FormatSet, FormatTableError, Tranche, parse_format_table, tranche_formats};
 pub use wayland_client;
+
+/// Linux evdev key codes ([`Presenter::take_keys`]) a player usually needs
+/// (from `linux/input-event-codes.h`).
+pub mod keys {
+    /// Escape.
+    pub const KEY_ESC: u32 = 1;
+    /// Q.
+    pub const KEY_Q: u32 = 16;
+    /// Space.
+    pub const KEY_SPACE: u32 = 57;
+}
 pub use wayland_protocols;
