@@ -44,10 +44,14 @@ fn run_viewer(args: &[&str]) -> String {
     stdout
 }
 
-#[test]
-fn plays_the_pattern_headless_zero_copy() {
-    let shot = scratch("pattern.png");
+/// Plays 30 frames of the 320x240 pattern headless with `--present
+/// present`, checks the summary's zero-copy counts and returns it with the
+/// screenshot.
+fn play_pattern(present: &str) -> (String, Image) {
+    let shot = scratch(&format!("pattern-{present}.png"));
     let summary = run_viewer(&[
+        "--present",
+        present,
         "--headless",
         "--frames",
         "30",
@@ -63,6 +67,12 @@ fn plays_the_pattern_headless_zero_copy() {
     assert!(summary.contains("reused before release: 0"), "{summary}");
     let image = Image::load_png(&shot).unwrap();
     assert_eq!((image.width, image.height), (320, 240));
+    (summary, image)
+}
+
+#[test]
+fn plays_the_pattern_headless_zero_copy() {
+    let (_, image) = play_pattern("wayland");
     // The last frame (29) of the pattern, pixel for pixel.
     let (worst, points) = grid_error(&image, |x, y| pattern::rgb(320, 240, 29, x, y), 320, 240);
     assert!(points > 100 && worst == 0, "worst {worst} over {points}");
@@ -93,15 +103,22 @@ fn encode_clip(path: &Path) {
     );
 }
 
-#[test]
-fn plays_a_decoded_clip_with_uri() {
-    let clip = scratch("clip.webm");
+/// Plays `frames` frames (the clip has 30) of a freshly encoded VP8 clip
+/// as NV12 headless with `--present present`, checks that all were shown
+/// zero-copy and returns the screenshot.
+fn play_clip(present: &str, frames: u32) -> Image {
+    let clip = scratch(&format!("clip-{present}.webm"));
     encode_clip(&clip);
-    let shot = scratch("clip.png");
+    let shot = scratch(&format!("clip-{present}.png"));
+    let frames = frames.to_string();
     let summary = run_viewer(&[
         "--uri",
         clip.to_str().unwrap(),
+        "--present",
+        present,
         "--headless",
+        "--frames",
+        &frames,
         "--size",
         "320x240",
         "--format",
@@ -109,10 +126,17 @@ fn plays_a_decoded_clip_with_uri() {
         "--screenshot",
         shot.to_str().unwrap(),
     ]);
-    assert!(summary.contains("30 frames shown"), "{summary}");
-    assert!(summary.contains("(30 zero-copy, 0 copied)"), "{summary}");
-    let image = Image::load_png(&shot).unwrap();
-    assert_smpte_bars(&image);
+    assert!(summary.contains(&format!("{frames} frames shown")), "{summary}");
+    assert!(
+        summary.contains(&format!("({frames} zero-copy, 0 copied)")),
+        "{summary}"
+    );
+    Image::load_png(&shot).unwrap()
+}
+
+#[test]
+fn plays_a_decoded_clip_with_uri() {
+    assert_smpte_bars(&play_clip("wayland", 30));
 }
 
 /// videotestsrc's SMPTE bars (full intensity) across the top two thirds
@@ -181,29 +205,11 @@ fn bar_fill(image: &Image) -> u32 {
 
 #[test]
 fn plays_the_pattern_through_vulkan_with_the_overlay() {
-    let shot = scratch("vulkan.png");
-    let summary = run_viewer(&[
-        "--present",
-        "vulkan",
-        "--headless",
-        "--frames",
-        "30",
-        "--size",
-        "320x240",
-        "--screenshot",
-        shot.to_str().unwrap(),
-    ]);
-    assert!(
-        summary.contains("30 frames shown") && summary.contains("imported 30 (30 zero-copy, 0 copied)"),
-        "{summary}"
-    );
+    let (summary, image) = play_pattern("vulkan");
     assert!(
         summary.contains("30 frames composited into 3 exported images"),
         "{summary}"
     );
-    assert!(summary.contains("reused before release: 0"), "{summary}");
-    let image = Image::load_png(&shot).unwrap();
-    assert_eq!((image.width, image.height), (320, 240));
     // The counter says 30, the bar is full (30 of --frames 30) ...
     assert_eq!(read_counter(&image), Some(30));
     assert_eq!(bar_fill(&image), 1000);
@@ -227,27 +233,7 @@ fn plays_the_pattern_through_vulkan_with_the_overlay() {
 
 #[test]
 fn plays_a_decoded_clip_through_vulkan() {
-    let clip = scratch("clip-vulkan.webm");
-    encode_clip(&clip);
-    let shot = scratch("clip-vulkan.png");
-    let summary = run_viewer(&[
-        "--uri",
-        clip.to_str().unwrap(),
-        "--present",
-        "vulkan",
-        "--headless",
-        "--frames",
-        "15",
-        "--size",
-        "320x240",
-        "--format",
-        "NV12",
-        "--screenshot",
-        shot.to_str().unwrap(),
-    ]);
-    assert!(summary.contains("15 frames shown"), "{summary}");
-    assert!(summary.contains("(15 zero-copy, 0 copied)"), "{summary}");
-    let image = Image::load_png(&shot).unwrap();
+    let image = play_clip("vulkan", 15);
     assert_eq!(read_counter(&image), Some(15));
     // Frame 15 of a 1 s clip starts at 14/30 s: the bar follows the
     // stream position (466 thousandths), not --frames.
@@ -299,19 +285,18 @@ fn stdin_pauses_resumes_and_quits() {
     reader.join().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", log.lock().unwrap());
-    let paused: f64 = stdout
-        .split("paused ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no pause time in {stdout}"));
+    // The number after `key` in the summary.
+    let after = |key: &str| -> f64 {
+        stdout
+            .split(key)
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no {key:?} in {stdout}"))
+    };
+    let paused = after("paused ");
     assert!(paused >= 1.1, "paused {paused} s\n{stdout}");
     // q quit long before --frames 100000.
-    let shown: u64 = stdout
-        .split("summary: ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no summary in {stdout}"));
-    assert!(shown > 0 && shown < 100000, "{stdout}");
+    let shown = after("summary: ");
+    assert!(shown > 0.0 && shown < 100000.0, "{stdout}");
 }
