@@ -38,15 +38,23 @@ struct Kernel {
     bindings: Vec<vk::DescriptorType>,
 }
 
+/// Which kernel: its index in [`Kernels::kernels`] (the order of the specs
+/// in [`Kernels::new`]).
+#[derive(Clone, Copy)]
+enum Which {
+    PatternRgba8,
+    PatternBgra8,
+    PatternNv12,
+    Nv12ToRgba,
+    CompositeRgb,
+    CompositeNv12,
+}
+
 /// The compiled kernels of one context.
 pub struct Kernels {
     ctx: Arc<VulkanContext>,
-    rgba8: Kernel,
-    bgra8: Kernel,
-    nv12: Kernel,
-    nv12_to_rgba: Kernel,
-    composite_rgb: Kernel,
-    composite_nv12: Kernel,
+    /// One per [`Which`], in its order.
+    kernels: Vec<Kernel>,
 }
 
 impl std::fmt::Debug for Kernels {
@@ -229,39 +237,53 @@ impl Kernels {
     /// Builds the compute pipelines on `ctx`.
     pub fn new(ctx: &Arc<VulkanContext>) -> Result<Self, VulkanError> {
         use vk::DescriptorType as D;
-        let specs: [(&[u8], &[D], u32); 6] = [
-            (PATTERN_RGBA8, &[D::STORAGE_IMAGE], 16),
-            (PATTERN_BGRA8, &[D::STORAGE_IMAGE], 16),
-            (PATTERN_NV12, &[D::STORAGE_IMAGE, D::STORAGE_IMAGE], 16),
-            (NV12_TO_RGBA, &[D::SAMPLED_IMAGE, D::SAMPLED_IMAGE, D::STORAGE_IMAGE], 8),
-            (COMPOSITE_RGB, &[D::SAMPLED_IMAGE, D::STORAGE_IMAGE], 16),
+        let specs: [(Which, &[u8], &[D], u32); 6] = [
+            (Which::PatternRgba8, PATTERN_RGBA8, &[D::STORAGE_IMAGE], 16),
+            (Which::PatternBgra8, PATTERN_BGRA8, &[D::STORAGE_IMAGE], 16),
             (
+                Which::PatternNv12,
+                PATTERN_NV12,
+                &[D::STORAGE_IMAGE, D::STORAGE_IMAGE],
+                16,
+            ),
+            (
+                Which::Nv12ToRgba,
+                NV12_TO_RGBA,
+                &[D::SAMPLED_IMAGE, D::SAMPLED_IMAGE, D::STORAGE_IMAGE],
+                8,
+            ),
+            (
+                Which::CompositeRgb,
+                COMPOSITE_RGB,
+                &[D::SAMPLED_IMAGE, D::STORAGE_IMAGE],
+                16,
+            ),
+            (
+                Which::CompositeNv12,
                 COMPOSITE_NV12,
                 &[D::SAMPLED_IMAGE, D::SAMPLED_IMAGE, D::STORAGE_IMAGE],
                 16,
             ),
         ];
-        let mut built: Vec<Kernel> = Vec::with_capacity(specs.len());
-        for (spirv, bindings, push) in specs {
+        let mut kernels: Vec<Kernel> = Vec::with_capacity(specs.len());
+        for (which, spirv, bindings, push) in specs {
+            debug_assert_eq!(which as usize, kernels.len(), "specs in the order of Which");
             match Kernel::new(ctx, spirv, bindings, push) {
-                Ok(k) => built.push(k),
+                Ok(k) => kernels.push(k),
                 Err(e) => {
-                    built.iter().for_each(|k| k.destroy(ctx));
+                    kernels.iter().for_each(|k| k.destroy(ctx));
                     return Err(e);
                 }
             }
         }
-        let mut it = built.into_iter();
-        let mut next = || it.next().expect("one kernel per spec");
         Ok(Self {
             ctx: Arc::clone(ctx),
-            rgba8: next(),
-            bgra8: next(),
-            nv12: next(),
-            nv12_to_rgba: next(),
-            composite_rgb: next(),
-            composite_nv12: next(),
+            kernels,
         })
+    }
+
+    fn kernel(&self, which: Which) -> &Kernel {
+        &self.kernels[which as usize]
     }
 
     /// Draws frame `frame` of the moving test pattern into `image` (one of
@@ -270,9 +292,9 @@ impl Kernels {
     /// the dma-buf then holds the frame.
     pub fn draw_pattern(&self, image: &VulkanImage, frame: u32) -> Result<(), VulkanError> {
         let kernel = match image.fourcc() {
-            DrmFourcc::Xbgr8888 | DrmFourcc::Abgr8888 => &self.rgba8,
-            DrmFourcc::Xrgb8888 | DrmFourcc::Argb8888 => &self.bgra8,
-            DrmFourcc::Nv12 => &self.nv12,
+            DrmFourcc::Xbgr8888 | DrmFourcc::Abgr8888 => self.kernel(Which::PatternRgba8),
+            DrmFourcc::Xrgb8888 | DrmFourcc::Argb8888 => self.kernel(Which::PatternBgra8),
+            DrmFourcc::Nv12 => self.kernel(Which::PatternNv12),
             other => return Err(VulkanError::UnsupportedFormat { fourcc: other }),
         };
         if !image.usage().contains(vk::ImageUsageFlags::STORAGE) {
@@ -310,19 +332,11 @@ impl Kernels {
                 "nv12_to_rgba converts an NV12 image into an XBGR8888/ABGR8888 one",
             ));
         }
-        let (w, h) = (src.width(), src.height());
-        if (dst.width(), dst.height()) != (w, h) {
-            return Err(VulkanError::Usage(
-                "nv12_to_rgba needs source and destination of the same size",
-            ));
-        }
-        if !src.usage().contains(vk::ImageUsageFlags::SAMPLED) || !dst.usage().contains(vk::ImageUsageFlags::STORAGE) {
-            return Err(VulkanError::Usage(
-                "nv12_to_rgba needs a SAMPLED source and a STORAGE destination",
-            ));
-        }
-        let push: Vec<u8> = [w, h].iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.read_write(&self.nv12_to_rgba, src, dst, &push)
+        let push: Vec<u8> = [src.width(), src.height()]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        self.read_write(self.kernel(Which::Nv12ToRgba), src, dst, &push)
     }
 
     /// Composites `video` (SAMPLED usage; XRGB8888, ARGB8888, XBGR8888,
@@ -334,29 +348,25 @@ impl Kernels {
     pub fn composite(&self, video: &VulkanImage, out: &VulkanImage, overlay: &Overlay) -> Result<(), VulkanError> {
         let kernel = match video.fourcc() {
             DrmFourcc::Xrgb8888 | DrmFourcc::Argb8888 | DrmFourcc::Xbgr8888 | DrmFourcc::Abgr8888 => {
-                &self.composite_rgb
+                self.kernel(Which::CompositeRgb)
             }
-            DrmFourcc::Nv12 => &self.composite_nv12,
+            DrmFourcc::Nv12 => self.kernel(Which::CompositeNv12),
             other => return Err(VulkanError::UnsupportedFormat { fourcc: other }),
         };
         if !matches!(out.fourcc(), DrmFourcc::Xrgb8888 | DrmFourcc::Argb8888) {
             return Err(VulkanError::Usage("composite writes an XRGB8888/ARGB8888 image"));
         }
-        let (w, h) = (video.width(), video.height());
-        if (out.width(), out.height()) != (w, h) {
-            return Err(VulkanError::Usage("composite needs video and output of the same size"));
-        }
-        if !video.usage().contains(vk::ImageUsageFlags::SAMPLED) || !out.usage().contains(vk::ImageUsageFlags::STORAGE)
-        {
-            return Err(VulkanError::Usage(
-                "composite needs a SAMPLED video image and a STORAGE output image",
-            ));
-        }
-        self.read_write(kernel, video, out, &overlay.push_constants(w, h))
+        self.read_write(
+            kernel,
+            video,
+            out,
+            &overlay.push_constants(video.width(), video.height()),
+        )
     }
 
     /// Runs `kernel` over `dst`'s size with `src`'s plane views (sampled)
     /// then `dst`'s first view (storage) bound in order, and waits for it.
+    /// Refuses images of different sizes or without those usages.
     fn read_write(
         &self,
         kernel: &Kernel,
@@ -364,6 +374,16 @@ impl Kernels {
         dst: &VulkanImage,
         push: &[u8],
     ) -> Result<(), VulkanError> {
+        if (dst.width(), dst.height()) != (src.width(), src.height()) {
+            return Err(VulkanError::Usage(
+                "the source and destination images must be the same size",
+            ));
+        }
+        if !src.usage().contains(vk::ImageUsageFlags::SAMPLED) || !dst.usage().contains(vk::ImageUsageFlags::STORAGE) {
+            return Err(VulkanError::Usage(
+                "the source image needs SAMPLED usage and the destination STORAGE",
+            ));
+        }
         let mut views: Vec<vk::ImageView> = src.plane_views().to_vec();
         views.push(dst.plane_views()[0]);
         let pool = descriptor_pool(&self.ctx)?;
@@ -402,14 +422,7 @@ impl Kernels {
 
 impl Drop for Kernels {
     fn drop(&mut self) {
-        for k in [
-            &self.rgba8,
-            &self.bgra8,
-            &self.nv12,
-            &self.nv12_to_rgba,
-            &self.composite_rgb,
-            &self.composite_nv12,
-        ] {
+        for k in &self.kernels {
             k.destroy(&self.ctx);
         }
     }
