@@ -39,13 +39,13 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
+use dmabuf_interop::DrmFourcc;
 use dmabuf_interop::gst::{ImportedFrame, Importer};
 use dmabuf_interop::overlay::Overlay;
 use dmabuf_interop::vulkan::ash::vk;
 use dmabuf_interop::vulkan::{ContextOptions, ExportedImage, Exporter, ImportCache, Kernels, VulkanContext};
 use dmabuf_interop::wayland::headless::{Weston, WestonOptions};
 use dmabuf_interop::wayland::{Presenter, Target, keys};
-use dmabuf_interop::{DmaBuf, DrmFourcc};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_video as gst_video;
@@ -196,8 +196,8 @@ struct VulkanPath {
     ring: Vec<ExportedImage>,
     next: usize,
     composited: u64,
-    backend: String,
-    warned_matrix: bool,
+    /// The caps whose colour matrix was last looked at.
+    checked_caps: Option<gst::Caps>,
 }
 
 /// Output images in flight at most: one on screen, one queued, one drawn.
@@ -214,26 +214,25 @@ impl VulkanPath {
             ring: Vec::new(),
             next: 0,
             composited: 0,
-            backend: String::new(),
-            warned_matrix: false,
+            checked_caps: None,
         })
     }
 
     /// Draws `frame` + `overlay` into a free output image and shows it.
     fn show(&mut self, presenter: &mut Presenter, frame: &ImportedFrame, overlay: &Overlay) -> Result<(), String> {
         let (w, h) = (frame.dmabuf.width(), frame.dmabuf.height());
-        if !self.warned_matrix && frame.dmabuf.fourcc() == DrmFourcc::Nv12 {
-            let info = frame
-                .sample()
-                .caps()
-                .and_then(|c| gst_video::VideoInfo::from_caps(c).ok());
+        // Once per caps (the same caps object comes with every sample until
+        // a renegotiation): warn when YUV is not BT.709.
+        let caps = frame.sample().caps_owned();
+        if frame.dmabuf.fourcc() == DrmFourcc::Nv12 && caps != self.checked_caps {
+            let info = caps.as_ref().and_then(|c| gst_video::VideoInfo::from_caps(c).ok());
             if let Some(m) = info
                 .map(|i| i.colorimetry().matrix())
                 .filter(|&m| m != gst_video::VideoColorMatrix::Bt709)
             {
                 eprintln!("\nnote: the frames are {m:?} YUV; the composite reads BT.709 (colours will be off)");
-                self.warned_matrix = true;
             }
+            self.checked_caps = caps;
         }
         if self
             .ring
@@ -250,7 +249,6 @@ impl VulkanPath {
                     .exporter
                     .export(DrmFourcc::Xrgb8888, w, h, vk::ImageUsageFlags::STORAGE, &[])
                     .map_err(|e| format!("exporting the output image: {e}"))?;
-                self.backend = format!("{:?}", out.export_backend());
                 self.ring.push(out);
             }
         }
@@ -270,8 +268,9 @@ impl VulkanPath {
         self.composited += 1;
         // The composite has completed; the output image lives in the ring,
         // so nothing else needs keeping alive until the release.
-        let dmabuf: DmaBuf = out.dmabuf().clone();
-        presenter.present(&dmabuf, Box::new(())).map_err(|e| e.to_string())?;
+        presenter
+            .present(out.dmabuf(), Box::new(()))
+            .map_err(|e| e.to_string())?;
         Ok(())
     }
 }
@@ -478,7 +477,9 @@ fn run(args: Args) -> Result<(), String> {
             "vulkan: {} frames composited into {} exported images ({}); {} VkImages imported for {} frames ({} cache hits)",
             path.composited,
             path.ring.len(),
-            path.backend,
+            path.ring
+                .first()
+                .map_or("none".into(), |o| format!("{:?}", o.export_backend())),
             misses,
             hits + misses,
             hits
