@@ -43,6 +43,9 @@ use crate::mapping::MapAccess;
 /// Highest `zwp_linux_dmabuf_v1` version we bind.
 pub const MAX_DMABUF_VERSION: u32 = 5;
 
+/// Most key presses kept until [`Presenter::take_keys`] (the oldest go).
+const MAX_PENDING_KEYS: usize = 64;
+
 /// Most `wl_shm` buffers the fallback keeps (each a frame in flight).
 const MAX_SHM_BUFFERS: usize = 4;
 
@@ -518,9 +521,9 @@ impl Presenter {
         self.state.toplevel_size
     }
 
-    /// Keys pressed in our window since the last call, as Linux evdev codes
-    /// (layout-independent: `KEY_Q` is 16 whatever the keymap; see
-    /// [`keys`](super::keys)). Always empty for a foreign surface (the
+    /// Keys pressed in our window since the last call (at most the last 64),
+    /// as Linux evdev codes (layout-independent: `KEY_Q` is 16 whatever the
+    /// keymap; see [`keys`](super::keys)). Always empty for a foreign surface (the
     /// application owns input) and on seats without a keyboard.
     pub fn take_keys(&mut self) -> Vec<u32> {
         std::mem::take(&mut self.state.keys)
@@ -1274,6 +1277,11 @@ impl Dispatch<WlKeyboard, ()> for State {
             ..
         } = event
         {
+            // Bounded: a user of the presenter that never takes keys (the
+            // sink) must not grow this for as long as keys are pressed.
+            if state.keys.len() >= MAX_PENDING_KEYS {
+                state.keys.remove(0);
+            }
             state.keys.push(key);
         }
     }
