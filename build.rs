@@ -21,12 +21,12 @@ mod shaders {
         (
             "pattern_rgba8",
             &["pattern_common.wgsl", "pattern_rgb.wgsl"],
-            &[("STORAGE_FORMAT", "rgba8unorm")],
+            &[("SWIZZLE", "rgba")],
         ),
         (
             "pattern_bgra8",
             &["pattern_common.wgsl", "pattern_rgb.wgsl"],
-            &[("STORAGE_FORMAT", "bgra8unorm")],
+            &[("SWIZZLE", "bgra")],
         ),
         ("pattern_nv12", &["pattern_common.wgsl", "pattern_nv12.wgsl"], &[]),
         ("nv12_to_rgba", &["nv12_read.wgsl", "nv12_to_rgba.wgsl"], &[]),

@@ -77,8 +77,20 @@ fn vulkan_report() -> Value {
                 .as_ref()
                 .and_then(|e| e.backend_for(f.fourcc, usage, &[]).ok())
                 .map(|b| format!("{b:?}"));
+            let modifiers: Vec<Value> = vulkan::modifiers(&ctx, f.fourcc)
+                .unwrap_or_default()
+                .iter()
+                .map(|m| {
+                    json!({
+                        "modifier": dmabuf_interop::dmabuf::ModifierName(m.modifier).to_string(),
+                        "planes": m.plane_count,
+                        "features": format!("{:?}", m.features),
+                    })
+                })
+                .collect();
             match support {
                 Ok(s) => json!({
+                    "modifiers": modifiers,
                     "fourcc": dmabuf_interop::format::info(f.fourcc).map(|i| i.name).unwrap_or("?"),
                     "vk_format": format!("{:?}", f.format),
                     "importable": s.importable,
@@ -266,6 +278,14 @@ fn print_human(r: &Value) {
                         ""
                     }
                 ),
+            }
+            for m in f["modifiers"].as_array().into_iter().flatten() {
+                println!(
+                    "             modifier {} ({} plane(s)): {}",
+                    s(&m["modifier"]),
+                    m["planes"],
+                    s(&m["features"])
+                );
             }
         }
     }

@@ -1,7 +1,7 @@
 // Composite: an NV12 video frame (nv12_read.wgsl) plus the overlay into an
 // XRGB8888 storage image of the same size.
 
-@group(0) @binding(2) var out_image: texture_storage_2d<bgra8unorm, write>;
+@group(0) @binding(2) var out_image: texture_storage_2d<rgba8unorm, write>;
 
 @compute @workgroup_size(8, 8)
 fn main(@builtin(global_invocation_id) id: vec3<u32>) {

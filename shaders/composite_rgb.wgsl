@@ -3,7 +3,7 @@
 // same size.
 
 @group(0) @binding(0) var video: texture_2d<f32>;
-@group(0) @binding(1) var out_image: texture_storage_2d<bgra8unorm, write>;
+@group(0) @binding(1) var out_image: texture_storage_2d<rgba8unorm, write>;
 
 @compute @workgroup_size(8, 8)
 fn main(@builtin(global_invocation_id) id: vec3<u32>) {

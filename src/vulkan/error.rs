@@ -127,6 +127,23 @@ pub enum VulkanError {
         /// Device name.
         device: String,
     },
+    /// The dma-buf has another number of planes than the modifier has
+    /// memory planes on this device.
+    #[error(
+        "{fourcc:?} with modifier {modifier} has {needed} memory plane(s) on {device}, the dma-buf describes {given}"
+    )]
+    PlaneCount {
+        /// The format.
+        fourcc: DrmFourcc,
+        /// The modifier.
+        modifier: ModifierName,
+        /// Planes the dma-buf describes.
+        given: usize,
+        /// Memory planes of the modifier (`drmFormatModifierPlaneCount`).
+        needed: usize,
+        /// Device name.
+        device: String,
+    },
     /// The fd is smaller than the memory the image needs.
     #[error("plane {plane}: the image needs {needed} bytes of its fd from offset 0, the fd has {fd_size}")]
     FdTooSmall {

@@ -123,6 +123,39 @@ pub(crate) fn image_extent(fourcc: DrmFourcc, width: u32, height: u32) -> (u32, 
     (width.next_multiple_of(h_sub), height.next_multiple_of(v_sub))
 }
 
+/// The format of the storage view of a plane of `plane_format`: the
+/// kernels write through views with a declared format, never "unknown"
+/// (VUID-vkCmdDispatch-OpTypeImage-07027 otherwise needs
+/// STORAGE_WRITE_WITHOUT_FORMAT, which modifier-tiled images often lack),
+/// and B8G8R8A8 is written as R8G8B8A8 with the channels swizzled in the
+/// shader (many devices have no STORAGE feature for B8G8R8A8 at all).
+pub(crate) fn storage_view_format(plane_format: vk::Format) -> vk::Format {
+    match plane_format {
+        vk::Format::B8G8R8A8_UNORM => vk::Format::R8G8B8A8_UNORM,
+        other => other,
+    }
+}
+
+/// Every format a view of an image of `info` with `usage` may have: the
+/// format itself, its plane formats, and with STORAGE the storage view
+/// formats. More than one means the image needs MUTABLE_FORMAT and a
+/// `VkImageFormatListCreateInfo` listing them (required under DRM format
+/// modifier tiling: VUID-VkImageCreateInfo-tiling-02353 and
+/// VUID-VkPhysicalDeviceImageFormatInfo2-tiling-02313; plane formats of a
+/// multi-planar format are allowed there by VUID-VkImageCreateInfo-pNext-10062).
+pub(crate) fn view_formats(info: &VkFormatInfo, usage: vk::ImageUsageFlags) -> Vec<vk::Format> {
+    let mut formats = vec![info.format];
+    let storage = usage.contains(vk::ImageUsageFlags::STORAGE);
+    for &plane in info.plane_formats {
+        for f in [Some(plane), storage.then(|| storage_view_format(plane))].into_iter().flatten() {
+            if !formats.contains(&f) {
+                formats.push(f);
+            }
+        }
+    }
+    formats
+}
+
 /// The image aspect of plane `index` of a multi-planar image.
 pub(crate) fn plane_aspect(index: usize) -> vk::ImageAspectFlags {
     match index {
@@ -173,6 +206,17 @@ mod tests {
         assert_eq!(image_extent(DrmFourcc::Nv12, 4095, 17), (4096, 18));
         assert_eq!(image_extent(DrmFourcc::Yuyv, 3, 3), (4, 3));
         assert_eq!(image_extent(DrmFourcc::Xrgb8888, 3, 3), (3, 3));
+        let xrgb = vk_format(DrmFourcc::Xrgb8888).expect("listed");
+        assert_eq!(view_formats(xrgb, vk::ImageUsageFlags::SAMPLED), [vk::Format::B8G8R8A8_UNORM]);
+        assert_eq!(
+            view_formats(xrgb, vk::ImageUsageFlags::STORAGE),
+            [vk::Format::B8G8R8A8_UNORM, vk::Format::R8G8B8A8_UNORM]
+        );
+        let nv12 = vk_format(DrmFourcc::Nv12).expect("listed");
+        assert_eq!(
+            view_formats(nv12, vk::ImageUsageFlags::STORAGE),
+            [vk::Format::G8_B8R8_2PLANE_420_UNORM, vk::Format::R8_UNORM, vk::Format::R8G8_UNORM]
+        );
         let rgba: Vec<_> = fourccs_for(vk::Format::B8G8R8A8_UNORM).collect();
         assert_eq!(rgba, [DrmFourcc::Xrgb8888, DrmFourcc::Argb8888]);
     }

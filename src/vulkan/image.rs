@@ -11,7 +11,9 @@ use rustix::io::Errno;
 use super::commands::{HostBuffer, submit_and_wait_synced};
 use super::context::VulkanContext;
 use super::error::{VulkanError, call};
-use super::format::{VkFormatInfo, image_extent, memory_plane_aspect, plane_aspect, vk_format};
+use super::format::{
+    VkFormatInfo, image_extent, memory_plane_aspect, plane_aspect, storage_view_format, view_formats, vk_format,
+};
 use crate::alloc::{self, Allocator, AllocatorKind};
 use crate::dmabuf::{DmaBuf, ModifierName};
 use crate::format::{self, Layout, PlaneLayout};
@@ -39,8 +41,14 @@ pub struct VulkanImage {
     ctx: Arc<VulkanContext>,
     image: vk::Image,
     memory: Vec<vk::DeviceMemory>,
+    /// Sampled views, one per plane (with SAMPLED usage).
     views: Vec<vk::ImageView>,
+    /// Storage views, one per plane (with STORAGE usage).
+    storage_views: Vec<vk::ImageView>,
     format: &'static VkFormatInfo,
+    /// DRM_FORMAT_MODIFIER_EXT tiling (else LINEAR): decides the aspects
+    /// that name memory planes.
+    modifier_tiling: bool,
     usage: vk::ImageUsageFlags,
     width: u32,
     height: u32,
@@ -69,7 +77,7 @@ impl Drop for VulkanImage {
         // SAFETY: all handles are ours (or null, which destroy/free accept);
         // callers wait for their submissions before dropping images.
         unsafe {
-            for view in self.views.drain(..) {
+            for view in self.views.drain(..).chain(self.storage_views.drain(..)) {
                 device.destroy_image_view(view, None);
             }
             device.destroy_image(self.image, None);
@@ -93,7 +101,9 @@ impl VulkanImage {
             image: vk::Image::null(),
             memory: Vec::new(),
             views: Vec::new(),
+            storage_views: Vec::new(),
             format,
+            modifier_tiling: false,
             usage,
             width,
             height,
@@ -118,12 +128,32 @@ impl VulkanImage {
         self.usage
     }
 
-    /// Per-plane views with identity swizzle (R8/R8G8 for NV12's planes, the
-    /// format itself for RGB). Empty when the usage has neither SAMPLED nor
-    /// STORAGE, and for packed 4:2:2 formats (their views need a YCbCr
-    /// conversion).
+    /// Per-plane views for sampling, identity swizzle (R8/R8G8 for NV12's
+    /// planes, the format itself for RGB). Empty without SAMPLED usage, and
+    /// for packed 4:2:2 formats (their views need a YCbCr conversion).
     pub fn plane_views(&self) -> &[vk::ImageView] {
         &self.views
+    }
+
+    /// Per-plane views for storage writes (with STORAGE usage; else empty).
+    /// Their formats are declared in the kernels' shaders: R8/R8G8 for
+    /// NV12's planes, R8G8B8A8 for both 32-bit RGB orders (a B8G8R8A8 image
+    /// is written through an R8G8B8A8 view, the shader swizzles; see
+    /// `format::storage_view_format`).
+    pub fn storage_views(&self) -> &[vk::ImageView] {
+        &self.storage_views
+    }
+
+    /// The aspect naming memory binding `index` of a disjoint image:
+    /// MEMORY_PLANE_i under DRM format modifier tiling, PLANE_i otherwise
+    /// (VUID-VkBindImagePlaneMemoryInfo-planeAspect-02284,
+    /// VUID-VkImagePlaneMemoryRequirementsInfo-planeAspect-02282).
+    fn binding_aspect(&self, index: usize) -> vk::ImageAspectFlags {
+        if self.modifier_tiling {
+            memory_plane_aspect(index)
+        } else {
+            plane_aspect(index)
+        }
     }
 
     /// Width in pixels of the frame (the `VkImage` itself may be one
@@ -438,21 +468,26 @@ pub struct FormatSupport {
     pub plane_count: usize,
     /// Whether planes in separate memory (disjoint) are possible.
     pub disjoint: bool,
+    /// Whether images use DRM format modifier tiling (explicit plane
+    /// layouts); else LINEAR tiling, where a dma-buf's layout must equal
+    /// the driver's ([`linear_layout`]).
+    pub modifier_tiling: bool,
 }
 
 fn image_flags(format: &VkFormatInfo, usage: vk::ImageUsageFlags, disjoint: bool) -> vk::ImageCreateFlags {
     let mut flags = vk::ImageCreateFlags::empty();
-    if format.plane_formats.len() > 1 {
-        // Per-plane views (R8, R8G8) need MUTABLE_FORMAT; writing them as
-        // storage needs EXTENDED_USAGE because the multi-planar format itself
-        // has no STORAGE feature.
+    if view_formats(format, usage).len() > 1 {
+        // Per-plane views (R8, R8G8) and R8G8B8A8 storage views of B8G8R8A8
+        // need MUTABLE_FORMAT; storage through them needs EXTENDED_USAGE
+        // because the image's own format may have no STORAGE feature
+        // (multi-planar formats never do).
         flags |= vk::ImageCreateFlags::MUTABLE_FORMAT;
         if usage.contains(vk::ImageUsageFlags::STORAGE) {
             flags |= vk::ImageCreateFlags::EXTENDED_USAGE;
         }
-        if disjoint {
-            flags |= vk::ImageCreateFlags::DISJOINT;
-        }
+    }
+    if disjoint && format.plane_formats.len() > 1 {
+        flags |= vk::ImageCreateFlags::DISJOINT;
     }
     flags
 }
@@ -466,6 +501,12 @@ fn device_name(ctx: &VulkanContext) -> String {
 /// external memory info and, when the device has it, the DRM format modifier
 /// info). Without `VK_EXT_image_drm_format_modifier` only LINEAR is
 /// answerable; other modifiers get `Ok` with nothing supported.
+///
+/// LINEAR is tried under DRM format modifier tiling first and, where the
+/// driver refuses that combination, under LINEAR tiling:
+/// lavapipe (Mesa 25.0) lists LINEAR for NV12 but refuses modifier-tiled
+/// multi-planar images with MUTABLE_FORMAT (needed for per-plane views),
+/// while it takes the same dma-buf as a LINEAR-tiled image.
 pub fn format_support(
     ctx: &VulkanContext,
     fourcc: DrmFourcc,
@@ -473,44 +514,53 @@ pub fn format_support(
     usage: vk::ImageUsageFlags,
 ) -> Result<FormatSupport, VulkanError> {
     let format = vk_format(fourcc).ok_or(VulkanError::UnsupportedFormat { fourcc })?;
-    let none = FormatSupport {
-        importable: false,
-        exportable: false,
-        max_extent: (0, 0),
-        plane_count: format.plane_formats.len(),
-        disjoint: false,
-    };
-    let use_modifier_ext = ctx.capabilities().drm_format_modifier;
-    if !use_modifier_ext && modifier != DrmModifier::Linear {
-        return Ok(none);
+    if ctx.capabilities().drm_format_modifier {
+        let support = tiling_support(ctx, format, usage, Some(modifier))?;
+        if support.importable || support.exportable || modifier != DrmModifier::Linear {
+            return Ok(support);
+        }
+    } else if modifier != DrmModifier::Linear {
+        return Ok(FormatSupport::none(format, false));
     }
+    tiling_support(ctx, format, usage, None)
+}
+
+impl FormatSupport {
+    fn none(format: &VkFormatInfo, modifier_tiling: bool) -> Self {
+        Self {
+            importable: false,
+            exportable: false,
+            max_extent: (0, 0),
+            plane_count: format.plane_formats.len(),
+            disjoint: false,
+            modifier_tiling,
+        }
+    }
+}
+
+/// [`format_support`] under one tiling: DRM format modifier tiling with
+/// `modifier`, or LINEAR tiling (`None`).
+fn tiling_support(
+    ctx: &VulkanContext,
+    format: &'static VkFormatInfo,
+    usage: vk::ImageUsageFlags,
+    with_modifier: Option<DrmModifier>,
+) -> Result<FormatSupport, VulkanError> {
+    let use_modifier_ext = with_modifier.is_some();
+    let modifier = with_modifier.unwrap_or(DrmModifier::Linear);
+    let none = FormatSupport::none(format, use_modifier_ext);
     let tiling = if use_modifier_ext {
         vk::ImageTiling::DRM_FORMAT_MODIFIER_EXT
     } else {
         vk::ImageTiling::LINEAR
     };
-    let mut plane_count = format.plane_formats.len();
     // Format features of this tiling (and the modifier's plane count).
-    let features = if use_modifier_ext {
-        let raw: u64 = modifier.into();
-        match modifier_properties(ctx, format.format)
-            .iter()
-            .find(|e| e.drm_format_modifier == raw)
-        {
-            Some(e) => {
-                plane_count = e.drm_format_modifier_plane_count as usize;
-                e.drm_format_modifier_tiling_features
-            }
-            None => return Ok(none),
-        }
-    } else {
-        // SAFETY: plain query on the context's physical device.
-        unsafe {
-            ctx.instance()
-                .get_physical_device_format_properties(ctx.physical_device(), format.format)
-        }
-        .linear_tiling_features
+    let Some((features, plane_count)) = tiling_features(ctx, format.format, with_modifier) else {
+        return Ok(none);
     };
+    if !usage_supported(ctx, format, usage, features, with_modifier) {
+        return Ok(none);
+    }
     let disjoint = features.contains(vk::FormatFeatureFlags::DISJOINT);
     let queue_family = [ctx.queue_family()];
     let mut modifier_info = vk::PhysicalDeviceImageDrmFormatModifierInfoEXT::default()
@@ -518,15 +568,22 @@ pub fn format_support(
         .sharing_mode(vk::SharingMode::EXCLUSIVE)
         .queue_family_indices(&queue_family);
     let mut external_info = vk::PhysicalDeviceExternalImageFormatInfo::default().handle_type(DMA_BUF);
+    let flags = image_flags(format, usage, false);
+    let formats = view_formats(format, usage);
+    let mut format_list = vk::ImageFormatListCreateInfo::default().view_formats(&formats);
     let mut info = vk::PhysicalDeviceImageFormatInfo2::default()
         .format(format.format)
         .ty(vk::ImageType::TYPE_2D)
         .tiling(tiling)
         .usage(usage)
-        .flags(image_flags(format, usage, false))
+        .flags(flags)
         .push_next(&mut external_info);
     if use_modifier_ext {
         info = info.push_next(&mut modifier_info);
+    }
+    if flags.contains(vk::ImageCreateFlags::MUTABLE_FORMAT) {
+        // VUID-VkPhysicalDeviceImageFormatInfo2-tiling-02313.
+        info = info.push_next(&mut format_list);
     }
     let mut external_props = vk::ExternalImageFormatProperties::default();
     let mut props = vk::ImageFormatProperties2::default().push_next(&mut external_props);
@@ -548,7 +605,79 @@ pub fn format_support(
         max_extent: (extent.width, extent.height),
         plane_count,
         disjoint,
+        modifier_tiling: use_modifier_ext,
     })
+}
+
+/// Format features of `format` under LINEAR tiling (`modifier` None) or
+/// under DRM format modifier tiling with `modifier`, and the number of
+/// memory planes; `None` when the device does not list the modifier.
+fn tiling_features(
+    ctx: &VulkanContext,
+    format: vk::Format,
+    modifier: Option<DrmModifier>,
+) -> Option<(vk::FormatFeatureFlags, usize)> {
+    match modifier {
+        Some(m) => {
+            let raw: u64 = m.into();
+            modifier_properties(ctx, format)
+                .iter()
+                .find(|e| e.drm_format_modifier == raw)
+                .map(|e| (e.drm_format_modifier_tiling_features, e.drm_format_modifier_plane_count as usize))
+        }
+        None => {
+            // SAFETY: plain query on the context's physical device.
+            let props = unsafe {
+                ctx.instance()
+                    .get_physical_device_format_properties(ctx.physical_device(), format)
+            };
+            let planes = vk_format_planes(format);
+            Some((props.linear_tiling_features, planes))
+        }
+    }
+}
+
+fn vk_format_planes(format: vk::Format) -> usize {
+    super::format::VK_FORMATS
+        .iter()
+        .find(|f| f.format == format)
+        .map_or(1, |f| f.plane_formats.len())
+}
+
+/// Whether `features` (of the image's format and tiling) allow `usage`, the
+/// way the image is used here: transfers and sampling on the format itself,
+/// storage through the storage view formats, which are checked under the
+/// same tiling. A query that says "supported" is not enough: lavapipe's
+/// modifier-tiled formats answer it but lack TRANSFER_SRC
+/// (VUID-vkCmdCopyImageToBuffer-srcImage-01998 on first use).
+fn usage_supported(
+    ctx: &VulkanContext,
+    format: &VkFormatInfo,
+    usage: vk::ImageUsageFlags,
+    features: vk::FormatFeatureFlags,
+    modifier: Option<DrmModifier>,
+) -> bool {
+    use vk::FormatFeatureFlags as F;
+    use vk::ImageUsageFlags as U;
+    let needs = [
+        (U::TRANSFER_SRC, F::TRANSFER_SRC),
+        (U::TRANSFER_DST, F::TRANSFER_DST),
+        (U::SAMPLED, F::SAMPLED_IMAGE),
+        (U::COLOR_ATTACHMENT, F::COLOR_ATTACHMENT),
+    ];
+    if needs.iter().any(|&(u, f)| usage.contains(u) && !features.contains(f)) {
+        return false;
+    }
+    !usage.contains(U::STORAGE)
+        || format.plane_formats.iter().all(|&plane| {
+            let view = storage_view_format(plane);
+            let view_features = if view == format.format {
+                Some(features)
+            } else {
+                tiling_features(ctx, view, modifier).map(|(f, _)| f)
+            };
+            view_features.is_some_and(|f| f.contains(F::STORAGE_IMAGE))
+        })
 }
 
 fn check_extent(ctx: &VulkanContext, fourcc: DrmFourcc, w: u32, h: u32, s: &FormatSupport) -> Result<(), VulkanError> {
@@ -602,7 +731,6 @@ pub fn import(
     let fourcc = dmabuf.fourcc();
     let format = vk_format(fourcc).ok_or(VulkanError::UnsupportedFormat { fourcc })?;
     let modifier = dmabuf.modifier();
-    let use_modifier_ext = ctx.capabilities().drm_format_modifier;
     if modifier == DrmModifier::Invalid {
         return Err(VulkanError::UnsupportedModifier {
             fourcc,
@@ -611,7 +739,7 @@ pub fn import(
             reason: "an implicit (INVALID) modifier has no layout Vulkan can be told",
         });
     }
-    if !use_modifier_ext && modifier != DrmModifier::Linear {
+    if !ctx.capabilities().drm_format_modifier && modifier != DrmModifier::Linear {
         return Err(VulkanError::UnsupportedModifier {
             fourcc,
             modifier: ModifierName(modifier),
@@ -619,7 +747,12 @@ pub fn import(
             reason: "the device lacks VK_EXT_image_drm_format_modifier, so only LINEAR can be imported",
         });
     }
+    if ctx.capabilities().drm_format_modifier && modifier != DrmModifier::Linear {
+        let listed = modifiers(ctx, fourcc)?;
+        check_modifier(&listed, fourcc, modifier, dmabuf.planes().len(), &device_name(ctx))?;
+    }
     let support = format_support(ctx, fourcc, modifier, usage)?;
+    let use_modifier_ext = support.modifier_tiling;
     if !support.importable {
         return Err(VulkanError::NotSupported {
             fourcc,
@@ -648,6 +781,7 @@ pub fn import(
 
     let mut out = VulkanImage::empty(ctx, format, usage, dmabuf.width(), dmabuf.height());
     out.disjoint = disjoint;
+    out.modifier_tiling = use_modifier_ext;
     let plane_layouts: Vec<vk::SubresourceLayout> = dmabuf
         .planes()
         .iter()
@@ -684,6 +818,38 @@ pub fn import(
     Ok(out)
 }
 
+/// A dma-buf with a vendor `modifier` and `planes` planes against the
+/// modifiers the device lists for its format: the modifier must be listed,
+/// and the dma-buf must describe one plane per memory plane of it
+/// (VUID-VkImageDrmFormatModifierExplicitCreateInfoEXT-drmFormatModifierPlaneCount-02265;
+/// compression modifiers add auxiliary planes to the format's).
+pub(crate) fn check_modifier(
+    listed: &[ModifierSupport],
+    fourcc: DrmFourcc,
+    modifier: DrmModifier,
+    planes: usize,
+    device: &str,
+) -> Result<(), VulkanError> {
+    let Some(entry) = listed.iter().find(|m| m.modifier == modifier) else {
+        return Err(VulkanError::UnsupportedModifier {
+            fourcc,
+            modifier: ModifierName(modifier),
+            device: device.to_owned(),
+            reason: "the device does not list this modifier for the format",
+        });
+    };
+    if entry.plane_count != planes {
+        return Err(VulkanError::PlaneCount {
+            fourcc,
+            modifier: ModifierName(modifier),
+            given: planes,
+            needed: entry.plane_count,
+            device: device.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 fn create_image<'a>(
     ctx: &VulkanContext,
     format: &VkFormatInfo,
@@ -695,8 +861,11 @@ fn create_image<'a>(
 ) -> Result<vk::Image, VulkanError> {
     let (width, height) = image_extent(format.fourcc, width, height);
     let mut external = vk::ExternalMemoryImageCreateInfo::default().handle_types(DMA_BUF);
+    let flags = image_flags(format, usage, disjoint);
+    let formats = view_formats(format, usage);
+    let mut format_list = vk::ImageFormatListCreateInfo::default().view_formats(&formats);
     let info = vk::ImageCreateInfo::default()
-        .flags(image_flags(format, usage, disjoint))
+        .flags(flags)
         .image_type(vk::ImageType::TYPE_2D)
         .format(format.format)
         .extent(vk::Extent3D {
@@ -711,7 +880,13 @@ fn create_image<'a>(
         .sharing_mode(vk::SharingMode::EXCLUSIVE)
         // Required for external memory (VUID-VkImageCreateInfo-pNext-01443).
         .initial_layout(vk::ImageLayout::UNDEFINED);
-    let info = finish(info).push_next(&mut external);
+    let mut info = finish(info).push_next(&mut external);
+    if flags.contains(vk::ImageCreateFlags::MUTABLE_FORMAT) {
+        // Every view format, listed: required under DRM format modifier
+        // tiling (VUID-VkImageCreateInfo-tiling-02353), and lets drivers
+        // keep compression for the listed formats.
+        info = info.push_next(&mut format_list);
+    }
     // SAFETY: every chained struct outlives the call; the caller destroys the
     // image (it is stored in a VulkanImage before any further fallible step).
     unsafe { ctx.device().create_image(&info, None) }.map_err(call("vkCreateImage"))
@@ -791,11 +966,17 @@ fn check_linear_layout(
     Ok(bind_offsets)
 }
 
-fn memory_requirements(ctx: &VulkanContext, image: vk::Image, plane: Option<usize>) -> (vk::MemoryRequirements, bool) {
+/// Memory requirements of `image`, or of the memory plane named by
+/// `plane_aspect` (disjoint images).
+fn memory_requirements(
+    ctx: &VulkanContext,
+    image: vk::Image,
+    plane_aspect: Option<vk::ImageAspectFlags>,
+) -> (vk::MemoryRequirements, bool) {
     let mut plane_info = vk::ImagePlaneMemoryRequirementsInfo::default();
     let mut info = vk::ImageMemoryRequirementsInfo2::default().image(image);
-    if let Some(p) = plane {
-        plane_info = plane_info.plane_aspect(plane_aspect(p));
+    if let Some(aspect) = plane_aspect {
+        plane_info = plane_info.plane_aspect(aspect);
         info = info.push_next(&mut plane_info);
     }
     let mut dedicated = vk::MemoryDedicatedRequirements::default();
@@ -820,7 +1001,7 @@ fn bind_memory(
     let disjoint = image.disjoint;
     for (binding, &bind_offset) in bind_offsets.iter().enumerate() {
         let plane = &dmabuf.planes()[binding];
-        let (req, wants_dedicated) = memory_requirements(ctx, image.image, disjoint.then_some(binding));
+        let (req, wants_dedicated) = memory_requirements(ctx, image.image, disjoint.then(|| image.binding_aspect(binding)));
         let needed = bind_offset.saturating_add(req.size);
         if needed > plane.fd_size() {
             return Err(VulkanError::FdTooSmall {
@@ -892,7 +1073,7 @@ fn bind_memory(
 
 fn bind_image(ctx: &VulkanContext, image: &VulkanImage, bind_offsets: &[u64]) -> Result<(), VulkanError> {
     let mut plane_infos: Vec<vk::BindImagePlaneMemoryInfo> = (0..image.memory.len())
-        .map(|i| vk::BindImagePlaneMemoryInfo::default().plane_aspect(plane_aspect(i)))
+        .map(|i| vk::BindImagePlaneMemoryInfo::default().plane_aspect(image.binding_aspect(i)))
         .collect();
     let binds: Vec<vk::BindImageMemoryInfo> = plane_infos
         .iter_mut()
@@ -916,34 +1097,51 @@ fn bind_image(ctx: &VulkanContext, image: &VulkanImage, bind_offsets: &[u64]) ->
 }
 
 fn create_views(ctx: &VulkanContext, image: &mut VulkanImage) -> Result<(), VulkanError> {
-    let viewable = vk::ImageUsageFlags::SAMPLED | vk::ImageUsageFlags::STORAGE;
     let needs_conversion = matches!(image.fourcc(), DrmFourcc::Yuyv | DrmFourcc::Uyvy);
-    if !image.usage.intersects(viewable) || needs_conversion {
+    if needs_conversion {
         return Ok(());
     }
-    let multi = image.format.plane_formats.len() > 1;
-    for (i, &view_format) in image.format.plane_formats.iter().enumerate() {
-        let aspect = if multi {
-            plane_aspect(i)
-        } else {
-            vk::ImageAspectFlags::COLOR
-        };
-        let mut view_usage = vk::ImageViewUsageCreateInfo::default().usage(image.usage & viewable);
-        let info = vk::ImageViewCreateInfo::default()
-            .image(image.image)
-            .view_type(vk::ImageViewType::TYPE_2D)
-            .format(view_format)
-            .subresource_range(
-                vk::ImageSubresourceRange::default()
-                    .aspect_mask(aspect)
-                    .level_count(1)
-                    .layer_count(1),
-            )
-            .push_next(&mut view_usage);
-        // SAFETY: the image is bound; the view format is compatible with the
-        // plane (MUTABLE_FORMAT set for multi-planar images).
-        let view = unsafe { ctx.device().create_image_view(&info, None) }.map_err(call("vkCreateImageView"))?;
-        image.views.push(view);
+    for usage in [vk::ImageUsageFlags::SAMPLED, vk::ImageUsageFlags::STORAGE] {
+        if !image.usage.contains(usage) {
+            continue;
+        }
+        let storage = usage == vk::ImageUsageFlags::STORAGE;
+        let multi = image.format.plane_formats.len() > 1;
+        for (i, &plane_format) in image.format.plane_formats.iter().enumerate() {
+            let aspect = if multi {
+                plane_aspect(i)
+            } else {
+                vk::ImageAspectFlags::COLOR
+            };
+            let view_format = if storage {
+                storage_view_format(plane_format)
+            } else {
+                plane_format
+            };
+            // Each view only for its own use: the image's other formats may
+            // lack this usage's feature (EXTENDED_USAGE).
+            let mut view_usage = vk::ImageViewUsageCreateInfo::default().usage(usage);
+            let info = vk::ImageViewCreateInfo::default()
+                .image(image.image)
+                .view_type(vk::ImageViewType::TYPE_2D)
+                .format(view_format)
+                .subresource_range(
+                    vk::ImageSubresourceRange::default()
+                        .aspect_mask(aspect)
+                        .level_count(1)
+                        .layer_count(1),
+                )
+                .push_next(&mut view_usage);
+            // SAFETY: the image is bound; the view format is in the image's
+            // format list (MUTABLE_FORMAT where it differs from the image's).
+            let view =
+                unsafe { ctx.device().create_image_view(&info, None) }.map_err(call("vkCreateImageView"))?;
+            if storage {
+                image.storage_views.push(view);
+            } else {
+                image.views.push(view);
+            }
+        }
     }
     Ok(())
 }
@@ -1158,13 +1356,40 @@ fn modifier_properties(ctx: &VulkanContext, format: vk::Format) -> Vec<vk::DrmFo
     entries
 }
 
-/// Modifiers the device lists for `fourcc`.
-fn device_modifiers(ctx: &VulkanContext, fourcc: DrmFourcc) -> Result<Vec<DrmModifier>, VulkanError> {
+/// One DRM format modifier a device lists for a format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModifierSupport {
+    /// The modifier.
+    pub modifier: DrmModifier,
+    /// Memory planes of an image with it (`drmFormatModifierPlaneCount`):
+    /// the number of planes a dma-buf imported with it must describe.
+    pub plane_count: usize,
+    /// What images of this format and modifier can do
+    /// (`drmFormatModifierTilingFeatures`).
+    pub features: vk::FormatFeatureFlags,
+}
+
+/// The DRM format modifiers the device lists for `fourcc`, with their plane
+/// counts and features; empty without `VK_EXT_image_drm_format_modifier`
+/// (such a device handles LINEAR only, through LINEAR tiling).
+pub fn modifiers(ctx: &VulkanContext, fourcc: DrmFourcc) -> Result<Vec<ModifierSupport>, VulkanError> {
     let format = vk_format(fourcc).ok_or(VulkanError::UnsupportedFormat { fourcc })?;
+    if !ctx.capabilities().drm_format_modifier {
+        return Ok(Vec::new());
+    }
     Ok(modifier_properties(ctx, format.format)
         .iter()
-        .map(|e| DrmModifier::from(e.drm_format_modifier))
+        .map(|e| ModifierSupport {
+            modifier: DrmModifier::from(e.drm_format_modifier),
+            plane_count: e.drm_format_modifier_plane_count as usize,
+            features: e.drm_format_modifier_tiling_features,
+        })
         .collect())
+}
+
+/// Modifiers the device lists for `fourcc`.
+fn device_modifiers(ctx: &VulkanContext, fourcc: DrmFourcc) -> Result<Vec<DrmModifier>, VulkanError> {
+    Ok(modifiers(ctx, fourcc)?.into_iter().map(|m| m.modifier).collect())
 }
 
 /// Native export: the driver allocates exportable dma-buf memory; the
@@ -1178,10 +1403,19 @@ fn export_native(
     modifiers: &[DrmModifier],
 ) -> Result<ExportedImage, VulkanError> {
     let format = vk_format(fourcc).ok_or(VulkanError::UnsupportedFormat { fourcc })?;
-    let use_modifier_ext = ctx.capabilities().drm_format_modifier;
+    // Modifier tiling when any of the modifiers is exportable under it;
+    // else the list is LINEAR exportable under LINEAR tiling (format_support).
+    let mut use_modifier_ext = false;
+    for &m in modifiers {
+        let support = format_support(ctx, fourcc, m, usage)?;
+        // VUID-VkImageCreateInfo-extent-02252: within the format's limits.
+        check_extent(ctx, fourcc, width, height, &support)?;
+        use_modifier_ext |= support.exportable && support.modifier_tiling;
+    }
     let raw_modifiers: Vec<u64> = modifiers.iter().map(|&m| m.into()).collect();
     let mut list = vk::ImageDrmFormatModifierListCreateInfoEXT::default().drm_format_modifiers(&raw_modifiers);
     let mut out = VulkanImage::empty(ctx, format, usage, width, height);
+    out.modifier_tiling = use_modifier_ext;
     out.image = create_image(ctx, format, width, height, usage, false, |info| {
         if use_modifier_ext {
             info.tiling(vk::ImageTiling::DRM_FORMAT_MODIFIER_EXT)
@@ -1227,7 +1461,7 @@ fn export_native(
     let raw = unsafe { ctx.memory_fd().get_memory_fd(&get_fd) }.map_err(call("vkGetMemoryFdKHR"))?;
     // SAFETY: vkGetMemoryFdKHR succeeded and transferred ownership of `raw`.
     let fd = Arc::new(unsafe { OwnedFd::from_raw_fd(raw) });
-    let (modifier, plane_count) = match ctx.modifier_ext() {
+    let (modifier, plane_count) = match ctx.modifier_ext().filter(|_| use_modifier_ext) {
         Some(ext) => {
             let mut props = vk::ImageDrmFormatModifierPropertiesEXT::default();
             // SAFETY: the image was created with DRM_FORMAT_MODIFIER tiling.
@@ -1270,4 +1504,37 @@ fn export_native(
         dmabuf,
         backend: ExportBackend::Native,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vendor_modifiers_are_checked_against_the_device_list() {
+        // A compression modifier with an auxiliary plane, as a GPU lists it.
+        let ccs = DrmModifier::I915_y_tiled_ccs;
+        let listed = [
+            ModifierSupport {
+                modifier: DrmModifier::Linear,
+                plane_count: 1,
+                features: vk::FormatFeatureFlags::SAMPLED_IMAGE,
+            },
+            ModifierSupport {
+                modifier: ccs,
+                plane_count: 2,
+                features: vk::FormatFeatureFlags::SAMPLED_IMAGE,
+            },
+        ];
+        let xrgb = DrmFourcc::Xrgb8888;
+        assert!(check_modifier(&listed, xrgb, ccs, 2, "gpu").is_ok());
+        let err = check_modifier(&listed, xrgb, ccs, 1, "gpu").unwrap_err();
+        assert!(
+            matches!(err, VulkanError::PlaneCount { given: 1, needed: 2, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("2 memory plane(s)"), "{err}");
+        let err = check_modifier(&listed, xrgb, DrmModifier::I915_x_tiled, 1, "gpu").unwrap_err();
+        assert!(matches!(err, VulkanError::UnsupportedModifier { .. }), "{err}");
+    }
 }

@@ -312,7 +312,7 @@ impl Kernels {
                 vk::PipelineStageFlags::COMPUTE_SHADER,
                 vk::AccessFlags::SHADER_WRITE,
             );
-            kernel.record(&self.ctx, cb, pool.1, image.plane_views(), &push, (w, h))?;
+            kernel.record(&self.ctx, cb, pool.1, image.storage_views(), &push, (w, h))?;
             image.cmd_release(
                 cb,
                 vk::ImageLayout::GENERAL,
@@ -385,7 +385,7 @@ impl Kernels {
             ));
         }
         let mut views: Vec<vk::ImageView> = src.plane_views().to_vec();
-        views.push(dst.plane_views()[0]);
+        views.push(dst.storage_views()[0]);
         let pool = descriptor_pool(&self.ctx)?;
         let mut implicit = src.implicit_sync(SyncAccess::Read);
         implicit.extend(dst.implicit_sync(SyncAccess::Write));

@@ -49,7 +49,8 @@ pub use context::{
 pub use error::VulkanError;
 pub use format::{VK_FORMATS, VkFormatInfo, fourccs_for, vk_format};
 pub use image::{
-    ExportBackend, ExportedImage, Exporter, FormatSupport, VulkanImage, format_support, import, linear_layout,
+    ExportBackend, ExportedImage, Exporter, FormatSupport, ModifierSupport, VulkanImage, format_support, import,
+    linear_layout, modifiers,
 };
 pub use kernels::{Kernels, PATTERN_FORMATS};
 pub use ycbcr::YcbcrSampler;

@@ -93,6 +93,20 @@ pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd").count()
 }
 
+/// What each open fd of this process points at (for leak messages).
+pub fn fd_targets() -> Vec<String> {
+    let mut list: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .flatten()
+        .map(|e| {
+            let target = std::fs::read_link(e.path()).map(|t| t.display().to_string()).unwrap_or_default();
+            format!("{}->{target}", e.file_name().to_string_lossy())
+        })
+        .collect();
+    list.sort();
+    list
+}
+
 /// Distinct bytes for every plane of `buf` (tightly packed), for formats the
 /// pattern does not cover.
 pub fn ramp_planes(buf: &DmaBuf, seed: u8) -> Vec<Vec<u8>> {
@@ -171,4 +185,25 @@ pub fn weston(
         ..Default::default()
     })
     .unwrap_or_else(|e| panic!("these tests need Weston 14 (run scripts/setup): {e}"))
+}
+
+/// Set by `scripts/test`'s VM stage (the guest has udmabuf, dma-heap, vgem,
+/// virtio-gpu and lavapipe with modifiers): device tests must run there.
+pub const VM_STAGE_ENV: &str = "DMABUF_INTEROP_VM_STAGE";
+
+/// Whether a test that needs `what` (a device this machine may lack) runs.
+/// Where it is `present`: yes. In the VM stage a missing device fails the
+/// test (the stage exists to provide it). Elsewhere (the bare host stage)
+/// the test says on stderr that it runs in the VM stage (`scripts/vm-test`)
+/// and does nothing.
+pub fn device_test(what: &str, present: bool) -> bool {
+    if present {
+        return true;
+    }
+    assert!(
+        std::env::var_os(VM_STAGE_ENV).is_none(),
+        "the VM stage must provide {what}, but it is missing"
+    );
+    eprintln!("needs {what}: not on this machine; runs in scripts/test's VM stage (scripts/vm-test)");
+    false
 }
