@@ -517,7 +517,7 @@ fn native_export_with_modifiers() {
     }
     let exporter = Exporter::new(&ctx).unwrap();
     let kernels = Kernels::new(&ctx).unwrap();
-    for fourcc in PATTERN_FORMATS {
+    for fourcc in vulkan::PATTERN_FORMATS {
         assert_eq!(
             exporter.backend_for(fourcc, EXPORT_USAGE, &[]).unwrap(),
             ExportBackend::Native
