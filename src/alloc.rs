@@ -304,7 +304,8 @@ pub use self::gbm_backend::GbmAllocator;
 mod gbm_backend {
     use super::*;
 
-    /// GBM on a DRM render node: buffers in GPU-visible memory, LINEAR.
+    /// GBM on a DRM render or card node: buffers in GPU-visible memory,
+    /// LINEAR.
     pub struct GbmAllocator {
         device: gbm::Device<std::fs::File>,
         node: PathBuf,
@@ -317,20 +318,26 @@ mod gbm_backend {
     }
 
     impl GbmAllocator {
-        /// Opens the first render node (`/dev/dri/renderD128` upwards) GBM
-        /// accepts.
+        /// Opens the first DRM node where GBM really allocates: render
+        /// nodes (`/dev/dri/renderD128` upwards) first, then card nodes,
+        /// each proved by a 16x16 XRGB8888 allocation. Some drivers give
+        /// GBM no buffers on their render node (virtio-gpu, vgem: dumb
+        /// buffers are refused there with EACCES) but do on the card node.
         pub fn open() -> Result<Self, AllocError> {
             let mut last = AllocError::Unavailable {
                 kind: AllocatorKind::Gbm,
                 path: PathBuf::from("/dev/dri/renderD128"),
                 source: Errno::NOENT,
             };
-            for minor in 128..192 {
-                let node = PathBuf::from(format!("/dev/dri/renderD{minor}"));
+            let render = (128..192).map(|minor| format!("/dev/dri/renderD{minor}"));
+            let card = (0..64).map(|minor| format!("/dev/dri/card{minor}"));
+            for node in render.chain(card).map(PathBuf::from) {
                 if !node.exists() {
                     continue;
                 }
-                match Self::open_node(&node) {
+                let proved = Self::open_node(&node)
+                    .and_then(|allocator| allocator.allocate(DrmFourcc::Xrgb8888, 16, 16, 64).map(|_| allocator));
+                match proved {
                     Ok(allocator) => return Ok(allocator),
                     Err(e) => last = e,
                 }
@@ -383,7 +390,14 @@ mod gbm_backend {
                 .device
                 .create_buffer_object::<()>(width, height, fourcc, gbm::BufferObjectFlags::LINEAR)
                 .map_err(gbm_error("gbm_bo_create"))?;
-            let mut builder = DmaBuf::builder(fourcc, bo.modifier(), width, height);
+            // GBM_BO_USE_LINEAR asks for a linear layout; backends without
+            // modifier support (virtio-gpu's card node, seen in the VM stage)
+            // still report DRM_FORMAT_MOD_INVALID for such a bo.
+            let modifier = match bo.modifier() {
+                DrmModifier::Invalid => DrmModifier::Linear,
+                other => other,
+            };
+            let mut builder = DmaBuf::builder(fourcc, modifier, width, height);
             for plane in 0..bo.plane_count() as i32 {
                 let stride = bo.stride_for_plane(plane);
                 if stride % stride_align != 0 {

@@ -21,14 +21,16 @@ fn buffers_hold_dups_and_release_them() {
     // Warm up GStreamer's allocator registry before counting.
     drop(dgst::buffer_from_dmabuf(&src).unwrap());
     let before = open_fds();
-    let buffers: Vec<gst::Buffer> = (0..1000).map(|_| dgst::buffer_from_dmabuf(&src).unwrap()).collect();
-    assert_eq!(open_fds(), before + 1000, "one dup per buffer (one memory each)");
+    // 400 buffers: at most 800 fds at once, inside the usual soft limit of
+    // 1024 open files (the VM stage's guest has it; this host has more).
+    let buffers: Vec<gst::Buffer> = (0..400).map(|_| dgst::buffer_from_dmabuf(&src).unwrap()).collect();
+    assert_eq!(open_fds(), before + 400, "one dup per buffer (one memory each)");
     let back: Vec<DmaBuf> = buffers
         .iter()
         .map(|b| dgst::dmabuf_from_buffer(b, &info, DrmModifier::Linear).unwrap())
         .collect();
     drop(buffers);
-    assert_eq!(open_fds(), before + 1000, "the DmaBufs keep their own dups");
+    assert_eq!(open_fds(), before + 400, "the DmaBufs keep their own dups");
     drop(back);
     assert_eq!(open_fds(), before);
     assert!(rustix::io::fcntl_getfd(src.planes()[0].fd()).is_ok());

@@ -13,8 +13,6 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
-const FRAMES: usize = 3000;
-
 /// Runs `upstream ! <importer>` (or feeds `appsrc` system memory when
 /// `upstream` is None) and returns the stats and the fd counts seen at frame
 /// 100 and at the last frame.
@@ -25,6 +23,7 @@ fn soak(upstream: Option<&str>, mut check: impl FnMut(usize, &dmabuf_interop::Dm
     pipeline.add(importer.appsink()).unwrap();
     let appsrc = match upstream {
         Some(description) => {
+            let description = description.replace("COUNT", &frames().to_string());
             let bin = gst::parse::bin_from_description(&format!("{description} ! identity"), true).unwrap();
             pipeline.add(&bin).unwrap();
             bin.link(importer.appsink()).unwrap();
@@ -48,21 +47,21 @@ fn soak(upstream: Option<&str>, mut check: impl FnMut(usize, &dmabuf_interop::Dm
     pipeline.set_state(gst::State::Playing).unwrap();
     let feeder = appsrc.map(|src| {
         std::thread::spawn(move || {
-            for i in 0..FRAMES {
+            for i in 0..frames() {
                 let bytes = vec![(i % 251) as u8; 64 * 48 * 3 / 2];
                 src.push_buffer(gst::Buffer::from_mut_slice(bytes)).unwrap();
             }
             src.end_of_stream().unwrap();
         })
     });
-    let (mut at_100, mut at_end, mut frames) = (0, 0, 0);
+    let (mut at_100, mut at_end, mut seen) = (0, 0, 0);
     while let Some(frame) = importer.pull(gst::ClockTime::from_seconds(20)).expect("import") {
-        check(frames, &frame.dmabuf);
-        frames += 1;
-        if frames == 100 {
+        check(seen, &frame.dmabuf);
+        seen += 1;
+        if seen == 100 {
             at_100 = open_fds();
         }
-        if frames == FRAMES {
+        if seen == frames() {
             at_end = open_fds();
         }
     }
@@ -70,7 +69,7 @@ fn soak(upstream: Option<&str>, mut check: impl FnMut(usize, &dmabuf_interop::Dm
         f.join().unwrap();
     }
     pipeline.set_state(gst::State::Null).unwrap();
-    assert_eq!(frames, FRAMES, "{upstream:?}");
+    assert_eq!(seen, frames(), "{upstream:?}");
     let stats = importer.stats();
     (stats.zero_copy, stats.copies, at_100, at_end)
 }
@@ -95,7 +94,7 @@ fn fd_count_is_stable_over_3000_buffers_on_every_path() {
 
     // Export direction: vkdmabufsrc's ring, zero-copy into the importer.
     let (zero_copy, copies, at_100, at_end) = soak(
-        Some("vkdmabufsrc num-buffers=3000 ! video/x-raw,format=NV12,width=64,height=48"),
+        Some("vkdmabufsrc num-buffers=COUNT ! video/x-raw,format=NV12,width=64,height=48"),
         |i, buf| {
             if i % 500 == 0 {
                 assert_eq!(
@@ -106,17 +105,17 @@ fn fd_count_is_stable_over_3000_buffers_on_every_path() {
         },
     );
     println!("vkdmabufsrc: zero-copy {zero_copy}, copies {copies}, fds {at_100} -> {at_end}");
-    assert_eq!((zero_copy, copies), (FRAMES as u64, 0));
+    assert_eq!((zero_copy, copies), (frames() as u64, 0));
     assert_eq!(at_100, at_end, "fds grew while vkdmabufsrc streamed");
     assert_eq!(open_fds(), baseline, "fds left after the vkdmabufsrc pipeline");
 
     // Import direction: videotestsrc writes into our pool's dma-bufs.
     let (zero_copy, copies, at_100, at_end) = soak(
-        Some("videotestsrc num-buffers=3000 ! video/x-raw,format=NV12,width=64,height=48"),
+        Some("videotestsrc num-buffers=COUNT ! video/x-raw,format=NV12,width=64,height=48"),
         |_, _| {},
     );
     println!("videotestsrc: zero-copy {zero_copy}, copies {copies}, fds {at_100} -> {at_end}");
-    assert_eq!((zero_copy, copies), (FRAMES as u64, 0));
+    assert_eq!((zero_copy, copies), (frames() as u64, 0));
     // The pool grows lazily (a buffer whenever the importer's queue is
     // fuller than before), but the importer's bounded queue bounds it: each
     // pool buffer holds 2 fds (its memory's, and the dup in the cached
@@ -136,7 +135,7 @@ fn fd_count_is_stable_over_3000_buffers_on_every_path() {
         }
     });
     println!("appsrc system memory: zero-copy {zero_copy}, copies {copies}, fds {at_100} -> {at_end}");
-    assert_eq!((zero_copy, copies), (0, FRAMES as u64));
+    assert_eq!((zero_copy, copies), (0, frames() as u64));
     assert_eq!(at_100, at_end, "fds grew on the copy path");
     assert_eq!(open_fds(), baseline, "fds left after the copy pipeline");
 }

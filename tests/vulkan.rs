@@ -598,7 +598,10 @@ fn ycbcr_sampler_for_yuv_images() {
 
 #[test]
 fn implicit_sync_on_kernel_dmabufs() {
-    if !device_test("/dev/udmabuf (kernel dma-bufs)", std::path::Path::new("/dev/udmabuf").exists()) {
+    if !device_test(
+        "/dev/udmabuf (kernel dma-bufs)",
+        std::path::Path::new("/dev/udmabuf").exists(),
+    ) {
         return;
     }
     let ctx = vulkan();

@@ -17,8 +17,6 @@ use dmabuf_interop::{DmaBuf, DrmFourcc, pattern};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
-const FRAMES: usize = 3000;
-
 fn play(weston: &Weston, description: &str, probe: Option<Arc<[AtomicUsize; 2]>>) -> gst::Structure {
     let pipeline = gst::parse::launch(description)
         .unwrap()
@@ -34,7 +32,7 @@ fn play(weston: &Weston, description: &str, probe: Option<Arc<[AtomicUsize; 2]>>
                 let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
                 if n == 100 {
                     fds[0].store(open_fds(), Ordering::SeqCst);
-                } else if n == FRAMES {
+                } else if n == frames() {
                     fds[1].store(open_fds(), Ordering::SeqCst);
                 }
                 gst::PadProbeReturn::Ok
@@ -96,7 +94,7 @@ fn fd_count_is_stable_over_3000_frames() {
             .map(|_| MemfdAllocator::new().allocate(DrmFourcc::Xrgb8888, 64, 48, 64).unwrap())
             .collect();
         let mut at_100 = 0;
-        for frame in 0..FRAMES {
+        for frame in 0..frames() {
             let buf = loop {
                 if let Some(b) = ring.iter().find(|b| !p.is_busy(b)) {
                     break b;
@@ -118,7 +116,7 @@ fn fd_count_is_stable_over_3000_frames() {
         let at_end = open_fds();
         let stats = p.stats();
         println!("presenter: {stats:?}; fds {at_100} -> {at_end} (baseline {baseline})");
-        assert_eq!(stats.zero_copy, FRAMES as u64);
+        assert_eq!(stats.zero_copy, frames() as u64);
         assert_eq!(stats.wl_buffers_created, 3);
         assert_eq!(stats.reused_before_release, 0);
         assert_eq!(at_100, at_end, "fds grew while presenting");
@@ -129,10 +127,14 @@ fn fd_count_is_stable_over_3000_frames() {
     drop(weston);
     let weston = start_weston();
     let fds = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
-    let stats = play(&weston, &sink_pipeline.replace("COUNT", "3000"), Some(fds.clone()));
+    let stats = play(
+        &weston,
+        &sink_pipeline.replace("COUNT", &frames().to_string()),
+        Some(fds.clone()),
+    );
     let (at_100, at_end) = (fds[0].load(Ordering::SeqCst), fds[1].load(Ordering::SeqCst));
     println!("wldmabufsink: {stats}; fds {at_100} -> {at_end} (baseline {baseline})");
-    assert_eq!(stats.get::<u64>("frames").unwrap(), FRAMES as u64);
+    assert_eq!(stats.get::<u64>("frames").unwrap(), frames() as u64);
     assert_eq!(
         stats.get::<u64>("zero-copy").unwrap(),
         stats.get::<u64>("shown").unwrap()

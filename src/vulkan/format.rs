@@ -147,7 +147,10 @@ pub(crate) fn view_formats(info: &VkFormatInfo, usage: vk::ImageUsageFlags) -> V
     let mut formats = vec![info.format];
     let storage = usage.contains(vk::ImageUsageFlags::STORAGE);
     for &plane in info.plane_formats {
-        for f in [Some(plane), storage.then(|| storage_view_format(plane))].into_iter().flatten() {
+        for f in [Some(plane), storage.then(|| storage_view_format(plane))]
+            .into_iter()
+            .flatten()
+        {
             if !formats.contains(&f) {
                 formats.push(f);
             }
@@ -207,7 +210,10 @@ mod tests {
         assert_eq!(image_extent(DrmFourcc::Yuyv, 3, 3), (4, 3));
         assert_eq!(image_extent(DrmFourcc::Xrgb8888, 3, 3), (3, 3));
         let xrgb = vk_format(DrmFourcc::Xrgb8888).expect("listed");
-        assert_eq!(view_formats(xrgb, vk::ImageUsageFlags::SAMPLED), [vk::Format::B8G8R8A8_UNORM]);
+        assert_eq!(
+            view_formats(xrgb, vk::ImageUsageFlags::SAMPLED),
+            [vk::Format::B8G8R8A8_UNORM]
+        );
         assert_eq!(
             view_formats(xrgb, vk::ImageUsageFlags::STORAGE),
             [vk::Format::B8G8R8A8_UNORM, vk::Format::R8G8B8A8_UNORM]
@@ -215,7 +221,11 @@ mod tests {
         let nv12 = vk_format(DrmFourcc::Nv12).expect("listed");
         assert_eq!(
             view_formats(nv12, vk::ImageUsageFlags::STORAGE),
-            [vk::Format::G8_B8R8_2PLANE_420_UNORM, vk::Format::R8_UNORM, vk::Format::R8G8_UNORM]
+            [
+                vk::Format::G8_B8R8_2PLANE_420_UNORM,
+                vk::Format::R8_UNORM,
+                vk::Format::R8G8_UNORM
+            ]
         );
         let rgba: Vec<_> = fourccs_for(vk::Format::B8G8R8A8_UNORM).collect();
         assert_eq!(rgba, [DrmFourcc::Xrgb8888, DrmFourcc::Argb8888]);

@@ -623,7 +623,12 @@ fn tiling_features(
             modifier_properties(ctx, format)
                 .iter()
                 .find(|e| e.drm_format_modifier == raw)
-                .map(|e| (e.drm_format_modifier_tiling_features, e.drm_format_modifier_plane_count as usize))
+                .map(|e| {
+                    (
+                        e.drm_format_modifier_tiling_features,
+                        e.drm_format_modifier_plane_count as usize,
+                    )
+                })
         }
         None => {
             // SAFETY: plain query on the context's physical device.
@@ -1001,7 +1006,8 @@ fn bind_memory(
     let disjoint = image.disjoint;
     for (binding, &bind_offset) in bind_offsets.iter().enumerate() {
         let plane = &dmabuf.planes()[binding];
-        let (req, wants_dedicated) = memory_requirements(ctx, image.image, disjoint.then(|| image.binding_aspect(binding)));
+        let (req, wants_dedicated) =
+            memory_requirements(ctx, image.image, disjoint.then(|| image.binding_aspect(binding)));
         let needed = bind_offset.saturating_add(req.size);
         if needed > plane.fd_size() {
             return Err(VulkanError::FdTooSmall {
@@ -1134,8 +1140,7 @@ fn create_views(ctx: &VulkanContext, image: &mut VulkanImage) -> Result<(), Vulk
                 .push_next(&mut view_usage);
             // SAFETY: the image is bound; the view format is in the image's
             // format list (MUTABLE_FORMAT where it differs from the image's).
-            let view =
-                unsafe { ctx.device().create_image_view(&info, None) }.map_err(call("vkCreateImageView"))?;
+            let view = unsafe { ctx.device().create_image_view(&info, None) }.map_err(call("vkCreateImageView"))?;
             if storage {
                 image.storage_views.push(view);
             } else {
@@ -1530,7 +1535,14 @@ mod tests {
         assert!(check_modifier(&listed, xrgb, ccs, 2, "gpu").is_ok());
         let err = check_modifier(&listed, xrgb, ccs, 1, "gpu").unwrap_err();
         assert!(
-            matches!(err, VulkanError::PlaneCount { given: 1, needed: 2, .. }),
+            matches!(
+                err,
+                VulkanError::PlaneCount {
+                    given: 1,
+                    needed: 2,
+                    ..
+                }
+            ),
             "{err}"
         );
         assert!(err.to_string().contains("2 memory plane(s)"), "{err}");

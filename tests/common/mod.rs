@@ -99,7 +99,9 @@ pub fn fd_targets() -> Vec<String> {
         .expect("/proc/self/fd")
         .flatten()
         .map(|e| {
-            let target = std::fs::read_link(e.path()).map(|t| t.display().to_string()).unwrap_or_default();
+            let target = std::fs::read_link(e.path())
+                .map(|t| t.display().to_string())
+                .unwrap_or_default();
             format!("{}->{target}", e.file_name().to_string_lossy())
         })
         .collect();
@@ -206,4 +208,13 @@ pub fn device_test(what: &str, present: bool) -> bool {
     );
     eprintln!("needs {what}: not on this machine; runs in scripts/test's VM stage (scripts/vm-test)");
     false
+}
+
+/// Frames per soak test: 3000, or `DMABUF_INTEROP_SOAK_FRAMES` (the VM
+/// stage runs fewer: its CPU is emulated).
+pub fn frames() -> usize {
+    std::env::var("DMABUF_INTEROP_SOAK_FRAMES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000)
 }
