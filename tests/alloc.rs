@@ -275,7 +275,7 @@ fn gbm_round_trip() {
     let buf = allocator.allocate(DrmFourcc::Xrgb8888, 256, 64, 64).expect("allocate");
     assert!(buf.is_kernel_dmabuf());
     assert_eq!(buf.modifier(), DrmModifier::Linear, "GBM_BO_USE_LINEAR");
-    assert!(buf.planes()[0].stride() >= 256 * 4 && buf.planes()[0].stride() % 64 == 0);
+    assert!(buf.planes()[0].stride() >= 256 * 4 && buf.planes()[0].stride().is_multiple_of(64));
     // Mesa exports GBM bos without DRM_RDWR (a read-only fd): a writable
     // map is refused, typed, naming the plane; reading works.
     match buf.map(MapAccess::ReadWrite) {
