@@ -49,6 +49,39 @@ const MAX_PENDING_KEYS: usize = 64;
 /// Most `wl_shm` buffers the fallback keeps (each a frame in flight).
 const MAX_SHM_BUFFERS: usize = 4;
 
+/// How long the first import of a new kind of buffer waits for the
+/// compositor's `created`/`failed` (one roundtrip; a GPU import on a busy
+/// compositor can take a while).
+const IMPORT_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What decides whether a compositor can import a dma-buf: format,
+/// modifier, size, each plane's offset and stride, and whether each plane
+/// is a kernel dma-buf (a compositor that imports through a GPU takes
+/// udmabuf or GBM buffers but not a memfd, which a CPU-only compositor
+/// maps fine).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ImportKind {
+    fourcc: DrmFourcc,
+    modifier: u64,
+    size: (u32, u32),
+    planes: Vec<(u32, u32, bool)>,
+}
+
+impl ImportKind {
+    fn of(buf: &DmaBuf) -> Self {
+        Self {
+            fourcc: buf.fourcc(),
+            modifier: buf.modifier().into(),
+            size: (buf.width(), buf.height()),
+            planes: buf
+                .planes()
+                .iter()
+                .map(|p| (p.offset(), p.stride(), p.is_kernel_dmabuf()))
+                .collect(),
+        }
+    }
+}
+
 /// Why something could not be shown.
 #[derive(Debug, thiserror::Error)]
 pub enum WaylandError {
@@ -131,6 +164,9 @@ pub struct PresentStats {
     pub reused_before_release: u64,
     /// `wl_buffer.release` events received.
     pub releases: u64,
+    /// Kinds of buffer (format, modifier, layout, fd kind) the compositor
+    /// refused with `failed`; frames of those kinds go the `wl_shm` way.
+    pub import_refusals: u64,
 }
 
 /// How a frame went out.
@@ -276,6 +312,11 @@ pub struct Presenter {
     _seat: Option<WlSeat>,
     viewport: Option<WpViewport>,
     cache: HashMap<BufferId, CacheEntry>,
+    /// Kinds of buffer tried with `create`: accepted (`created`) or
+    /// refused (`failed`). Only accepted kinds use `create_immed`, whose
+    /// failure is fatal to the connection (the protocol's
+    /// `invalid_wl_buffer`).
+    import_kinds: HashMap<ImportKind, bool>,
     shm_buffers: Vec<ShmBuffer>,
     stats: PresentStats,
     foreign: bool,
@@ -420,6 +461,7 @@ impl Presenter {
             _seat: seat,
             viewport,
             cache: HashMap::new(),
+            import_kinds: HashMap::new(),
             shm_buffers: Vec::new(),
             stats: PresentStats::default(),
             foreign,
@@ -667,30 +709,58 @@ impl Presenter {
             self.dispatch_timeout(left.min(Duration::from_millis(20)))?;
         };
         params.destroy();
-        outcome.map_err(|()| WaylandError::ImportFailed {
+        outcome.map_err(|()| Self::import_failed(buf))
+    }
+
+    fn import_failed(buf: &DmaBuf) -> WaylandError {
+        WaylandError::ImportFailed {
             fourcc: buf.fourcc(),
             width: buf.width(),
             height: buf.height(),
-        })
+        }
     }
 
-    /// The cached `wl_buffer` for `buf` (one per source identity, made with
-    /// `create_immed` on a miss), and whether it was a hit.
+    /// The cached `wl_buffer` for `buf` (one per source identity), and
+    /// whether it was a hit. On a miss, a kind of buffer (format, modifier,
+    /// layout, fd kind) the compositor has accepted before is made with
+    /// `create_immed`; a new kind goes through `create` and waits for
+    /// `created` or `failed`, so a buffer the compositor cannot import is a
+    /// [`WaylandError::ImportFailed`] (remembered: that kind is not tried
+    /// again) instead of a protocol error that ends the connection.
     pub fn wl_buffer_for(&mut self, buf: &DmaBuf) -> Result<(WlBuffer, bool), WaylandError> {
         self.purge_dead();
         if let Some(e) = self.cache.get(&buf.id()) {
             return Ok((e.buffer.clone(), true));
         }
-        let params = self.params_for(buf)?;
-        let buffer = params.create_immed(
-            buf.width() as i32,
-            buf.height() as i32,
-            buf.fourcc() as u32,
-            zwp_linux_buffer_params_v1::Flags::empty(),
-            &self.qh,
-            (),
-        );
-        params.destroy();
+        let kind = ImportKind::of(buf);
+        let buffer = match self.import_kinds.get(&kind) {
+            Some(true) => {
+                let params = self.params_for(buf)?;
+                let buffer = params.create_immed(
+                    buf.width() as i32,
+                    buf.height() as i32,
+                    buf.fourcc() as u32,
+                    zwp_linux_buffer_params_v1::Flags::empty(),
+                    &self.qh,
+                    (),
+                );
+                params.destroy();
+                buffer
+            }
+            Some(false) => return Err(Self::import_failed(buf)),
+            None => match self.create_buffer_checked(buf, IMPORT_CHECK_TIMEOUT) {
+                Ok(buffer) => {
+                    self.import_kinds.insert(kind, true);
+                    buffer
+                }
+                Err(e @ WaylandError::ImportFailed { .. }) => {
+                    self.import_kinds.insert(kind, false);
+                    self.stats.import_refusals += 1;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            },
+        };
         self.stats.wl_buffers_created += 1;
         self.cache.insert(
             buf.id(),
@@ -725,8 +795,18 @@ impl Presenter {
     pub fn present(&mut self, buf: &DmaBuf, keepalive: Box<dyn Any + Send>) -> Result<Presented, WaylandError> {
         self.begin_frame()?;
         let dmabuf_ok = self.dmabuf.is_some() && self.state.formats.supports_dmabuf(buf.fourcc(), buf.modifier());
-        let (wl_buffer, presented) = if dmabuf_ok {
-            let (b, hit) = self.wl_buffer_for(buf)?;
+        let shm_ok = buf.modifier() == DrmModifier::Linear && self.state.formats.supports_shm(buf.fourcc());
+        let imported = if dmabuf_ok {
+            match self.wl_buffer_for(buf) {
+                Ok(found) => Some(found),
+                // Refused by the compositor: the counted wl_shm copy.
+                Err(WaylandError::ImportFailed { .. }) if shm_ok => None,
+                Err(e) => return Err(e),
+            }
+        } else {
+            None
+        };
+        let (wl_buffer, presented) = if let Some((b, hit)) = imported {
             (
                 b,
                 Presented {
@@ -734,7 +814,7 @@ impl Presenter {
                     cache_hit: hit,
                 },
             )
-        } else if buf.modifier() == DrmModifier::Linear && self.state.formats.supports_shm(buf.fourcc()) {
+        } else if shm_ok {
             let b = self.copy_dmabuf_to_shm(buf)?;
             (
                 b,

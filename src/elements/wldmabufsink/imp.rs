@@ -178,6 +178,7 @@ impl WlDmaBufSink {
             .field("cache-hits", stats.cache_hits)
             .field("releases", stats.releases)
             .field("reused-before-release", stats.reused_before_release)
+            .field("import-refusals", stats.import_refusals)
             .build()
     }
 
@@ -329,7 +330,8 @@ impl ObjectImpl for WlDmaBufSink {
                     .nick("Statistics")
                     .blurb(
                         "frames, shown, zero-copy, copies, dropped, wl-buffers, cache-hits, releases, \
-                         reused-before-release",
+                         reused-before-release, import-refusals (kinds of buffer the compositor \
+                         answered `failed` for; their frames are copied into wl_shm)",
                     )
                     .read_only()
                     .build(),
