@@ -478,10 +478,12 @@ pub fn probe() -> Vec<ProbeResult> {
 }
 
 /// The first back end that works, in [`AllocatorKind::ALL`] order, or the one
-/// named by [`ALLOCATOR_ENV`] (an error if that one does not work).
-/// [`Allocator::kind`] says which was chosen.
+/// named by [`ALLOCATOR_ENV`] (an error if that one does not work; set but
+/// empty counts as unset). [`Allocator::kind`] says which was chosen.
 pub fn best_available() -> Result<Box<dyn Allocator>, AllocError> {
-    if let Ok(name) = std::env::var(ALLOCATOR_ENV) {
+    if let Ok(name) = std::env::var(ALLOCATOR_ENV)
+        && !name.trim().is_empty()
+    {
         return open_and_try(AllocatorKind::from_name(name.trim())?);
     }
     let mut last = None;

@@ -106,7 +106,13 @@ fn fd_count_is_stable_over_3000_buffers_on_every_path() {
     );
     println!("vkdmabufsrc: zero-copy {zero_copy}, copies {copies}, fds {at_100} -> {at_end}");
     assert_eq!((zero_copy, copies), (frames() as u64, 0));
-    assert_eq!(at_100, at_end, "fds grew while vkdmabufsrc streamed");
+    // On kernel dma-bufs (the VM stage) each submission holds sync_file
+    // fds for a moment on the streaming thread while this thread counts:
+    // a leak of one per frame would show as hundreds; allow the in-flight few.
+    assert!(
+        at_end <= at_100 + 2,
+        "fds grew while vkdmabufsrc streamed: {at_100} -> {at_end}"
+    );
     assert_eq!(open_fds(), baseline, "fds left after the vkdmabufsrc pipeline");
 
     // Import direction: videotestsrc writes into our pool's dma-bufs.

@@ -1226,6 +1226,7 @@ impl std::ops::Deref for ExportedImage {
 pub struct Exporter {
     ctx: Arc<VulkanContext>,
     allocator: Box<dyn Allocator>,
+    native: bool,
 }
 
 impl Exporter {
@@ -1239,6 +1240,18 @@ impl Exporter {
         Self {
             ctx: Arc::clone(ctx),
             allocator,
+            native: true,
+        }
+    }
+
+    /// An exporter that always takes the host path with `allocator`, even
+    /// where the driver could export: for buffers whose file must be ours,
+    /// e.g. a memfd to seal against writable mappings (`vkdmabufsrc
+    /// non-mappable=true`).
+    pub fn host_only(ctx: &Arc<VulkanContext>, allocator: Box<dyn Allocator>) -> Self {
+        Self {
+            native: false,
+            ..Self::with_allocator(ctx, allocator)
         }
     }
 
@@ -1263,6 +1276,9 @@ impl Exporter {
         usage: vk::ImageUsageFlags,
         acceptable: &[DrmModifier],
     ) -> Result<Option<Vec<DrmModifier>>, VulkanError> {
+        if !self.native {
+            return Ok(None);
+        }
         let candidates: Vec<DrmModifier> = if self.ctx.capabilities().drm_format_modifier {
             device_modifiers(&self.ctx, fourcc)?
         } else {

@@ -14,7 +14,7 @@ use gstreamer_base::subclass::base_src::CreateSuccess;
 use gstreamer_base::subclass::prelude::*;
 use gstreamer_video as gst_video;
 
-use crate::alloc::{Allocator, AllocatorKind};
+use crate::alloc::AllocatorKind;
 use crate::gst::caps::{self as dcaps, StreamFormat};
 use crate::gst::memory::buffer_from_dmabuf;
 use crate::vulkan::ash::vk;
@@ -121,13 +121,14 @@ impl VkDmaBufSrc {
     fn build_state(&self, stream: StreamFormat) -> Result<State, gst::LoggableError> {
         let settings = *self.settings.lock().unwrap_or_else(|p| p.into_inner());
         let ctx = self.context().map_err(|e| gst::loggable_error!(CAT, "{:?}", e))?;
-        let backend: Box<dyn Allocator> = if settings.non_mappable {
-            // Sealing against writable mappings needs memfds.
-            Box::new(crate::alloc::MemfdAllocator::new())
+        let exporter = if settings.non_mappable {
+            // Sealing against writable mappings needs memfds of our own,
+            // even where the driver could export (modifier devices).
+            Exporter::host_only(&ctx, Box::new(crate::alloc::MemfdAllocator::new()))
         } else {
-            crate::alloc::best_available().map_err(|e| gst::loggable_error!(CAT, "{}", e))?
+            let backend = crate::alloc::best_available().map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
+            Exporter::with_allocator(&ctx, backend)
         };
-        let exporter = Exporter::with_allocator(&ctx, backend);
         let kernels = Kernels::new(&ctx).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
         let usage = vk::ImageUsageFlags::STORAGE | vk::ImageUsageFlags::TRANSFER_SRC;
         let mut ring = Vec::with_capacity(settings.ring_size as usize);
