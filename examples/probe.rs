@@ -1,14 +1,18 @@
 //! What can this machine do? The report to attach to bug reports.
 //!
 //! ```text
-//! cargo run --example probe            # human-readable
-//! cargo run --example probe -- --json  # for machines
+//! cargo run --example probe                 # human-readable
+//! cargo run --example probe -- --json       # for machines
+//! cargo run --example probe -- --headless   # also a private headless Weston's linux-dmabuf
 //! ```
 //!
 //! It tries every allocator for real (a test allocation each), says which one
 //! `alloc::best_available()` picks and whether its buffers are kernel
 //! dma-bufs, whether implicit synchronisation (sync_file) works on them, and
-//! which formats the crate describes.
+//! which formats the crate describes, what the Vulkan device offers per
+//! format and modifier, and what the Wayland compositor (`WAYLAND_DISPLAY`,
+//! or with `--headless` a private headless Weston) offers through
+//! linux-dmabuf: version, feedback main device and tranches, modifiers.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -125,7 +129,89 @@ fn vulkan_report() -> Value {
     json!({ "error": "built without the `vulkan` feature" })
 }
 
-fn report() -> Value {
+/// The compositor's linux-dmabuf offer: the session's (`WAYLAND_DISPLAY`)
+/// or, with `headless`, a private headless Weston's.
+#[cfg(feature = "headless")]
+fn compositor_report(headless: bool) -> Value {
+    use dmabuf_interop::wayland::headless::{Weston, WestonOptions};
+    use dmabuf_interop::wayland::{Presenter, Target};
+    let target = || Target::Toplevel {
+        title: "dmabuf-interop probe".into(),
+        app_id: "dmabuf-interop.probe".into(),
+    };
+    // The window is never given a buffer, so it never maps.
+    let (which, presenter, _weston) = if headless {
+        let weston = match Weston::start(WestonOptions::default()) {
+            Ok(w) => w,
+            Err(e) => return json!({ "error": e.to_string() }),
+        };
+        let p = Presenter::connect_to(&weston.socket_path(), target());
+        ("private headless Weston".to_owned(), p, Some(weston))
+    } else if let Some(display) = std::env::var_os("WAYLAND_DISPLAY") {
+        (
+            display.to_string_lossy().into_owned(),
+            Presenter::connect(target()),
+            None,
+        )
+    } else {
+        return json!({ "error": "no WAYLAND_DISPLAY (--headless probes a private headless Weston)" });
+    };
+    let presenter = match presenter {
+        Ok(p) => p,
+        Err(e) => return json!({ "compositor": which, "error": e.to_string() }),
+    };
+    let f = presenter.formats();
+    let node_of = |dev: u64| {
+        std::fs::read_dir("/dev/dri").ok().and_then(|dir| {
+            dir.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("render")))
+                .find(|p| rustix::fs::stat(p).is_ok_and(|st| st.st_rdev == dev))
+                .map(|p| p.display().to_string())
+        })
+    };
+    let device = |dev: Option<u64>| {
+        dev.map(|d| {
+            let (major, minor) = (rustix::fs::major(d), rustix::fs::minor(d));
+            match node_of(d) {
+                Some(node) => format!("{major}:{minor} ({node})"),
+                None => format!("{major}:{minor}"),
+            }
+        })
+    };
+    let tranches: Vec<Value> = f
+        .tranches
+        .iter()
+        .map(|t| json!({ "target_device": device(t.target_device), "scanout": t.scanout, "pairs": t.formats.len() }))
+        .collect();
+    let formats: Vec<Value> = f
+        .dmabuf_fourccs()
+        .into_iter()
+        .map(|fourcc| {
+            let modifiers: Vec<String> = f
+                .modifiers(fourcc)
+                .into_iter()
+                .map(|m| dmabuf_interop::dmabuf::ModifierName(m).to_string())
+                .collect();
+            json!({ "fourcc": fourcc.to_string(), "modifiers": modifiers })
+        })
+        .collect();
+    json!({
+        "compositor": which,
+        "linux_dmabuf_version": f.dmabuf_version,
+        "main_device": device(f.main_device),
+        "tranches": tranches,
+        "dmabuf_formats": formats,
+        "shm_formats": f.shm_fourccs().len(),
+    })
+}
+
+#[cfg(not(feature = "headless"))]
+fn compositor_report(_headless: bool) -> Value {
+    json!({ "error": "built without the `headless` feature" })
+}
+
+fn report(headless: bool) -> Value {
     let uname = rustix::system::uname();
     let allocators: Vec<Value> = alloc::probe()
         .into_iter()
@@ -172,6 +258,7 @@ fn report() -> Value {
         "best_allocator": best,
         "formats": formats,
         "vulkan": vulkan_report(),
+        "wayland": compositor_report(headless),
     })
 }
 
@@ -289,25 +376,55 @@ fn print_human(r: &Value) {
             }
         }
     }
+    let wl = &r["wayland"];
+    match wl["error"].as_str() {
+        Some(e) => println!("wayland: {e}"),
+        None => {
+            println!(
+                "wayland ({}): linux-dmabuf v{}, main device {}, {} wl_shm formats",
+                s(&wl["compositor"]),
+                wl["linux_dmabuf_version"],
+                wl["main_device"].as_str().unwrap_or("- (v3: no feedback)"),
+                wl["shm_formats"]
+            );
+            for t in wl["tranches"].as_array().into_iter().flatten() {
+                println!(
+                    "  tranche: target {}, scanout {}, {} (format, modifier) pairs",
+                    t["target_device"].as_str().unwrap_or("?"),
+                    t["scanout"],
+                    t["pairs"]
+                );
+            }
+            for f in wl["dmabuf_formats"].as_array().into_iter().flatten() {
+                let mods: Vec<String> = f["modifiers"].as_array().into_iter().flatten().map(s).collect();
+                println!("  {}: {}", s(&f["fourcc"]), mods.join(", "));
+            }
+        }
+    }
     println!("(machine-readable: --json)");
 }
 
 fn main() -> ExitCode {
     let mut json_out = false;
+    let mut headless = false;
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--json" => json_out = true,
+            "--headless" => headless = true,
             "-h" | "--help" => {
-                println!("usage: probe [--json]\nReports what dma-buf interop this machine can do.");
+                println!(
+                    "usage: probe [--json] [--headless]\nReports what dma-buf interop this machine can do; \
+                     --headless also starts a private headless Weston and reports its linux-dmabuf offer."
+                );
                 return ExitCode::SUCCESS;
             }
             other => {
-                eprintln!("probe: unknown argument {other:?} (usage: probe [--json])");
+                eprintln!("probe: unknown argument {other:?} (usage: probe [--json] [--headless])");
                 return ExitCode::from(2);
             }
         }
     }
-    let r = report();
+    let r = report(headless);
     if json_out {
         match serde_json::to_string_pretty(&r) {
             Ok(text) => println!("{text}"),

@@ -199,9 +199,15 @@ impl VulkanImage {
     /// context's queue family, moving the image to `new_layout`.
     ///
     /// The first acquire of an image starts from `UNDEFINED` (its only valid
-    /// layout right after creation; LINEAR memory keeps its contents), later
-    /// ones from `GENERAL`, the layout [`cmd_release`](Self::cmd_release)
-    /// leaves it in.
+    /// layout right after creation with external memory,
+    /// VUID-VkImageCreateInfo-pNext-01443), later ones from `GENERAL`, the
+    /// layout [`cmd_release`](Self::cmd_release) leaves it in. For an
+    /// imported dma-buf that first transition does not discard what the
+    /// producer wrote: the specification's "External Resource Sharing"
+    /// section makes the layout of the first acquire from an external or
+    /// foreign queue family the image's true initial layout, the `UNDEFINED`
+    /// given at creation being a placeholder. The import tests check every
+    /// pixel of the first frame read through a fresh import.
     pub fn cmd_acquire(
         &self,
         cb: vk::CommandBuffer,

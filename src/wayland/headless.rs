@@ -75,6 +75,19 @@ pub enum Renderer {
     Pixman,
 }
 
+/// Where Weston's output goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// No display: an output of [`WestonOptions::width`] x `height` in
+    /// memory (the default; runs anywhere).
+    Headless,
+    /// Weston's DRM backend on the first KMS card (e.g. virtio-gpu in the
+    /// VM stage): a real display pipeline, explicit sync offered. Needs
+    /// root (libseat's builtin backend) and a card with a connected
+    /// output; the output's size is the card's mode, not `width` x `height`.
+    Drm,
+}
+
 /// Options for [`Weston::start`].
 #[derive(Debug, Clone)]
 pub struct WestonOptions {
@@ -84,6 +97,8 @@ pub struct WestonOptions {
     pub height: u32,
     /// Renderer.
     pub renderer: Renderer,
+    /// Backend (headless by default).
+    pub backend: Backend,
     /// Shell module (`kiosk-shell.so` by default).
     pub shell: String,
     /// Output refresh rate in mHz (60000 = 60 Hz). Frame callbacks come at
@@ -99,6 +114,7 @@ impl Default for WestonOptions {
             width: 640,
             height: 480,
             renderer: Renderer::Gl,
+            backend: Backend::Headless,
             shell: "kiosk-shell.so".into(),
             refresh_mhz: 60_000,
             startup_timeout: Duration::from_secs(20),
@@ -216,20 +232,28 @@ impl Weston {
             Renderer::Gl => "gl",
             Renderer::Pixman => "pixman",
         };
+        let mut args = vec![
+            format!("--renderer={renderer}"),
+            format!("--shell={}", options.shell),
+            format!("--socket={socket}"),
+            "--debug".into(),
+            "--idle-time=0".into(),
+            "--no-config".into(),
+            format!("--log={}", log.display()),
+        ];
+        match options.backend {
+            Backend::Headless => args.extend([
+                "--backend=headless".into(),
+                format!("--width={}", options.width),
+                format!("--height={}", options.height),
+                format!("--refresh-rate={}", options.refresh_mhz),
+            ]),
+            Backend::Drm => args.extend(["--backend=drm".into(), "--continue-without-input".into()]),
+        }
         let child = Command::new("weston")
-            .args([
-                "--backend=headless",
-                &format!("--renderer={renderer}"),
-                &format!("--shell={}", options.shell),
-                &format!("--socket={socket}"),
-                &format!("--width={}", options.width),
-                &format!("--height={}", options.height),
-                &format!("--refresh-rate={}", options.refresh_mhz),
-                "--debug",
-                "--idle-time=0",
-                "--no-config",
-                &format!("--log={}", log.display()),
-            ])
+            .args(&args)
+            // The DRM backend takes the seat itself (root, no seatd/logind).
+            .env("LIBSEAT_BACKEND", "builtin")
             .env("XDG_RUNTIME_DIR", &runtime_dir)
             .env_remove("WAYLAND_DISPLAY")
             .env_remove("WAYLAND_SOCKET")
