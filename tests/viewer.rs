@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::grid_error;
 use dmabuf_interop::overlay::{self, Overlay};
 use dmabuf_interop::pattern;
-use dmabuf_interop::wayland::headless::Image;
+use dmabuf_interop::wayland::headless::{Backend, Image, Weston, WestonOptions};
 
 fn viewer() -> PathBuf {
     // target/<profile>/deps/<test binary> -> target/<profile>/examples/viewer
@@ -299,4 +299,83 @@ fn stdin_pauses_resumes_and_quits() {
     // q quit long before --frames 100000.
     let shown = after("summary: ");
     assert!(shown > 0.0 && shown < 100000.0, "{stdout}");
+}
+
+#[test]
+fn plays_on_westons_drm_backend() {
+    // The viewer as an application on a real display pipeline (Weston's DRM
+    // backend on the VM stage's virtio-gpu), through WAYLAND_DISPLAY.
+    if !common::device_test(
+        "a KMS card with a connected output (virtio-gpu)",
+        common::kms_card_with_output(),
+    ) {
+        return;
+    }
+    let weston = Weston::start(WestonOptions {
+        backend: Backend::Drm,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("Weston's DRM backend: {e}"));
+    // Fill the card's mode 1:1 (kiosk-shell makes the window fullscreen).
+    let (w, h) = {
+        let first = weston.capture().expect("capture");
+        (first.width, first.height)
+    };
+    let mut child = Command::new(viewer())
+        .args([
+            "--present",
+            "wayland",
+            "--frames",
+            "100000",
+            "--size",
+            &format!("{w}x{h}"),
+        ])
+        .envs(weston.client_env())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the viewer");
+    // The pattern's box moves; its bars and ramp do not. Points that are
+    // the same in the first 300 frames are compared with what is on screen
+    // until the viewer's frames are there (or 60 s passed).
+    let still = |x: u32, y: u32| {
+        let c = pattern::rgb(w, h, 0, x, y);
+        (1..300).all(|f| pattern::rgb(w, h, f, x, y) == c).then_some(c)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (worst, points) = loop {
+        let image = weston.capture().expect("capture");
+        let (mut worst, mut points) = (0u32, 0usize);
+        for gy in 0..12 {
+            for gx in 0..16 {
+                let (x, y) = (w * (2 * gx + 1) / 32, h * (2 * gy + 1) / 24);
+                let Some(want) = still(x, y) else { continue };
+                let got = image.pixel(x, y).expect("inside the capture");
+                for c in 0..3 {
+                    worst = worst.max((i32::from(got[c]) - i32::from(want[c])).unsigned_abs());
+                }
+                points += 1;
+            }
+        }
+        if worst == 0 || Instant::now() > deadline {
+            common::keep_capture(&image, "viewer-drm-backend");
+            break (worst, points);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    child.stdin.take().unwrap().write_all(b"q\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("viewer on the DRM backend {w}x{h}: worst {worst} over {points} still points\n{stdout}");
+    assert!(
+        points > 100 && worst == 0,
+        "worst {worst} over {points}; weston: {}",
+        weston.log_tail()
+    );
 }

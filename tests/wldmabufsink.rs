@@ -497,20 +497,6 @@ fn plays_into_a_surface_the_application_hands_over() {
     app.conn.roundtrip().expect("the application's connection still works");
 }
 
-/// A KMS card with a connected output (virtio-gpu in the VM stage).
-fn kms_card_with_output() -> bool {
-    std::fs::read_dir("/sys/class/drm")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.starts_with("card")
-                && name.contains('-')
-                && std::fs::read_to_string(e.path().join("status")).is_ok_and(|s| s.trim() == "connected")
-        })
-}
-
 #[test]
 fn plays_on_westons_drm_backend() {
     // Weston on a real display pipeline (KMS, explicit sync offered): the
@@ -518,7 +504,7 @@ fn plays_on_westons_drm_backend() {
     // sink's counted wl_shm path shows the frames, and nothing is fatal.
     if !common::device_test(
         "a KMS card with a connected output (virtio-gpu)",
-        kms_card_with_output(),
+        common::kms_card_with_output(),
     ) {
         return;
     }

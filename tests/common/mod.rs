@@ -218,3 +218,18 @@ pub fn frames() -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3000)
 }
+
+/// A KMS card with a connected output (virtio-gpu in the VM stage), for
+/// Weston's DRM backend.
+pub fn kms_card_with_output() -> bool {
+    std::fs::read_dir("/sys/class/drm")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("card")
+                && name.contains('-')
+                && std::fs::read_to_string(e.path().join("status")).is_ok_and(|s| s.trim() == "connected")
+        })
+}
