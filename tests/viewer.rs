@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::grid_error;
 use dmabuf_interop::overlay::{self, Overlay};
 use dmabuf_interop::pattern;
-use dmabuf_interop::wayland::headless::{Backend, Image, Weston, WestonOptions};
+use dmabuf_interop::wayland::headless::Image;
 
 fn viewer() -> PathBuf {
     // target/<profile>/deps/<test binary> -> target/<profile>/examples/viewer
@@ -305,17 +305,7 @@ fn stdin_pauses_resumes_and_quits() {
 fn plays_on_westons_drm_backend() {
     // The viewer as an application on a real display pipeline (Weston's DRM
     // backend on the VM stage's virtio-gpu), through WAYLAND_DISPLAY.
-    if !common::device_test(
-        "a KMS card with a connected output (virtio-gpu)",
-        common::kms_card_with_output(),
-    ) {
-        return;
-    }
-    let weston = Weston::start(WestonOptions {
-        backend: Backend::Drm,
-        ..Default::default()
-    })
-    .unwrap_or_else(|e| panic!("Weston's DRM backend: {e}"));
+    let Some(weston) = common::drm_weston() else { return };
     // Fill the card's mode 1:1 (kiosk-shell makes the window fullscreen).
     let (w, h) = {
         let first = weston.capture().expect("capture");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::{grid_error, keep_capture, weston};
 
 use dmabuf_interop::pattern;
-use dmabuf_interop::wayland::headless::{Backend, Image, Renderer, Weston, WestonOptions};
+use dmabuf_interop::wayland::headless::{Image, Renderer, Weston};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
@@ -502,18 +502,8 @@ fn plays_on_westons_drm_backend() {
     // Weston on a real display pipeline (KMS, explicit sync offered): the
     // VM stage's virtio-gpu. Its GL renderer may refuse dma-bufs; then the
     // sink's counted wl_shm path shows the frames, and nothing is fatal.
-    if !common::device_test(
-        "a KMS card with a connected output (virtio-gpu)",
-        common::kms_card_with_output(),
-    ) {
-        return;
-    }
+    let Some(weston) = common::drm_weston() else { return };
     init();
-    let weston = Weston::start(WestonOptions {
-        backend: Backend::Drm,
-        ..Default::default()
-    })
-    .unwrap_or_else(|e| panic!("Weston's DRM backend: {e}"));
     // The output's size is the card's mode: fill it 1:1 (kiosk-shell).
     let first = weston.capture().expect("capture");
     let (w, h) = (first.width, first.height);

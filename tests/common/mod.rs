@@ -233,3 +233,23 @@ pub fn kms_card_with_output() -> bool {
                 && std::fs::read_to_string(e.path().join("status")).is_ok_and(|s| s.trim() == "connected")
         })
 }
+
+/// Weston on its DRM backend (a real display pipeline: the VM stage's
+/// virtio-gpu), or None outside the VM stage where no KMS output exists
+/// (`device_test`).
+#[cfg(feature = "headless")]
+pub fn drm_weston() -> Option<dmabuf_interop::wayland::headless::Weston> {
+    use dmabuf_interop::wayland::headless::{Backend, Weston, WestonOptions};
+    if !device_test(
+        "a KMS card with a connected output (virtio-gpu)",
+        kms_card_with_output(),
+    ) {
+        return None;
+    }
+    let weston = Weston::start(WestonOptions {
+        backend: Backend::Drm,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("Weston's DRM backend: {e}"));
+    Some(weston)
+}
