@@ -561,9 +561,10 @@ fn tiling_support(
         vk::ImageTiling::LINEAR
     };
     // Format features of this tiling (and the modifier's plane count).
-    let Some((features, plane_count)) = tiling_features(ctx, format.format, with_modifier) else {
+    let Some((features, memory_planes)) = tiling_features(ctx, format.format, with_modifier) else {
         return Ok(none);
     };
+    let plane_count = memory_planes.unwrap_or(format.plane_formats.len());
     if !usage_supported(ctx, format, usage, features, with_modifier) {
         return Ok(none);
     }
@@ -617,12 +618,13 @@ fn tiling_support(
 
 /// Format features of `format` under LINEAR tiling (`modifier` None) or
 /// under DRM format modifier tiling with `modifier`, and the number of
-/// memory planes; `None` when the device does not list the modifier.
+/// memory planes under the modifier (the format's planes under LINEAR
+/// tiling: `None`); `None` overall when the device does not list the modifier.
 fn tiling_features(
     ctx: &VulkanContext,
     format: vk::Format,
     modifier: Option<DrmModifier>,
-) -> Option<(vk::FormatFeatureFlags, usize)> {
+) -> Option<(vk::FormatFeatureFlags, Option<usize>)> {
     match modifier {
         Some(m) => {
             let raw: u64 = m.into();
@@ -632,7 +634,7 @@ fn tiling_features(
                 .map(|e| {
                     (
                         e.drm_format_modifier_tiling_features,
-                        e.drm_format_modifier_plane_count as usize,
+                        Some(e.drm_format_modifier_plane_count as usize),
                     )
                 })
         }
@@ -642,17 +644,9 @@ fn tiling_features(
                 ctx.instance()
                     .get_physical_device_format_properties(ctx.physical_device(), format)
             };
-            let planes = vk_format_planes(format);
-            Some((props.linear_tiling_features, planes))
+            Some((props.linear_tiling_features, None))
         }
     }
-}
-
-fn vk_format_planes(format: vk::Format) -> usize {
-    super::format::VK_FORMATS
-        .iter()
-        .find(|f| f.format == format)
-        .map_or(1, |f| f.plane_formats.len())
 }
 
 /// Whether `features` (of the image's format and tiling) allow `usage`, the
