@@ -217,7 +217,7 @@ unsafe extern "system" fn debug_callback(
 }
 
 /// Messages of older validation layers (Debian 12 ships 1.3.239) for rules
-/// the current specification no longer has. Only one: VUID-VkImageCreateInfo-pNext-06722
+/// the current specification no longer has. First: VUID-VkImageCreateInfo-pNext-06722
 /// applies to images whose format is *not* multi-planar since the rule was
 /// split; for multi-planar images VUID-VkImageCreateInfo-pNext-10062 allows
 /// the plane formats in `VkImageFormatListCreateInfo`, which DRM format
