@@ -34,12 +34,7 @@ fn present_cost(c: &mut Criterion) {
         let planes = pattern::frame_planes(fourcc, w, h, 0).expect("pattern");
         {
             let mut map = buf.map(MapAccess::ReadWrite).expect("map");
-            let stride = buf.planes()[0].stride() as usize;
-            let row = w as usize * 4;
-            let dst = map.plane_mut(0).expect("plane");
-            for y in 0..h as usize {
-                dst[y * stride..y * stride + row].copy_from_slice(&planes[0][y * row..(y + 1) * row]);
-            }
+            map.write_rows(0, &planes[0], w as usize * 4).expect("write rows");
         }
         let mut group = c.benchmark_group(format!("wayland_xrgb8888_{w}x{h}"));
         group.sample_size(20);

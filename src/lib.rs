@@ -27,7 +27,8 @@
 //! let buf = allocator.allocate(DrmFourcc::Nv12, 64, 48, 64)?;
 //! assert_eq!(buf.planes().len(), 2);
 //! let mut map = buf.map(MapAccess::ReadWrite)?;
-//! map.plane_mut(0)?.fill(0x80);
+//! map.fill_plane(0, 0x80)?;
+//! assert_eq!(map.read_plane(0)?[0], 0x80);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(unsafe_op_in_unsafe_fn)]

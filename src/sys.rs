@@ -83,11 +83,19 @@ struct DmaBufImportSyncFile {
 }
 const DMA_BUF_IOCTL_IMPORT_SYNC_FILE: Opcode = opcode::write::<DmaBufImportSyncFile>(b'b', 3);
 
-/// `DMA_BUF_IOCTL_SYNC` with `flags` (`DMA_BUF_SYNC_*`).
+/// `DMA_BUF_IOCTL_SYNC` with `flags` (`DMA_BUF_SYNC_*`), retried while it
+/// answers EINTR or EAGAIN: the kernel's dma-buf documentation says the
+/// ioctl "might fail with -EAGAIN or -EINTR, in which case it must be
+/// restarted" (a signal, or a fence wait interrupted).
 pub(crate) fn dma_buf_sync(fd: BorrowedFd<'_>, flags: u64) -> Result<(), Errno> {
-    // SAFETY: DMA_BUF_IOCTL_SYNC is _IOW('b', 0, struct dma_buf_sync) and
-    // DmaBufSync has that struct's layout; the kernel only reads it.
-    unsafe { ioctl::ioctl(fd, Setter::<DMA_BUF_IOCTL_SYNC, _>::new(DmaBufSync { flags })) }
+    loop {
+        // SAFETY: DMA_BUF_IOCTL_SYNC is _IOW('b', 0, struct dma_buf_sync) and
+        // DmaBufSync has that struct's layout; the kernel only reads it.
+        match unsafe { ioctl::ioctl(fd, Setter::<DMA_BUF_IOCTL_SYNC, _>::new(DmaBufSync { flags })) } {
+            Err(Errno::INTR | Errno::AGAIN) => continue,
+            other => return other,
+        }
+    }
 }
 
 /// `DMA_BUF_IOCTL_EXPORT_SYNC_FILE`: a sync_file of the fences `flags`

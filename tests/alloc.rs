@@ -30,13 +30,14 @@ fn write_pattern(buf: &DmaBuf) {
     let mut map = buf.map(MapAccess::ReadWrite).expect("map read-write");
     for plane in 0..buf.planes().len() {
         let stride = buf.planes()[plane].stride() as usize;
-        let bytes = map.plane_mut(plane).expect("plane");
+        let mut bytes = vec![0; map.plane_len(plane).expect("plane")];
         assert_eq!(bytes.len(), stride * plane_rows(buf, plane));
         for (y, row) in bytes.chunks_exact_mut(stride).enumerate() {
             for (x, b) in row.iter_mut().enumerate() {
                 *b = pattern(plane, y, x);
             }
         }
+        map.write_plane(plane, &bytes).expect("write plane");
     }
 }
 
@@ -83,8 +84,103 @@ fn memfd_round_trip_through_the_mapping_guard() {
         // And back through a read-only guard.
         let map = buf.map(MapAccess::Read).expect("map read");
         assert_eq!(map.mapped_files(), 1, "planes share one memfd");
-        assert_eq!(map.plane(0).unwrap()[1], pattern(0, 0, 1));
+        assert_eq!(map.read_plane(0).unwrap()[1], pattern(0, 0, 1));
     }
+}
+
+#[test]
+fn mappings_of_one_file_cannot_alias_a_writer() {
+    // Before: `map(&self)` on two clones gave two `&mut [u8]` over the same
+    // bytes. Now a writer excludes every other mapping of the file in this
+    // process, whichever DmaBuf reaches it.
+    let buf = MemfdAllocator::new().allocate(DrmFourcc::Nv12, 64, 32, 64).unwrap();
+    let clone = buf.clone();
+    let other = DmaBuf::builder(DrmFourcc::Nv12, DrmModifier::Linear, 64, 32)
+        .plane(buf.planes()[0].fd().try_clone_to_owned().unwrap(), 0, 64)
+        .plane(
+            buf.planes()[1].fd().try_clone_to_owned().unwrap(),
+            buf.planes()[1].offset(),
+            64,
+        )
+        .build()
+        .unwrap();
+    let mut writer = buf.map(MapAccess::ReadWrite).unwrap();
+    for (who, b) in [("clone", &clone), ("other DmaBuf over a dup", &other)] {
+        for access in [MapAccess::Read, MapAccess::ReadWrite] {
+            let err = b
+                .map(access)
+                .err()
+                .unwrap_or_else(|| panic!("{who} {access:?} mapped beside a writer"));
+            assert_eq!(
+                err,
+                MapError::Busy {
+                    plane: 0,
+                    held: "read-write"
+                },
+                "{who} {access:?}"
+            );
+        }
+    }
+    writer.fill_plane(0, 7).unwrap();
+    writer.fill_plane(1, 9).unwrap();
+    drop(writer);
+    // Readers share; a writer beside them is refused; after they go it maps.
+    let r1 = clone.map(MapAccess::Read).unwrap();
+    let r2 = other.map(MapAccess::Read).unwrap();
+    assert_eq!(
+        buf.map(MapAccess::ReadWrite).err(),
+        Some(MapError::Busy {
+            plane: 0,
+            held: "read-only"
+        })
+    );
+    assert!(r1.read_plane(0).unwrap().iter().all(|&b| b == 7));
+    assert!(r2.read_plane(1).unwrap().iter().all(|&b| b == 9));
+    drop((r1, r2));
+    buf.map(MapAccess::ReadWrite)
+        .expect("free again once the readers are gone");
+}
+
+#[test]
+fn row_copies_keep_padding_and_check_lengths() {
+    let buf = MemfdAllocator::new().allocate(DrmFourcc::Xrgb8888, 10, 3, 64).unwrap();
+    assert_eq!(buf.planes()[0].stride(), 64);
+    let mut map = buf.map(MapAccess::ReadWrite).unwrap();
+    map.fill_plane(0, 0xEE).unwrap();
+    let src: Vec<u8> = (0..40 * 3).map(|i| i as u8).collect();
+    map.write_rows(0, &src, 40).unwrap();
+    let all = map.read_plane(0).unwrap();
+    for y in 0..3 {
+        assert_eq!(&all[y * 64..y * 64 + 40], &src[y * 40..y * 40 + 40], "row {y}");
+        assert!(
+            all[y * 64 + 40..y * 64 + 64].iter().all(|&b| b == 0xEE),
+            "padding of row {y} kept"
+        );
+    }
+    let mut back = vec![0; 3 * 40];
+    map.read_rows(0, &mut back, 40).unwrap();
+    assert_eq!(back, src);
+    // Short slices and strides below a row are typed errors, not panics.
+    assert_eq!(
+        map.write_rows(0, &src[..100], 40).unwrap_err(),
+        MapError::Length {
+            plane: 0,
+            needed: 120,
+            got: 100
+        }
+    );
+    assert!(matches!(
+        map.read_rows(0, &mut back, 39),
+        Err(MapError::Length { plane: 0, .. })
+    ));
+    assert_eq!(
+        map.write_plane(0, &src).unwrap_err(),
+        MapError::Length {
+            plane: 0,
+            needed: 192,
+            got: 120
+        }
+    );
 }
 
 #[test]
@@ -122,8 +218,14 @@ fn exact_layout_from_a_driver() {
 fn read_only_mapping_refuses_writes_and_unknown_planes() {
     let buf = MemfdAllocator::new().allocate(DrmFourcc::Nv12, 8, 8, 1).unwrap();
     let mut map = buf.map(MapAccess::Read).unwrap();
-    assert_eq!(map.plane_mut(0).unwrap_err(), MapError::ReadOnly);
-    assert_eq!(map.plane(2).unwrap_err(), MapError::NoSuchPlane { plane: 2, count: 2 });
+    assert_eq!(map.write_plane(0, &[0; 64]).unwrap_err(), MapError::ReadOnly);
+    assert_eq!(map.fill_plane(1, 0).unwrap_err(), MapError::ReadOnly);
+    // SAFETY: never reached with a slice: the mapping is read-only.
+    assert_eq!(unsafe { map.plane_slice_mut(0) }.unwrap_err(), MapError::ReadOnly);
+    assert_eq!(
+        map.read_plane(2).unwrap_err(),
+        MapError::NoSuchPlane { plane: 2, count: 2 }
+    );
 }
 
 #[test]
@@ -135,7 +237,7 @@ fn write_sealed_memfd_maps_read_only_but_not_writable() {
     let err = buf.map(MapAccess::ReadWrite).err().expect("writable map must fail");
     assert!(matches!(err, MapError::NotWritable { plane: 0, .. }), "{err}");
     let map = buf.map(MapAccess::Read).expect("read-only map still works");
-    assert_eq!(map.plane(0).unwrap()[5], pattern(0, 0, 5));
+    assert_eq!(map.read_plane(0).unwrap()[5], pattern(0, 0, 5));
 }
 
 #[test]
@@ -286,7 +388,7 @@ fn gbm_round_trip() {
         }
         Err(MapError::NotWritable { plane: 0, .. }) => {
             let map = buf.map(MapAccess::Read).expect("map read-only");
-            let bytes = map.plane(0).expect("plane 0");
+            let bytes = map.read_plane(0).expect("plane 0");
             assert_eq!(bytes.len(), buf.planes()[0].stride() as usize * 64);
         }
         Err(e) => panic!("map of a GBM dma-buf: {e}"),

@@ -128,7 +128,7 @@ fn no_fd_leaks_and_no_foreign_fd_closed() {
     let maps_before = mappings();
     for i in 0..N {
         let mut map = buf.map(MapAccess::ReadWrite).expect("map");
-        map.plane_mut(i % 3).unwrap()[0] = i as u8;
+        map.fill_plane(i % 3, i as u8).unwrap();
     }
     assert_eq!(mappings(), maps_before, "mapping guards leaked mappings");
     drop(buf);

@@ -13,6 +13,7 @@ use dmabuf_interop::{DrmFourcc, DrmModifier};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
 const TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(10);
@@ -191,4 +192,54 @@ fn under_dmabuf_caps_nothing_is_mapped() {
     pipeline.set_state(gst::State::Null).unwrap();
     let stats = importer.stats();
     assert_eq!((stats.zero_copy, stats.copies), (1, 0));
+}
+
+#[test]
+fn malformed_system_memory_layouts_are_typed_errors() {
+    // Before: a negative stride or a VideoMeta smaller than the caps made
+    // the copy path index out of bounds (a panic on the streaming thread).
+    init();
+    let importer = Importer::new().unwrap();
+    let caps: gst::Caps = "video/x-raw,format=NV12,width=64,height=48,framerate=30/1"
+        .parse()
+        .unwrap();
+    let sample = |offsets: &[usize], strides: &[i32], meta_h: u32, bytes: usize| {
+        let mut buffer = gst::Buffer::from_mut_slice(vec![0x42u8; bytes]);
+        gst_video::VideoMeta::add_full(
+            buffer.get_mut().unwrap(),
+            gst_video::VideoFrameFlags::empty(),
+            gst_video::VideoFormat::Nv12,
+            64,
+            meta_h,
+            offsets,
+            strides,
+        )
+        .unwrap();
+        gst::Sample::builder().buffer(&buffer).caps(&caps).build()
+    };
+    let full = 64 * 48 * 3 / 2;
+    let cases = [
+        (
+            "negative stride",
+            sample(&[64 * 47, full], &[-64, 64], 48, full + 64 * 24),
+        ),
+        ("stride below a row", sample(&[0, 64 * 48], &[32, 64], 48, full)),
+        (
+            "meta shorter than the caps",
+            sample(&[0, 64 * 24], &[64, 64], 24, 64 * 36),
+        ),
+        ("plane past the memory", sample(&[0, 64 * 48 + 64], &[64, 64], 48, full)),
+    ];
+    for (what, sample) in cases {
+        match importer.import(sample) {
+            Err(ImportError::Copy(e)) => println!("{what}: {e}"),
+            other => panic!("{what}: expected a typed copy error, got {other:?}"),
+        }
+    }
+    // A well-formed frame still copies.
+    let frame = importer
+        .import(sample(&[0, 64 * 48], &[64, 64], 48, full))
+        .expect("well-formed frame");
+    assert!(read_planes(&frame.dmabuf).iter().flatten().all(|&b| b == 0x42));
+    assert_eq!(importer.stats().copies, 1);
 }

@@ -165,3 +165,56 @@ fn mappable_dmabufs_work_with_ordinary_elements_under_plain_caps() {
     }
     pipeline.set_state(gst::State::Null).unwrap();
 }
+
+#[test]
+fn dmabuf_cache_is_shared_safely_between_threads() {
+    // Before: the cache lived in qdata on GStreamer's memories; two tee
+    // branches with different keys replaced each other's entry while the
+    // other still read it (use after free), and an empty buffer panicked.
+    init();
+    let buffers: Vec<gst::Buffer> = (0..6)
+        .map(|i| dgst::buffer_from_dmabuf(&pattern_buf(DrmFourcc::Xrgb8888, 32, 8, i)).unwrap())
+        .collect();
+    let info = video_info(DrmFourcc::Xrgb8888, 32, 8);
+    // One cache per consumer, as tee branches have; two consumers read the
+    // same buffers with different keys (modifiers), from 4 threads each.
+    let caches = [dgst::DmaBufCache::new(), dgst::DmaBufCache::with_capacity(3)];
+    let modifiers = [DrmModifier::Linear, DrmModifier::Invalid];
+    let ids = std::sync::Mutex::new(std::collections::HashMap::new());
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let (cache, modifier) = (&caches[t % 2], modifiers[t % 2]);
+            let (buffers, info, ids) = (&buffers, &info, &ids);
+            s.spawn(move || {
+                for round in 0..200 {
+                    let i = (round * 7 + t) % buffers.len();
+                    let buf = cache.get(&buffers[i], info, modifier).expect("cached import");
+                    assert_eq!(buf.modifier(), modifier, "thread {t} got another consumer's entry");
+                    assert_eq!(buf.width(), 32);
+                    if t % 2 == 0 {
+                        // The big cache never evicts: one identity per storage.
+                        let first = ids.lock().unwrap().entry(i).or_insert(buf.id()).clone();
+                        assert_eq!(buf.id(), first, "buffer {i} changed identity");
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(caches[0].len(), 6);
+    assert_eq!(caches[1].len(), 3, "capacity bounds the cache");
+    // A renegotiated stream drops the old stream's entries.
+    let smaller = video_info(DrmFourcc::Xrgb8888, 16, 8);
+    caches[0].get(&buffers[0], &smaller, DrmModifier::Linear).unwrap();
+    assert_eq!(caches[0].len(), 1);
+    // No memory: a typed error, not a panic.
+    let empty = gst::Buffer::new();
+    assert!(matches!(
+        caches[0].get(&empty, &info, DrmModifier::Linear),
+        Err(MemoryError::Empty)
+    ));
+    // Nothing was written on GStreamer's memories: dropping the caches
+    // releases every dup (the buffers keep their own fds).
+    let with_caches = open_fds();
+    drop(caches);
+    assert_eq!(open_fds(), with_caches - 1 - 3, "each entry held one dup");
+}

@@ -17,11 +17,10 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
-use gstreamer_video::prelude::*;
 
 use super::allocator::DmaBufPoolAllocator;
 use super::caps::{CapsError, parse_caps};
-use super::memory::{MemoryError, dmabuf_from_buffer_cached, is_dmabuf_buffer};
+use super::memory::{DmaBufCache, MemoryError, is_dmabuf_buffer};
 use crate::alloc::{AllocError, Allocator};
 use crate::dmabuf::DmaBuf;
 use crate::mapping::{MapAccess, MapError};
@@ -65,7 +64,7 @@ impl ImportedFrame {
 }
 
 /// Why a sample could not be imported.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ImportError {
     /// The sample had no buffer or caps.
     #[error("sample without {0}")]
@@ -82,21 +81,65 @@ pub enum ImportError {
     NotDmaBufUnderDmaBufCaps(String),
     /// Copying system memory into a dma-buf failed.
     #[error("copy into a dma-buf failed: {0}")]
-    Copy(String),
+    Copy(#[from] CopyError),
     /// The pipeline reported an error or the sink is flushing.
     #[error("appsink: {0}")]
     Sink(String),
 }
 
-impl From<AllocError> for ImportError {
-    fn from(e: AllocError) -> Self {
-        ImportError::Copy(e.to_string())
-    }
+/// Why the copy of a system-memory frame into a dma-buf failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CopyError {
+    /// The dma-buf for the copy could not be allocated.
+    #[error(transparent)]
+    Alloc(#[from] AllocError),
+    /// The dma-buf could not be mapped or written.
+    #[error(transparent)]
+    Map(#[from] MapError),
+    /// GStreamer could not map the buffer for reading.
+    #[error("mapping the buffer: {0}")]
+    Frame(gst::glib::BoolError),
+    /// The buffer's VideoMeta does not describe the negotiated frame.
+    #[error("the VideoMeta ({meta}) does not match the caps ({caps})")]
+    Meta {
+        /// Format, size and planes of the meta.
+        meta: String,
+        /// Format, size and planes of the caps.
+        caps: String,
+    },
+    /// A plane's stride is negative (bottom-up rows) or shorter than a row.
+    #[error("plane {plane}: stride {stride} cannot hold a row of {row_bytes} bytes top-down")]
+    Stride {
+        /// Index of the plane.
+        plane: usize,
+        /// The frame's stride.
+        stride: i32,
+        /// Bytes of pixels in a row.
+        row_bytes: usize,
+    },
+    /// A plane's last row ends past the buffer's memory.
+    #[error(
+        "plane {plane}: {rows} rows of stride {stride} from offset {offset} need {needed} bytes, the buffer has {got}"
+    )]
+    Short {
+        /// Index of the plane.
+        plane: usize,
+        /// Rows the caps ask for.
+        rows: usize,
+        /// The frame's stride.
+        stride: usize,
+        /// Where the plane starts in the buffer.
+        offset: usize,
+        /// Bytes needed (end of the last row).
+        needed: usize,
+        /// Bytes present.
+        got: usize,
+    },
 }
 
-impl From<MapError> for ImportError {
-    fn from(e: MapError) -> Self {
-        ImportError::Copy(e.to_string())
+impl From<AllocError> for ImportError {
+    fn from(e: AllocError) -> Self {
+        ImportError::Copy(e.into())
     }
 }
 
@@ -108,6 +151,7 @@ pub struct Importer {
     zero_copy: AtomicU64,
     copies: AtomicU64,
     copy_target: Mutex<Box<dyn Allocator>>,
+    cache: DmaBufCache,
 }
 
 impl std::fmt::Debug for Importer {
@@ -142,6 +186,7 @@ impl Importer {
             zero_copy: AtomicU64::new(0),
             copies: AtomicU64::new(0),
             copy_target: Mutex::new(copy_target),
+            cache: DmaBufCache::new(),
         });
         if let Some(pad) = this.appsink.static_pad("sink") {
             let allocator = this.allocator.clone();
@@ -199,7 +244,7 @@ impl Importer {
             gst_video::VideoInfo::from_caps(caps).map_err(|e| ImportError::Caps(CapsError::NotFixed(e.to_string())))?;
         // Checked on every buffer, whatever the caps say.
         let (dmabuf, zero_copy) = if is_dmabuf_buffer(buffer) {
-            (dmabuf_from_buffer_cached(buffer, &info, stream.modifier)?, true)
+            (self.cache.get(buffer, &info, stream.modifier)?, true)
         } else if stream.dmabuf_feature {
             let first = buffer
                 .iter_memories()
@@ -228,32 +273,77 @@ impl Importer {
     fn copy_into_dmabuf(&self, buffer: &gst::BufferRef, info: &gst_video::VideoInfo) -> Result<DmaBuf, ImportError> {
         let fourcc = super::caps::fourcc_of(info.format())
             .ok_or_else(|| ImportError::Caps(CapsError::UnsupportedFormat(info.format().to_str().to_string())))?;
-        let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, info)
-            .map_err(|e| ImportError::Copy(e.to_string()))?;
+        // The layout is checked here rather than trusted: gst_video_frame_map
+        // would only g_return_if_fail on a meta smaller than the caps, and
+        // slicing a mapped frame by caps height could read past the memory.
+        let (offsets, strides) = checked_layout(buffer, info)?;
+        let data = buffer
+            .map_readable()
+            .map_err(|e| CopyError::Frame(gst::glib::bool_error!("gst_buffer_map: {e}")))?;
         let target = self
             .copy_target
             .lock()
-            .map_err(|_| ImportError::Copy("allocator lock poisoned".into()))?
+            // An allocator left by a panic mid-call is still an allocator.
+            .unwrap_or_else(|e| e.into_inner())
             .allocate(fourcc, info.width(), info.height(), 64)?;
-        {
-            let mut map = target.map(MapAccess::ReadWrite)?;
-            let planes = target.format_info().planes;
-            for (i, plane) in planes.iter().enumerate() {
-                let row = plane.min_row_bytes(info.width()).unwrap_or(0) as usize;
-                let rows = plane.rows(info.height()) as usize;
-                let src_stride = frame.plane_stride()[i] as usize;
-                let src = frame
-                    .plane_data(i as u32)
-                    .map_err(|e| ImportError::Copy(e.to_string()))?;
-                let dst_stride = target.planes()[i].stride() as usize;
-                let dst = map.plane_mut(i)?;
-                for y in 0..rows {
-                    dst[y * dst_stride..y * dst_stride + row]
-                        .copy_from_slice(&src[y * src_stride..y * src_stride + row]);
-                }
+        let mut map = target.map(MapAccess::ReadWrite).map_err(CopyError::Map)?;
+        for (i, plane) in target.format_info().planes.iter().enumerate() {
+            let row_bytes = plane.min_row_bytes(info.width()).unwrap_or(0) as usize;
+            let rows = plane.rows(info.height()) as usize;
+            let stride = strides.get(i).copied().unwrap_or(0);
+            let src_stride = usize::try_from(stride)
+                .ok()
+                .filter(|&s| s >= row_bytes)
+                .ok_or(CopyError::Stride {
+                    plane: i,
+                    stride,
+                    row_bytes,
+                })?;
+            let offset = offsets.get(i).copied().unwrap_or(0);
+            let short = |needed| CopyError::Short {
+                plane: i,
+                rows,
+                stride: src_stride,
+                offset,
+                needed,
+                got: data.len(),
+            };
+            let needed = rows
+                .saturating_sub(1)
+                .checked_mul(src_stride)
+                .and_then(|n| n.checked_add(row_bytes))
+                .and_then(|n| n.checked_add(offset))
+                .ok_or(short(usize::MAX))?;
+            let src = data.get(offset..needed).ok_or(short(needed))?;
+            if rows > 0 {
+                map.write_rows(i, src, src_stride).map_err(CopyError::Map)?;
             }
         }
+        drop(map);
         Ok(target)
+    }
+}
+
+/// Plane offsets and strides of `buffer`: its VideoMeta's, checked against
+/// the caps (format, size, plane count), or the caps' defaults.
+fn checked_layout(buffer: &gst::BufferRef, info: &gst_video::VideoInfo) -> Result<(Vec<usize>, Vec<i32>), CopyError> {
+    match buffer.meta::<gst_video::VideoMeta>() {
+        Some(meta) => {
+            let describe =
+                |format: gst_video::VideoFormat, w: u32, h: u32, n: u32| format!("{format:?} {w}x{h}, {n} planes");
+            if meta.format() != info.format()
+                || meta.width() < info.width()
+                || meta.height() < info.height()
+                || meta.n_planes() != info.n_planes()
+            {
+                return Err(CopyError::Meta {
+                    meta: describe(meta.format(), meta.width(), meta.height(), meta.n_planes()),
+                    caps: describe(info.format(), info.width(), info.height(), info.n_planes()),
+                });
+            }
+            Ok((meta.offset().to_vec(), meta.stride().to_vec()))
+        }
+        None => Ok((info.offset().to_vec(), info.stride().to_vec())),
     }
 }
 

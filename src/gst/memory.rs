@@ -1,7 +1,8 @@
 //! `DmaBuf` <-> `gst::Buffer` of `GstDmaBufAllocator` memory.
 
+use std::collections::VecDeque;
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use drm_fourcc::DrmModifier;
 use gstreamer as gst;
@@ -9,13 +10,12 @@ use gstreamer_allocators as gst_allocators;
 use gstreamer_video as gst_video;
 
 use gst_allocators::prelude::*;
-use gstreamer::glib::translate::IntoGlib;
 
 use super::caps::video_format;
 use crate::dmabuf::{DmaBuf, DmaBufError};
 
 /// Why a buffer and a `DmaBuf` could not be converted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum MemoryError {
     /// A memory of the buffer is not dma-buf memory.
     #[error("memory {index} of {count} is not dma-buf memory (allocator {allocator:?}); it needs the copy path")]
@@ -52,8 +52,31 @@ pub enum MemoryError {
         stride: i64,
     },
     /// A GStreamer call failed.
-    #[error("{0}")]
-    Gstreamer(String),
+    #[error("{op}: {source}")]
+    Gstreamer {
+        /// What was attempted.
+        op: &'static str,
+        /// What GStreamer said.
+        source: gst::glib::BoolError,
+    },
+    /// A system call on a memory's or plane's fd failed.
+    #[error("{op} of the fd of memory/plane {index}: {source}")]
+    Fd {
+        /// The call (`dup`, `fstat`).
+        op: &'static str,
+        /// Index of the memory (buffer -> DmaBuf) or plane (DmaBuf -> buffer).
+        index: usize,
+        /// What the kernel said.
+        source: rustix::io::Errno,
+    },
+    /// A plane's file is larger than this platform's memory sizes.
+    #[error("plane {plane}: a file of {size} bytes does not fit a GstMemory")]
+    FileTooLarge {
+        /// Index of the plane.
+        plane: usize,
+        /// Size of its file.
+        size: u64,
+    },
     /// The resulting `DmaBuf` did not validate.
     #[error(transparent)]
     DmaBuf(#[from] DmaBufError),
@@ -76,14 +99,25 @@ fn file_memory(
     index: usize,
 ) -> Result<gst::Memory, MemoryError> {
     let plane = &dmabuf.planes()[index];
-    let size = usize::try_from(plane.fd_size()).map_err(|_| MemoryError::Gstreamer("fd too large".into()))?;
-    let dup = plane
-        .fd()
-        .try_clone_to_owned()
-        .map_err(|e| MemoryError::Gstreamer(format!("dup of plane {index}'s fd: {e}")))?;
+    let size = usize::try_from(plane.fd_size()).map_err(|_| MemoryError::FileTooLarge {
+        plane: index,
+        size: plane.fd_size(),
+    })?;
+    let dup = dup_fd(plane.fd(), index)?;
     // SAFETY: `dup` is a valid fd we own; the memory takes it over and closes
     // it when freed.
-    unsafe { allocator.alloc_dmabuf(dup, size) }.map_err(|e| MemoryError::Gstreamer(e.to_string()))
+    unsafe { allocator.alloc_dmabuf(dup, size) }.map_err(|source| MemoryError::Gstreamer {
+        op: "gst_dmabuf_allocator_alloc",
+        source,
+    })
+}
+
+fn dup_fd(fd: BorrowedFd<'_>, index: usize) -> Result<OwnedFd, MemoryError> {
+    rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(|source| MemoryError::Fd {
+        op: "dup",
+        index,
+        source,
+    })
 }
 
 /// Wraps `dmabuf` as a `gst::Buffer`: one `GstDmaBufAllocator` memory per
@@ -101,9 +135,8 @@ pub fn buffer_from_dmabuf(dmabuf: &DmaBuf) -> Result<gst::Buffer, MemoryError> {
     let mut offsets = Vec::with_capacity(planes.len());
     let mut strides = Vec::with_capacity(planes.len());
     {
-        let buffer = buffer
-            .get_mut()
-            .ok_or(MemoryError::Gstreamer("new buffer not writable".into()))?;
+        // A buffer made on the line above has one reference.
+        let buffer = buffer.make_mut();
         // Start in the buffer of the memory of each plane's file.
         let mut starts = [0usize; crate::format::MAX_PLANES];
         let mut total = 0usize;
@@ -134,7 +167,10 @@ pub fn buffer_from_dmabuf(dmabuf: &DmaBuf) -> Result<gst::Buffer, MemoryError> {
             &offsets,
             &strides,
         )
-        .map_err(|e| MemoryError::Gstreamer(e.to_string()))?;
+        .map_err(|source| MemoryError::Gstreamer {
+            op: "gst_buffer_add_video_meta_full",
+            source,
+        })?;
     }
     Ok(buffer)
 }
@@ -205,9 +241,7 @@ pub fn dmabuf_from_buffer(
     let mut memories: Vec<(Arc<OwnedFd>, usize, usize, usize)> = Vec::with_capacity(count);
     let mut total = 0usize;
     for (index, memory) in buffer.iter_memories().enumerate() {
-        let fd = memory_fd(memory, index, count)?
-            .try_clone_to_owned()
-            .map_err(|e| MemoryError::Gstreamer(format!("dup of memory {index}'s fd: {e}")))?;
+        let fd = dup_fd(memory_fd(memory, index, count)?, index)?;
         memories.push((Arc::new(fd), memory.offset(), memory.size(), total));
         total += memory.size();
     }
@@ -246,19 +280,12 @@ struct CacheKey {
     modifier: u64,
 }
 
-struct CacheEntry {
-    key: CacheKey,
-    dmabuf: DmaBuf,
-}
-
-static CACHE_QUARK: std::sync::LazyLock<gst::glib::Quark> =
-    std::sync::LazyLock::new(|| gst::glib::Quark::from_str("dmabuf-interop-dmabuf"));
-
-unsafe extern "C" fn free_cache_entry(data: gst::glib::ffi::gpointer) {
-    // SAFETY: `data` is the `Box<CacheEntry>` leaked by
-    // `dmabuf_from_buffer_cached`; GStreamer calls this once, when the
-    // memory is freed or the entry replaced.
-    drop(unsafe { Box::from_raw(data.cast::<CacheEntry>()) });
+impl CacheKey {
+    /// Same format, size and modifier: frames of one negotiated stream.
+    fn same_stream(&self, other: &CacheKey) -> bool {
+        (self.format, self.width, self.height, self.modifier)
+            == (other.format, other.width, other.height, other.modifier)
+    }
 }
 
 fn cache_key(
@@ -269,8 +296,12 @@ fn cache_key(
     let mut files = Vec::with_capacity(buffer.n_memory());
     for (index, memory) in buffer.iter_memories().enumerate() {
         // Only the file's identity: one fstat per memory on this per-frame path.
-        let stat = rustix::fs::fstat(memory_fd(memory, index, buffer.n_memory())?)
-            .map_err(|e| MemoryError::Gstreamer(format!("fstat of memory {index}'s fd: {e}")))?;
+        let stat =
+            rustix::fs::fstat(memory_fd(memory, index, buffer.n_memory())?).map_err(|source| MemoryError::Fd {
+                op: "fstat",
+                index,
+                source,
+            })?;
         #[allow(clippy::useless_conversion)]
         files.push((
             u64::from(stat.st_dev),
@@ -297,43 +328,123 @@ fn cache_key(
 /// Wayland `wl_buffer` cache, the Vulkan `ImportCache`) then hit instead of
 /// importing every frame anew.
 ///
-/// The `DmaBuf` is kept on the buffer's first memory and dropped when that
-/// memory is freed (so caches keyed by it purge their entries). It is
-/// reused only when every memory's file (st_dev, st_ino), offset and size,
-/// the plane layout, the format, the size and the modifier are all equal.
-pub fn dmabuf_from_buffer_cached(
-    buffer: &gst::BufferRef,
-    info: &gst_video::VideoInfo,
-    modifier: DrmModifier,
-) -> Result<DmaBuf, MemoryError> {
-    let key = cache_key(buffer, info, modifier)?;
-    let memory = buffer.peek_memory(0);
-    let object = memory.as_ptr() as *mut gst::ffi::GstMiniObject;
-    // SAFETY: `object` is a live memory (borrowed through `buffer`); the
-    // qdata under our quark is only ever a `CacheEntry` we set below.
-    let cached = unsafe { gst::ffi::gst_mini_object_get_qdata(object, CACHE_QUARK.into_glib()) };
-    if !cached.is_null() {
-        // SAFETY: see above; the entry lives while the memory does, and we
-        // only read it here.
-        let entry = unsafe { &*cached.cast::<CacheEntry>() };
-        if entry.key == key {
-            return Ok(entry.dmabuf.clone());
+/// An entry is reused only when every memory's file (st_dev, st_ino),
+/// offset and size, the plane layout, the format, the size and the modifier
+/// are all equal. The cached `DmaBuf` holds dups of the fds, so the files
+/// stay alive while it is cached and their inode numbers cannot be reused
+/// by other files: equal keys really are the same storage.
+///
+/// The cache belongs to its consumer (an [`Importer`](super::Importer), a
+/// sink): it writes nothing on GStreamer's buffers or memories, which other
+/// elements (tee branches) share. All methods take `&self` and may be called
+/// from several threads. It holds at most [`capacity`](Self::capacity)
+/// entries, least recently used first out; a lookup with another format,
+/// size or modifier (a renegotiation) drops the entries of the old stream,
+/// and [`clear`](Self::clear) drops them all (a sink does on stop).
+#[derive(Debug)]
+pub struct DmaBufCache {
+    /// Most recently used first.
+    entries: Mutex<VecDeque<(CacheKey, DmaBuf)>>,
+    capacity: usize,
+}
+
+impl Default for DmaBufCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DmaBufCache {
+    /// Entries kept by [`new`](Self::new): more than the buffers of any
+    /// decoder or source pool we know (V4L2 and VA decoders hold up to ~24).
+    pub const DEFAULT_CAPACITY: usize = 32;
+
+    /// A cache of [`DEFAULT_CAPACITY`](Self::DEFAULT_CAPACITY) entries.
+    pub fn new() -> Self {
+        Self::with_capacity(Self::DEFAULT_CAPACITY)
+    }
+
+    /// A cache of at most `capacity` entries (at least one).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            entries: Mutex::new(VecDeque::new()),
+            capacity: capacity.max(1),
         }
     }
-    let dmabuf = dmabuf_from_buffer(buffer, info, modifier)?;
-    let entry = Box::new(CacheEntry {
-        key,
-        dmabuf: dmabuf.clone(),
-    });
-    // SAFETY: ownership of the box passes to the memory's qdata; GStreamer
-    // frees the previous entry (if any) with the same destroy function.
-    unsafe {
-        gst::ffi::gst_mini_object_set_qdata(
-            object,
-            CACHE_QUARK.into_glib(),
-            Box::into_raw(entry).cast(),
-            Some(free_cache_entry),
-        );
+
+    /// Most entries kept.
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
-    Ok(dmabuf)
+
+    /// Entries cached now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// Drops every entry (and with them the fd dups they hold).
+    pub fn clear(&self) {
+        let old = std::mem::take(&mut *self.lock());
+        // The DmaBufs (and their fds) are dropped outside the lock.
+        drop(old);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, VecDeque<(CacheKey, DmaBuf)>> {
+        // Entries are only pushed/removed whole: a panic elsewhere while
+        // holding the lock cannot leave one half-made.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The `DmaBuf` of `buffer`: the cached one when the same storage in
+    /// the same layout was seen before, else a new one (then cached). Errors
+    /// as [`dmabuf_from_buffer`].
+    pub fn get(
+        &self,
+        buffer: &gst::BufferRef,
+        info: &gst_video::VideoInfo,
+        modifier: DrmModifier,
+    ) -> Result<DmaBuf, MemoryError> {
+        if buffer.n_memory() == 0 {
+            return Err(MemoryError::Empty);
+        }
+        let key = cache_key(buffer, info, modifier)?;
+        if let Some(hit) = Self::hit(&mut self.lock(), &key) {
+            return Ok(hit);
+        }
+        // Built outside the lock (dups); another thread may have cached the
+        // same storage meanwhile: then its DmaBuf wins, so that one storage
+        // keeps one identity.
+        let dmabuf = dmabuf_from_buffer(buffer, info, modifier)?;
+        let mut entries = self.lock();
+        if let Some(hit) = Self::hit(&mut entries, &key) {
+            return Ok(hit);
+        }
+        // A new stream (format, size or modifier): the old one's entries go.
+        let (kept, mut dropped): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut *entries)
+            .into_iter()
+            .partition(|(k, _)| k.same_stream(&key));
+        *entries = kept;
+        entries.push_front((key, dmabuf.clone()));
+        while entries.len() > self.capacity {
+            dropped.extend(entries.pop_back());
+        }
+        drop(entries);
+        // The evicted DmaBufs (and their fds) are dropped outside the lock.
+        drop(dropped);
+        Ok(dmabuf)
+    }
+
+    /// The entry of `key`, moved to the front.
+    fn hit(entries: &mut VecDeque<(CacheKey, DmaBuf)>, key: &CacheKey) -> Option<DmaBuf> {
+        let pos = entries.iter().position(|(k, _)| k == key)?;
+        let entry = entries.remove(pos)?;
+        let hit = entry.1.clone();
+        entries.push_front(entry);
+        Some(hit)
+    }
 }

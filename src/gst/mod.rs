@@ -17,8 +17,7 @@ pub mod memory;
 
 pub use allocator::DmaBufPoolAllocator;
 pub use caps::{CAPS_FEATURE_MEMORY_DMABUF, CapsError, StreamFormat, caps_for, parse_caps};
-pub use importer::{ImportError, ImportStats, ImportedFrame, Importer, QUEUE_DEPTH};
+pub use importer::{CopyError, ImportError, ImportStats, ImportedFrame, Importer, QUEUE_DEPTH};
 pub use memory::{
-    MemoryError, buffer_from_dmabuf, dmabuf_from_buffer, dmabuf_from_buffer_cached, dmabuf_maps_writable,
-    is_dmabuf_buffer,
+    DmaBufCache, MemoryError, buffer_from_dmabuf, dmabuf_from_buffer, dmabuf_maps_writable, is_dmabuf_buffer,
 };

@@ -7,7 +7,8 @@ use ash::vk;
 
 use super::context::VulkanContext;
 use super::error::VulkanError;
-use super::image::{VulkanImage, import};
+use super::image::VulkanImage;
+use super::import::import;
 use crate::dmabuf::{BufferId, DmaBuf, WeakDmaBuf};
 
 /// A cache of imported images keyed by [`DmaBuf::id`] (file identities,

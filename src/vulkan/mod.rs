@@ -36,9 +36,14 @@ mod cache;
 mod commands;
 mod context;
 mod error;
+mod export;
 mod format;
 mod image;
+mod import;
 mod kernels;
+mod memory;
+mod support;
+mod transfer;
 mod ycbcr;
 
 pub use cache::ImportCache;
@@ -47,12 +52,13 @@ pub use context::{
     VulkanContext,
 };
 pub use error::VulkanError;
+pub use export::{ExportBackend, ExportedImage, Exporter};
 pub use format::{VK_FORMATS, VkFormatInfo, fourccs_for, vk_format};
-pub use image::{
-    ExportBackend, ExportedImage, Exporter, FormatSupport, ModifierSupport, VulkanImage, format_support, import,
-    linear_layout, modifiers,
-};
+pub use image::VulkanImage;
+pub use import::import;
 pub use kernels::{Kernels, PATTERN_FORMATS};
+pub use memory::linear_layout;
+pub use support::{FormatSupport, ModifierSupport, format_support, modifiers};
 pub use ycbcr::YcbcrSampler;
 
 /// Re-export of ash, so users name the same version.

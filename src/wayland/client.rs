@@ -987,11 +987,13 @@ impl Presenter {
 
     fn copy_dmabuf_to_shm(&mut self, buf: &DmaBuf) -> Result<WlBuffer, WaylandError> {
         let map = buf.map(MapAccess::Read).map_err(|e| WaylandError::Shm(e.to_string()))?;
-        let mut planes = Vec::with_capacity(buf.planes().len());
+        let mut copies = Vec::with_capacity(buf.planes().len());
         for (i, plane) in buf.planes().iter().enumerate() {
-            let bytes = map.plane(i).map_err(|e| WaylandError::Shm(e.to_string()))?;
-            planes.push((bytes, plane.stride() as usize));
+            let bytes = map.read_plane(i).map_err(|e| WaylandError::Shm(e.to_string()))?;
+            copies.push((bytes, plane.stride() as usize));
         }
+        drop(map);
+        let planes: Vec<(&[u8], usize)> = copies.iter().map(|(b, s)| (b.as_slice(), *s)).collect();
         self.copy_to_shm(buf.fourcc(), buf.width(), buf.height(), &planes)
     }
 

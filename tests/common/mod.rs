@@ -43,11 +43,7 @@ pub fn write_planes(buf: &DmaBuf, planes: &[Vec<u8>]) {
     let mut map = buf.map(MapAccess::ReadWrite).expect("map read-write");
     for (i, packed) in planes.iter().enumerate() {
         let row = packed.len() / plane_rows(buf, i);
-        let stride = buf.planes()[i].stride() as usize;
-        let dst = map.plane_mut(i).expect("plane");
-        for (y, src_row) in packed.chunks_exact(row).enumerate() {
-            dst[y * stride..y * stride + row].copy_from_slice(src_row);
-        }
+        map.write_rows(i, packed, row).expect("write plane rows");
     }
 }
 
@@ -58,11 +54,9 @@ pub fn read_planes(buf: &DmaBuf) -> Vec<Vec<u8>> {
     (0..buf.planes().len())
         .map(|i| {
             let row = info.planes[i].min_row_bytes(buf.width()).expect("row size") as usize;
-            let stride = buf.planes()[i].stride() as usize;
-            let src = map.plane(i).expect("plane");
-            (0..plane_rows(buf, i))
-                .flat_map(|y| src[y * stride..y * stride + row].iter().copied())
-                .collect()
+            let mut out = vec![0; row * plane_rows(buf, i)];
+            map.read_rows(i, &mut out, row).expect("read plane rows");
+            out
         })
         .collect()
 }

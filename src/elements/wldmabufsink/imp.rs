@@ -16,7 +16,7 @@ use gstreamer_video::subclass::prelude::*;
 
 use crate::DrmModifier;
 use crate::gst::caps::{self as dcaps, CAPS_FEATURE_MEMORY_DMABUF, StreamFormat};
-use crate::gst::memory::{dmabuf_from_buffer_cached, is_dmabuf_buffer};
+use crate::gst::memory::{DmaBufCache, is_dmabuf_buffer};
 use crate::gst::{DmaBufPoolAllocator, importer::propose_allocation};
 use crate::wayland::{FormatSet, Presenter, Target, WaylandError};
 
@@ -77,6 +77,9 @@ pub struct WlDmaBufSink {
     /// show_frame twice (preroll, then render); it is shown once.
     last: Mutex<Option<gst::Buffer>>,
     flushing: AtomicBool,
+    /// One `DmaBuf` per upstream storage, so the Presenter's wl_buffer
+    /// cache hits; cleared on stop.
+    cache: DmaBufCache,
 }
 
 fn template_caps() -> gst::Caps {
@@ -234,10 +237,13 @@ impl WlDmaBufSink {
         }
         // The rule: check every buffer for dma-buf memory, whatever the caps.
         if is_dmabuf_buffer(buffer) {
-            let dmabuf = dmabuf_from_buffer_cached(buffer, &stream.info, stream.format.modifier).map_err(|e| {
-                gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
-                gst::FlowError::Error
-            })?;
+            let dmabuf = self
+                .cache
+                .get(buffer, &stream.info, stream.format.modifier)
+                .map_err(|e| {
+                    gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
+                    gst::FlowError::Error
+                })?;
             presenter.present(&dmabuf, Box::new(buffer.clone())).map_err(fail)?;
         } else if stream.format.dmabuf_feature {
             gst::element_imp_error!(
@@ -438,6 +444,7 @@ impl ElementImpl for WlDmaBufSink {
             gst::StateChange::PausedToReady | gst::StateChange::ReadyToNull
         ) {
             *self.last.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            self.cache.clear();
         }
         if transition == gst::StateChange::ReadyToNull {
             *self.stream.lock().unwrap_or_else(|p| p.into_inner()) = None;

@@ -52,8 +52,5 @@ impl DmaBufPoolAllocator {
     }
 }
 
-// SAFETY: the GObject is thread-safe (its state is behind a OnceLock and an
-// atomic), as GStreamer requires of allocators.
-unsafe impl Send for DmaBufPoolAllocator {}
-// SAFETY: as above.
-unsafe impl Sync for DmaBufPoolAllocator {}
+// No `unsafe impl Send/Sync` here: glib's wrapper derives them from the
+// implementation struct, so a field that is not thread-safe fails to build.

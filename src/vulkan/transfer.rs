@@ -1,0 +1,194 @@
+//! The copy path: [`VulkanImage::download`] and [`VulkanImage::upload`] through a
+//! host-visible staging buffer, with the plane sizes and copy regions they use.
+
+use ash::vk;
+
+use super::commands::{HostBuffer, submit_and_wait_synced};
+use super::error::VulkanError;
+use super::format::{image_extent, plane_aspect};
+use super::image::VulkanImage;
+use crate::format;
+use crate::sync::SyncAccess;
+
+impl VulkanImage {
+    /// Plane extents (width, height) in texels of each plane.
+    fn plane_formats(&self) -> &'static [format::PlaneFormat] {
+        format::info(self.format.fourcc).map_or(&[], |i| i.planes)
+    }
+
+    fn plane_extents(&self) -> Vec<(u32, u32)> {
+        self.plane_formats()
+            .iter()
+            .map(|p| (p.samples(self.width), p.rows(self.height)))
+            .collect()
+    }
+
+    fn copy_regions(&self, offsets: &[u64]) -> Vec<vk::BufferImageCopy> {
+        let multi = self.format.plane_formats.len() > 1;
+        self.plane_extents()
+            .into_iter()
+            .enumerate()
+            .map(|(i, (w, h))| {
+                let aspect = if multi {
+                    plane_aspect(i)
+                } else {
+                    vk::ImageAspectFlags::COLOR
+                };
+                // One-plane images are addressed in pixels; packed 4:2:2 ones
+                // are copied whole (padded) because their 2x1 blocks must not
+                // be split.
+                let (w, h) = if self.format.plane_formats.len() == 1 {
+                    image_extent(self.format.fourcc, self.width, self.height)
+                } else {
+                    (w, h)
+                };
+                vk::BufferImageCopy::default()
+                    .buffer_offset(offsets[i])
+                    .image_subresource(vk::ImageSubresourceLayers::default().aspect_mask(aspect).layer_count(1))
+                    .image_extent(vk::Extent3D {
+                        width: w,
+                        height: h,
+                        depth: 1,
+                    })
+            })
+            .collect()
+    }
+
+    /// Tightly packed size of each plane (rows of minimum row bytes).
+    fn packed_plane_sizes(&self) -> Vec<usize> {
+        self.plane_formats()
+            .iter()
+            .map(|p| {
+                let row = p.min_row_bytes(self.width).unwrap_or(0) as usize;
+                row * p.rows(self.height) as usize
+            })
+            .collect()
+    }
+
+    /// Copies the image into host memory through the GPU (acquire, copy to a
+    /// staging buffer, release, wait) and returns each plane tightly packed
+    /// (rows of the plane's minimum row size). This is the copy path: tests
+    /// use it to see what Vulkan sees.
+    pub fn download(&self) -> Result<Vec<Vec<u8>>, VulkanError> {
+        if !self.usage.contains(vk::ImageUsageFlags::TRANSFER_SRC) {
+            return Err(VulkanError::Usage(
+                "download needs an image created with TRANSFER_SRC usage",
+            ));
+        }
+        let sizes = self.packed_plane_sizes();
+        let (offsets, total) = staging_offsets(&sizes);
+        let staging = HostBuffer::new(&self.ctx, total, vk::BufferUsageFlags::TRANSFER_DST)?;
+        let regions = self.copy_regions(&offsets);
+        submit_and_wait_synced(&self.ctx, &self.implicit_sync(SyncAccess::Read), |cb| {
+            self.cmd_acquire(
+                cb,
+                vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                vk::PipelineStageFlags::TRANSFER,
+                vk::AccessFlags::TRANSFER_READ,
+            );
+            // SAFETY: recording; image in TRANSFER_SRC_OPTIMAL after the
+            // acquire; regions lie inside image and buffer.
+            unsafe {
+                self.ctx.device().cmd_copy_image_to_buffer(
+                    cb,
+                    self.image,
+                    vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                    staging.buffer,
+                    &regions,
+                )
+            };
+            self.cmd_release(
+                cb,
+                vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                vk::PipelineStageFlags::TRANSFER,
+                vk::AccessFlags::empty(),
+            );
+            let to_host = vk::MemoryBarrier::default()
+                .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+                .dst_access_mask(vk::AccessFlags::HOST_READ);
+            // SAFETY: recording.
+            unsafe {
+                self.ctx.device().cmd_pipeline_barrier(
+                    cb,
+                    vk::PipelineStageFlags::TRANSFER,
+                    vk::PipelineStageFlags::HOST,
+                    vk::DependencyFlags::empty(),
+                    &[to_host],
+                    &[],
+                    &[],
+                )
+            };
+            Ok(())
+        })?;
+        staging.with_bytes(|bytes| {
+            offsets
+                .iter()
+                .zip(&sizes)
+                .map(|(&o, &s)| bytes[o as usize..o as usize + s].to_vec())
+                .collect()
+        })
+    }
+
+    /// Copies tightly packed planes into the image through a staging buffer
+    /// (`vkCmdCopyBufferToImage`): the copy path that zero-copy import
+    /// replaces, kept for comparison and for sources that are not dma-bufs.
+    pub fn upload(&self, planes: &[&[u8]]) -> Result<(), VulkanError> {
+        if !self.usage.contains(vk::ImageUsageFlags::TRANSFER_DST) {
+            return Err(VulkanError::Usage(
+                "upload needs an image created with TRANSFER_DST usage",
+            ));
+        }
+        let sizes = self.packed_plane_sizes();
+        if planes.len() != sizes.len() || planes.iter().zip(&sizes).any(|(p, &s)| p.len() != s) {
+            return Err(VulkanError::Usage(
+                "upload: plane count or sizes do not match the image",
+            ));
+        }
+        let (offsets, total) = staging_offsets(&sizes);
+        let staging = HostBuffer::new(&self.ctx, total, vk::BufferUsageFlags::TRANSFER_SRC)?;
+        staging.with_bytes(|bytes| {
+            for (p, &at) in planes.iter().zip(&offsets) {
+                bytes[at as usize..at as usize + p.len()].copy_from_slice(p);
+            }
+        })?;
+        let regions = self.copy_regions(&offsets);
+        submit_and_wait_synced(&self.ctx, &self.implicit_sync(SyncAccess::Write), |cb| {
+            self.cmd_acquire(
+                cb,
+                vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                vk::PipelineStageFlags::TRANSFER,
+                vk::AccessFlags::TRANSFER_WRITE,
+            );
+            // SAFETY: recording; image in TRANSFER_DST_OPTIMAL.
+            unsafe {
+                self.ctx.device().cmd_copy_buffer_to_image(
+                    cb,
+                    staging.buffer,
+                    self.image,
+                    vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                    &regions,
+                )
+            };
+            self.cmd_release(
+                cb,
+                vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                vk::PipelineStageFlags::TRANSFER,
+                vk::AccessFlags::TRANSFER_WRITE,
+            );
+            Ok(())
+        })
+    }
+}
+
+/// Offsets of packed planes in a staging buffer, each aligned to 16 bytes
+/// (copies need offsets that are multiples of the texel size), and the
+/// buffer size.
+fn staging_offsets(sizes: &[usize]) -> (Vec<u64>, u64) {
+    let mut offsets = Vec::with_capacity(sizes.len());
+    let mut at = 0u64;
+    for &size in sizes {
+        offsets.push(at);
+        at = (at + size as u64).next_multiple_of(16);
+    }
+    (offsets, at)
+}
