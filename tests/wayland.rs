@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -142,25 +143,28 @@ fn wl_buffers_are_cached_per_source_and_written_only_after_release() {
                 .unwrap()
         })
         .collect();
+    // The instrument, independent of `is_busy`: each present hands over a
+    // token as the keep-alive, which the presenter drops only on the
+    // buffer's release. A slot whose token is still alive is still held.
+    let tokens: Vec<Arc<()>> = (0..3).map(|_| Arc::new(())).collect();
     let mut written_while_held = 0;
     let mut waits = 0;
     for frame in 0..60u32 {
-        let buf = loop {
-            if let Some(b) = ring.iter().find(|b| !p.is_busy(b)) {
-                break b;
+        let slot = loop {
+            if let Some(i) = ring.iter().position(|b| !p.is_busy(b)) {
+                break i;
             }
             waits += 1;
             p.dispatch_timeout(Duration::from_millis(5)).unwrap();
         };
-        // The instrument: a buffer the compositor holds must never be here.
-        if p.is_busy(buf) {
+        if Arc::strong_count(&tokens[slot]) > 1 {
             written_while_held += 1;
         }
         write_planes(
-            buf,
+            &ring[slot],
             &pattern::frame_planes(DrmFourcc::Xrgb8888, 320, 240, frame).unwrap(),
         );
-        p.present(buf, Box::new(frame)).unwrap();
+        p.present(&ring[slot], Box::new(Arc::clone(&tokens[slot]))).unwrap();
     }
     assert!(p.wait_frame(Duration::from_secs(5)).unwrap());
     let image = weston.capture().unwrap();
@@ -191,10 +195,37 @@ fn wl_buffers_are_cached_per_source_and_written_only_after_release() {
         );
     }
     assert_eq!(pattern_error(&image, 320, 240, 59, false).0, 0, "last frame on screen");
-    // Sources that die take their wl_buffer with them.
+    // Sources that die mid-playback take their wl_buffer with them, but a
+    // buffer the compositor still holds is destroyed only on its release:
+    // else no release comes and its keep-alive (the producer's buffer) is
+    // held forever.
+    let in_flight = p.buffers_in_flight();
+    assert!(in_flight >= 1, "the frame on screen is held");
     drop(ring);
     p.purge_dead();
     assert_eq!(p.cached_buffers(), 0);
+    if stats.import_refusals == 0 {
+        assert_eq!(p.retired_buffers(), in_flight, "held buffers wait for their release");
+    }
+    // The next frame replaces the one on screen: every old buffer is
+    // released, its token dropped, and the retired wl_buffers destroyed.
+    let next = pattern_buffer(DrmFourcc::Xrgb8888, 320, 240, 7);
+    p.present(&next, Box::new(())).unwrap();
+    assert!(p.wait_frame(Duration::from_secs(5)).unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while tokens.iter().any(|t| Arc::strong_count(t) > 1) || p.retired_buffers() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "keep-alives held after the purge: {:?}, {} retired, {} in flight",
+            tokens.iter().map(Arc::strong_count).collect::<Vec<_>>(),
+            p.retired_buffers(),
+            p.buffers_in_flight()
+        );
+        p.dispatch_timeout(Duration::from_millis(20)).unwrap();
+    }
+    assert_eq!(p.buffers_in_flight(), 1, "only the new frame is held");
+    let image = weston.capture().unwrap();
+    assert_eq!(pattern_error(&image, 320, 240, 7, false).0, 0);
 }
 
 #[test]

@@ -344,13 +344,21 @@ fn weston_dying_mid_stream_is_an_error_within_a_second() {
 
 mod app {
     //! A minimal application of our own: its own connection (libwayland),
-    //! a toplevel, and a surface it hands to the sink.
+    //! a toplevel showing its own content (a grey wl_shm buffer, scaled by
+    //! its own wp_viewport, as toolkits do), and the surface it hands to
+    //! the sink.
+    use std::os::fd::AsFd;
+
     use dmabuf_interop::wayland::wayland_client::globals::{GlobalListContents, registry_queue_init};
     use dmabuf_interop::wayland::wayland_client::protocol::{
-        wl_compositor::WlCompositor, wl_registry::WlRegistry, wl_surface::WlSurface,
+        wl_buffer::WlBuffer, wl_compositor::WlCompositor, wl_registry::WlRegistry, wl_shm, wl_shm::WlShm,
+        wl_shm_pool::WlShmPool, wl_surface::WlSurface,
     };
     use dmabuf_interop::wayland::wayland_client::{
         Connection, Dispatch, EventQueue, Proxy, QueueHandle, delegate_noop,
+    };
+    use dmabuf_interop::wayland::wayland_protocols::wp::viewporter::client::{
+        wp_viewport::WpViewport, wp_viewporter::WpViewporter,
     };
     use dmabuf_interop::wayland::wayland_protocols::xdg::shell::client::{
         xdg_surface::{self, XdgSurface},
@@ -369,7 +377,11 @@ mod app {
         pub state: State,
         pub surface: WlSurface,
         _xdg: (XdgWmBase, XdgSurface, XdgToplevel),
+        _content: (WlBuffer, WpViewport),
     }
+
+    /// The application's own colour (XRGB, as the capture shows it).
+    pub const GREY: [u8; 3] = [0x40, 0x40, 0x40];
 
     impl App {
         pub fn new(socket: &std::path::Path) -> App {
@@ -378,7 +390,12 @@ mod app {
             let qh = queue.handle();
             let compositor: WlCompositor = globals.bind(&qh, 4..=5, ()).unwrap();
             let wm: XdgWmBase = globals.bind(&qh, 1..=1, ()).unwrap();
+            let shm: WlShm = globals.bind(&qh, 1..=1, ()).unwrap();
+            let viewporter: WpViewporter = globals.bind(&qh, 1..=1, ()).unwrap();
             let surface = compositor.create_surface(&qh, ());
+            // The application's viewport: ours must never ask for a second
+            // one on this surface (viewport_exists is fatal).
+            let viewport = viewporter.get_viewport(&surface, &qh, ());
             let xs = wm.get_xdg_surface(&surface, &qh, ());
             let top = xs.get_toplevel(&qh, ());
             top.set_title("embedding app".into());
@@ -387,12 +404,27 @@ mod app {
             while !state.configured {
                 queue.blocking_dispatch(&mut state).unwrap();
             }
+            // A 16x12 grey buffer scaled to the 320x240 window.
+            let (w, h) = (16i32, 12i32);
+            let fd = rustix::fs::memfd_create("app", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+            let pixel = [GREY[2], GREY[1], GREY[0], 0xff];
+            let bytes: Vec<u8> = pixel.iter().copied().cycle().take((w * h * 4) as usize).collect();
+            rustix::io::write(&fd, &bytes).unwrap();
+            let pool = shm.create_pool(fd.as_fd(), w * h * 4, &qh, ());
+            let buffer = pool.create_buffer(0, w, h, w * 4, wl_shm::Format::Xrgb8888, &qh, ());
+            pool.destroy();
+            viewport.set_destination(320, 240);
+            surface.attach(Some(&buffer), 0, 0);
+            surface.damage_buffer(0, 0, w, h);
+            surface.commit();
+            queue.roundtrip(&mut state).unwrap();
             App {
                 conn,
                 queue,
                 state,
                 surface,
                 _xdg: (wm, xs, top),
+                _content: (buffer, viewport),
             }
         }
 
@@ -418,6 +450,11 @@ mod app {
     }
     delegate_noop!(State: ignore WlCompositor);
     delegate_noop!(State: ignore WlSurface);
+    delegate_noop!(State: ignore WlShm);
+    delegate_noop!(State: ignore WlShmPool);
+    delegate_noop!(State: ignore WlBuffer);
+    delegate_noop!(State: ignore WpViewporter);
+    delegate_noop!(State: ignore WpViewport);
     delegate_noop!(State: ignore XdgToplevel);
     impl Dispatch<XdgWmBase, ()> for State {
         fn event(_: &mut Self, wm: &XdgWmBase, e: xdg_wm_base::Event, _: &(), _: &Connection, _: &QueueHandle<Self>) {
@@ -445,56 +482,72 @@ mod app {
 
 #[test]
 fn plays_into_a_surface_the_application_hands_over() {
+    // The application's surface already has a buffer and a viewport; the
+    // sink shows frames in a subsurface of its own (never a second
+    // viewport on the application's surface, which is a fatal
+    // viewport_exists), and destroys everything it made on the
+    // application's connection when it stops: twice in a row on one
+    // connection, then the application's own content shows again.
     init();
     let weston = weston(320, 240, Renderer::Gl);
     let mut app = app::App::new(&weston.socket_path());
     let (display, surface) = app.handles();
     let caps = "video/x-raw,format=BGRx,width=320,height=240";
-    let pipeline = gst::parse::launch(&format!(
-        "videotestsrc pattern=smpte num-buffers=30 ! {caps} ! wldmabufsink name=sink max-lateness=-1"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline.by_name("sink").unwrap();
-    sink.set_property("window-handle", surface);
-    sink.set_property("display-handle", display);
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let bus = pipeline.bus().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let image = loop {
-        assert!(Instant::now() < deadline, "no EOS");
-        // The application keeps serving its own queue meanwhile.
-        app.queue.dispatch_pending(&mut app.state).unwrap();
-        app.conn.flush().unwrap();
-        match bus.timed_pop_filtered(
-            gst::ClockTime::from_mseconds(50),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        ) {
-            Some(m) => match m.view() {
-                gst::MessageView::Eos(_) => break weston.capture().unwrap(),
-                gst::MessageView::Error(e) => panic!("{} {:?}", e.error(), e.debug()),
-                _ => {}
-            },
-            None => continue,
-        }
-    };
-    let stats = sink.property::<gst::Structure>("stats");
-    pipeline.set_state(gst::State::Null).unwrap();
-    println!("{stats}");
-    assert_eq!(stats.get::<u64>("frames").unwrap(), 30);
-    assert_path(&stats, "embedded");
     let (info, planes, strides) = reference_frame(caps);
-    let (worst, _) = grid_error(
-        &image,
-        |x, y| reference_rgb(&info, &planes, &strides, x as usize, y as usize),
-        320,
-        240,
-    );
-    assert_eq!(worst, 0, "the bars in the application's surface");
-    // The application's surface and connection outlive the sink.
-    app.surface.commit();
-    app.conn.roundtrip().expect("the application's connection still works");
+    for round in 0..2 {
+        let pipeline = gst::parse::launch(&format!(
+            "videotestsrc pattern=smpte num-buffers=30 ! {caps} ! wldmabufsink name=sink max-lateness=-1"
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let sink = pipeline.by_name("sink").unwrap();
+        sink.set_property("window-handle", surface);
+        sink.set_property("display-handle", display);
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let bus = pipeline.bus().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let image = loop {
+            assert!(Instant::now() < deadline, "round {round}: no EOS");
+            // The application keeps serving its own queue meanwhile.
+            app.queue.dispatch_pending(&mut app.state).unwrap();
+            app.conn.flush().unwrap();
+            match bus.timed_pop_filtered(
+                gst::ClockTime::from_mseconds(50),
+                &[gst::MessageType::Eos, gst::MessageType::Error],
+            ) {
+                Some(m) => match m.view() {
+                    gst::MessageView::Eos(_) => break weston.capture().unwrap(),
+                    gst::MessageView::Error(e) => panic!("round {round}: {} {:?}", e.error(), e.debug()),
+                    _ => {}
+                },
+                None => continue,
+            }
+        };
+        let stats = sink.property::<gst::Structure>("stats");
+        pipeline.set_state(gst::State::Null).unwrap();
+        println!("round {round}: {stats}");
+        assert_eq!(stats.get::<u64>("frames").unwrap(), 30);
+        assert_path(&stats, "embedded");
+        let (worst, _) = grid_error(
+            &image,
+            |x, y| reference_rgb(&info, &planes, &strides, x as usize, y as usize),
+            320,
+            240,
+        );
+        assert_eq!(worst, 0, "round {round}: the bars over the application's surface");
+        // The application's connection lives on, and with the sink's
+        // subsurface gone its own grey shows again.
+        app.surface.commit();
+        app.conn.roundtrip().expect("the application's connection still works");
+        app.queue.roundtrip(&mut app.state).unwrap();
+        let after = weston.capture().unwrap();
+        let (worst, _) = grid_error(&after, |_, _| app::GREY, 320, 240);
+        assert_eq!(
+            worst, 0,
+            "round {round}: the application's content after the sink stopped"
+        );
+    }
 }
 
 #[test]

@@ -111,8 +111,10 @@ impl FormatSet {
         let Some(mods) = self.dmabuf.get(&(fourcc as u32)) else {
             return false;
         };
-        let m: u64 = modifier.into();
-        mods.contains(&m) || (m == u64::from(DrmModifier::Linear) && mods.contains(&u64::from(DrmModifier::Invalid)))
+        // Exactly: LINEAR and INVALID (implicit, driver-defined layout) are
+        // different modifiers, and a v3 `format` event advertises INVALID
+        // only. A LINEAR buffer is sent only where LINEAR is advertised.
+        mods.contains(&u64::from(modifier))
     }
 
     /// Whether `fourcc` can be shown through a `wl_shm` copy.

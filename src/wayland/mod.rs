@@ -21,16 +21,25 @@
 //!
 //! [`BufferId`]: crate::BufferId
 
-mod client;
+mod buffers;
+mod error;
 mod formats;
 #[cfg(feature = "headless")]
 pub mod headless;
+mod linux_dmabuf;
+mod presenter;
 #[cfg(feature = "headless")]
 mod protocols;
+mod queue;
+mod shm;
+mod window;
 
-pub use client::{MAX_DMABUF_VERSION, PresentStats, Presented, Presenter, Target, WaylandError, fit};
+pub use error::{ShmError, WaylandError};
 pub use formats::{FormatSet, FormatTableError, Tranche, parse_format_table, tranche_formats};
+pub use linux_dmabuf::MAX_DMABUF_VERSION;
+pub use presenter::{PresentStats, Presented, Presenter};
 pub use wayland_client;
+pub use window::{Target, fit};
 
 /// Linux evdev key codes ([`Presenter::take_keys`]) a player usually needs
 /// (from `linux/input-event-codes.h`).

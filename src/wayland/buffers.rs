@@ -1,0 +1,125 @@
+//! The `wl_buffer` cache and keep-alives: one `wl_buffer` per source
+//! identity ([`BufferId`], never the fd number), reused across frames. A
+//! frame's keep-alive (e.g. its GStreamer buffer) is dropped only on
+//! `wl_buffer.release`, so a producer never writes into a buffer the
+//! compositor still reads; a `wl_buffer` we no longer want is destroyed
+//! only once the compositor released it (else its release never comes and
+//! its keep-alives are held forever).
+
+use std::time::{Duration, Instant};
+
+use wayland_client::protocol::wl_buffer::{self, WlBuffer};
+use wayland_client::{Connection, Dispatch, Proxy, QueueHandle};
+
+use super::error::WaylandError;
+use super::presenter::Presenter;
+use super::queue::State;
+use crate::dmabuf::{DmaBuf, WeakDmaBuf};
+
+/// A cached `wl_buffer` and the source it shows.
+pub(super) struct CacheEntry {
+    pub(super) source: WeakDmaBuf,
+    pub(super) buffer: WlBuffer,
+}
+
+impl Presenter {
+    /// The cached `wl_buffer` for `buf` (one per source identity), and
+    /// whether it was a hit. On a miss a new one is made
+    /// ([`create_buffer_checked`](Self::create_buffer_checked) for a kind of
+    /// buffer the compositor has not accepted yet, `create_immed` after):
+    /// a buffer the compositor refuses is a [`WaylandError::ImportFailed`]
+    /// instead of a protocol error that ends the connection.
+    pub fn wl_buffer_for(&mut self, buf: &DmaBuf) -> Result<(WlBuffer, bool), WaylandError> {
+        self.purge_dead();
+        if let Some(e) = self.cache.get(&buf.id()) {
+            return Ok((e.buffer.clone(), true));
+        }
+        let buffer = self.import(buf)?;
+        self.stats.wl_buffers_created += 1;
+        self.cache.insert(
+            buf.id(),
+            CacheEntry {
+                source: buf.downgrade(),
+                buffer: buffer.clone(),
+            },
+        );
+        Ok((buffer, false))
+    }
+
+    /// Drops the cached `wl_buffer` of `buf`, if any (the next use makes a
+    /// new one). For callers that know a source will not come back. A
+    /// buffer the compositor still holds is destroyed on its release.
+    pub fn forget(&mut self, buf: &DmaBuf) {
+        if let Some(e) = self.cache.remove(&buf.id()) {
+            self.state.retire(e.buffer);
+        }
+    }
+
+    /// Drops the `wl_buffer`s whose source `DmaBuf` is gone (those the
+    /// compositor still holds are destroyed on their release).
+    pub fn purge_dead(&mut self) {
+        let dead: Vec<_> = self
+            .cache
+            .iter()
+            .filter(|(_, e)| !e.source.is_alive())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in dead {
+            if let Some(e) = self.cache.remove(&id) {
+                self.state.retire(e.buffer);
+            }
+        }
+    }
+
+    /// `wl_buffer`s in the cache.
+    pub fn cached_buffers(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// `wl_buffer`s dropped from the cache that wait for their release to
+    /// be destroyed.
+    pub fn retired_buffers(&self) -> usize {
+        self.state.retired.len()
+    }
+
+    /// Whether the compositor still holds the `wl_buffer` last made for
+    /// `buf` (then nothing may write into `buf`).
+    pub fn is_busy(&self, buf: &DmaBuf) -> bool {
+        self.cache
+            .get(&buf.id())
+            .is_some_and(|e| self.state.busy.contains_key(&e.buffer.id()))
+    }
+
+    /// Dispatches until the compositor released `buf`, or `timeout`.
+    pub fn wait_released(&mut self, buf: &DmaBuf, timeout: Duration) -> Result<(), WaylandError> {
+        let deadline = Instant::now() + timeout;
+        while self.is_busy(buf) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(WaylandError::Timeout("wl_buffer.release", timeout));
+            }
+            self.dispatch_timeout(left.min(Duration::from_millis(20)))?;
+        }
+        Ok(())
+    }
+
+    /// Frames the compositor still holds (their keep-alives are alive).
+    pub fn buffers_in_flight(&self) -> usize {
+        self.state.busy.len()
+    }
+}
+
+impl Dispatch<WlBuffer, ()> for State {
+    fn event(
+        state: &mut Self,
+        buffer: &WlBuffer,
+        event: wl_buffer::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let wl_buffer::Event::Release = event {
+            state.released(buffer);
+        }
+    }
+}

@@ -1,0 +1,471 @@
+//! [`Presenter`]: shows `DmaBuf`s on one Wayland surface: linux-dmabuf
+//! `wl_buffer`s where the compositor takes them ([`linux_dmabuf`](super::linux_dmabuf)),
+//! cached per source ([`buffers`](super::buffers)), the counted `wl_shm`
+//! copy where not ([`shm`](super::shm)), in our window or a subsurface of
+//! an application's ([`window`](super::window)).
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use drm_fourcc::{DrmFourcc, DrmModifier};
+use wayland_client::backend::ObjectId;
+use wayland_client::globals::registry_queue_init;
+use wayland_client::protocol::{
+    wl_buffer::WlBuffer, wl_compositor::WlCompositor, wl_shm::WlShm, wl_surface::WlSurface,
+};
+use wayland_client::{Connection, EventQueue, Proxy, QueueHandle};
+use wayland_protocols::wp::linux_dmabuf::zv1::client::{
+    zwp_linux_dmabuf_feedback_v1::ZwpLinuxDmabufFeedbackV1, zwp_linux_dmabuf_v1::ZwpLinuxDmabufV1,
+};
+use wayland_protocols::wp::viewporter::client::wp_viewporter::WpViewporter;
+
+use super::buffers::CacheEntry;
+use super::error::WaylandError;
+use super::formats::FormatSet;
+use super::linux_dmabuf::{ImportKind, MAX_DMABUF_VERSION, request_feedback};
+use super::queue::{self, State, lost};
+use super::shm::ShmBuffer;
+use super::window::{Target, Window, fit};
+use crate::dmabuf::{BufferId, DmaBuf, ModifierName};
+
+/// Counters a player shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PresentStats {
+    /// Frames committed.
+    pub presented: u64,
+    /// Of those, sent as linux-dmabuf `wl_buffer`s.
+    pub zero_copy: u64,
+    /// Of those, copied into `wl_shm`.
+    pub copies: u64,
+    /// `wl_buffer`s created for dma-bufs (cache misses).
+    pub wl_buffers_created: u64,
+    /// Frames that reused a cached `wl_buffer`.
+    pub cache_hits: u64,
+    /// Frames whose buffer the compositor had not released yet when it
+    /// came back: a producer wrote into a buffer still on screen. Must stay 0.
+    pub reused_before_release: u64,
+    /// `wl_buffer.release` events received.
+    pub releases: u64,
+    /// Kinds of buffer (format, modifier, layout, fd kind) the compositor
+    /// refused with `failed`; frames of those kinds go the `wl_shm` way.
+    pub import_refusals: u64,
+}
+
+/// How a frame went out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Presented {
+    /// linux-dmabuf, no copy.
+    pub zero_copy: bool,
+    /// The `wl_buffer` came from the cache.
+    pub cache_hit: bool,
+}
+
+/// Shows `DmaBuf`s on one Wayland surface. See the module docs.
+pub struct Presenter {
+    conn: Connection,
+    queue: EventQueue<State>,
+    pub(super) qh: QueueHandle<State>,
+    pub(super) state: State,
+    compositor: WlCompositor,
+    pub(super) shm: Option<WlShm>,
+    pub(super) dmabuf: Option<ZwpLinuxDmabufV1>,
+    feedbacks: Vec<ZwpLinuxDmabufFeedbackV1>,
+    viewporter: Option<WpViewporter>,
+    /// `None` only while dropping.
+    window: Option<Window>,
+    pub(super) cache: HashMap<BufferId, CacheEntry>,
+    /// Kinds of buffer tried with `create`: accepted (`created`) or
+    /// refused (`failed`). Only accepted kinds use `create_immed`, whose
+    /// failure is fatal to the connection (the protocol's
+    /// `invalid_wl_buffer`).
+    pub(super) import_kinds: HashMap<ImportKind, bool>,
+    pub(super) shm_buffers: Vec<ShmBuffer>,
+    pub(super) stats: PresentStats,
+}
+
+impl std::fmt::Debug for Presenter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Presenter")
+            .field("stats", &self.stats)
+            .field("formats", &self.state.formats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Presenter {
+    /// Connects through `WAYLAND_DISPLAY` / `WAYLAND_SOCKET` and opens a
+    /// window.
+    pub fn connect(target: Target) -> Result<Self, WaylandError> {
+        match target {
+            Target::Foreign { display, surface } => {
+                // SAFETY: the caller of `Target::Foreign` promises a live
+                // wl_display and a wl_surface of it that outlive us.
+                unsafe { Self::with_foreign(display, surface) }
+            }
+            toplevel => {
+                let conn = Connection::connect_to_env().map_err(|e| WaylandError::Connect(e.to_string()))?;
+                Self::with_connection(conn, toplevel)
+            }
+        }
+    }
+
+    /// Connects to the compositor listening on `socket` (a path) and opens
+    /// a window.
+    pub fn connect_to(socket: &Path, target: Target) -> Result<Self, WaylandError> {
+        let stream =
+            UnixStream::connect(socket).map_err(|e| WaylandError::Connect(format!("{}: {e}", socket.display())))?;
+        let conn = Connection::from_socket(stream).map_err(|e| WaylandError::Connect(e.to_string()))?;
+        Self::with_connection(conn, target)
+    }
+
+    /// Presents into an application's surface on the application's own
+    /// connection (we use a private event queue on it): frames go to a
+    /// subsurface of ours, so the application's surface, its buffer and its
+    /// viewport stay untouched; everything we create on the connection is
+    /// destroyed when the presenter is dropped.
+    ///
+    /// # Safety
+    /// `display` must be a live `wl_display*` and `surface` a live
+    /// `wl_surface*` created on it; both must outlive the presenter.
+    pub unsafe fn with_foreign(
+        display: *mut std::ffi::c_void,
+        surface: *mut std::ffi::c_void,
+    ) -> Result<Self, WaylandError> {
+        if display.is_null() || surface.is_null() {
+            return Err(WaylandError::Connect("null wl_display or wl_surface handle".into()));
+        }
+        // SAFETY: the caller guarantees a live wl_display.
+        let backend = unsafe { wayland_backend::client::Backend::from_foreign_display(display.cast()) };
+        let conn = Connection::from_backend(backend);
+        // SAFETY: the caller guarantees a live wl_surface on that display.
+        let id = unsafe { ObjectId::from_ptr(WlSurface::interface(), surface.cast()) }
+            .map_err(|_| WaylandError::Connect("the surface handle is not a wl_surface".into()))?;
+        let surface = WlSurface::from_id(&conn, id).map_err(|_| WaylandError::Connect("invalid wl_surface".into()))?;
+        Self::build(conn, Err(surface))
+    }
+
+    /// Uses an existing connection and opens a window on it.
+    pub fn with_connection(conn: Connection, target: Target) -> Result<Self, WaylandError> {
+        match target {
+            Target::Toplevel { title, app_id } => Self::build(conn, Ok((title, app_id))),
+            Target::Foreign { .. } => Err(WaylandError::Connect(
+                "a foreign surface comes with its own connection (Presenter::with_foreign)".into(),
+            )),
+        }
+    }
+
+    /// `window`: a toplevel's (title, app id), or the application's
+    /// surface to embed into.
+    fn build(conn: Connection, window: Result<(String, String), WlSurface>) -> Result<Self, WaylandError> {
+        let (globals, queue) = registry_queue_init::<State>(&conn).map_err(lost)?;
+        let qh = queue.handle();
+        let mut state = State::default();
+        let compositor: WlCompositor = globals
+            .bind(&qh, 1..=5, ())
+            .map_err(|_| WaylandError::MissingGlobal("wl_compositor"))?;
+        let shm: Option<WlShm> = globals.bind(&qh, 1..=1, ()).ok();
+        let dmabuf: Option<ZwpLinuxDmabufV1> = globals.bind(&qh, 3..=MAX_DMABUF_VERSION, ()).ok();
+        let viewporter: Option<WpViewporter> = globals.bind(&qh, 1..=1, ()).ok();
+        state.formats.dmabuf_version = dmabuf.as_ref().map_or(0, |d| d.version());
+        let window = match window {
+            Ok((title, app_id)) => Window::toplevel(&globals, &qh, &compositor, viewporter.as_ref(), title, app_id)?,
+            Err(parent) => {
+                // No xdg configure to wait for: the application owns the role.
+                state.configured = true;
+                Window::embedded(&globals, &qh, &compositor, viewporter.as_ref(), &parent)?
+            }
+        };
+        let feedbacks = match &dmabuf {
+            Some(d) => request_feedback(d, &window.surface, &qh, &mut state),
+            None => Vec::new(),
+        };
+        let mut this = Self {
+            conn,
+            queue,
+            qh,
+            state,
+            compositor,
+            shm,
+            dmabuf,
+            feedbacks,
+            viewporter,
+            window: Some(window),
+            cache: HashMap::new(),
+            import_kinds: HashMap::new(),
+            shm_buffers: Vec::new(),
+            stats: PresentStats::default(),
+        };
+        // Globals' initial events (formats), then the first configure.
+        this.roundtrip()?;
+        this.roundtrip()?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !this.state.configured {
+            if Instant::now() > deadline {
+                return Err(WaylandError::Timeout(
+                    "the first xdg_surface.configure",
+                    Duration::from_secs(5),
+                ));
+            }
+            this.dispatch_timeout(Duration::from_millis(50))?;
+        }
+        if let Some(e) = this.state.feedback_error.take() {
+            return Err(e.into());
+        }
+        this.state.formats_changed = false;
+        Ok(this)
+    }
+
+    fn window(&self) -> &Window {
+        self.window.as_ref().expect("the window lives until drop")
+    }
+
+    /// Sends what is queued and waits until the compositor has processed
+    /// it (and dispatches the events that came meanwhile).
+    pub fn roundtrip(&mut self) -> Result<(), WaylandError> {
+        self.queue.roundtrip(&mut self.state).map(drop).map_err(lost)
+    }
+
+    /// Dispatches what has arrived, waiting up to `timeout` for something.
+    pub fn dispatch_timeout(&mut self, timeout: Duration) -> Result<(), WaylandError> {
+        queue::dispatch(&mut self.queue, &mut self.state, timeout)
+    }
+
+    /// What the compositor accepts. Re-evaluated on every feedback `done`.
+    pub fn formats(&self) -> &FormatSet {
+        &self.state.formats
+    }
+
+    /// True once after the preferred format set changed (feedback `done`
+    /// with different tranches): renegotiate, re-pick modifiers.
+    pub fn take_formats_changed(&mut self) -> bool {
+        std::mem::take(&mut self.state.formats_changed)
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> PresentStats {
+        PresentStats {
+            releases: self.state.releases,
+            ..self.stats
+        }
+    }
+
+    /// The surface frames go to: ours (a toplevel, or a subsurface of the
+    /// application's surface when embedding).
+    pub fn surface(&self) -> &WlSurface {
+        &self.window().surface
+    }
+
+    /// The connection (for users that add their own objects).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The size the window manager asked for (None: ours to choose).
+    pub fn configured_size(&self) -> Option<(u32, u32)> {
+        self.state.toplevel_size
+    }
+
+    /// Keys pressed in our window since the last call (at most the last 64),
+    /// as Linux evdev codes (layout-independent: `KEY_Q` is 16 whatever the
+    /// keymap; see [`keys`](super::keys)). Always empty for a foreign surface (the
+    /// application owns input) and on seats without a keyboard.
+    pub fn take_keys(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.state.keys)
+    }
+
+    /// Whether the user closed the window.
+    pub fn is_closed(&self) -> bool {
+        self.state.closed
+    }
+
+    /// Whether a frame callback is outstanding (the compositor has not
+    /// shown the last commit yet).
+    pub fn frame_pending(&self) -> bool {
+        self.state.frame_callback.is_some()
+    }
+
+    /// Dispatches until the latest commit's frame callback, or `timeout`;
+    /// false on timeout.
+    pub fn wait_frame(&mut self, timeout: Duration) -> Result<bool, WaylandError> {
+        let deadline = Instant::now() + timeout;
+        while self.state.frame_callback.is_some() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            self.dispatch_timeout(left.min(Duration::from_millis(20)))?;
+            if self.state.closed {
+                return Err(WaylandError::Closed);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Shows `buf`: linux-dmabuf when the compositor advertises its format
+    /// and modifier, else a counted `wl_shm` copy. `keepalive` (e.g. the
+    /// GStreamer buffer, which keeps a pool from reusing the memory) is
+    /// dropped when the compositor releases the `wl_buffer`.
+    pub fn present(&mut self, buf: &DmaBuf, keepalive: Box<dyn Any + Send>) -> Result<Presented, WaylandError> {
+        self.begin_frame()?;
+        let dmabuf_ok = self.dmabuf.is_some() && self.state.formats.supports_dmabuf(buf.fourcc(), buf.modifier());
+        let shm_ok = buf.modifier() == DrmModifier::Linear && self.state.formats.supports_shm(buf.fourcc());
+        let imported = if dmabuf_ok {
+            match self.wl_buffer_for(buf) {
+                Ok(found) => Some(found),
+                // Refused by the compositor: the counted wl_shm copy.
+                Err(WaylandError::ImportFailed { .. }) if shm_ok => None,
+                Err(e) => return Err(e),
+            }
+        } else {
+            None
+        };
+        let (wl_buffer, presented) = if let Some((b, hit)) = imported {
+            (
+                b,
+                Presented {
+                    zero_copy: true,
+                    cache_hit: hit,
+                },
+            )
+        } else if shm_ok {
+            let b = self.copy_dmabuf_to_shm(buf)?;
+            (
+                b,
+                Presented {
+                    zero_copy: false,
+                    cache_hit: false,
+                },
+            )
+        } else {
+            if self.dmabuf.is_some() {
+                // Say what linux-dmabuf offers instead.
+                self.check_advertised(buf)?;
+            }
+            return Err(WaylandError::Unsupported(buf.fourcc(), ModifierName(buf.modifier())));
+        };
+        self.commit_frame(&wl_buffer, presented, buf.width(), buf.height(), keepalive)?;
+        Ok(presented)
+    }
+
+    /// Takes in what arrived (releases, frame callbacks) before a frame;
+    /// refuses when the window was closed.
+    fn begin_frame(&mut self) -> Result<(), WaylandError> {
+        self.dispatch_timeout(Duration::ZERO)?;
+        if self.state.closed {
+            return Err(WaylandError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Attaches, damages, scales, asks for a frame callback and commits.
+    fn commit_frame(
+        &mut self,
+        wl_buffer: &WlBuffer,
+        presented: Presented,
+        width: u32,
+        height: u32,
+        keepalive: Box<dyn Any + Send>,
+    ) -> Result<(), WaylandError> {
+        let id = wl_buffer.id();
+        if presented.zero_copy && self.state.busy.contains_key(&id) {
+            self.stats.reused_before_release += 1;
+        }
+        self.state.busy.entry(id).or_default().push(keepalive);
+        self.window().surface.attach(Some(wl_buffer), 0, 0);
+        if self.window().surface.version() >= 4 {
+            self.window().surface.damage_buffer(0, 0, i32::MAX, i32::MAX);
+        } else {
+            self.window().surface.damage(0, 0, i32::MAX, i32::MAX);
+        }
+        if let Some(viewport) = &self.window().viewport {
+            match self.state.toplevel_size {
+                Some((w, h)) if !self.window().is_embedded() => {
+                    let (dw, dh) = fit(width, height, w, h);
+                    viewport.set_destination(dw as i32, dh as i32);
+                }
+                _ => viewport.set_destination(-1, -1),
+            }
+        }
+        let callback = self.window().surface.frame(&self.qh, ());
+        self.state.frame_callback = Some(callback.id());
+        self.window().surface.commit();
+        self.conn.flush().map_err(lost)?;
+        self.stats.presented += 1;
+        if presented.zero_copy {
+            self.stats.zero_copy += 1;
+            if presented.cache_hit {
+                self.stats.cache_hits += 1;
+            }
+        } else {
+            self.stats.copies += 1;
+        }
+        Ok(())
+    }
+
+    /// Shows frame bytes from ordinary memory (e.g. a GStreamer buffer of
+    /// system memory) through a counted `wl_shm` copy. `planes` holds each
+    /// plane's bytes and stride.
+    pub fn present_memory(
+        &mut self,
+        fourcc: DrmFourcc,
+        width: u32,
+        height: u32,
+        planes: &[(&[u8], usize)],
+        keepalive: Box<dyn Any + Send>,
+    ) -> Result<Presented, WaylandError> {
+        self.begin_frame()?;
+        if !self.state.formats.supports_shm(fourcc) {
+            return Err(WaylandError::Unsupported(fourcc, ModifierName(DrmModifier::Linear)));
+        }
+        let b = self.copy_to_shm(fourcc, width, height, planes)?;
+        let presented = Presented {
+            zero_copy: false,
+            cache_hit: false,
+        };
+        self.commit_frame(&b, presented, width, height, keepalive)?;
+        Ok(presented)
+    }
+}
+
+impl Drop for Presenter {
+    fn drop(&mut self) {
+        // Everything we made on the connection goes, children first (on an
+        // application's connection nothing of ours may outlive us). The
+        // keep-alives go with the state; the compositor may still read
+        // buffers it held, which stay valid through its own references.
+        for (_, e) in self.cache.drain() {
+            e.buffer.destroy();
+        }
+        for (_, b) in self.state.retired.drain() {
+            b.destroy();
+        }
+        for b in self.shm_buffers.drain(..) {
+            b.buffer.destroy();
+            b.pool.destroy();
+        }
+        for f in self.feedbacks.drain(..) {
+            f.destroy();
+        }
+        if let Some(w) = self.window.take() {
+            w.destroy(&mut self.state);
+        }
+        if let Some(v) = self.viewporter.take() {
+            v.destroy();
+        }
+        if let Some(d) = self.dmabuf.take() {
+            d.destroy();
+        }
+        if let Some(s) = self.shm.take()
+            && s.version() >= 2
+        {
+            s.release();
+        }
+        // wl_compositor and wl_registry have no destructor request: their
+        // proxies go with the queue.
+        let _ = &self.compositor;
+        let _ = self.conn.flush();
+    }
+}

@@ -1,0 +1,146 @@
+//! The connection's event side: [`State`], which every event handler
+//! updates, and dispatching with a time limit on our own event queue (also
+//! on an application's connection, where the application reads its own).
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use wayland_client::backend::ObjectId;
+use wayland_client::globals::GlobalListContents;
+use wayland_client::protocol::{
+    wl_buffer::WlBuffer,
+    wl_callback::{self, WlCallback},
+    wl_compositor::WlCompositor,
+    wl_keyboard::WlKeyboard,
+    wl_registry::WlRegistry,
+    wl_surface::WlSurface,
+};
+use wayland_client::{Connection, Dispatch, EventQueue, Proxy, QueueHandle, delegate_noop};
+
+use super::error::WaylandError;
+use super::formats::{FormatSet, FormatTableError};
+use super::linux_dmabuf::FeedbackBuilder;
+
+/// Everything the event handlers update.
+#[derive(Default)]
+pub(crate) struct State {
+    pub(super) formats: FormatSet,
+    pub(super) formats_changed: bool,
+    pub(super) feedback: HashMap<ObjectId, FeedbackBuilder>,
+    pub(super) surface_feedback: Option<ObjectId>,
+    pub(super) surface_feedback_seen: bool,
+    pub(super) feedback_error: Option<FormatTableError>,
+    pub(super) configured: bool,
+    pub(super) toplevel_size: Option<(u32, u32)>,
+    pub(super) closed: bool,
+    /// The frame callback of the latest commit; an older one's `done` does
+    /// not mean the latest frame was shown.
+    pub(super) frame_callback: Option<ObjectId>,
+    /// wl_buffer -> what must stay alive until its release (present = busy).
+    pub(super) busy: HashMap<ObjectId, Vec<Box<dyn Any + Send>>>,
+    /// wl_buffers we no longer want but the compositor still holds: they
+    /// are destroyed on their `release` (destroying a held buffer means its
+    /// release never comes and its keep-alives are never dropped).
+    pub(super) retired: HashMap<ObjectId, WlBuffer>,
+    pub(super) releases: u64,
+    pub(super) created: HashMap<ObjectId, Result<WlBuffer, ()>>,
+    pub(super) keyboard: Option<WlKeyboard>,
+    /// Keys pressed while our window had the focus (evdev codes).
+    pub(super) keys: Vec<u32>,
+}
+
+impl State {
+    /// Destroys `buffer` now if the compositor does not hold it, else on
+    /// its release.
+    pub(super) fn retire(&mut self, buffer: WlBuffer) {
+        if self.busy.contains_key(&buffer.id()) {
+            self.retired.insert(buffer.id(), buffer);
+        } else {
+            buffer.destroy();
+        }
+    }
+
+    /// A `wl_buffer.release`: the keep-alives go (handing the frame back to
+    /// its producer) and a retired buffer is destroyed.
+    pub(super) fn released(&mut self, buffer: &WlBuffer) {
+        self.releases += 1;
+        self.busy.remove(&buffer.id());
+        if let Some(b) = self.retired.remove(&buffer.id()) {
+            b.destroy();
+        }
+    }
+}
+
+/// A broken connection, as an error.
+pub(super) fn lost(e: impl std::fmt::Display) -> WaylandError {
+    WaylandError::Connection(e.to_string())
+}
+
+/// Flushes, then dispatches what has arrived on `queue`, waiting up to
+/// `timeout` for something (reading the socket ourselves, so that this also
+/// works on an application's connection).
+pub(super) fn dispatch(
+    queue: &mut EventQueue<State>,
+    state: &mut State,
+    timeout: Duration,
+) -> Result<(), WaylandError> {
+    queue.flush().map_err(lost)?;
+    queue.dispatch_pending(state).map_err(lost)?;
+    if let Some(guard) = queue.prepare_read() {
+        let ready = {
+            let fd = guard.connection_fd();
+            let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+            let ts = rustix::event::Timespec {
+                tv_sec: timeout.as_secs() as i64,
+                tv_nsec: i64::from(timeout.subsec_nanos()),
+            };
+            match rustix::event::poll(&mut fds, Some(&ts)) {
+                Ok(n) => n > 0,
+                Err(rustix::io::Errno::INTR) => false,
+                Err(e) => return Err(lost(e)),
+            }
+        };
+        if ready {
+            guard.read().map_err(lost)?;
+        }
+    }
+    queue.dispatch_pending(state).map_err(lost)?;
+    if let Some(e) = state.feedback_error.take() {
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+impl Dispatch<WlRegistry, GlobalListContents> for State {
+    fn event(
+        _: &mut Self,
+        _: &WlRegistry,
+        _: <WlRegistry as Proxy>::Event,
+        _: &GlobalListContents,
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        // Globals appearing later (hot-plugged outputs) are not needed.
+    }
+}
+
+delegate_noop!(State: ignore WlCompositor);
+delegate_noop!(State: ignore WlSurface);
+
+impl Dispatch<WlCallback, ()> for State {
+    fn event(
+        state: &mut Self,
+        callback: &WlCallback,
+        event: wl_callback::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let wl_callback::Event::Done { .. } = event
+            && state.frame_callback.as_ref() == Some(&callback.id())
+        {
+            state.frame_callback = None;
+        }
+    }
+}
