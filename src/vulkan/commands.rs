@@ -169,6 +169,8 @@ fn submit_inner(
     let attached = after_submit();
     // SAFETY: the fence was submitted above.
     unsafe { device.wait_for_fences(&[guard.fence], true, u64::MAX) }.map_err(call("vkWaitForFences"))?;
+    // The queue has moved on: destructions waiting for it may be ready.
+    ctx.collect_retired();
     attached
 }
 

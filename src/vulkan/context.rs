@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use ash::{ext, khr, vk};
 
 use super::error::{VulkanError, call};
+use super::retire::{Destroy, Retired};
 
 /// Environment variable that overrides the device choice: a substring of the
 /// device name (`llvmpipe`), a DRM node path (`/dev/dri/renderD128`) or an
@@ -133,6 +134,7 @@ pub struct VulkanContext {
     info: DeviceInfo,
     validation: Option<Validation>,
     owns_handles: bool,
+    retired: Retired,
 }
 
 impl fmt::Debug for VulkanContext {
@@ -452,6 +454,7 @@ impl VulkanContext {
             info,
             validation,
             owns_handles,
+            retired: Retired::default(),
         }
     }
 
@@ -484,6 +487,26 @@ impl VulkanContext {
     /// submissions.
     pub fn lock_queue(&self) -> MutexGuard<'_, vk::Queue> {
         self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Destroys with `destroy` once the queue has finished everything
+    /// submitted so far (see the `retire` module).
+    pub(crate) fn retire(&self, destroy: Destroy) {
+        self.retired.defer(&self.device, &self.queue, destroy);
+    }
+
+    /// Destroys the dropped objects whose last use the queue has finished
+    /// (images and samplers handed to the caller's command buffers wait for
+    /// that), without blocking; returns how many still wait. This also
+    /// happens on every submission and drop, and the context waits for the
+    /// rest when it goes away.
+    pub fn collect_retired(&self) -> usize {
+        self.retired.collect(&self.device)
+    }
+
+    /// Dropped objects whose destruction still waits for the queue.
+    pub fn retired_pending(&self) -> usize {
+        self.retired.len()
     }
 
     /// Optional features found on the device.
@@ -548,6 +571,9 @@ impl VulkanContext {
 
 impl Drop for VulkanContext {
     fn drop(&mut self) {
+        // Objects whose destruction waited for the queue go first, also on
+        // a device the caller owns.
+        self.retired.finish(&self.device);
         if !self.owns_handles {
             return;
         }

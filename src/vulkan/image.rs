@@ -35,6 +35,9 @@ pub struct VulkanImage {
     pub(super) height: u32,
     pub(super) disjoint: bool,
     acquired_before: AtomicBool,
+    /// Recorded into a caller's command buffer (the public `cmd_*`): the
+    /// destruction then waits for the queue (see the `retire` module).
+    handed_out: AtomicBool,
     /// Dups of the distinct files of a kernel dma-buf, for implicit sync
     /// (empty for memfds, which have no fences).
     pub(super) implicit_fds: Vec<OwnedFd>,
@@ -54,17 +57,29 @@ impl std::fmt::Debug for VulkanImage {
 
 impl Drop for VulkanImage {
     fn drop(&mut self) {
-        let device = self.ctx.device();
-        // SAFETY: all handles are ours (or null, which destroy/free accept);
-        // callers wait for their submissions before dropping images.
-        unsafe {
-            for view in self.views.drain(..).chain(self.storage_views.drain(..)) {
-                device.destroy_image_view(view, None);
+        let views: Vec<vk::ImageView> = self.views.drain(..).chain(self.storage_views.drain(..)).collect();
+        let image = self.image;
+        let memory = std::mem::take(&mut self.memory);
+        let destroy = move |device: &ash::Device| {
+            // SAFETY: all handles are ours (or null, which destroy/free
+            // accept), and no submission uses them any more: the crate's
+            // own submissions are waited for before they return, and a
+            // caller's (which recorded `cmd_acquire`/`cmd_release`) were
+            // submitted before this drop and are waited for by `retire`.
+            unsafe {
+                for view in views {
+                    device.destroy_image_view(view, None);
+                }
+                device.destroy_image(image, None);
+                for memory in memory {
+                    device.free_memory(memory, None);
+                }
             }
-            device.destroy_image(self.image, None);
-            for memory in self.memory.drain(..) {
-                device.free_memory(memory, None);
-            }
+        };
+        if self.handed_out.load(Ordering::Acquire) {
+            self.ctx.retire(Box::new(destroy));
+        } else {
+            destroy(self.ctx.device());
         }
     }
 }
@@ -90,6 +105,7 @@ impl VulkanImage {
             height,
             disjoint: false,
             acquired_before: AtomicBool::new(false),
+            handed_out: AtomicBool::new(false),
             implicit_fds: Vec::new(),
         }
     }
@@ -177,7 +193,34 @@ impl VulkanImage {
     /// foreign queue family the image's true initial layout, the `UNDEFINED`
     /// given at creation being a placeholder. The import tests check every
     /// pixel of the first frame read through a fresh import.
-    pub fn cmd_acquire(
+    ///
+    /// # Safety
+    ///
+    /// `cb` is a command buffer of this image's device in the recording
+    /// state, and it is submitted (if at all) to the context's queue
+    /// ([`VulkanContext::lock_queue`]) before this image is dropped. Dropping
+    /// the image after that submission is safe: its destruction waits until
+    /// the queue has finished it.
+    pub unsafe fn cmd_acquire(
+        &self,
+        cb: vk::CommandBuffer,
+        new_layout: vk::ImageLayout,
+        dst_stage: vk::PipelineStageFlags,
+        dst_access: vk::AccessFlags,
+    ) {
+        self.handed_out.store(true, Ordering::Release);
+        self.record_acquire(cb, new_layout, dst_stage, dst_access);
+    }
+
+    /// Makes the image's destruction wait for the queue (it is used in a
+    /// caller's command buffers).
+    pub(super) fn mark_handed_out(&self) {
+        self.handed_out.store(true, Ordering::Release);
+    }
+
+    /// [`cmd_acquire`](Self::cmd_acquire) for the crate's own submissions,
+    /// which are waited for before they return.
+    pub(crate) fn record_acquire(
         &self,
         cb: vk::CommandBuffer,
         new_layout: vk::ImageLayout,
@@ -216,7 +259,23 @@ impl VulkanImage {
     /// Records the release half of the ownership transfer back to
     /// `VK_QUEUE_FAMILY_FOREIGN_EXT`, leaving the image in `GENERAL`, after
     /// the writes of `src_stage`/`src_access` in `old_layout`.
-    pub fn cmd_release(
+    ///
+    /// # Safety
+    ///
+    /// As for [`cmd_acquire`](Self::cmd_acquire).
+    pub unsafe fn cmd_release(
+        &self,
+        cb: vk::CommandBuffer,
+        old_layout: vk::ImageLayout,
+        src_stage: vk::PipelineStageFlags,
+        src_access: vk::AccessFlags,
+    ) {
+        self.handed_out.store(true, Ordering::Release);
+        self.record_release(cb, old_layout, src_stage, src_access);
+    }
+
+    /// [`cmd_release`](Self::cmd_release) for the crate's own submissions.
+    pub(crate) fn record_release(
         &self,
         cb: vk::CommandBuffer,
         old_layout: vk::ImageLayout,

@@ -306,14 +306,14 @@ impl Kernels {
         let push: Vec<u8> = [w, h, frame, 0].iter().flat_map(|v| v.to_le_bytes()).collect();
         let pool = descriptor_pool(&self.ctx)?;
         submit_and_wait_synced(&self.ctx, &image.implicit_sync(SyncAccess::Write), |cb| {
-            image.cmd_acquire(
+            image.record_acquire(
                 cb,
                 vk::ImageLayout::GENERAL,
                 vk::PipelineStageFlags::COMPUTE_SHADER,
                 vk::AccessFlags::SHADER_WRITE,
             );
             kernel.record(&self.ctx, cb, pool.1, image.storage_views(), &push, (w, h))?;
-            image.cmd_release(
+            image.record_release(
                 cb,
                 vk::ImageLayout::GENERAL,
                 vk::PipelineStageFlags::COMPUTE_SHADER,
@@ -390,26 +390,26 @@ impl Kernels {
         let mut implicit = src.implicit_sync(SyncAccess::Read);
         implicit.extend(dst.implicit_sync(SyncAccess::Write));
         submit_and_wait_synced(&self.ctx, &implicit, |cb| {
-            src.cmd_acquire(
+            src.record_acquire(
                 cb,
                 vk::ImageLayout::GENERAL,
                 vk::PipelineStageFlags::COMPUTE_SHADER,
                 vk::AccessFlags::SHADER_READ,
             );
-            dst.cmd_acquire(
+            dst.record_acquire(
                 cb,
                 vk::ImageLayout::GENERAL,
                 vk::PipelineStageFlags::COMPUTE_SHADER,
                 vk::AccessFlags::SHADER_WRITE,
             );
             kernel.record(&self.ctx, cb, pool.1, &views, push, (dst.width(), dst.height()))?;
-            src.cmd_release(
+            src.record_release(
                 cb,
                 vk::ImageLayout::GENERAL,
                 vk::PipelineStageFlags::COMPUTE_SHADER,
                 vk::AccessFlags::empty(),
             );
-            dst.cmd_release(
+            dst.record_release(
                 cb,
                 vk::ImageLayout::GENERAL,
                 vk::PipelineStageFlags::COMPUTE_SHADER,

@@ -31,6 +31,13 @@
 //! CPU write finishing) is the rule. Every access is bracketed by
 //! [`VulkanImage::cmd_acquire`] / [`VulkanImage::cmd_release`], the
 //! ownership transfer from and to `VK_QUEUE_FAMILY_FOREIGN_EXT`.
+//!
+//! **Lifetimes**: an image (or [`YcbcrSampler`]) recorded into your command
+//! buffers may be dropped as soon as those are submitted to the context's
+//! queue: its Vulkan objects are destroyed only once the queue has finished
+//! everything submitted before the drop (an empty submission's fence; see
+//! [`VulkanContext::collect_retired`]). [`ImportCache`] entries purged while
+//! you still use their image are kept alive by your `Arc`.
 
 mod cache;
 mod commands;
@@ -42,6 +49,7 @@ mod image;
 mod import;
 mod kernels;
 mod memory;
+mod retire;
 mod support;
 mod transfer;
 mod ycbcr;

@@ -80,7 +80,7 @@ impl VulkanImage {
         let staging = HostBuffer::new(&self.ctx, total, vk::BufferUsageFlags::TRANSFER_DST)?;
         let regions = self.copy_regions(&offsets);
         submit_and_wait_synced(&self.ctx, &self.implicit_sync(SyncAccess::Read), |cb| {
-            self.cmd_acquire(
+            self.record_acquire(
                 cb,
                 vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
                 vk::PipelineStageFlags::TRANSFER,
@@ -97,7 +97,7 @@ impl VulkanImage {
                     &regions,
                 )
             };
-            self.cmd_release(
+            self.record_release(
                 cb,
                 vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
                 vk::PipelineStageFlags::TRANSFER,
@@ -153,7 +153,7 @@ impl VulkanImage {
         })?;
         let regions = self.copy_regions(&offsets);
         submit_and_wait_synced(&self.ctx, &self.implicit_sync(SyncAccess::Write), |cb| {
-            self.cmd_acquire(
+            self.record_acquire(
                 cb,
                 vk::ImageLayout::TRANSFER_DST_OPTIMAL,
                 vk::PipelineStageFlags::TRANSFER,
@@ -169,7 +169,7 @@ impl VulkanImage {
                     &regions,
                 )
             };
-            self.cmd_release(
+            self.record_release(
                 cb,
                 vk::ImageLayout::TRANSFER_DST_OPTIMAL,
                 vk::PipelineStageFlags::TRANSFER,

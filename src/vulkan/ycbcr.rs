@@ -12,8 +12,14 @@ use super::image::VulkanImage;
 /// and a view of the whole YUV image through it. Bind `sampler` as the
 /// immutable sampler of a COMBINED_IMAGE_SAMPLER descriptor with `view`;
 /// shaders then read RGB.
+///
+/// It keeps its image alive. Its objects are used by the caller's command
+/// buffers, so on drop they (and the image) are destroyed only once the
+/// context's queue has finished what was submitted before (see
+/// [`VulkanContext::collect_retired`]).
 pub struct YcbcrSampler {
     ctx: Arc<VulkanContext>,
+    image: Arc<VulkanImage>,
     conversion: vk::SamplerYcbcrConversion,
     sampler: vk::Sampler,
     view: vk::ImageView,
@@ -34,7 +40,7 @@ impl YcbcrSampler {
     /// imported or exported with SAMPLED usage). Chroma is taken co-sited
     /// with even luma samples when the format supports it (the placement of
     /// MPEG-2/H.264 4:2:0 and of our pattern), else at the midpoint.
-    pub fn new(image: &VulkanImage) -> Result<Self, VulkanError> {
+    pub fn new(image: &Arc<VulkanImage>) -> Result<Self, VulkanError> {
         let ctx = image.context();
         if !ctx.capabilities().ycbcr_conversion {
             return Err(VulkanError::MissingExtension {
@@ -65,6 +71,7 @@ impl YcbcrSampler {
         };
         let mut this = Self {
             ctx: Arc::clone(ctx),
+            image: Arc::clone(image),
             conversion: vk::SamplerYcbcrConversion::null(),
             sampler: vk::Sampler::null(),
             view: vk::ImageView::null(),
@@ -106,8 +113,8 @@ impl YcbcrSampler {
             )
             .push_next(&mut view_conversion)
             .push_next(&mut view_usage);
-        // SAFETY: the image is bound and outlives the view only if the caller
-        // keeps it (documented); the view is destroyed in Drop.
+        // SAFETY: the image is bound and outlives the view (we hold it; see
+        // Drop); the view is destroyed in Drop.
         this.view = unsafe { device.create_image_view(&view_info, None) }.map_err(call("vkCreateImageView"))?;
         Ok(this)
     }
@@ -122,22 +129,31 @@ impl YcbcrSampler {
         self.sampler
     }
 
-    /// The view of the whole image through the conversion. Valid while the
-    /// image it was made from lives.
+    /// The view of the whole image through the conversion.
     pub fn view(&self) -> vk::ImageView {
         self.view
+    }
+
+    /// The image sampled.
+    pub fn image(&self) -> &Arc<VulkanImage> {
+        &self.image
     }
 }
 
 impl Drop for YcbcrSampler {
     fn drop(&mut self) {
-        let device = self.ctx.device();
-        // SAFETY: our handles (or null); callers wait for submissions using
-        // them before dropping.
-        unsafe {
-            device.destroy_image_view(self.view, None);
-            device.destroy_sampler(self.sampler, None);
-            device.destroy_sampler_ycbcr_conversion(self.conversion, None);
-        }
+        let (view, sampler, conversion) = (self.view, self.sampler, self.conversion);
+        // The image (dropped with our Arc after this) waits for the queue
+        // too: our view of it may be in a caller's pending submission.
+        self.image.mark_handed_out();
+        self.ctx.retire(Box::new(move |device| {
+            // SAFETY: our handles (or null); the queue finished every
+            // submission made before the drop (see `retire`).
+            unsafe {
+                device.destroy_image_view(view, None);
+                device.destroy_sampler(sampler, None);
+                device.destroy_sampler_ycbcr_conversion(conversion, None);
+            }
+        }));
     }
 }
