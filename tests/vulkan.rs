@@ -577,7 +577,7 @@ fn disjoint_multi_plane_import() {
 /// A host-visible, coherent buffer of `size` bytes with `usage`.
 fn host_buffer(ctx: &vulkan::VulkanContext, size: u64, usage: vk::BufferUsageFlags) -> (vk::Buffer, vk::DeviceMemory) {
     let device = ctx.device();
-    // SAFETY (test): plain object creation on a valid device.
+    // SAFETY: (test) plain object creation on a valid device.
     unsafe {
         let buffer = device
             .create_buffer(&vk::BufferCreateInfo::default().size(size).usage(usage), None)
@@ -642,7 +642,7 @@ fn sample_through(ctx: &vulkan::VulkanContext, sampler: &vulkan::YcbcrSampler, p
     let device = ctx.device();
     let size = (points.len() * 16) as u64;
     let (buffer, memory) = host_buffer(ctx, size, vk::BufferUsageFlags::STORAGE_BUFFER);
-    // SAFETY (test): every object below is created, used by one waited-for
+    // SAFETY: (test) every object below is created, used by one waited-for
     // submission, and destroyed here; the buffer memory is host-coherent.
     unsafe {
         let ptr = device
@@ -784,7 +784,7 @@ fn sample_through(ctx: &vulkan::VulkanContext, sampler: &vulkan::YcbcrSampler, p
 /// A command pool and one primary command buffer, recording.
 fn command_buffer(ctx: &vulkan::VulkanContext) -> (vk::CommandPool, vk::CommandBuffer) {
     let device = ctx.device();
-    // SAFETY (test): plain creation; the caller destroys the pool.
+    // SAFETY: (test) plain creation; the caller destroys the pool.
     unsafe {
         let pool = device
             .create_command_pool(
@@ -810,7 +810,7 @@ fn command_buffer(ctx: &vulkan::VulkanContext) -> (vk::CommandPool, vk::CommandB
 /// Ends `cb`, submits it to the context's queue and waits.
 fn submit_and_wait(ctx: &vulkan::VulkanContext, cb: vk::CommandBuffer) {
     let fence = submit(ctx, cb);
-    // SAFETY (test): our fence, submitted.
+    // SAFETY: (test) our fence, submitted.
     unsafe {
         ctx.device().wait_for_fences(&[fence], true, u64::MAX).unwrap();
         ctx.device().destroy_fence(fence, None);
@@ -820,7 +820,7 @@ fn submit_and_wait(ctx: &vulkan::VulkanContext, cb: vk::CommandBuffer) {
 /// Ends `cb` and submits it to the context's queue with a new fence.
 fn submit(ctx: &vulkan::VulkanContext, cb: vk::CommandBuffer) -> vk::Fence {
     let device = ctx.device();
-    // SAFETY (test): `cb` is recording; the queue is locked.
+    // SAFETY: (test) `cb` is recording; the queue is locked.
     unsafe {
         device.end_command_buffer(cb).unwrap();
         let fence = device.create_fence(&vk::FenceCreateInfo::default(), None).unwrap();
@@ -920,10 +920,10 @@ fn images_in_a_pending_submission_are_destroyed_after_it() {
     let buf = pattern_dmabuf(&ctx, DrmFourcc::Xrgb8888, 64, 64, 3);
     let mut cache = ImportCache::new(&ctx, IMPORT_USAGE);
     let image = cache.get_or_import(&buf).unwrap();
-    // SAFETY (test): the event is ours, destroyed after the fence below.
+    // SAFETY: (test) the event is ours, destroyed after the fence below.
     let event = unsafe { device.create_event(&vk::EventCreateInfo::default(), None) }.unwrap();
     let (pool, cb) = command_buffer(&ctx);
-    // SAFETY (test): `cb` is recording and goes to the context's queue
+    // SAFETY: (test) `cb` is recording and goes to the context's queue
     // before the image is dropped (cmd_acquire's contract).
     unsafe {
         // The submission blocks on an event only the host sets, later.
@@ -956,20 +956,18 @@ fn images_in_a_pending_submission_are_destroyed_after_it() {
     drop(buf);
     assert_eq!(cache.purge(), 1);
     std::thread::sleep(std::time::Duration::from_millis(100));
-    // SAFETY (test): our fence.
-    assert!(
-        !unsafe { device.get_fence_status(fence) }.unwrap(),
-        "the submission must still be pending"
-    );
+    // SAFETY: (test) our fence.
+    let signalled = unsafe { device.get_fence_status(fence) }.unwrap();
+    assert!(!signalled, "the submission must still be pending");
     assert_eq!(ctx.retired_pending(), 1, "destruction deferred");
     assert_eq!(ctx.collect_retired(), 1, "not before the submission ends");
-    // SAFETY (test): our event and fence.
+    // SAFETY: (test) our event and fence.
     unsafe {
         device.set_event(event).unwrap();
         device.wait_for_fences(&[fence], true, u64::MAX).unwrap();
     }
     assert_eq!(ctx.collect_retired(), 0, "destroyed once the queue finished");
-    // SAFETY (test): the submission finished.
+    // SAFETY: (test) the submission finished.
     unsafe {
         device.destroy_fence(fence, None);
         device.destroy_event(event, None);
