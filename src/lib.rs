@@ -35,7 +35,7 @@
 
 pub mod alloc;
 pub mod dmabuf;
-#[cfg(all(feature = "gstreamer", feature = "vulkan"))]
+#[cfg(all(feature = "gstreamer", any(feature = "vulkan", feature = "wayland")))]
 pub mod elements;
 pub mod format;
 #[cfg(feature = "gstreamer")]

@@ -1,7 +1,9 @@
-//! GStreamer elements (features `gstreamer` + `vulkan`): compositions of the
-//! adapters. Register them with [`register`] for static use, or load the
-//! plugin (`GST_PLUGIN_PATH=target/<profile>`).
+//! GStreamer elements (feature `gstreamer`): compositions of the adapters.
+//! `vkdmabufsrc` needs `vulkan`, `wldmabufsink` needs `wayland` only.
+//! Register them with [`register`] for static use, or load the plugin
+//! (`GST_PLUGIN_PATH=target/<profile>`).
 
+#[cfg(feature = "vulkan")]
 pub mod vkdmabufsrc;
 #[cfg(feature = "wayland")]
 pub mod wldmabufsink;
@@ -11,6 +13,7 @@ use gstreamer as gst;
 /// Registers every element of the crate with `plugin` (or, with `None`,
 /// statically for this process).
 pub fn register(plugin: Option<&gst::Plugin>) -> Result<(), gst::glib::BoolError> {
+    #[cfg(feature = "vulkan")]
     vkdmabufsrc::register(plugin)?;
     #[cfg(feature = "wayland")]
     wldmabufsink::register(plugin)?;
