@@ -131,8 +131,8 @@ impl FormatSet {
             .unwrap_or_default()
     }
 
-    /// Fourccs shown with zero copies (linux-dmabuf with a LINEAR or
-    /// implicit modifier), those we know of only.
+    /// Fourccs shown with zero copies as LINEAR buffers (linux-dmabuf
+    /// advertises LINEAR for them), those we know of only.
     pub fn dmabuf_fourccs(&self) -> Vec<DrmFourcc> {
         self.dmabuf
             .keys()
@@ -239,12 +239,14 @@ mod tests {
         set.shm.insert(shm_to_fourcc(0));
         assert!(set.supports_dmabuf(DrmFourcc::Xrgb8888, DrmModifier::Linear));
         assert!(!set.supports_dmabuf(DrmFourcc::Xrgb8888, DrmModifier::from(0x0100_0000_0000_0002)));
-        // Implicit admits linear.
-        assert!(set.supports_dmabuf(DrmFourcc::Nv12, DrmModifier::Linear));
+        // Implicit (INVALID) is not LINEAR: a LINEAR buffer is not sent
+        // where only the implicit modifier is advertised.
+        assert!(!set.supports_dmabuf(DrmFourcc::Nv12, DrmModifier::Linear));
+        assert!(set.supports_dmabuf(DrmFourcc::Nv12, DrmModifier::Invalid));
         assert!(!set.supports_dmabuf(DrmFourcc::Abgr8888, DrmModifier::Linear));
         assert!(!set.supports_dmabuf(DrmFourcc::Yuyv, DrmModifier::Linear));
         // In fourcc-code order.
-        assert_eq!(set.dmabuf_fourccs(), vec![DrmFourcc::Nv12, DrmFourcc::Xrgb8888]);
+        assert_eq!(set.dmabuf_fourccs(), vec![DrmFourcc::Xrgb8888]);
         assert_eq!(set.shm_fourccs(), vec![DrmFourcc::Argb8888]);
         assert_eq!(fourcc_to_shm(DrmFourcc::Argb8888), 0);
         assert_eq!(fourcc_to_shm(DrmFourcc::Nv12), DrmFourcc::Nv12 as u32);
