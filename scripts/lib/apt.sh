@@ -1,4 +1,4 @@
-# Sourced by scripts/setup, scripts/vm-test and scripts/chroot-test: sudo
+# Sourced by scripts/setup, scripts/vm-test and scripts/chroot-run: sudo
 # when not root, and the bookworm-backports source on the mirror this
 # machine already uses.
 

@@ -108,9 +108,63 @@ pub fn parse_drm_format(text: &str) -> Result<(DrmFourcc, DrmModifier), CapsErro
         }
         None => (text, DrmModifier::Linear),
     };
+    // DMA_DRM caps describe a layout; INVALID (implicit) names none.
+    if modifier == DrmModifier::Invalid {
+        return Err(bad());
+    }
     let bytes: [u8; 4] = code.as_bytes().try_into().map_err(|_| bad())?;
     let fourcc = DrmFourcc::try_from(u32::from_le_bytes(bytes)).map_err(|_| bad())?;
     Ok((fourcc, modifier))
+}
+
+/// The `VideoInfo` of fixed caps of any style. GStreamer >= 1.24 reads
+/// DMA_DRM caps as the opaque format `DMA_DRM` with no planes (and
+/// gstreamer-rs built for 1.22 cannot name it), so DMA_DRM caps are
+/// rewritten to the fourcc's format first, as
+/// `gst_video_info_dma_drm_from_caps` does: the strides and offsets are then
+/// LINEAR ones, meaningful only for LINEAR buffers (others need a
+/// `VideoMeta`, see [`crate::gst::dmabuf_from_buffer`]).
+pub fn video_info(caps: &gst::CapsRef) -> Result<gst_video::VideoInfo, CapsError> {
+    let stream = parse_caps(caps)?;
+    let mut owned = caps.to_owned();
+    if let Some(s) = owned.make_mut().structure_mut(0) {
+        let dma_drm = s.get::<&str>("format").ok() == Some("DMA_DRM");
+        if dma_drm {
+            let format =
+                video_format(stream.fourcc).ok_or_else(|| CapsError::UnsupportedFormat(stream.fourcc.to_string()))?;
+            s.set("format", format.to_str());
+            s.remove_field("drm-format");
+        }
+    }
+    gst_video::VideoInfo::from_caps(&owned).map_err(|e| CapsError::NotFixed(format!("{owned}: {e}")))
+}
+
+/// `video/x-raw, format=DMA_DRM, drm-format={...}` for `pairs` (GStreamer
+/// 1.24+ style; put it under `memory:DMABuf`), with open width, height and
+/// framerate; `None` when no pair remains. INVALID (implicit) modifiers are
+/// left out: DMA_DRM caps cannot name them.
+pub fn dma_drm_structure(pairs: impl IntoIterator<Item = (DrmFourcc, DrmModifier)>) -> Option<gst::Structure> {
+    let mut list: Vec<String> = pairs
+        .into_iter()
+        .filter(|&(_, m)| m != DrmModifier::Invalid)
+        .map(|(f, m)| drm_format_string(f, m))
+        .collect();
+    list.dedup();
+    if list.is_empty() {
+        return None;
+    }
+    Some(
+        gst::Structure::builder("video/x-raw")
+            .field("format", "DMA_DRM")
+            .field("drm-format", gst::List::new(list))
+            .field("width", gst::IntRange::new(1, i32::MAX))
+            .field("height", gst::IntRange::new(1, i32::MAX))
+            .field(
+                "framerate",
+                gst::FractionRange::new(gst::Fraction::new(0, 1), gst::Fraction::new(i32::MAX, 1)),
+            )
+            .build(),
+    )
 }
 
 /// Whether the running GStreamer has DMA_DRM caps (1.24+).

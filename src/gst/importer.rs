@@ -240,8 +240,8 @@ impl Importer {
         let caps = sample.caps().ok_or(ImportError::Incomplete("caps"))?;
         let stream = parse_caps(caps)?;
         let buffer = sample.buffer().ok_or(ImportError::Incomplete("buffer"))?;
-        let info =
-            gst_video::VideoInfo::from_caps(caps).map_err(|e| ImportError::Caps(CapsError::NotFixed(e.to_string())))?;
+        // Any caps style: plain, 1.22 memory:DMABuf, 1.24+ DMA_DRM.
+        let info = super::caps::video_info(caps)?;
         // Checked on every buffer, whatever the caps say.
         let (dmabuf, zero_copy) = if is_dmabuf_buffer(buffer) {
             (self.cache.get(buffer, &info, stream.modifier)?, true)
@@ -273,13 +273,10 @@ impl Importer {
     fn copy_into_dmabuf(&self, buffer: &gst::BufferRef, info: &gst_video::VideoInfo) -> Result<DmaBuf, ImportError> {
         let fourcc = super::caps::fourcc_of(info.format())
             .ok_or_else(|| ImportError::Caps(CapsError::UnsupportedFormat(info.format().to_str().to_string())))?;
-        // The layout is checked here rather than trusted: gst_video_frame_map
-        // would only g_return_if_fail on a meta smaller than the caps, and
-        // slicing a mapped frame by caps height could read past the memory.
-        let (offsets, strides) = checked_layout(buffer, info)?;
         let data = buffer
             .map_readable()
             .map_err(|e| CopyError::Frame(gst::glib::bool_error!("gst_buffer_map: {e}")))?;
+        let planes = checked_planes(&data, buffer, info, fourcc)?;
         let target = self
             .copy_target
             .lock()
@@ -287,41 +284,65 @@ impl Importer {
             .unwrap_or_else(|e| e.into_inner())
             .allocate(fourcc, info.width(), info.height(), 64)?;
         let mut map = target.map(MapAccess::ReadWrite).map_err(CopyError::Map)?;
-        for (i, plane) in target.format_info().planes.iter().enumerate() {
-            let row_bytes = plane.min_row_bytes(info.width()).unwrap_or(0) as usize;
-            let rows = plane.rows(info.height()) as usize;
-            let stride = strides.get(i).copied().unwrap_or(0);
-            let src_stride = usize::try_from(stride)
-                .ok()
-                .filter(|&s| s >= row_bytes)
-                .ok_or(CopyError::Stride {
-                    plane: i,
-                    stride,
-                    row_bytes,
-                })?;
-            let offset = offsets.get(i).copied().unwrap_or(0);
-            let short = |needed| CopyError::Short {
-                plane: i,
-                rows,
-                stride: src_stride,
-                offset,
-                needed,
-                got: data.len(),
-            };
-            let needed = rows
-                .saturating_sub(1)
-                .checked_mul(src_stride)
-                .and_then(|n| n.checked_add(row_bytes))
-                .and_then(|n| n.checked_add(offset))
-                .ok_or(short(usize::MAX))?;
-            let src = data.get(offset..needed).ok_or(short(needed))?;
-            if rows > 0 {
-                map.write_rows(i, src, src_stride).map_err(CopyError::Map)?;
-            }
+        for (i, (src, src_stride)) in planes.into_iter().enumerate() {
+            map.write_rows(i, src, src_stride).map_err(CopyError::Map)?;
         }
         drop(map);
         Ok(target)
     }
+}
+
+/// Each plane of a system-memory frame as (bytes from its first row to the
+/// end of its last row, stride), from `data` (the whole buffer, mapped).
+///
+/// The layout is checked rather than trusted: `gst_video_frame_map` would
+/// only `g_return_if_fail` on a VideoMeta smaller than the caps, and
+/// gstreamer-rs' `plane_data` slices stride x caps height, which a
+/// malformed VideoMeta can put past the memory. Negative (bottom-up)
+/// strides and strides shorter than a row are refused.
+pub(crate) fn checked_planes<'a>(
+    data: &'a [u8],
+    buffer: &gst::BufferRef,
+    info: &gst_video::VideoInfo,
+    fourcc: crate::DrmFourcc,
+) -> Result<Vec<(&'a [u8], usize)>, CopyError> {
+    let (offsets, strides) = checked_layout(buffer, info)?;
+    let format = crate::format::info(fourcc).map_err(|_| CopyError::Meta {
+        meta: String::new(),
+        caps: format!("{fourcc:?} is not in the format table"),
+    })?;
+    let mut planes = Vec::with_capacity(format.planes.len());
+    for (i, plane) in format.planes.iter().enumerate() {
+        let row_bytes = plane.min_row_bytes(info.width()).unwrap_or(0) as usize;
+        let rows = plane.rows(info.height()) as usize;
+        let stride = strides.get(i).copied().unwrap_or(0);
+        let src_stride = usize::try_from(stride)
+            .ok()
+            .filter(|&s| s >= row_bytes)
+            .ok_or(CopyError::Stride {
+                plane: i,
+                stride,
+                row_bytes,
+            })?;
+        let offset = offsets.get(i).copied().unwrap_or(0);
+        let short = |needed| CopyError::Short {
+            plane: i,
+            rows,
+            stride: src_stride,
+            offset,
+            needed,
+            got: data.len(),
+        };
+        let end = rows
+            .saturating_sub(1)
+            .checked_mul(src_stride)
+            .and_then(|n| n.checked_add(row_bytes))
+            .and_then(|n| n.checked_add(offset))
+            .ok_or(short(usize::MAX))?;
+        let bytes = data.get(offset..end).ok_or(short(end))?;
+        planes.push((bytes, src_stride));
+    }
+    Ok(planes)
 }
 
 /// Plane offsets and strides of `buffer`: its VideoMeta's, checked against
@@ -353,7 +374,17 @@ pub(crate) fn propose_allocation(query: &mut gst::query::Allocation, allocator: 
     let (Some(caps), need_pool) = query.get() else {
         return false;
     };
-    let Ok(info) = gst_video::VideoInfo::from_caps(caps) else {
+    if caps
+        .structure(0)
+        .is_some_and(|s| s.get::<&str>("format").ok() == Some("DMA_DRM"))
+    {
+        // DMA_DRM buffers come from the producer's own allocator (a
+        // decoder's, a Vulkan exporter's), as with waylandsink: no pool,
+        // and their layout is read from the VideoMeta.
+        query.add_allocation_meta::<gst_video::VideoMeta>(None);
+        return true;
+    }
+    let Ok(info) = super::caps::video_info(caps) else {
         return false;
     };
     if super::caps::fourcc_of(info.format()).is_none() {

@@ -30,6 +30,10 @@ pub enum MemoryError {
     /// The buffer has no memory.
     #[error("the buffer has no memory")]
     Empty,
+    /// A buffer with a non-LINEAR modifier (DMA_DRM caps) came without a
+    /// `VideoMeta`: caps give no offsets or strides for tiled layouts.
+    #[error("a {0} buffer needs a VideoMeta: DMA_DRM caps carry no plane layout for it")]
+    NeedsVideoMeta(crate::dmabuf::ModifierName),
     /// The format has no GstVideoFormat.
     #[error("format {0} has no GstVideoFormat")]
     UnsupportedFormat(String),
@@ -222,9 +226,12 @@ fn plane_layout(buffer: &gst::BufferRef, info: &gst_video::VideoInfo) -> (Vec<us
 ///
 /// Every memory must be dma-buf memory ([`MemoryError::NotDmaBuf`] names the
 /// first that is not). Offsets and strides come from the buffer's
-/// `VideoMeta`, or `info`'s defaults when it has none. The `DmaBuf` holds
-/// dups of the fds, so it outlives the buffer safely; `modifier` is what the
-/// caps said (LINEAR for 1.22-style caps).
+/// `VideoMeta`, or `info`'s defaults when it has none (LINEAR only: other
+/// modifiers need the meta, [`MemoryError::NeedsVideoMeta`]). The `DmaBuf`
+/// holds dups of the fds, so it outlives the buffer safely; `modifier` is
+/// what the caps said (LINEAR for plain and 1.22-style caps; DMA_DRM caps
+/// name it). `info` comes from [`super::caps::video_info`] for caps of any
+/// style.
 pub fn dmabuf_from_buffer(
     buffer: &gst::BufferRef,
     info: &gst_video::VideoInfo,
@@ -244,6 +251,9 @@ pub fn dmabuf_from_buffer(
         let fd = dup_fd(memory_fd(memory, index, count)?, index)?;
         memories.push((Arc::new(fd), memory.offset(), memory.size(), total));
         total += memory.size();
+    }
+    if modifier != DrmModifier::Linear && buffer.meta::<gst_video::VideoMeta>().is_none() {
+        return Err(MemoryError::NeedsVideoMeta(crate::dmabuf::ModifierName(modifier)));
     }
     let (offsets, strides) = plane_layout(buffer, info);
     let mut builder = DmaBuf::builder(fourcc, modifier, info.width(), info.height());

@@ -84,6 +84,8 @@ pub struct Presenter {
     pub(super) import_kinds: HashMap<ImportKind, bool>,
     pub(super) shm_buffers: Vec<ShmBuffer>,
     pub(super) stats: PresentStats,
+    /// The application's render rectangle size (embedding only).
+    render_size: Option<(u32, u32)>,
 }
 
 impl std::fmt::Debug for Presenter {
@@ -197,6 +199,7 @@ impl Presenter {
             import_kinds: HashMap::new(),
             shm_buffers: Vec::new(),
             stats: PresentStats::default(),
+            render_size: None,
         };
         // Globals' initial events (formats), then the first configure.
         this.roundtrip()?;
@@ -279,6 +282,26 @@ impl Presenter {
     /// Whether the user closed the window.
     pub fn is_closed(&self) -> bool {
         self.state.closed
+    }
+
+    /// Where video goes inside an application's surface (GstVideoOverlay's
+    /// render rectangle): the subsurface is placed at (x, y), applied with
+    /// the application's next commit, and the next frames are scaled to
+    /// `width`x`height` keeping their aspect ratio. `None` (or a size of 0)
+    /// goes back to the buffer's own size at (0, 0). Ignored for our own
+    /// toplevel, which follows the compositor's configure.
+    pub fn set_render_rectangle(&mut self, rect: Option<(i32, i32, i32, i32)>) {
+        let rect = rect.filter(|&(_, _, w, h)| w > 0 && h > 0);
+        let (x, y) = rect.map_or((0, 0), |(x, y, _, _)| (x, y));
+        self.window().set_position(x, y);
+        self.render_size = rect.map(|(_, _, w, h)| (w as u32, h as u32));
+    }
+
+    /// Commits the surface again (GstVideoOverlay's `expose`): the
+    /// compositor shows the buffer it holds once more.
+    pub fn expose(&mut self) -> Result<(), WaylandError> {
+        self.window().surface.commit();
+        self.conn.flush().map_err(lost)
     }
 
     /// Whether a frame callback is outstanding (the compositor has not
@@ -381,12 +404,20 @@ impl Presenter {
             self.window().surface.damage(0, 0, i32::MAX, i32::MAX);
         }
         if let Some(viewport) = &self.window().viewport {
-            match self.state.toplevel_size {
-                Some((w, h)) if !self.window().is_embedded() => {
+            let area = if self.window().is_embedded() {
+                self.render_size
+            } else {
+                self.state.toplevel_size
+            };
+            match area {
+                Some((w, h)) => {
                     let (dw, dh) = fit(width, height, w, h);
-                    viewport.set_destination(dw as i32, dh as i32);
+                    viewport.set_destination(
+                        i32::try_from(dw).unwrap_or(i32::MAX),
+                        i32::try_from(dh).unwrap_or(i32::MAX),
+                    );
                 }
-                _ => viewport.set_destination(-1, -1),
+                None => viewport.set_destination(-1, -1),
             }
         }
         let callback = self.window().surface.frame(&self.qh, ());

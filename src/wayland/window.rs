@@ -150,6 +150,15 @@ impl Window {
         matches!(self.role, Role::Embedded { .. })
     }
 
+    /// Places an embedded window's subsurface at (x, y) of the
+    /// application's surface (applied with the application's next commit,
+    /// as subsurface positions are); nothing for our own toplevel.
+    pub(super) fn set_position(&self, x: i32, y: i32) {
+        if let Role::Embedded { subsurface } = &self.role {
+            subsurface.set_position(x, y);
+        }
+    }
+
     /// Destroys every object made for the window (and the keyboard the
     /// seat gave), children before parents.
     pub(super) fn destroy(self, state: &mut State) {

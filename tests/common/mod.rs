@@ -247,3 +247,22 @@ pub fn drm_weston() -> Option<dmabuf_interop::wayland::headless::Weston> {
     .unwrap_or_else(|e| panic!("Weston's DRM backend: {e}"));
     Some(weston)
 }
+
+/// Set by `scripts/chroot-stage` (GStreamer 1.26 in a Debian 13 chroot).
+pub const GST_STAGE_ENV: &str = "DMABUF_INTEROP_GST_STAGE";
+
+/// Whether a test that needs `what` (a GStreamer element or version this
+/// machine may lack, e.g. `glupload`) runs: where it is `present`, yes; in
+/// the GStreamer 1.26 stage a missing one fails the test; elsewhere the test
+/// says it runs in that stage and does nothing.
+pub fn gst_stage_test(what: &str, present: bool) -> bool {
+    if present {
+        return true;
+    }
+    assert!(
+        std::env::var_os(GST_STAGE_ENV).is_none(),
+        "the GStreamer 1.26 stage must provide {what}, but it is missing"
+    );
+    eprintln!("needs {what}: not on this machine; runs in scripts/test's GStreamer 1.26 stage (scripts/chroot-stage)");
+    false
+}

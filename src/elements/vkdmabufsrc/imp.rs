@@ -2,7 +2,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Duration;
 
 use gstreamer as gst;
 use gstreamer::glib;
@@ -14,6 +13,7 @@ use gstreamer_base::subclass::base_src::CreateSuccess;
 use gstreamer_base::subclass::prelude::*;
 use gstreamer_video as gst_video;
 
+use super::pool::{RingPool, SlotMemories};
 use crate::alloc::AllocatorKind;
 use crate::gst::caps::{self as dcaps, StreamFormat};
 use crate::gst::memory::buffer_from_dmabuf;
@@ -47,39 +47,19 @@ impl Default for Settings {
     }
 }
 
-/// One image of the ring and the memories that carry it downstream.
-struct Slot {
-    image: ExportedImage,
-    memories: Vec<gst::Memory>,
-    offsets: Vec<usize>,
-    strides: Vec<i32>,
-}
-
-impl Slot {
-    /// Free when no buffer downstream still holds one of its memories: the
-    /// slot's own reference is the only one left. (`is_writable` would not
-    /// do: a memory in exactly one buffer counts as writable.)
-    fn is_idle(&self) -> bool {
-        self.memories.iter().all(|m| {
-            let ptr = m.as_ptr() as *mut gst::ffi::GstMemory;
-            // SAFETY: `m` is a live memory we hold a reference to; its
-            // refcount is a gint updated with g_atomic operations.
-            let refcount = unsafe { std::ptr::addr_of_mut!((*ptr).mini_object.refcount) };
-            // SAFETY: as above: a valid, aligned gint that lives as long as `m`.
-            let count = unsafe { std::sync::atomic::AtomicI32::from_ptr(refcount) };
-            count.load(Ordering::SeqCst) == 1
-        })
-    }
-}
-
 struct State {
-    kernels: Kernels,
-    ring: Vec<Slot>,
+    kernels: Arc<Kernels>,
+    /// The ring's images; the pool's buffer `i` carries image `i`.
+    ring: Vec<Arc<ExportedImage>>,
+    /// The memories and layout of each image, for the pool.
+    slots: Vec<SlotMemories>,
     stream: StreamFormat,
     frame: u64,
     mappable: bool,
+    /// Made in `decide_allocation`, once downstream said whether it takes
+    /// `VideoMeta`.
+    pool: Option<RingPool>,
 }
-
 #[derive(Default)]
 pub struct VkDmaBufSrc {
     settings: Mutex<Settings>,
@@ -88,23 +68,62 @@ pub struct VkDmaBufSrc {
     flushing: AtomicBool,
 }
 
-fn template_caps() -> gst::Caps {
-    let structure = gst::Structure::builder("video/x-raw")
-        .field("format", gst::List::new(FORMATS))
+/// Width, height and framerate ranges on a `video/x-raw` structure.
+fn video_structure() -> gst::structure::Builder {
+    gst::Structure::builder("video/x-raw")
         .field("width", gst::IntRange::new(1, 16384))
         .field("height", gst::IntRange::new(1, 16384))
         .field(
             "framerate",
             gst::FractionRange::new(gst::Fraction::new(0, 1), gst::Fraction::new(i32::MAX, 1)),
         )
-        .build();
-    gst::Caps::builder_full()
-        .structure(structure.clone())
-        .structure_with_features(structure, gst::CapsFeatures::new([dcaps::CAPS_FEATURE_MEMORY_DMABUF]))
-        .build()
+}
+
+/// What the source can produce: mappable buffers under plain caps, and
+/// non-mappable ones under `memory:DMABuf` in the running GStreamer's style
+/// (1.22: `format=NV12`; 1.24+: `format=DMA_DRM, drm-format=NV12`, LINEAR:
+/// the memfd host path). `which`: plain, dma-buf, or both (the template).
+fn caps_of(plain: bool, dmabuf: bool) -> gst::Caps {
+    let mut caps = gst::Caps::new_empty();
+    let caps_mut = caps.make_mut();
+    if plain {
+        caps_mut.append_structure(video_structure().field("format", gst::List::new(FORMATS)).build());
+    }
+    if dmabuf {
+        let structure = if dcaps::runtime_has_dma_drm() {
+            let drm: Vec<String> = FORMATS
+                .iter()
+                .filter_map(|f| dcaps::fourcc_of(gst_video::VideoFormat::from_string(f)))
+                .map(|fourcc| dcaps::drm_format_string(fourcc, crate::DrmModifier::Linear))
+                .collect();
+            video_structure()
+                .field("format", "DMA_DRM")
+                .field("drm-format", gst::List::new(drm))
+                .build()
+        } else {
+            video_structure().field("format", gst::List::new(FORMATS)).build()
+        };
+        caps_mut.append_structure_full(
+            structure,
+            Some(gst::CapsFeatures::new([dcaps::CAPS_FEATURE_MEMORY_DMABUF])),
+        );
+    }
+    caps
+}
+
+fn template_caps() -> gst::Caps {
+    caps_of(true, true)
 }
 
 impl VkDmaBufSrc {
+    fn pool(&self) -> Option<RingPool> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(|s| s.pool.clone())
+    }
+
     fn context(&self) -> Result<Arc<VulkanContext>, gst::ErrorMessage> {
         let mut guard = self.context.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(ctx) = guard.as_ref() {
@@ -132,6 +151,7 @@ impl VkDmaBufSrc {
         let kernels = Kernels::new(&ctx).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
         let usage = vk::ImageUsageFlags::STORAGE | vk::ImageUsageFlags::TRANSFER_SRC;
         let mut ring = Vec::with_capacity(settings.ring_size as usize);
+        let mut slots = Vec::with_capacity(settings.ring_size as usize);
         for _ in 0..settings.ring_size.max(2) {
             let image = exporter
                 .export(stream.fourcc, stream.width, stream.height, usage, &[])
@@ -156,15 +176,15 @@ impl VkDmaBufSrc {
             let (offsets, strides) = (meta.offset().to_vec(), meta.stride().to_vec());
             let memories: Vec<gst::Memory> = buffer.iter_memories_owned().collect();
             drop(buffer);
-            ring.push(Slot {
-                image,
+            ring.push(Arc::new(image));
+            slots.push(SlotMemories {
                 memories,
                 offsets,
                 strides,
             });
         }
         // The rule: try to map one of our buffers for READWRITE.
-        let mappable = crate::gst::memory::dmabuf_maps_writable(ring[0].image.dmabuf())
+        let mappable = crate::gst::memory::dmabuf_maps_writable(ring[0].dmabuf())
             .map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
         gst::info!(
             CAT,
@@ -175,36 +195,14 @@ impl VkDmaBufSrc {
             mappable
         );
         Ok(State {
-            kernels,
+            kernels: Arc::new(kernels),
             ring,
+            slots,
             stream,
             frame: 0,
             mappable,
+            pool: None,
         })
-    }
-
-    fn buffer_for(&self, slot: &Slot, stream: &StreamFormat) -> Result<gst::Buffer, gst::LoggableError> {
-        let mut buffer = gst::Buffer::new();
-        {
-            let b = buffer
-                .get_mut()
-                .ok_or_else(|| gst::loggable_error!(CAT, "new buffer not writable"))?;
-            for m in &slot.memories {
-                b.append_memory(m.clone());
-            }
-            let format = dcaps::video_format(stream.fourcc).ok_or_else(|| gst::loggable_error!(CAT, "format"))?;
-            gst_video::VideoMeta::add_full(
-                b,
-                gst_video::VideoFrameFlags::empty(),
-                format,
-                stream.width,
-                stream.height,
-                &slot.offsets,
-                &slot.strides,
-            )
-            .map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
-        }
-        Ok(buffer)
     }
 }
 
@@ -307,56 +305,70 @@ impl BaseSrcImpl for VkDmaBufSrc {
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(pool) = state.and_then(|s| s.pool) {
+            let _ = pool.set_active(false);
+        }
         Ok(())
     }
 
     fn negotiate(&self) -> Result<(), gst::LoggableError> {
         let obj = self.obj();
         let pad = obj.src_pad();
-        let template = template_caps();
-        let peer = pad.peer_query_caps(Some(&template));
+        let non_mappable = self.settings.lock().unwrap_or_else(|p| p.into_inner()).non_mappable;
+        // Offer only what this mode produces, in the running GStreamer's
+        // caps style (DMA_DRM on 1.24+), so that downstream's answer is
+        // about the caps we will set.
+        let offer = caps_of(!non_mappable, non_mappable);
+        let peer = pad.peer_query_caps(Some(&offer));
         if peer.is_empty() {
-            return Err(gst::loggable_error!(CAT, "downstream accepts none of {}", template));
+            let msg = if non_mappable {
+                format!(
+                    "the buffers cannot be mapped, so caps carry memory:DMABuf ({offer}), and downstream \
+                     accepts none of them: an element that must map (a conversion) cannot follow; use \
+                     passthrough elements or a dma-buf importer"
+                )
+            } else {
+                format!("downstream accepts none of {offer}")
+            };
+            gst::element_imp_error!(self, gst::CoreError::Negotiation, ["{}", msg]);
+            return Err(gst::loggable_error!(CAT, "{}", msg));
         }
-        // Format, size and rate first (features aside), defaulting to 320x240@30.
+        // Format, size and rate, defaulting to 320x240@30; a drm-format
+        // list fixates to its first entry.
         let mut wanted = peer.clone();
         wanted.truncate();
-        {
-            let caps = wanted.make_mut();
-            caps.set_features_simple(None);
-            if let Some(s) = caps.structure_mut(0) {
-                s.fixate_field_nearest_int("width", 320);
-                s.fixate_field_nearest_int("height", 240);
-                s.fixate_field_nearest_fraction("framerate", gst::Fraction::new(30, 1));
-            }
+        if let Some(s) = wanted.make_mut().structure_mut(0) {
+            s.fixate_field_nearest_int("width", 320);
+            s.fixate_field_nearest_int("height", 240);
+            s.fixate_field_nearest_fraction("framerate", gst::Fraction::new(30, 1));
         }
         wanted.fixate();
         let mut stream = dcaps::parse_caps(&wanted).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
         // Renegotiation (downstream asked for another size or format): the
         // pattern and the timestamps go on from where they were. Buffers of
         // the old ring still downstream keep their dma-bufs alive by
-        // themselves (each memory holds its DmaBuf).
-        let previous_frame = self
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .map_or(0, |s| s.frame);
+        // themselves (each memory owns a dup of its fd), and go back to the
+        // old pool, which frees them.
+        let previous = self.state.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let previous_frame = previous.as_ref().map_or(0, |s| s.frame);
+        if let Some(pool) = previous.and_then(|s| s.pool) {
+            let _ = pool.set_active(false);
+        }
         let mut state = self.build_state(stream)?;
         state.frame = previous_frame;
+        if state.mappable == non_mappable {
+            let msg = format!(
+                "non-mappable={non_mappable} but the exported buffers are {}mappable",
+                if state.mappable { "" } else { "not " }
+            );
+            gst::element_imp_error!(self, gst::CoreError::Negotiation, ["{}", msg]);
+            return Err(gst::loggable_error!(CAT, "{}", msg));
+        }
         stream.dmabuf_feature = !state.mappable;
         let caps = dcaps::caps_for(&stream, state.mappable).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
         if !peer.can_intersect(&caps) {
-            let msg = if state.mappable {
-                format!("downstream does not accept {caps}")
-            } else {
-                format!(
-                    "the buffers cannot be mapped, so caps carry memory:DMABuf ({caps}), and downstream \
-                     accepts only {peer}: an element that must map (a conversion) cannot follow; use \
-                     passthrough elements or a dma-buf importer"
-                )
-            };
+            let msg = format!("downstream does not accept {caps} (it accepts {peer})");
             gst::element_imp_error!(self, gst::CoreError::Negotiation, ["{}", msg]);
             return Err(gst::loggable_error!(CAT, "{}", msg));
         }
@@ -364,13 +376,86 @@ impl BaseSrcImpl for VkDmaBufSrc {
         obj.set_caps(&caps).map_err(|e| gst::loggable_error!(CAT, "{}", e))
     }
 
+    fn decide_allocation(&self, query: &mut gst::query::Allocation) -> Result<(), gst::LoggableError> {
+        // Our buffers come from our own pool (the ring); downstream tells us
+        // whether it reads VideoMeta, which our driver-chosen layout needs
+        // unless it happens to be GStreamer's default.
+        let video_meta = query.find_allocation_meta::<gst_video::VideoMeta>().is_some();
+        let (caps, _) = query.get();
+        let caps = caps
+            .ok_or_else(|| gst::loggable_error!(CAT, "ALLOCATION query without caps"))?
+            .to_owned();
+        let (slots, stream) = {
+            let guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let state = guard
+                .as_ref()
+                .ok_or_else(|| gst::loggable_error!(CAT, "not negotiated"))?;
+            (state.slots.clone(), state.stream)
+        };
+        let format = dcaps::video_format(stream.fourcc).ok_or_else(|| gst::loggable_error!(CAT, "format"))?;
+        let defaults = gst_video::VideoInfo::builder(format, stream.width, stream.height)
+            .build()
+            .map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
+        let planes = slots[0].offsets.len();
+        let default_layout =
+            slots[0].offsets[..] == defaults.offset()[..planes] && slots[0].strides[..] == defaults.stride()[..planes];
+        if !video_meta && !default_layout {
+            let msg = format!(
+                "downstream does not read GstVideoMeta, and the exported layout (offsets {:?}, strides {:?}) \
+                 is not GStreamer's default for {caps} (offsets {:?}, strides {:?}): add an element that \
+                 supports VideoMeta (e.g. a dma-buf importer) or choose a size whose rows the driver does \
+                 not pad",
+                slots[0].offsets,
+                slots[0].strides,
+                &defaults.offset()[..planes],
+                &defaults.stride()[..planes],
+            );
+            gst::element_imp_error!(self, gst::CoreError::Negotiation, ["{}", msg]);
+            return Err(gst::loggable_error!(CAT, "{}", msg));
+        }
+        let size: usize = slots[0].memories.iter().map(|m| m.size()).sum();
+        let count = slots.len() as u32;
+        let pool = RingPool::new(slots, video_meta.then_some((format, stream.width, stream.height)));
+        let mut config = pool.config();
+        config.set_params(Some(&caps), size as u32, count, count);
+        if video_meta {
+            config.add_option(gst_video::BUFFER_POOL_OPTION_VIDEO_META);
+        }
+        pool.set_config(config)
+            .map_err(|e| gst::loggable_error!(CAT, "pool config: {}", e))?;
+        pool.set_active(true)
+            .map_err(|e| gst::loggable_error!(CAT, "pool activation: {}", e))?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "pool of {count} ring buffers of {size} bytes, VideoMeta: {video_meta}"
+        );
+        // basesrc takes pool 0 of the query: ours, not downstream's proposal.
+        while query.allocation_pools().count() > 0 {
+            query.remove_nth_allocation_pool(0);
+        }
+        query.add_allocation_pool(Some(&pool), size as u32, count, count);
+        if let Some(state) = self.state.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
+            && let Some(old) = state.pool.replace(pool)
+        {
+            let _ = old.set_active(false);
+        }
+        Ok(())
+    }
+
     fn unlock(&self) -> Result<(), gst::ErrorMessage> {
         self.flushing.store(true, Ordering::SeqCst);
+        if let Some(pool) = self.pool() {
+            pool.set_flushing(true);
+        }
         Ok(())
     }
 
     fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
         self.flushing.store(false, Ordering::SeqCst);
+        if let Some(pool) = self.pool() {
+            pool.set_flushing(false);
+        }
         Ok(())
     }
 
@@ -438,42 +523,49 @@ impl PushSrcImpl for VkDmaBufSrc {
             if self.flushing.load(Ordering::SeqCst) {
                 return Err(gst::FlowError::Flushing);
             }
-            let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            let state = guard.as_mut().ok_or(gst::FlowError::NotNegotiated)?;
-            let Some(index) = (0..state.ring.len())
-                .map(|i| (state.frame as usize + i) % state.ring.len())
-                .find(|&i| state.ring[i].is_idle())
-            else {
-                // Every image is still downstream: wait for a release.
-                drop(guard);
-                std::thread::sleep(Duration::from_millis(1));
+            let pool = self.pool().ok_or(gst::FlowError::NotNegotiated)?;
+            // Waits, holding no lock, until downstream has released a ring
+            // buffer (unlock() makes it return Flushing).
+            let mut buffer = pool.acquire_buffer(None)?;
+            let Some(index) = pool.slot_of(&buffer) else {
                 continue;
             };
-            let frame = state.frame;
-            let slot = &state.ring[index];
-            state.kernels.draw_pattern(&slot.image, frame as u32).map_err(|e| {
+            let (kernels, image, frame, (n, d)) = {
+                let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                let state = guard.as_mut().ok_or(gst::FlowError::NotNegotiated)?;
+                if state.pool.as_ref() != Some(&pool) {
+                    // Renegotiated meanwhile: that buffer goes back to the
+                    // old pool, which frees it.
+                    continue;
+                }
+                let frame = state.frame;
+                state.frame += 1;
+                (
+                    Arc::clone(&state.kernels),
+                    Arc::clone(&state.ring[index]),
+                    frame,
+                    state.stream.framerate,
+                )
+            };
+            // The submission's fence is waited for here, without the state
+            // lock (property reads, queries and seeks go on meanwhile).
+            kernels.draw_pattern(&image, frame as u32).map_err(|e| {
                 gst::element_imp_error!(self, gst::StreamError::Failed, ["Vulkan rendering failed: {}", e]);
                 gst::FlowError::Error
             })?;
-            let mut buffer = self.buffer_for(slot, &state.stream).map_err(|e| {
-                e.log_with_imp(self);
-                gst::FlowError::Error
-            })?;
-            let (n, d) = state.stream.framerate;
-            if let Some(b) = buffer.get_mut() {
-                if n > 0 {
-                    let ns = |f: u64| f.mul_div_floor(d as u64 * gst::ClockTime::SECOND.nseconds(), n as u64);
-                    let pts = ns(frame).map(gst::ClockTime::from_nseconds);
-                    let next = ns(frame + 1).map(gst::ClockTime::from_nseconds);
-                    b.set_pts(pts);
-                    if let (Some(p), Some(nx)) = (pts, next) {
-                        b.set_duration(nx - p);
-                    }
+            // Fresh from the pool: one reference, writable.
+            let b = buffer.make_mut();
+            if n > 0 {
+                let ns = |f: u64| f.mul_div_floor(d as u64 * gst::ClockTime::SECOND.nseconds(), n as u64);
+                let pts = ns(frame).map(gst::ClockTime::from_nseconds);
+                let next = ns(frame + 1).map(gst::ClockTime::from_nseconds);
+                b.set_pts(pts);
+                if let (Some(p), Some(nx)) = (pts, next) {
+                    b.set_duration(nx - p);
                 }
-                b.set_offset(frame);
-                b.set_offset_end(frame + 1);
             }
-            state.frame += 1;
+            b.set_offset(frame);
+            b.set_offset_end(frame + 1);
             return Ok(CreateSuccess::NewBuffer(buffer));
         }
     }

@@ -6,10 +6,15 @@
 //! writable mappings, forcing `memory:DMABuf` caps, for testing the rules),
 //! `ring-size`; `num-buffers` comes from basesrc. Formats BGRx, BGRA, RGBx,
 //! RGBA, NV12; width, height and framerate from caps (default 320x240 at
-//! 30/1). A ring image is rendered into again only after every buffer that
-//! carried it has been released downstream.
+//! 30/1). The ring's images are the buffers of a `GstBufferPool` of ours
+//! (offered in the ALLOCATION query): an image is rendered into again only
+//! after downstream released the buffer that carried it. Non-mappable
+//! output is `memory:DMABuf` in the running GStreamer's style (1.24+:
+//! `format=DMA_DRM, drm-format=...`); a `VideoMeta` is attached only when
+//! downstream reads it (else the layout must be GStreamer's default).
 
 mod imp;
+mod pool;
 
 use gstreamer as gst;
 use gstreamer::glib;

@@ -1,14 +1,16 @@
 //! `wldmabufsink`: shows video on Wayland through linux-dmabuf `wl_buffer`s,
 //! zero-copy.
 //!
-//! - Its own `xdg_toplevel`, or a `wl_surface` the application hands over,
-//!   GstVideoOverlay-style: the `window-handle` property takes the
-//!   `wl_surface*`, and `display-handle` (or a `GstContext` of type
-//!   `GstWlDisplayHandleContextType` / `GstWaylandDisplayHandleContextType`
-//!   with a `display` pointer, as waylandsink takes it) the `wl_display*`.
-//!   A `prepare-window-handle` element message is posted at NULL->READY so
-//!   a sync bus handler can set them. (gstreamer-rs 0.25 cannot implement
-//!   the GstVideoOverlay interface in Rust, hence properties.)
+//! - Its own `xdg_toplevel`, or a `wl_surface` the application hands over
+//!   through **GstVideoOverlay**, as players embed waylandsink: at
+//!   NULL->READY the sink posts `prepare-window-handle`
+//!   (`gst_video_overlay_prepare_window_handle`), a sync bus handler calls
+//!   `set_window_handle(wl_surface*)` and hands the `wl_display*` in a
+//!   `GstContext` of type `GstWlDisplayHandleContextType` /
+//!   `GstWaylandDisplayHandleContextType` (`display` pointer), or sets the
+//!   `display-handle` property. Video goes to a subsurface of ours placed by
+//!   `set_render_rectangle`; `expose` commits again. The `window-handle` and
+//!   `display-handle` properties stay for compatibility.
 //! - Paces with frame callbacks: a frame waits up to one `frame-timeout`
 //!   for the previous frame to be shown, and is dropped (counted) after.
 //!   Scales with `wp_viewporter` to the window size, keeping the aspect
@@ -17,8 +19,11 @@
 //!   upstream writes straight into dma-bufs; checks every buffer for
 //!   dma-buf memory whatever the caps; system memory goes through a counted
 //!   `wl_shm` copy; under `memory:DMABuf` nothing is mapped.
-//! - Caps list only formats the compositor takes (linux-dmabuf with a
-//!   LINEAR/implicit modifier, or `wl_shm` for plain caps).
+//! - Caps list only what the compositor takes: on GStreamer >= 1.24
+//!   `memory:DMABuf, format=DMA_DRM, drm-format={...}` with every (fourcc,
+//!   modifier) pair it advertises, on 1.22 `memory:DMABuf` with its LINEAR
+//!   formats; plain caps for LINEAR dma-bufs and the `wl_shm` copy. A
+//!   change of the compositor's feedback sends RECONFIGURE upstream.
 //! - A buffer goes back upstream (to its pool) only after the compositor's
 //!   `wl_buffer.release`.
 //! - Statistics: the read-only `stats` property (a `GstStructure`), also
@@ -36,7 +41,8 @@ use gstreamer::prelude::*;
 glib::wrapper! {
     /// The `wldmabufsink` element.
     pub struct WlDmaBufSink(ObjectSubclass<imp::WlDmaBufSink>)
-        @extends gstreamer_video::VideoSink, gstreamer_base::BaseSink, gst::Element, gst::Object;
+        @extends gstreamer_video::VideoSink, gstreamer_base::BaseSink, gst::Element, gst::Object,
+        @implements gstreamer_video::VideoOverlay;
 }
 
 /// Registers `wldmabufsink` with `plugin` (or statically, with `None`).
