@@ -920,22 +920,14 @@ fn images_in_a_pending_submission_are_destroyed_after_it() {
     let buf = pattern_dmabuf(&ctx, DrmFourcc::Xrgb8888, 64, 64, 3);
     let mut cache = ImportCache::new(&ctx, IMPORT_USAGE);
     let image = cache.get_or_import(&buf).unwrap();
-    // SAFETY: (test) the event is ours, destroyed after the fence below.
-    let event = unsafe { device.create_event(&vk::EventCreateInfo::default(), None) }.unwrap();
+    assert!(
+        ctx.capabilities().timeline_semaphore,
+        "lavapipe has timeline semaphores"
+    );
     let (pool, cb) = command_buffer(&ctx);
     // SAFETY: (test) `cb` is recording and goes to the context's queue
     // before the image is dropped (cmd_acquire's contract).
     unsafe {
-        // The submission blocks on an event only the host sets, later.
-        device.cmd_wait_events(
-            cb,
-            &[event],
-            vk::PipelineStageFlags::HOST,
-            vk::PipelineStageFlags::TRANSFER,
-            &[],
-            &[],
-            &[],
-        );
         image.cmd_acquire(
             cb,
             vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
@@ -949,7 +941,31 @@ fn images_in_a_pending_submission_are_destroyed_after_it() {
             vk::AccessFlags::empty(),
         );
     }
-    let fence = submit(&ctx, cb);
+    // The submission waits for value 1 of a timeline semaphore that only
+    // the host signals, later.
+    let mut timeline_info = vk::SemaphoreTypeCreateInfo::default().semaphore_type(vk::SemaphoreType::TIMELINE);
+    // SAFETY: (test) plain creation; destroyed below after the fence.
+    let gate =
+        unsafe { device.create_semaphore(&vk::SemaphoreCreateInfo::default().push_next(&mut timeline_info), None) }
+            .unwrap();
+    let fence = {
+        // SAFETY: (test) `cb` is recording; the queue is locked.
+        unsafe {
+            device.end_command_buffer(cb).unwrap();
+            let fence = device.create_fence(&vk::FenceCreateInfo::default(), None).unwrap();
+            let (cbs, waits, values, stages) = ([cb], [gate], [1u64], [vk::PipelineStageFlags::ALL_COMMANDS]);
+            let mut timeline = vk::TimelineSemaphoreSubmitInfo::default().wait_semaphore_values(&values);
+            let submit = vk::SubmitInfo::default()
+                .command_buffers(&cbs)
+                .wait_semaphores(&waits)
+                .wait_dst_stage_mask(&stages)
+                .push_next(&mut timeline);
+            let queue = ctx.lock_queue();
+            device.queue_submit(*queue, &[submit], fence).unwrap();
+            fence
+        }
+    };
+
     // The source dies and the cache purges: the last reference to the image
     // goes while the GPU still waits in the submission.
     drop(image);
@@ -961,9 +977,11 @@ fn images_in_a_pending_submission_are_destroyed_after_it() {
     assert!(!signalled, "the submission must still be pending");
     assert_eq!(ctx.retired_pending(), 1, "destruction deferred");
     assert_eq!(ctx.collect_retired(), 1, "not before the submission ends");
-    // SAFETY: (test) our event and fence.
+    // SAFETY: (test) our semaphore and fence.
     unsafe {
-        device.set_event(event).unwrap();
+        device
+            .signal_semaphore(&vk::SemaphoreSignalInfo::default().semaphore(gate).value(1))
+            .unwrap();
         device.wait_for_fences(&[fence], true, u64::MAX).unwrap();
     }
     // The retirement's own (empty) submission signals right after; the
@@ -979,7 +997,7 @@ fn images_in_a_pending_submission_are_destroyed_after_it() {
     // SAFETY: (test) the submission finished.
     unsafe {
         device.destroy_fence(fence, None);
-        device.destroy_event(event, None);
+        device.destroy_semaphore(gate, None);
         device.destroy_command_pool(pool, None);
     }
     assert_no_validation_messages(&ctx);

@@ -84,6 +84,9 @@ pub struct Capabilities {
     pub semaphore_sync_fd: bool,
     /// `samplerYcbcrConversion` feature (Vulkan 1.1).
     pub ycbcr_conversion: bool,
+    /// `timelineSemaphore` feature (Vulkan 1.2): semaphores with 64-bit
+    /// counters, signalled and waited on by the host too.
+    pub timeline_semaphore: bool,
     /// The device's DRM render node (major, minor), from
     /// `VK_EXT_physical_device_drm`.
     pub render_node: Option<(i64, i64)>,
@@ -313,16 +316,22 @@ impl VulkanContext {
         if semaphore_fd {
             device_extensions.push(khr::external_semaphore_fd::NAME);
         }
-        let ycbcr = {
+        let (ycbcr, timeline) = {
             let mut ycbcr = vk::PhysicalDeviceSamplerYcbcrConversionFeatures::default();
-            let mut features = vk::PhysicalDeviceFeatures2::default().push_next(&mut ycbcr);
-            // SAFETY: valid physical device and properly chained out-struct.
+            let mut timeline = vk::PhysicalDeviceTimelineSemaphoreFeatures::default();
+            let mut features = vk::PhysicalDeviceFeatures2::default()
+                .push_next(&mut ycbcr)
+                .push_next(&mut timeline);
+            // SAFETY: valid physical device and properly chained out-structs.
             unsafe {
                 guard
                     .instance()
                     .get_physical_device_features2(chosen.physical, &mut features)
             };
-            ycbcr.sampler_ycbcr_conversion == vk::TRUE
+            (
+                ycbcr.sampler_ycbcr_conversion == vk::TRUE,
+                timeline.timeline_semaphore == vk::TRUE,
+            )
         };
         let family = chosen.queue_family.unwrap_or(0);
         let priorities = [1.0f32];
@@ -332,10 +341,12 @@ impl VulkanContext {
         let extension_ptrs: Vec<*const std::ffi::c_char> = device_extensions.iter().map(|e| e.as_ptr()).collect();
         let mut enable_ycbcr =
             vk::PhysicalDeviceSamplerYcbcrConversionFeatures::default().sampler_ycbcr_conversion(ycbcr);
+        let mut enable_timeline = vk::PhysicalDeviceTimelineSemaphoreFeatures::default().timeline_semaphore(timeline);
         let device_info = vk::DeviceCreateInfo::default()
             .queue_create_infos(&queue_info)
             .enabled_extension_names(&extension_ptrs)
-            .push_next(&mut enable_ycbcr);
+            .push_next(&mut enable_ycbcr)
+            .push_next(&mut enable_timeline);
         // SAFETY: the physical device belongs to the instance; every extension
         // enabled was listed by the device.
         let device = unsafe { guard.instance().create_device(chosen.physical, &device_info, None) }
@@ -347,6 +358,7 @@ impl VulkanContext {
             drm_format_modifier: modifiers,
             semaphore_sync_fd: semaphore_fd && sync_fd_semaphores(&instance, chosen.physical),
             ycbcr_conversion: ycbcr,
+            timeline_semaphore: timeline,
             render_node: chosen.render_node,
         };
         let info = device_info_of(&instance, chosen.physical);
@@ -402,8 +414,9 @@ impl VulkanContext {
         let capabilities = Capabilities {
             drm_format_modifier: modifiers,
             semaphore_sync_fd: semaphore_fd && sync_fd_semaphores(&instance, physical),
-            // The caller did not tell whether the feature is enabled.
+            // The caller did not tell whether the features are enabled.
             ycbcr_conversion: false,
+            timeline_semaphore: false,
             render_node: None,
         };
         Ok(Arc::new(Self::assemble(
