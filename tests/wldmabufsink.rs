@@ -583,3 +583,95 @@ fn plays_on_westons_drm_backend() {
     println!("DRM backend: worst channel error {worst} over {points} points");
     assert!(points > 100 && worst == 0, "worst {worst} over {points}");
 }
+
+#[test]
+fn embeds_through_gstvideooverlay_at_the_render_rectangle() {
+    // As players embed waylandsink: a sync bus handler answers
+    // prepare-window-handle through the GstVideoOverlay interface (a cast
+    // that gave a GLib critical when the sink only posted the message) and
+    // places the video with set_render_rectangle.
+    init();
+    let weston = weston(320, 240, Renderer::Gl);
+    let mut app = app::App::new(&weston.socket_path());
+    let (display, surface) = app.handles();
+    let caps = "video/x-raw,format=BGRx,width=320,height=240";
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc pattern=smpte num-buffers=30 ! {caps} ! wldmabufsink name=sink max-lateness=-1"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let bus = pipeline.bus().unwrap();
+    let (x0, y0, w, h) = (40i32, 30i32, 160i32, 120i32);
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let asked_in_handler = std::sync::Arc::clone(&asked);
+    bus.set_sync_handler(move |_, msg| {
+        if gst_video::is_video_overlay_prepare_window_handle_message(msg) {
+            let element = msg.src().unwrap().downcast_ref::<gst::Element>().unwrap();
+            let overlay = element
+                .dynamic_cast_ref::<gst_video::VideoOverlay>()
+                .expect("wldmabufsink is a GstVideoOverlay");
+            element.set_property("display-handle", display);
+            // SAFETY: (test) a live wl_surface of the application's display,
+            // which outlives the pipeline.
+            unsafe { overlay.set_window_handle(surface as usize) };
+            overlay.set_render_rectangle(x0, y0, w, h).unwrap();
+            asked_in_handler.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        gst::BusSyncReply::Pass
+    });
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let image = loop {
+        assert!(Instant::now() < deadline, "no EOS");
+        app.queue.dispatch_pending(&mut app.state).unwrap();
+        app.conn.flush().unwrap();
+        match bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(50),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        ) {
+            Some(m) => match m.view() {
+                gst::MessageView::Eos(_) => break weston.capture().unwrap(),
+                gst::MessageView::Error(e) => panic!("{} {:?}", e.error(), e.debug()),
+                _ => {}
+            },
+            None => continue,
+        }
+    };
+    let sink = pipeline.by_name("sink").unwrap();
+    let stats = sink.property::<gst::Structure>("stats");
+    pipeline.set_state(gst::State::Null).unwrap();
+    bus.unset_sync_handler();
+    assert!(
+        asked.load(std::sync::atomic::Ordering::SeqCst),
+        "no prepare-window-handle"
+    );
+    assert_path(&stats, "embedded");
+    // The bars, scaled by half into the rectangle; the application's grey
+    // around it.
+    let (info, planes, strides) = reference_frame(caps);
+    let inside = |x: u32, y: u32| {
+        let (x, y) = (x as i32, y as i32);
+        x >= x0 && x < x0 + w && y >= y0 && y < y0 + h
+    };
+    let (worst, points) = grid_error(
+        &image,
+        |x, y| {
+            if inside(x, y) {
+                let (sx, sy) = ((x as i32 - x0) * 2, (y as i32 - y0) * 2);
+                reference_rgb(&info, &planes, &strides, sx as usize, sy as usize)
+            } else {
+                app::GREY
+            }
+        },
+        320,
+        240,
+    );
+    println!("render rectangle {x0},{y0} {w}x{h}: worst error {worst} over {points} points");
+    assert!(
+        worst <= 2,
+        "video at the render rectangle, the application's grey around it"
+    );
+    app.surface.commit();
+    app.conn.roundtrip().expect("the application's connection still works");
+}

@@ -285,11 +285,12 @@ impl Presenter {
     }
 
     /// Where video goes inside an application's surface (GstVideoOverlay's
-    /// render rectangle): the subsurface is placed at (x, y), applied with
-    /// the application's next commit, and the next frames are scaled to
-    /// `width`x`height` keeping their aspect ratio. `None` (or a size of 0)
-    /// goes back to the buffer's own size at (0, 0). Ignored for our own
-    /// toplevel, which follows the compositor's configure.
+    /// render rectangle): the subsurface is placed at (x, y) (the
+    /// application's surface is committed once to apply it) and the next
+    /// frames are scaled to fit `width`x`height`, keeping their aspect
+    /// ratio. `None` (or a size of 0) goes back to the buffer's own size at
+    /// (0, 0). Ignored for our own toplevel, which follows the compositor's
+    /// configure.
     pub fn set_render_rectangle(&mut self, rect: Option<(i32, i32, i32, i32)>) {
         let rect = rect.filter(|&(_, _, w, h)| w > 0 && h > 0);
         let (x, y) = rect.map_or((0, 0), |(x, y, _, _)| (x, y));

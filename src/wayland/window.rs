@@ -67,7 +67,10 @@ enum Role {
     },
     /// A desynchronized subsurface of the application's surface, which
     /// stays the application's.
-    Embedded { subsurface: WlSubsurface },
+    Embedded {
+        subsurface: WlSubsurface,
+        parent: WlSurface,
+    },
 }
 
 /// Our surface, its role and its viewport.
@@ -141,7 +144,10 @@ impl Window {
         Ok(Self {
             surface,
             viewport,
-            role: Role::Embedded { subsurface },
+            role: Role::Embedded {
+                subsurface,
+                parent: parent.clone(),
+            },
         })
     }
 
@@ -151,11 +157,13 @@ impl Window {
     }
 
     /// Places an embedded window's subsurface at (x, y) of the
-    /// application's surface (applied with the application's next commit,
-    /// as subsurface positions are); nothing for our own toplevel.
+    /// application's surface. A subsurface position is the parent's state,
+    /// so the parent is committed once to apply it (as waylandsink does);
+    /// nothing for our own toplevel.
     pub(super) fn set_position(&self, x: i32, y: i32) {
-        if let Role::Embedded { subsurface } = &self.role {
+        if let Role::Embedded { subsurface, parent } = &self.role {
             subsurface.set_position(x, y);
+            parent.commit();
         }
     }
 
@@ -186,7 +194,7 @@ impl Window {
                 xdg.destroy();
                 wm.destroy();
             }
-            Role::Embedded { subsurface } => subsurface.destroy(),
+            Role::Embedded { subsurface, .. } => subsurface.destroy(),
         }
         self.surface.destroy();
     }
