@@ -370,3 +370,98 @@ fn loadable_plugin_works_with_the_gstreamer_tools() {
         String::from_utf8_lossy(&launch.stderr)
     );
 }
+
+/// Pulls every sample of `description ! appsink` (an appsink proposes no
+/// allocation metas, so downstream does not read VideoMeta); returns them or
+/// the pipeline's error.
+fn pull_without_video_meta(description: &str) -> Result<Vec<gst::Sample>, String> {
+    let pipeline = gst::parse::launch(&format!("{description} ! appsink name=sink sync=false"))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gstreamer_app::AppSink>()
+        .unwrap();
+    let _ = pipeline.set_state(gst::State::Playing);
+    let bus = pipeline.bus().unwrap();
+    let mut samples = Vec::new();
+    let result = loop {
+        if let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
+            samples.push(sample);
+            continue;
+        }
+        // basesrc posts a flow error and then sends EOS: look for the error
+        // first, and once more after EOS.
+        let eos = sink.is_eos();
+        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+            let gst::MessageView::Error(e) = msg.view() else {
+                unreachable!()
+            };
+            break Err(format!("{} ({:?})", e.error(), e.debug()));
+        }
+        if eos {
+            break Ok(samples);
+        }
+    };
+    pipeline.set_state(gst::State::Null).unwrap();
+    result
+}
+
+#[test]
+fn video_meta_only_where_downstream_reads_it() {
+    // GStreamer's rule: a VideoMeta with driver strides only for a
+    // downstream that said (ALLOCATION query) it reads VideoMeta; else the
+    // layout must be GStreamer's default, or negotiation fails, clearly.
+    // Which of the two happens depends on the driver's layout for the size;
+    // either way a frame that flows is read right with the default layout.
+    init();
+    for (format, fourcc, w, h) in [
+        ("BGRx", DrmFourcc::Xrgb8888, 320u32, 240u32),
+        ("NV12", DrmFourcc::Nv12, 250, 76),
+        ("BGRx", DrmFourcc::Xrgb8888, 250, 76),
+    ] {
+        let result = pull_without_video_meta(&format!(
+            "vkdmabufsrc num-buffers=3 ! video/x-raw,format={format},width={w},height={h}"
+        ));
+        match result {
+            Ok(samples) => {
+                println!("{format} {w}x{h}: the driver's layout is GStreamer's default: no VideoMeta");
+                assert_eq!(samples.len(), 3);
+                let video_format = dgst::caps::video_format(fourcc).unwrap();
+                let info = gstreamer_video::VideoInfo::builder(video_format, w, h).build().unwrap();
+                for (i, sample) in samples.iter().enumerate() {
+                    let buffer = sample.buffer().unwrap();
+                    assert!(
+                        buffer.meta::<gstreamer_video::VideoMeta>().is_none(),
+                        "{format}: a VideoMeta for a downstream that does not read it"
+                    );
+                    // Read with the default layout, as such a downstream does.
+                    let map = buffer.map_readable().unwrap();
+                    let want = pattern::frame_planes(fourcc, w, h, i as u32).unwrap();
+                    for (plane, packed) in want.iter().enumerate() {
+                        let (offset, stride) = (info.offset()[plane], info.stride()[plane] as usize);
+                        let row = packed.len() / plane_rows_of(fourcc, h, plane);
+                        for (y, want_row) in packed.chunks_exact(row).enumerate() {
+                            let start = offset + y * stride;
+                            assert_eq!(
+                                &map[start..start + row],
+                                want_row,
+                                "{format} frame {i} plane {plane} row {y}"
+                            );
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                println!("{format} {w}x{h}: {error}");
+                assert!(error.contains("GstVideoMeta"), "{error}");
+            }
+        }
+    }
+}
+
+fn plane_rows_of(fourcc: DrmFourcc, height: u32, plane: usize) -> usize {
+    dmabuf_interop::format::info(fourcc).unwrap().planes[plane].rows(height) as usize
+}
