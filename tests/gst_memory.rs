@@ -212,9 +212,23 @@ fn dmabuf_cache_is_shared_safely_between_threads() {
         caches[0].get(&empty, &info, DrmModifier::Linear),
         Err(MemoryError::Empty)
     ));
-    // Nothing was written on GStreamer's memories: dropping the caches
-    // releases every dup (the buffers keep their own fds).
-    let with_caches = open_fds();
+    // Nothing was written on GStreamer's memories: the entries (and their
+    // fd dups) live in the caches only, and go with them. (Weak references
+    // rather than fd counts: other tests of this binary run in parallel.)
+    let mut entries = vec![
+        caches[0]
+            .get(&buffers[0], &smaller, DrmModifier::Linear)
+            .unwrap()
+            .downgrade(),
+    ];
+    for buffer in &buffers[..3] {
+        entries.push(caches[1].get(buffer, &info, DrmModifier::Invalid).unwrap().downgrade());
+    }
+    assert_eq!((caches[0].len(), caches[1].len()), (1, 3));
+    assert!(entries.iter().all(|w| w.is_alive()));
     drop(caches);
-    assert_eq!(open_fds(), with_caches - 1 - 3, "each entry held one dup");
+    assert!(
+        entries.iter().all(|w| !w.is_alive()),
+        "dropping the caches drops their DmaBufs and dups"
+    );
 }

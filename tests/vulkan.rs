@@ -20,6 +20,19 @@ const IMPORT_USAGE: vk::ImageUsageFlags =
 const EXPORT_USAGE: vk::ImageUsageFlags =
     vk::ImageUsageFlags::from_raw(vk::ImageUsageFlags::STORAGE.as_raw() | vk::ImageUsageFlags::TRANSFER_SRC.as_raw());
 
+/// The tests that count this process's fds (`open_fds`, `fd_targets`) run
+/// alone: they hold `FDS` for writing, every other test for reading, so no
+/// parallel test opens or closes fds in their window.
+static FDS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    FDS.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
+    FDS.write().unwrap_or_else(|e| e.into_inner())
+}
+
 fn row_bytes(buf: &DmaBuf) -> Vec<usize> {
     let info = buf.format_info();
     info.planes
@@ -40,6 +53,7 @@ fn pattern_dmabuf(ctx: &Arc<vulkan::VulkanContext>, fourcc: DrmFourcc, w: u32, h
 
 #[test]
 fn import_round_trip_every_pixel() {
+    let _fds = shared();
     let ctx = vulkan();
     for (fourcc, w, h) in [
         (DrmFourcc::Xrgb8888, 250, 75),
@@ -58,6 +72,7 @@ fn import_round_trip_every_pixel() {
 
 #[test]
 fn export_renders_the_pattern_the_cpu_predicts() {
+    let _fds = shared();
     let ctx = vulkan();
     let exporter = Exporter::new(&ctx).expect("exporter");
     let kernels = Kernels::new(&ctx).expect("kernels");
@@ -81,6 +96,7 @@ fn export_renders_the_pattern_the_cpu_predicts() {
 
 #[test]
 fn consecutive_frames_differ_where_the_box_moved() {
+    let _fds = shared();
     let ctx = vulkan();
     let exporter = Exporter::new(&ctx).unwrap();
     let kernels = Kernels::new(&ctx).unwrap();
@@ -98,6 +114,7 @@ fn consecutive_frames_differ_where_the_box_moved() {
 
 #[test]
 fn host_export_on_lavapipe_uses_the_host_allocator() {
+    let _fds = shared();
     let ctx = vulkan();
     let exporter = Exporter::with_allocator(&ctx, Box::new(MemfdAllocator::new()));
     let backend = exporter.backend_for(DrmFourcc::Nv12, EXPORT_USAGE, &[]).unwrap();
@@ -123,6 +140,7 @@ fn host_export_on_lavapipe_uses_the_host_allocator() {
 
 #[test]
 fn export_in_one_context_import_in_another() {
+    let _fds = shared();
     // The two-process shape: two independent instances and devices share
     // nothing but the dma-buf's fds.
     let producer = vulkan();
@@ -150,6 +168,7 @@ fn export_in_one_context_import_in_another() {
 
 #[test]
 fn nv12_to_rgba_conversion() {
+    let _fds = shared();
     let ctx = vulkan();
     let exporter = Exporter::new(&ctx).unwrap();
     let kernels = Kernels::new(&ctx).unwrap();
@@ -192,6 +211,7 @@ fn nv12_to_rgba_conversion() {
 
 #[test]
 fn composite_draws_video_and_overlay() {
+    let _fds = shared();
     // The viewer's Vulkan path: an imported video frame (RGB and NV12) plus
     // the overlay into an exported XRGB8888 image, compared with the CPU
     // references (pattern + overlay) at every pixel.
@@ -275,6 +295,7 @@ fn composite_draws_video_and_overlay() {
 
 #[test]
 fn cache_reuses_while_the_source_lives() {
+    let _fds = shared();
     let ctx = vulkan();
     let mut cache = ImportCache::new(&ctx, IMPORT_USAGE);
     let a = pattern_dmabuf(&ctx, DrmFourcc::Xrgb8888, 64, 64, 0);
@@ -305,6 +326,7 @@ fn cache_reuses_while_the_source_lives() {
 
 #[test]
 fn refusals_are_typed_and_leak_nothing() {
+    let _fds = exclusive();
     let ctx = vulkan();
     let good = pattern_dmabuf(&ctx, DrmFourcc::Xrgb8888, 250, 75, 0);
     let fds_before = open_fds();
@@ -449,6 +471,7 @@ fn wrap(
 
 #[test]
 fn a_device_without_the_extensions_is_refused_by_name() {
+    let _fds = shared();
     // Wrapping a device that did not enable the required extensions.
     let ctx = vulkan();
     let err = wrap(&ctx, &[vulkan::ash::khr::external_memory_fd::NAME]).unwrap_err();
@@ -471,6 +494,7 @@ fn a_device_without_the_extensions_is_refused_by_name() {
 
 #[test]
 fn wrapped_context_imports_like_an_owned_one() {
+    let _fds = shared();
     let ctx = vulkan();
     let wrapped = wrap(&ctx, &vulkan::REQUIRED_EXTENSIONS).unwrap();
     let buf = pattern_dmabuf(&wrapped, DrmFourcc::Xrgb8888, 32, 32, 4);
@@ -486,6 +510,7 @@ fn wrapped_context_imports_like_an_owned_one() {
 
 #[test]
 fn imported_fds_are_dups_and_are_released() {
+    let _fds = exclusive();
     let ctx = vulkan();
     // NV12 takes LINEAR tiling on lavapipe, XRGB8888 DRM modifier tiling
     // where the device has modifiers (the VM stage).
@@ -507,6 +532,7 @@ fn imported_fds_are_dups_and_are_released() {
 
 #[test]
 fn native_export_with_modifiers() {
+    let _fds = shared();
     let ctx = vulkan();
     // lavapipe offers modifiers and native export where /dev/udmabuf exists.
     if !device_test(
@@ -548,6 +574,7 @@ fn native_export_with_modifiers() {
 
 #[test]
 fn disjoint_multi_plane_import() {
+    let _fds = shared();
     let ctx = vulkan();
     let (w, h) = (256, 128);
     // NV12 with luma and chroma in two separate memfds, each with the row
@@ -845,6 +872,7 @@ fn bt709_limited(y: u8, u: u8, v: u8) -> [f32; 3] {
 
 #[test]
 fn ycbcr_sampler_returns_rgb_in_a_shader() {
+    let _fds = shared();
     let ctx = vulkan();
     assert!(
         ctx.capabilities().ycbcr_conversion,
@@ -911,6 +939,7 @@ fn ycbcr_sampler_returns_rgb_in_a_shader() {
 
 #[test]
 fn images_in_a_pending_submission_are_destroyed_after_it() {
+    let _fds = shared();
     // Before: dropping an image (or an ImportCache purge) destroyed its
     // Vulkan objects at once, while a submission the caller had recorded
     // with cmd_acquire/cmd_release could still be running on the GPU
@@ -1005,6 +1034,7 @@ fn images_in_a_pending_submission_are_destroyed_after_it() {
 
 #[test]
 fn implicit_sync_on_kernel_dmabufs() {
+    let _fds = shared();
     if !device_test(
         "/dev/udmabuf (kernel dma-bufs)",
         std::path::Path::new("/dev/udmabuf").exists(),

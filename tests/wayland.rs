@@ -207,11 +207,13 @@ fn wl_buffers_are_cached_per_source_and_written_only_after_release() {
     // else no release comes and its keep-alive (the producer's buffer) is
     // held forever.
     let in_flight = p.buffers_in_flight();
-    assert!(in_flight >= 1, "the frame on screen is held");
     drop(ring);
     p.purge_dead();
     assert_eq!(p.cached_buffers(), 0);
     if stats.import_refusals == 0 {
+        // (A wl_shm copy may be released at once: the compositor uploads it
+        // on commit. A dma-buf on screen is held.)
+        assert!(in_flight >= 1, "the frame on screen is held");
         assert_eq!(p.retired_buffers(), in_flight, "held buffers wait for their release");
     }
     // The next frame replaces the one on screen: every old buffer is
