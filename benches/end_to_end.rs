@@ -7,8 +7,10 @@
 //! - our `wldmabufsink` (`gst-launch-1.0 -m`, frames shown from its
 //!   `wldmabufsink-stats` message),
 //! - GStreamer's `waylandsink` (`gst-launch-1.0` with
-//!   `GST_DEBUG=waylandsink:6`; frames shown = `show_frame` calls minus its
-//!   "dropped (redraw pending)" lines),
+//!   `GST_DEBUG=waylandsink:6,wl*:6`; frames shown = its frame callbacks,
+//!   the `frame_redraw_cb` lines: 1.22 logs drops as "dropped (redraw
+//!   pending)", 1.24+ replaces a pending frame silently, so counting
+//!   `show_frame` calls would overcount there),
 //! - the viewer's Vulkan path (`viewer --present vulkan --pipeline ...`:
 //!   import, composite with the overlay, export, linux-dmabuf).
 //!
@@ -112,7 +114,7 @@ fn run(client: Client, format: &str, size: (u32, u32), scratch: &Path) -> Result
             c.arg("-m")
                 .args(format!("{src} ! {sink}").split(' '))
                 .env("GST_PLUGIN_PATH", &target)
-                .env("GST_DEBUG", "waylandsink:6")
+                .env("GST_DEBUG", "waylandsink:6,wl*:6")
                 .env("GST_DEBUG_NO_COLOR", "1");
             c
         }
@@ -161,14 +163,7 @@ fn run(client: Client, format: &str, size: (u32, u32), scratch: &Path) -> Result
     };
     let shown = match client {
         Client::Ours => number_after(&stdout, "shown=(guint64)").ok_or("no wldmabufsink-stats message")?,
-        Client::Waylandsink => {
-            let calls = stderr.lines().filter(|l| l.contains("render buffer")).count() as u64;
-            let dropped = stderr
-                .lines()
-                .filter(|l| l.contains("dropped (redraw pending)"))
-                .count() as u64;
-            calls - dropped
-        }
+        Client::Waylandsink => stderr.lines().filter(|l| l.contains("frame_redraw_cb")).count() as u64,
         Client::Vulkan => number_after(&stdout, "summary: ").ok_or("no viewer summary")?,
     };
     Ok(Outcome {
@@ -225,9 +220,15 @@ fn main() {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let scratch = std::env::temp_dir().join(format!("dmabuf-interop-e2e-{}", std::process::id()));
     fs::create_dir_all(&scratch).expect("scratch dir");
+    let gst = Command::new("gst-launch-1.0")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().nth(1).map(str::to_owned))
+        .unwrap_or_else(|| "GStreamer (unknown version)".into());
     let mut table = String::new();
     table.push_str(&format!(
-        "| {FRAMES} frames, 60 fps live, headless Weston 14 (GL on llvmpipe) at 60 Hz | client | frames shown | wall s | client CPU ms/frame | Weston CPU ms/frame | client CPU vs waylandsink | Weston CPU vs waylandsink |\n|---|---|---|---|---|---|---|---|\n"
+        "| {FRAMES} frames, 60 fps live, headless Weston 14 (GL on llvmpipe) at 60 Hz, {gst} | client | frames shown | wall s | client CPU ms/frame | Weston CPU ms/frame | client CPU vs waylandsink | Weston CPU vs waylandsink |\n|---|---|---|---|---|---|---|---|\n"
     ));
     for size in [(1920, 1080), (3840, 2160)] {
         for format in ["BGRx", "NV12"] {
