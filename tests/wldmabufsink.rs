@@ -480,6 +480,28 @@ mod app {
     }
 }
 
+/// Runs a playing pipeline (its `bus`) to EOS while the application keeps
+/// serving its own queue, as a real one does; the capture at EOS.
+fn play_embedded(app: &mut app::App, bus: &gst::Bus, weston: &Weston) -> Image {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "no EOS");
+        app.queue.dispatch_pending(&mut app.state).unwrap();
+        app.conn.flush().unwrap();
+        match bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(50),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        ) {
+            Some(m) => match m.view() {
+                gst::MessageView::Eos(_) => return weston.capture().unwrap(),
+                gst::MessageView::Error(e) => panic!("{} {:?}", e.error(), e.debug()),
+                _ => {}
+            },
+            None => continue,
+        }
+    }
+}
+
 #[test]
 fn plays_into_a_surface_the_application_hands_over() {
     // The application's surface already has a buffer and a viewport; the
@@ -506,24 +528,7 @@ fn plays_into_a_surface_the_application_hands_over() {
         sink.set_property("display-handle", display);
         pipeline.set_state(gst::State::Playing).unwrap();
         let bus = pipeline.bus().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let image = loop {
-            assert!(Instant::now() < deadline, "round {round}: no EOS");
-            // The application keeps serving its own queue meanwhile.
-            app.queue.dispatch_pending(&mut app.state).unwrap();
-            app.conn.flush().unwrap();
-            match bus.timed_pop_filtered(
-                gst::ClockTime::from_mseconds(50),
-                &[gst::MessageType::Eos, gst::MessageType::Error],
-            ) {
-                Some(m) => match m.view() {
-                    gst::MessageView::Eos(_) => break weston.capture().unwrap(),
-                    gst::MessageView::Error(e) => panic!("round {round}: {} {:?}", e.error(), e.debug()),
-                    _ => {}
-                },
-                None => continue,
-            }
-        };
+        let image = play_embedded(&mut app, &bus, &weston);
         let stats = sink.property::<gst::Structure>("stats");
         pipeline.set_state(gst::State::Null).unwrap();
         println!("round {round}: {stats}");
@@ -621,23 +626,7 @@ fn embeds_through_gstvideooverlay_at_the_render_rectangle() {
         gst::BusSyncReply::Pass
     });
     pipeline.set_state(gst::State::Playing).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let image = loop {
-        assert!(Instant::now() < deadline, "no EOS");
-        app.queue.dispatch_pending(&mut app.state).unwrap();
-        app.conn.flush().unwrap();
-        match bus.timed_pop_filtered(
-            gst::ClockTime::from_mseconds(50),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        ) {
-            Some(m) => match m.view() {
-                gst::MessageView::Eos(_) => break weston.capture().unwrap(),
-                gst::MessageView::Error(e) => panic!("{} {:?}", e.error(), e.debug()),
-                _ => {}
-            },
-            None => continue,
-        }
-    };
+    let image = play_embedded(&mut app, &bus, &weston);
     let sink = pipeline.by_name("sink").unwrap();
     let stats = sink.property::<gst::Structure>("stats");
     pipeline.set_state(gst::State::Null).unwrap();

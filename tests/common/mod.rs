@@ -193,14 +193,20 @@ pub const VM_STAGE_ENV: &str = "DMABUF_INTEROP_VM_STAGE";
 /// the test says on stderr that it runs in the VM stage (`scripts/vm-test`)
 /// and does nothing.
 pub fn device_test(what: &str, present: bool) -> bool {
+    staged_test(what, present, VM_STAGE_ENV, "VM stage (scripts/vm-test)")
+}
+
+/// `present`, or (outside the stage that must provide `what`) false with
+/// a note; inside that stage (`env` set) a missing `what` fails the test.
+fn staged_test(what: &str, present: bool, env: &str, stage: &str) -> bool {
     if present {
         return true;
     }
     assert!(
-        std::env::var_os(VM_STAGE_ENV).is_none(),
-        "the VM stage must provide {what}, but it is missing"
+        std::env::var_os(env).is_none(),
+        "the {stage} must provide {what}, but it is missing"
     );
-    eprintln!("needs {what}: not on this machine; runs in scripts/test's VM stage (scripts/vm-test)");
+    eprintln!("needs {what}: not on this machine; runs in scripts/test's {stage}");
     false
 }
 
@@ -256,13 +262,10 @@ pub const GST_STAGE_ENV: &str = "DMABUF_INTEROP_GST_STAGE";
 /// the GStreamer 1.26 stage a missing one fails the test; elsewhere the test
 /// says it runs in that stage and does nothing.
 pub fn gst_stage_test(what: &str, present: bool) -> bool {
-    if present {
-        return true;
-    }
-    assert!(
-        std::env::var_os(GST_STAGE_ENV).is_none(),
-        "the GStreamer 1.26 stage must provide {what}, but it is missing"
-    );
-    eprintln!("needs {what}: not on this machine; runs in scripts/test's GStreamer 1.26 stage (scripts/chroot-stage)");
-    false
+    staged_test(
+        what,
+        present,
+        GST_STAGE_ENV,
+        "GStreamer 1.26 stage (scripts/chroot-stage)",
+    )
 }
