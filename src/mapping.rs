@@ -385,15 +385,15 @@ impl DmaBufMapping<'_> {
         }
     }
 
-    /// Row geometry of `plane`: (stride, rows, bytes of pixels per row).
-    fn rows_of(&self, plane: usize) -> Result<(usize, usize, usize), MapError> {
-        self.plane_span(plane)?;
+    /// Row geometry of `plane`, an index [`plane_span`](Self::plane_span)
+    /// has checked: (stride, rows, bytes of pixels per row).
+    fn rows_of(&self, plane: usize) -> (usize, usize, usize) {
         let info = &self.buf.format_info().planes[plane];
         let stride = self.buf.planes()[plane].stride() as usize;
         let rows = info.rows(self.buf.height()) as usize;
         // The builder checked that a row's pixels fit the stride.
         let row_bytes = info.min_row_bytes(self.buf.width()).map_or(stride, |b| b as usize);
-        Ok((stride, rows, row_bytes.min(stride)))
+        (stride, rows, row_bytes.min(stride))
     }
 
     /// Copies plane `plane` (`stride * rows` bytes, padding included) into
@@ -407,10 +407,10 @@ impl DmaBufMapping<'_> {
                 got: dst.len(),
             });
         }
+        // Bytes written concurrently by another process or a device are
+        // copied as whatever they hold (u8 has no invalid values).
         // SAFETY: [start, start+len) lies in the live mapping (validated
-        // plane end); `dst` is a distinct Rust allocation, so the ranges do
-        // not overlap. Bytes written concurrently by another process or a
-        // device are copied as whatever they hold (u8 has no invalid values).
+        // plane end); `dst` is a distinct Rust allocation: no overlap.
         unsafe { std::ptr::copy_nonoverlapping(self.regions[region].at(start, len), dst.as_mut_ptr(), len) };
         Ok(())
     }
@@ -428,7 +428,7 @@ impl DmaBufMapping<'_> {
     /// hold a row.
     pub fn read_rows(&self, plane: usize, dst: &mut [u8], dst_stride: usize) -> Result<(), MapError> {
         let (region, start, _) = self.plane_span(plane)?;
-        let (stride, rows, row_bytes) = self.rows_of(plane)?;
+        let (stride, rows, row_bytes) = self.rows_of(plane);
         check_rows(plane, dst.len(), dst_stride, rows, row_bytes)?;
         for y in 0..rows {
             let src = self.regions[region].at(start + y * stride, row_bytes);
@@ -468,7 +468,7 @@ impl DmaBufMapping<'_> {
     pub fn write_rows(&mut self, plane: usize, src: &[u8], src_stride: usize) -> Result<(), MapError> {
         self.writable()?;
         let (region, start, _) = self.plane_span(plane)?;
-        let (stride, rows, row_bytes) = self.rows_of(plane)?;
+        let (stride, rows, row_bytes) = self.rows_of(plane);
         check_rows(plane, src.len(), src_stride, rows, row_bytes)?;
         for y in 0..rows {
             let src = &src[y * src_stride..y * src_stride + row_bytes];

@@ -836,7 +836,7 @@ fn command_buffer(ctx: &vulkan::VulkanContext) -> (vk::CommandPool, vk::CommandB
 
 /// Ends `cb`, submits it to the context's queue and waits.
 fn submit_and_wait(ctx: &vulkan::VulkanContext, cb: vk::CommandBuffer) {
-    let fence = submit(ctx, cb);
+    let fence = submit(ctx, cb, None);
     // SAFETY: (test) our fence, submitted.
     unsafe {
         ctx.device().wait_for_fences(&[fence], true, u64::MAX).unwrap();
@@ -844,18 +844,27 @@ fn submit_and_wait(ctx: &vulkan::VulkanContext, cb: vk::CommandBuffer) {
     }
 }
 
-/// Ends `cb` and submits it to the context's queue with a new fence.
-fn submit(ctx: &vulkan::VulkanContext, cb: vk::CommandBuffer) -> vk::Fence {
+/// Ends `cb` and submits it to the context's queue with a new fence,
+/// after `wait` (a timeline semaphore and the value to wait for), if any.
+fn submit(ctx: &vulkan::VulkanContext, cb: vk::CommandBuffer, wait: Option<(vk::Semaphore, u64)>) -> vk::Fence {
     let device = ctx.device();
+    let cbs = [cb];
+    let (waits, values): (Vec<_>, Vec<_>) = wait.into_iter().unzip();
+    let stages = vec![vk::PipelineStageFlags::ALL_COMMANDS; waits.len()];
+    let mut timeline = vk::TimelineSemaphoreSubmitInfo::default().wait_semaphore_values(&values);
+    let mut info = vk::SubmitInfo::default()
+        .command_buffers(&cbs)
+        .wait_semaphores(&waits)
+        .wait_dst_stage_mask(&stages);
+    if wait.is_some() {
+        info = info.push_next(&mut timeline);
+    }
     // SAFETY: (test) `cb` is recording; the queue is locked.
     unsafe {
         device.end_command_buffer(cb).unwrap();
         let fence = device.create_fence(&vk::FenceCreateInfo::default(), None).unwrap();
-        let cbs = [cb];
         let queue = ctx.lock_queue();
-        device
-            .queue_submit(*queue, &[vk::SubmitInfo::default().command_buffers(&cbs)], fence)
-            .unwrap();
+        device.queue_submit(*queue, &[info], fence).unwrap();
         fence
     }
 }
@@ -977,23 +986,7 @@ fn images_in_a_pending_submission_are_destroyed_after_it() {
     let gate =
         unsafe { device.create_semaphore(&vk::SemaphoreCreateInfo::default().push_next(&mut timeline_info), None) }
             .unwrap();
-    let fence = {
-        // SAFETY: (test) `cb` is recording; the queue is locked.
-        unsafe {
-            device.end_command_buffer(cb).unwrap();
-            let fence = device.create_fence(&vk::FenceCreateInfo::default(), None).unwrap();
-            let (cbs, waits, values, stages) = ([cb], [gate], [1u64], [vk::PipelineStageFlags::ALL_COMMANDS]);
-            let mut timeline = vk::TimelineSemaphoreSubmitInfo::default().wait_semaphore_values(&values);
-            let submit = vk::SubmitInfo::default()
-                .command_buffers(&cbs)
-                .wait_semaphores(&waits)
-                .wait_dst_stage_mask(&stages)
-                .push_next(&mut timeline);
-            let queue = ctx.lock_queue();
-            device.queue_submit(*queue, &[submit], fence).unwrap();
-            fence
-        }
-    };
+    let fence = submit(&ctx, cb, Some((gate, 1)));
 
     // The source dies and the cache purges: the last reference to the image
     // goes while the GPU still waits in the submission.

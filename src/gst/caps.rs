@@ -125,18 +125,24 @@ pub fn parse_drm_format(text: &str) -> Result<(DrmFourcc, DrmModifier), CapsErro
 /// LINEAR ones, meaningful only for LINEAR buffers (others need a
 /// `VideoMeta`, see [`crate::gst::dmabuf_from_buffer`]).
 pub fn video_info(caps: &gst::CapsRef) -> Result<gst_video::VideoInfo, CapsError> {
-    let stream = parse_caps(caps)?;
+    let from_caps =
+        |c: &gst::CapsRef| gst_video::VideoInfo::from_caps(c).map_err(|e| CapsError::NotFixed(format!("{c}: {e}")));
+    let structure = caps.structure(0).ok_or_else(|| CapsError::NotFixed(caps.to_string()))?;
+    if structure.get::<&str>("format").ok() != Some("DMA_DRM") {
+        // Plain and 1.22-style caps: read as they are (the per-frame path).
+        return from_caps(caps);
+    }
+    let drm: &str = structure
+        .get("drm-format")
+        .map_err(|_| CapsError::MissingField("drm-format"))?;
+    let (fourcc, _) = parse_drm_format(drm)?;
+    let format = video_format(fourcc).ok_or_else(|| CapsError::UnsupportedFormat(fourcc.to_string()))?;
     let mut owned = caps.to_owned();
     if let Some(s) = owned.make_mut().structure_mut(0) {
-        let dma_drm = s.get::<&str>("format").ok() == Some("DMA_DRM");
-        if dma_drm {
-            let format =
-                video_format(stream.fourcc).ok_or_else(|| CapsError::UnsupportedFormat(stream.fourcc.to_string()))?;
-            s.set("format", format.to_str());
-            s.remove_field("drm-format");
-        }
+        s.set("format", format.to_str());
+        s.remove_field("drm-format");
     }
-    gst_video::VideoInfo::from_caps(&owned).map_err(|e| CapsError::NotFixed(format!("{owned}: {e}")))
+    from_caps(&owned)
 }
 
 /// `video/x-raw, format=DMA_DRM, drm-format={...}` for `pairs` (GStreamer

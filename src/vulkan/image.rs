@@ -61,11 +61,10 @@ impl Drop for VulkanImage {
         let image = self.image;
         let memory = std::mem::take(&mut self.memory);
         let destroy = move |device: &ash::Device| {
-            // SAFETY: all handles are ours (or null, which destroy/free
-            // accept), and no submission uses them any more: the crate's
-            // own submissions are waited for before they return, and a
-            // caller's (which recorded `cmd_acquire`/`cmd_release`) were
-            // submitted before this drop and are waited for by `retire`.
+            // No submission uses them any more: the crate's own are waited
+            // for before they return, a caller's (which recorded
+            // `cmd_acquire`/`cmd_release`) by `retire`, as submitted first.
+            // SAFETY: our handles (or null, which destroy/free accept), idle.
             unsafe {
                 for view in views {
                     device.destroy_image_view(view, None);

@@ -69,13 +69,13 @@ pub struct Presenter {
     queue: EventQueue<State>,
     pub(super) qh: QueueHandle<State>,
     pub(super) state: State,
-    compositor: WlCompositor,
+    // wl_compositor has no destructor request; its proxy goes with us.
+    _compositor: WlCompositor,
     pub(super) shm: Option<WlShm>,
     pub(super) dmabuf: Option<ZwpLinuxDmabufV1>,
     feedbacks: Vec<ZwpLinuxDmabufFeedbackV1>,
     viewporter: Option<WpViewporter>,
-    /// `None` only while dropping.
-    window: Option<Window>,
+    window: Window,
     pub(super) cache: HashMap<BufferId, CacheEntry>,
     /// Kinds of buffer tried with `create`: accepted (`created`) or
     /// refused (`failed`). Only accepted kinds use `create_immed`, whose
@@ -189,12 +189,12 @@ impl Presenter {
             queue,
             qh,
             state,
-            compositor,
+            _compositor: compositor,
             shm,
             dmabuf,
             feedbacks,
             viewporter,
-            window: Some(window),
+            window,
             cache: HashMap::new(),
             import_kinds: HashMap::new(),
             shm_buffers: Vec::new(),
@@ -219,10 +219,6 @@ impl Presenter {
         }
         this.state.formats_changed = false;
         Ok(this)
-    }
-
-    fn window(&self) -> &Window {
-        self.window.as_ref().expect("the window lives until drop")
     }
 
     /// Sends what is queued and waits until the compositor has processed
@@ -258,7 +254,7 @@ impl Presenter {
     /// The surface frames go to: ours (a toplevel, or a subsurface of the
     /// application's surface when embedding).
     pub fn surface(&self) -> &WlSurface {
-        &self.window().surface
+        &self.window.surface
     }
 
     /// The connection (for users that add their own objects).
@@ -294,14 +290,14 @@ impl Presenter {
     pub fn set_render_rectangle(&mut self, rect: Option<(i32, i32, i32, i32)>) {
         let rect = rect.filter(|&(_, _, w, h)| w > 0 && h > 0);
         let (x, y) = rect.map_or((0, 0), |(x, y, _, _)| (x, y));
-        self.window().set_position(x, y);
+        self.window.set_position(x, y);
         self.render_size = rect.map(|(_, _, w, h)| (w as u32, h as u32));
     }
 
     /// Commits the surface again (GstVideoOverlay's `expose`): the
     /// compositor shows the buffer it holds once more.
     pub fn expose(&mut self) -> Result<(), WaylandError> {
-        self.window().surface.commit();
+        self.window.surface.commit();
         self.conn.flush().map_err(lost)
     }
 
@@ -398,14 +394,14 @@ impl Presenter {
             self.stats.reused_before_release += 1;
         }
         self.state.busy.entry(id).or_default().push(keepalive);
-        self.window().surface.attach(Some(wl_buffer), 0, 0);
-        if self.window().surface.version() >= 4 {
-            self.window().surface.damage_buffer(0, 0, i32::MAX, i32::MAX);
+        self.window.surface.attach(Some(wl_buffer), 0, 0);
+        if self.window.surface.version() >= 4 {
+            self.window.surface.damage_buffer(0, 0, i32::MAX, i32::MAX);
         } else {
-            self.window().surface.damage(0, 0, i32::MAX, i32::MAX);
+            self.window.surface.damage(0, 0, i32::MAX, i32::MAX);
         }
-        if let Some(viewport) = &self.window().viewport {
-            let area = if self.window().is_embedded() {
+        if let Some(viewport) = &self.window.viewport {
+            let area = if self.window.is_embedded() {
                 self.render_size
             } else {
                 self.state.toplevel_size
@@ -421,9 +417,9 @@ impl Presenter {
                 None => viewport.set_destination(-1, -1),
             }
         }
-        let callback = self.window().surface.frame(&self.qh, ());
+        let callback = self.window.surface.frame(&self.qh, ());
         self.state.frame_callback = Some(callback.id());
-        self.window().surface.commit();
+        self.window.surface.commit();
         self.conn.flush().map_err(lost)?;
         self.stats.presented += 1;
         if presented.zero_copy {
@@ -481,9 +477,7 @@ impl Drop for Presenter {
         for f in self.feedbacks.drain(..) {
             f.destroy();
         }
-        if let Some(w) = self.window.take() {
-            w.destroy(&mut self.state);
-        }
+        self.window.destroy(&mut self.state);
         if let Some(v) = self.viewporter.take() {
             v.destroy();
         }
@@ -495,9 +489,7 @@ impl Drop for Presenter {
         {
             s.release();
         }
-        // wl_compositor and wl_registry have no destructor request: their
-        // proxies go with the queue.
-        let _ = &self.compositor;
+        // wl_compositor and wl_registry have no destructor request.
         let _ = self.conn.flush();
     }
 }

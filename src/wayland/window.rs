@@ -168,12 +168,13 @@ impl Window {
     }
 
     /// Destroys every object made for the window (and the keyboard the
-    /// seat gave), children before parents.
-    pub(super) fn destroy(self, state: &mut State) {
-        if let Some(v) = self.viewport {
+    /// seat gave), children before parents. The presenter calls it once,
+    /// from its drop: the proxies are dead after it.
+    pub(super) fn destroy(&self, state: &mut State) {
+        if let Some(v) = &self.viewport {
             v.destroy();
         }
-        match self.role {
+        match &self.role {
             Role::Toplevel {
                 wm,
                 xdg,

@@ -52,5 +52,6 @@ impl DmaBufPoolAllocator {
     }
 }
 
-// No `unsafe impl Send/Sync` here: glib's wrapper derives them from the
-// implementation struct, so a field that is not thread-safe fails to build.
+// Send and Sync come from glib's wrapper, derived from the implementation
+// struct: a field that is not thread-safe fails to build (no hand-written
+// impl that could hide it).
