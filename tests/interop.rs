@@ -217,7 +217,7 @@ fn vkdmabufsrc_into_glupload() {
     let uploader = stderr
         .lines()
         .filter_map(|l| l.split_once("attempting upload with uploader ").map(|(_, r)| r.trim()))
-        .last()
+        .next_back()
         .unwrap_or_else(|| panic!("glupload logged no uploader:\n{stderr}"));
     println!("glupload uploader: {uploader}");
     // Zero-copy: an EGL import of our dma-bufs (DirectDmabuf, or Dmabuf
