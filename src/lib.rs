@@ -37,6 +37,7 @@ pub mod alloc;
 pub mod dmabuf;
 #[cfg(all(feature = "gstreamer", any(feature = "vulkan", feature = "wayland")))]
 pub mod elements;
+pub mod fence;
 pub mod format;
 #[cfg(feature = "gstreamer")]
 pub mod gst;

@@ -2,7 +2,8 @@
 //! the few fd queries that need care. Nothing else in the crate talks to the
 //! kernel through raw pointers.
 //!
-//! Structs mirror `include/uapi/linux/{dma-buf,udmabuf,dma-heap}.h`.
+//! Structs mirror `include/uapi/linux/{dma-buf,udmabuf,dma-heap,sync_file}.h`
+//! and `include/uapi/drm/drm.h` (the syncobj ioctl the `drm` crate lacks).
 
 use std::ffi::c_void;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -210,6 +211,72 @@ pub(crate) fn dma_heap_alloc(heap: BorrowedFd<'_>, len: u64) -> Result<OwnedFd, 
     owned_from_kernel(i32::try_from(arg.fd).map_err(|_| Errno::BADF)?)
 }
 
+// ---------------------------------------------------------------- drm.h (syncobj), sync_file.h
+
+/// `struct drm_syncobj_handle`.
+#[repr(C)]
+struct DrmSyncobjHandle {
+    handle: u32,
+    flags: u32,
+    fd: i32,
+    pad: u32,
+    point: u64,
+}
+const DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE: Opcode = opcode::read_write::<DrmSyncobjHandle>(b'd', 0xC2);
+const DRM_SYNCOBJ_FD_TO_HANDLE_FLAGS_IMPORT_SYNC_FILE: u32 = 1 << 0;
+
+/// `DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE` with `IMPORT_SYNC_FILE`: replaces the
+/// fence of the (binary) syncobj `handle` on `device` with `sync_file`'s.
+/// The `drm` crate's `fd_to_syncobj` cannot do this: it always passes
+/// handle 0, which the kernel answers with ENOENT for this flag.
+pub(crate) fn syncobj_import_sync_file(
+    device: BorrowedFd<'_>,
+    handle: u32,
+    sync_file: BorrowedFd<'_>,
+) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    let mut arg = DrmSyncobjHandle {
+        handle,
+        flags: DRM_SYNCOBJ_FD_TO_HANDLE_FLAGS_IMPORT_SYNC_FILE,
+        fd: sync_file.as_raw_fd(),
+        pad: 0,
+        point: 0,
+    };
+    // SAFETY: DRM_IOWR(0xC2, struct drm_syncobj_handle); the layout matches
+    // and `arg` outlives the call. The kernel takes its own reference on the
+    // fence; the sync_file fd stays the caller's.
+    unsafe { ioctl::ioctl(device, Updater::<DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE, _>::new(&mut arg)) }
+}
+
+/// `struct sync_merge_data`.
+#[repr(C)]
+struct SyncMergeData {
+    name: [u8; 32],
+    fd2: i32,
+    fence: i32,
+    flags: u32,
+    pad: u32,
+}
+const SYNC_IOC_MERGE: Opcode = opcode::read_write::<SyncMergeData>(b'>', 3);
+
+/// `SYNC_IOC_MERGE`: a new sync_file that signals when both `a` and `b` have.
+pub(crate) fn sync_file_merge(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+    use std::os::fd::AsRawFd;
+    let mut name = [0u8; 32];
+    name[..14].copy_from_slice(b"dmabuf-interop");
+    let mut arg = SyncMergeData {
+        name,
+        fd2: b.as_raw_fd(),
+        fence: -1,
+        flags: 0,
+        pad: 0,
+    };
+    // SAFETY: _IOWR('>', 3, struct sync_merge_data); the layout matches and
+    // `arg` outlives the call; the kernel writes the new fd into `fence`.
+    unsafe { ioctl::ioctl(a, Updater::<SYNC_IOC_MERGE, _>::new(&mut arg))? };
+    owned_from_kernel(arg.fence)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,5 +290,8 @@ mod tests {
         assert_eq!(DMA_BUF_IOCTL_IMPORT_SYNC_FILE as u64, 0x4008_6203);
         assert_eq!(UDMABUF_CREATE as u64, 0x4018_7542);
         assert_eq!(DMA_HEAP_IOCTL_ALLOC as u64, 0xc018_4800);
+        // <drm/drm.h>, <linux/sync_file.h>
+        assert_eq!(DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE as u64, 0xc018_64c2);
+        assert_eq!(SYNC_IOC_MERGE as u64, 0xc030_3e03);
     }
 }

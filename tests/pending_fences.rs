@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use dmabuf_interop::alloc::Allocator as _;
+use dmabuf_interop::fence::{self, Fence};
 use dmabuf_interop::sync::{self, SyncAccess};
 use dmabuf_interop::vulkan::{self, ash::vk};
 use dmabuf_interop::{DmaBuf, DrmFourcc, DrmModifier, pattern};
@@ -306,4 +308,97 @@ fn write_rows_unsynced(buf: &DmaBuf, packed: &[u8]) {
     }
     // SAFETY: the mapping made above, not used after this.
     unsafe { rustix::mm::munmap(ptr, len) }.expect("munmap");
+}
+
+/// vgem's card node and a DRM node with timeline syncobjs (virtio-gpu's in
+/// the VM stage; vgem has no syncobjs), or None outside the VM stage.
+fn timeline_setup() -> Option<(PathBuf, Arc<fence::DrmDevice>)> {
+    let Some(card) = vgem_card() else {
+        device_test("vgem (modprobe vgem)", false);
+        return None;
+    };
+    let device = fence::DrmDevice::find(None);
+    device_test(
+        "a DRM node with timeline syncobjs (virtio-gpu: scripts/vm-test --gpu)",
+        device.is_ok(),
+    )
+    .then(|| (card, device.unwrap()))
+}
+
+#[test]
+fn timeline_points_carry_a_pending_vgem_fence() {
+    let Some((card, device)) = timeline_setup() else { return };
+    let fds_before = open_fds();
+    {
+        let vgem = VgemBuffer::new(&card, 16, 16);
+        // A dma-buf whose writer has not finished: its implicit fence, as
+        // an explicit sync_file, is pending.
+        let id = vgem.attach_write_fence();
+        let acquire = Fence::from_dmabuf(&vgem.buf).expect("export the implicit fence");
+        let Fence::SyncFile(file) = &acquire else {
+            panic!("a vgem dma-buf gives a sync_file, got {acquire:?}")
+        };
+        assert_eq!(acquire.is_signalled().unwrap(), Some(false));
+
+        // The sync_file into timeline point 1: pending there too, and
+        // exported back as a pending sync_file.
+        let timeline = fence::Timeline::new(&device).expect("create a timeline");
+        assert_eq!(timeline.signalled_point().unwrap(), 0);
+        timeline.import_sync_file(1, file.as_fd()).expect("import into point 1");
+        assert!(!timeline.is_signalled(1).unwrap());
+        assert!(
+            !timeline.wait(1, Duration::from_millis(200)).unwrap(),
+            "point 1 waits for vgem"
+        );
+        let back = timeline.export_sync_file(1).expect("export point 1");
+        assert!(!signalled(back.as_fd()));
+
+        // Another process's view: the opaque fd imported on a second open
+        // of the node (another DRM file), and a point moved across.
+        let other = fence::DrmDevice::open(device.path()).expect("second open");
+        let shared = fence::Timeline::import(&other, timeline.export().unwrap().as_fd()).expect("import the timeline");
+        let elsewhere = fence::Timeline::new(&other).unwrap();
+        elsewhere
+            .import_point(
+                7,
+                &fence::TimelinePoint {
+                    timeline: timeline.clone(),
+                    point: 1,
+                },
+            )
+            .expect("move point 1 to another device file");
+        assert!(!elsewhere.is_signalled(7).unwrap());
+
+        // The producer finishes: every view signals.
+        vgem.signal(id);
+        assert!(timeline.wait(1, Duration::from_secs(5)).unwrap());
+        assert!(shared.is_signalled(1).unwrap());
+        assert!(elsewhere.wait(7, Duration::from_secs(5)).unwrap());
+        assert!(signalled(back.as_fd()));
+        assert_eq!(acquire.is_signalled().unwrap(), Some(true));
+
+        // CPU signals: a later point signals every earlier one; a point
+        // nobody submitted has no fence to export and is not waited for
+        // forever.
+        timeline.signal(3).unwrap();
+        assert_eq!(timeline.signalled_point().unwrap(), 3);
+        assert!(matches!(
+            timeline.export_sync_file(5),
+            Err(fence::FenceError::NotSubmitted { point: 5 })
+        ));
+        assert!(!timeline.wait(5, Duration::from_millis(100)).unwrap());
+        let point = Fence::Timeline(fence::TimelinePoint { timeline, point: 2 });
+        assert_eq!(point.is_signalled().unwrap(), Some(true));
+
+        // A memfd has no implicit fences: the value says so.
+        let memfd = dmabuf_interop::alloc::MemfdAllocator::new()
+            .allocate(DrmFourcc::Xrgb8888, 4, 4, 1)
+            .unwrap();
+        assert!(matches!(Fence::from_dmabuf(&memfd).unwrap(), Fence::Implicit));
+    }
+    assert_eq!(
+        open_fds(),
+        fds_before,
+        "every syncobj, sync_file and device fd is closed"
+    );
 }
