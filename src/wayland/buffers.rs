@@ -14,12 +14,27 @@ use wayland_client::{Connection, Dispatch, Proxy, QueueHandle};
 use super::error::WaylandError;
 use super::presenter::Presenter;
 use super::queue::State;
+use super::sync::SharedTimeline;
 use crate::dmabuf::{DmaBuf, WeakDmaBuf};
 
 /// A cached `wl_buffer` and the source it shows.
 pub(super) struct CacheEntry {
     pub(super) source: WeakDmaBuf,
     pub(super) buffer: WlBuffer,
+    /// The buffer's own release timeline (explicit sync), made at its
+    /// first commit.
+    pub(super) release: Option<SharedTimeline>,
+}
+
+impl CacheEntry {
+    /// Retires the `wl_buffer` (see [`State::retire`]) and destroys our
+    /// release timeline's proxy (points already set stay in force).
+    pub(super) fn retire(self, state: &mut State) {
+        if let Some(r) = self.release {
+            r.proxy.destroy();
+        }
+        state.retire(self.buffer);
+    }
 }
 
 impl Presenter {
@@ -41,6 +56,7 @@ impl Presenter {
             CacheEntry {
                 source: buf.downgrade(),
                 buffer: buffer.clone(),
+                release: None,
             },
         );
         Ok((buffer, false))
@@ -51,7 +67,7 @@ impl Presenter {
     /// buffer the compositor still holds is destroyed on its release.
     pub fn forget(&mut self, buf: &DmaBuf) {
         if let Some(e) = self.cache.remove(&buf.id()) {
-            self.state.retire(e.buffer);
+            e.retire(&mut self.state);
         }
     }
 
@@ -66,7 +82,7 @@ impl Presenter {
             .collect();
         for id in dead {
             if let Some(e) = self.cache.remove(&id) {
-                self.state.retire(e.buffer);
+                e.retire(&mut self.state);
             }
         }
     }

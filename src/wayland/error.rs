@@ -71,6 +71,10 @@ pub enum WaylandError {
     /// The connection broke (compositor gone, protocol error).
     #[error("Wayland connection lost: {0}")]
     Connection(String),
+    /// An acquire or release fence could not be made or read (explicit
+    /// sync); nothing was committed.
+    #[error("explicit sync: {0}")]
+    Fence(#[from] crate::fence::FenceError),
     /// Copying into `wl_shm` failed.
     #[error("wl_shm copy: {0}")]
     Shm(#[from] ShmError),

@@ -32,12 +32,14 @@ mod presenter;
 mod protocols;
 mod queue;
 mod shm;
+mod sync;
 mod window;
 
 pub use error::{ShmError, WaylandError};
 pub use formats::{FormatSet, FormatTableError, Tranche, parse_format_table, tranche_formats};
 pub use linux_dmabuf::MAX_DMABUF_VERSION;
-pub use presenter::{PresentStats, Presented, Presenter};
+pub use presenter::{PresentStats, Presented, Presenter, SYNC_ENV};
+pub use sync::SyncMode;
 pub use wayland_client;
 pub use window::{Target, fit};
 

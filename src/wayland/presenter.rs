@@ -28,8 +28,27 @@ use super::formats::FormatSet;
 use super::linux_dmabuf::{ImportKind, MAX_DMABUF_VERSION, request_feedback};
 use super::queue::{self, State, lost};
 use super::shm::ShmBuffer;
+use super::sync::{DrmSyncobj, SyncMode};
 use super::window::{Target, Window, fit};
 use crate::dmabuf::{BufferId, DmaBuf, ModifierName};
+use crate::fence::Fence;
+use wayland_protocols::wp::linux_drm_syncobj::v1::client::wp_linux_drm_syncobj_manager_v1::WpLinuxDrmSyncobjManagerV1;
+
+/// `DMABUF_INTEROP_SYNC=implicit` keeps a presenter off explicit sync even
+/// where the compositor offers it (comparisons, debugging).
+pub const SYNC_ENV: &str = "DMABUF_INTEROP_SYNC";
+
+/// Waits on the CPU for a frame's acquire fence where no explicit-sync
+/// commit carries it (implicit sync, or a `wl_shm` copy); a fence that has
+/// not signalled after 10 s is an error, not a hang.
+fn wait_ready(acquire: &Fence) -> Result<(), WaylandError> {
+    const LIMIT: Duration = Duration::from_secs(10);
+    if acquire.wait(LIMIT)? {
+        Ok(())
+    } else {
+        Err(WaylandError::Timeout("the frame's acquire fence", LIMIT))
+    }
+}
 
 /// Counters a player shows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -52,6 +71,12 @@ pub struct PresentStats {
     /// Kinds of buffer (format, modifier, layout, fd kind) the compositor
     /// refused with `failed`; frames of those kinds go the `wl_shm` way.
     pub import_refusals: u64,
+    /// How frames are synchronised with the compositor.
+    pub sync: SyncMode,
+    /// Commits that carried acquire and release points.
+    pub explicit_sync_commits: u64,
+    /// Release points the compositor signalled (each handed a buffer back).
+    pub release_points_signalled: u64,
 }
 
 /// How a frame went out.
@@ -86,6 +111,10 @@ pub struct Presenter {
     pub(super) stats: PresentStats,
     /// The application's render rectangle size (embedding only).
     render_size: Option<(u32, u32)>,
+    /// Explicit sync (`wp_linux_drm_syncobj_v1`), where offered and usable.
+    syncobj: Option<DrmSyncobj>,
+    /// Why explicit sync is not used although the compositor offers it.
+    sync_fallback: Option<String>,
 }
 
 impl std::fmt::Debug for Presenter {
@@ -171,6 +200,10 @@ impl Presenter {
         let shm: Option<WlShm> = globals.bind(&qh, 1..=1, ()).ok();
         let dmabuf: Option<ZwpLinuxDmabufV1> = globals.bind(&qh, 3..=MAX_DMABUF_VERSION, ()).ok();
         let viewporter: Option<WpViewporter> = globals.bind(&qh, 1..=1, ()).ok();
+        let syncobj_manager: Option<WpLinuxDrmSyncobjManagerV1> = match &dmabuf {
+            Some(_) if std::env::var(SYNC_ENV).as_deref() != Ok("implicit") => globals.bind(&qh, 1..=1, ()).ok(),
+            _ => None,
+        };
         state.formats.dmabuf_version = dmabuf.as_ref().map_or(0, |d| d.version());
         let window = match window {
             Ok((title, app_id)) => Window::toplevel(&globals, &qh, &compositor, viewporter.as_ref(), title, app_id)?,
@@ -200,6 +233,8 @@ impl Presenter {
             shm_buffers: Vec::new(),
             stats: PresentStats::default(),
             render_size: None,
+            syncobj: None,
+            sync_fallback: None,
         };
         // Globals' initial events (formats), then the first configure.
         this.roundtrip()?;
@@ -218,6 +253,17 @@ impl Presenter {
             return Err(e.into());
         }
         this.state.formats_changed = false;
+        if let Some(manager) = syncobj_manager {
+            // The timeline lives on the compositor's main device where the
+            // feedback named one (known after the roundtrips above).
+            match DrmSyncobj::new(manager, this.state.formats.main_device, &this.qh) {
+                Ok(s) => this.syncobj = Some(s),
+                Err((manager, e)) => {
+                    manager.destroy();
+                    this.sync_fallback = Some(e.to_string());
+                }
+            }
+        }
         Ok(this)
     }
 
@@ -247,6 +293,12 @@ impl Presenter {
     pub fn stats(&self) -> PresentStats {
         PresentStats {
             releases: self.state.releases,
+            sync: if self.syncobj.is_some() {
+                SyncMode::DrmSyncobj
+            } else {
+                SyncMode::Implicit
+            },
+            release_points_signalled: self.state.release_points_signalled,
             ..self.stats
         }
     }
@@ -324,11 +376,36 @@ impl Presenter {
         Ok(true)
     }
 
+    /// Why explicit sync is not used although the compositor offers
+    /// `wp_linux_drm_syncobj_manager_v1` (e.g. no DRM node with timeline
+    /// syncobjs); `None` when it is used or not offered.
+    pub fn sync_fallback(&self) -> Option<&str> {
+        self.sync_fallback.as_deref()
+    }
+
     /// Shows `buf`: linux-dmabuf when the compositor advertises its format
     /// and modifier, else a counted `wl_shm` copy. `keepalive` (e.g. the
     /// GStreamer buffer, which keeps a pool from reusing the memory) is
-    /// dropped when the compositor releases the `wl_buffer`.
+    /// dropped when the compositor releases the `wl_buffer` (under
+    /// explicit sync: when its release point signals). The buffer is ready
+    /// when its own implicit fences say so (see [`present_with_fence`](Self::present_with_fence)).
     pub fn present(&mut self, buf: &DmaBuf, keepalive: Box<dyn Any + Send>) -> Result<Presented, WaylandError> {
+        self.present_with_fence(buf, keepalive, Fence::Implicit)
+    }
+
+    /// [`present`](Self::present) with the point at which `buf`'s contents
+    /// are ready. Under explicit sync it becomes the commit's acquire point
+    /// (the compositor does not show the frame before it signals);
+    /// [`Fence::Implicit`] means the dma-buf's own fences, exported as a
+    /// sync_file where the kernel can. Without explicit sync, or for the
+    /// `wl_shm` copy, the fence is waited for on the CPU first, so no path
+    /// shows a frame early.
+    pub fn present_with_fence(
+        &mut self,
+        buf: &DmaBuf,
+        keepalive: Box<dyn Any + Send>,
+        acquire: Fence,
+    ) -> Result<Presented, WaylandError> {
         self.begin_frame()?;
         let dmabuf_ok = self.dmabuf.is_some() && self.state.formats.supports_dmabuf(buf.fourcc(), buf.modifier());
         let shm_ok = buf.modifier() == DrmModifier::Linear && self.state.formats.supports_shm(buf.fourcc());
@@ -343,6 +420,11 @@ impl Presenter {
             None
         };
         let (wl_buffer, presented) = if let Some((b, hit)) = imported {
+            if self.syncobj.is_some() {
+                self.set_sync_points(buf, acquire)?;
+            } else {
+                wait_ready(&acquire)?;
+            }
             (
                 b,
                 Presented {
@@ -351,6 +433,7 @@ impl Presenter {
                 },
             )
         } else if shm_ok {
+            wait_ready(&acquire)?;
             let b = self.copy_dmabuf_to_shm(buf)?;
             (
                 b,
@@ -368,6 +451,25 @@ impl Presenter {
         };
         self.commit_frame(&wl_buffer, presented, buf.width(), buf.height(), keepalive)?;
         Ok(presented)
+    }
+
+    /// Acquire and release points for the commit that attaches `buf`'s
+    /// (cached) `wl_buffer`; the buffer is then held until its release
+    /// point signals.
+    fn set_sync_points(&mut self, buf: &DmaBuf, acquire: Fence) -> Result<(), WaylandError> {
+        let (Some(sync), Some(entry)) = (self.syncobj.as_mut(), self.cache.get_mut(&buf.id())) else {
+            return Ok(());
+        };
+        let release = match &mut entry.release {
+            Some(r) => r,
+            none => none.insert(sync.release_timeline(&self.qh)?),
+        };
+        let point = sync.set_points(&self.window.surface, &self.qh, buf, acquire, release)?;
+        self.state
+            .fenced
+            .insert(entry.buffer.id(), (release.timeline.clone(), point));
+        self.stats.explicit_sync_commits += 1;
+        Ok(())
     }
 
     /// Takes in what arrived (releases, frame callbacks) before a frame;
@@ -392,6 +494,13 @@ impl Presenter {
         let id = wl_buffer.id();
         if presented.zero_copy && self.state.busy.contains_key(&id) {
             self.stats.reused_before_release += 1;
+        }
+        if !presented.zero_copy
+            && let Some(sync) = &mut self.syncobj
+        {
+            // A wl_shm buffer on a surface with a syncobj object is the
+            // protocol's unsupported_buffer error.
+            sync.suspend();
         }
         self.state.busy.entry(id).or_default().push(keepalive);
         self.window.surface.attach(Some(wl_buffer), 0, 0);
@@ -464,7 +573,13 @@ impl Drop for Presenter {
         // application's connection nothing of ours may outlive us). The
         // keep-alives go with the state; the compositor may still read
         // buffers it held, which stay valid through its own references.
+        if let Some(sync) = self.syncobj.take() {
+            sync.destroy();
+        }
         for (_, e) in self.cache.drain() {
+            if let Some(r) = e.release {
+                r.proxy.destroy();
+            }
             e.buffer.destroy();
         }
         for (_, b) in self.state.retired.drain() {

@@ -4,6 +4,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use wayland_client::backend::ObjectId;
@@ -21,6 +22,7 @@ use wayland_client::{Connection, Dispatch, EventQueue, Proxy, QueueHandle, deleg
 use super::error::WaylandError;
 use super::formats::{FormatSet, FormatTableError};
 use super::linux_dmabuf::FeedbackBuilder;
+use crate::fence::Timeline;
 
 /// Everything the event handlers update.
 #[derive(Default)]
@@ -44,6 +46,11 @@ pub(crate) struct State {
     /// release never comes and its keep-alives are never dropped).
     pub(super) retired: HashMap<ObjectId, WlBuffer>,
     pub(super) releases: u64,
+    /// wl_buffers whose hold ends at a release point (explicit sync)
+    /// instead of `wl_buffer.release`: the buffer's release timeline and
+    /// the point of its latest commit.
+    pub(super) fenced: HashMap<ObjectId, (Arc<Timeline>, u64)>,
+    pub(super) release_points_signalled: u64,
     pub(super) created: HashMap<ObjectId, Result<WlBuffer, ()>>,
     pub(super) keyboard: Option<WlKeyboard>,
     /// Keys pressed while our window had the focus (evdev codes).
@@ -61,14 +68,39 @@ impl State {
         }
     }
 
-    /// A `wl_buffer.release`: the keep-alives go (handing the frame back to
-    /// its producer) and a retired buffer is destroyed.
+    /// A `wl_buffer.release`. For a buffer under explicit sync it means
+    /// nothing (the protocol leaves its delivery undefined; the release
+    /// point decides), else the buffer is free.
     pub(super) fn released(&mut self, buffer: &WlBuffer) {
         self.releases += 1;
-        self.busy.remove(&buffer.id());
-        if let Some(b) = self.retired.remove(&buffer.id()) {
+        if !self.fenced.contains_key(&buffer.id()) {
+            self.free(&buffer.id());
+        }
+    }
+
+    /// The compositor is done with `id`: the keep-alives go (handing the
+    /// frame back to its producer) and a retired buffer is destroyed.
+    fn free(&mut self, id: &ObjectId) {
+        self.busy.remove(id);
+        if let Some(b) = self.retired.remove(id) {
             b.destroy();
         }
+    }
+
+    /// Frees the buffers whose release point has signalled.
+    pub(super) fn poll_release_points(&mut self) -> Result<(), WaylandError> {
+        let mut done = Vec::new();
+        for (id, (timeline, point)) in &self.fenced {
+            if timeline.is_signalled(*point)? {
+                done.push(id.clone());
+            }
+        }
+        for id in done {
+            self.fenced.remove(&id);
+            self.release_points_signalled += 1;
+            self.free(&id);
+        }
+        Ok(())
     }
 }
 
@@ -106,6 +138,7 @@ pub(super) fn dispatch(
         }
     }
     queue.dispatch_pending(state).map_err(lost)?;
+    state.poll_release_points()?;
     if let Some(e) = state.feedback_error.take() {
         return Err(e.into());
     }

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod vgem;
+
 use std::sync::Arc;
 
 use dmabuf_interop::DmaBuf;

@@ -1,0 +1,184 @@
+//! Explicit synchronisation with the compositor: `wp_linux_drm_syncobj_v1`.
+//!
+//! Where the compositor offers `wp_linux_drm_syncobj_manager_v1` and a DRM
+//! node with timeline syncobjs exists (the compositor's linux-dmabuf main
+//! device first), every commit of a dma-buf carries an acquire point (the
+//! frame's [`Fence`]: a sync_file, a timeline point, or the dma-buf's own
+//! implicit fence exported with `DMA_BUF_IOCTL_EXPORT_SYNC_FILE`; a buffer
+//! with no fences at all gets a point signalled at once) and a release
+//! point. Acquire points live on one timeline per surface; release points
+//! on one timeline per `wl_buffer`, as the protocol recommends (the
+//! compositor may signal release points out of order, and a later point
+//! signals every earlier one). A buffer is handed back to its producer when
+//! its release point signals, not on `wl_buffer.release`, whose delivery
+//! the protocol leaves undefined.
+//!
+//! Protocol rules that would end the connection are kept by construction:
+//! points are set only in a commit that attaches a dma-buf; before a
+//! commit of a `wl_shm` copy the per-surface object is destroyed
+//! (`unsupported_buffer`), and made again for the next dma-buf (one per
+//! surface at a time: `surface_exists`); acquire and release points are on
+//! different timelines (`conflicting_points`). The object is made only for
+//! our own surface (a toplevel, or our subsurface when embedding), never
+//! for one something else manages.
+//!
+//! Without the protocol, or without a timeline-capable node, frames use
+//! implicit sync as before ([`SyncMode::Implicit`]).
+
+use std::os::fd::AsFd;
+use std::sync::Arc;
+
+use wayland_client::protocol::wl_surface::WlSurface;
+use wayland_client::{QueueHandle, delegate_noop};
+use wayland_protocols::wp::linux_drm_syncobj::v1::client::{
+    wp_linux_drm_syncobj_manager_v1::WpLinuxDrmSyncobjManagerV1,
+    wp_linux_drm_syncobj_surface_v1::WpLinuxDrmSyncobjSurfaceV1,
+    wp_linux_drm_syncobj_timeline_v1::WpLinuxDrmSyncobjTimelineV1,
+};
+
+use super::error::WaylandError;
+use super::queue::State;
+use crate::dmabuf::DmaBuf;
+use crate::fence::{DrmDevice, Fence, FenceError, Timeline};
+
+/// How frames are synchronised with the compositor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SyncMode {
+    /// The dma-bufs' implicit fences (no sync protocol).
+    #[default]
+    Implicit,
+    /// `wp_linux_drm_syncobj_v1`: acquire and release timeline points.
+    DrmSyncobj,
+}
+
+/// A timeline of ours and the compositor's handle of it.
+pub(super) struct SharedTimeline {
+    pub(super) timeline: Arc<Timeline>,
+    pub(super) proxy: WpLinuxDrmSyncobjTimelineV1,
+    /// The last point used.
+    pub(super) point: u64,
+}
+
+impl SharedTimeline {
+    fn new(
+        manager: &WpLinuxDrmSyncobjManagerV1,
+        device: &Arc<DrmDevice>,
+        qh: &QueueHandle<State>,
+    ) -> Result<Self, FenceError> {
+        let timeline = Timeline::new(device)?;
+        // The compositor gets its own reference (SCM_RIGHTS copy); ours
+        // closes at the end of this scope.
+        let fd = timeline.export()?;
+        let proxy = manager.import_timeline(fd.as_fd(), qh, ());
+        Ok(Self {
+            timeline,
+            proxy,
+            point: 0,
+        })
+    }
+
+    fn next(&mut self) -> u64 {
+        self.point += 1;
+        self.point
+    }
+}
+
+/// `point` as the protocol's (hi, lo) pair.
+fn split(point: u64) -> (u32, u32) {
+    ((point >> 32) as u32, point as u32)
+}
+
+/// The syncobj state of one presenter.
+pub(super) struct DrmSyncobj {
+    manager: WpLinuxDrmSyncobjManagerV1,
+    device: Arc<DrmDevice>,
+    acquire: SharedTimeline,
+    /// The per-surface object; `None` after a `wl_shm` commit.
+    surface: Option<WpLinuxDrmSyncobjSurfaceV1>,
+}
+
+impl DrmSyncobj {
+    /// Sets up explicit sync with `manager` on a timeline-capable DRM node
+    /// (the compositor's main device first). `None` (implicit sync) where
+    /// there is none, with the reason.
+    pub(super) fn new(
+        manager: WpLinuxDrmSyncobjManagerV1,
+        main_device: Option<u64>,
+        qh: &QueueHandle<State>,
+    ) -> Result<Self, (WpLinuxDrmSyncobjManagerV1, FenceError)> {
+        let device = match DrmDevice::find(main_device) {
+            Ok(d) => d,
+            Err(e) => return Err((manager, e)),
+        };
+        let acquire = match SharedTimeline::new(&manager, &device, qh) {
+            Ok(t) => t,
+            Err(e) => return Err((manager, e)),
+        };
+        Ok(Self {
+            manager,
+            device,
+            acquire,
+            surface: None,
+        })
+    }
+
+    /// A release timeline for a new `wl_buffer`.
+    pub(super) fn release_timeline(&self, qh: &QueueHandle<State>) -> Result<SharedTimeline, WaylandError> {
+        Ok(SharedTimeline::new(&self.manager, &self.device, qh)?)
+    }
+
+    /// Sets the acquire point (from `acquire`, or `buf`'s implicit fence)
+    /// and the release point (next on `release`) for the commit that
+    /// attaches `buf` on `surface`; returns the release point to wait for.
+    pub(super) fn set_points(
+        &mut self,
+        surface: &WlSurface,
+        qh: &QueueHandle<State>,
+        buf: &DmaBuf,
+        acquire: Fence,
+        release: &mut SharedTimeline,
+    ) -> Result<u64, WaylandError> {
+        let point = self.acquire.next();
+        let acquire = match acquire {
+            Fence::Implicit => Fence::from_dmabuf(buf)?,
+            explicit => explicit,
+        };
+        let timeline = &self.acquire.timeline;
+        match &acquire {
+            Fence::SyncFile(fd) => timeline.import_sync_file(point, fd.as_fd())?,
+            Fence::Timeline(src) => timeline.import_point(point, src)?,
+            // Nothing to wait for: a memfd stand-in, a kernel without
+            // sync_file export.
+            Fence::Implicit => timeline.signal(point)?,
+        }
+        let sync_surface = self
+            .surface
+            .get_or_insert_with(|| self.manager.get_surface(surface, qh, ()));
+        let (hi, lo) = split(point);
+        sync_surface.set_acquire_point(&self.acquire.proxy, hi, lo);
+        let release_point = release.next();
+        let (hi, lo) = split(release_point);
+        sync_surface.set_release_point(&release.proxy, hi, lo);
+        Ok(release_point)
+    }
+
+    /// Before a commit of a buffer without explicit sync (`wl_shm`).
+    pub(super) fn suspend(&mut self) {
+        if let Some(s) = self.surface.take() {
+            s.destroy();
+        }
+    }
+
+    /// Destroys everything of ours on the connection.
+    pub(super) fn destroy(self) {
+        if let Some(s) = self.surface {
+            s.destroy();
+        }
+        self.acquire.proxy.destroy();
+        self.manager.destroy();
+    }
+}
+
+delegate_noop!(State: ignore WpLinuxDrmSyncobjManagerV1);
+delegate_noop!(State: ignore WpLinuxDrmSyncobjSurfaceV1);
+delegate_noop!(State: ignore WpLinuxDrmSyncobjTimelineV1);
