@@ -20,7 +20,7 @@ use dmabuf_interop::alloc::Allocator as _;
 use dmabuf_interop::fence::{self, Fence};
 use dmabuf_interop::sync::{self, SyncAccess};
 use dmabuf_interop::vulkan::{self, ash::vk};
-use dmabuf_interop::{DmaBuf, DrmFourcc, pattern};
+use dmabuf_interop::{DrmFourcc, pattern};
 
 #[test]
 fn opcodes_match_the_uapi_headers() {
@@ -154,34 +154,6 @@ fn signalled(sync_file: BorrowedFd<'_>) -> bool {
     rustix::event::poll(&mut fds, Some(&rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 })).unwrap_or(0) == 1
 }
 
-/// Writes packed rows through a plain mmap of the dma-buf, without
-/// DMA_BUF_IOCTL_SYNC (which would wait for the pending fence: this is the
-/// producer whose fence it is).
-fn write_rows_unsynced(buf: &DmaBuf, packed: &[u8]) {
-    let plane = &buf.planes()[0];
-    let len = plane.fd_size() as usize;
-    // SAFETY: a fresh shared mapping of a dma-buf we hold, unmapped below;
-    // nothing else in this process maps it meanwhile.
-    let ptr = unsafe {
-        rustix::mm::mmap(
-            std::ptr::null_mut(),
-            len,
-            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-            rustix::mm::MapFlags::SHARED,
-            plane.fd(),
-            0,
-        )
-    }
-    .expect("mmap the vgem dma-buf");
-    let row = packed.len() / buf.height() as usize;
-    let stride = plane.stride() as usize;
-    for (y, src) in packed.chunks_exact(row).enumerate() {
-        // SAFETY: y * stride + row <= len (validated by the DmaBuf builder).
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), ptr.cast::<u8>().add(y * stride), row) };
-    }
-    // SAFETY: the mapping made above, not used after this.
-    unsafe { rustix::mm::munmap(ptr, len) }.expect("munmap");
-}
 
 /// vgem's card node and a DRM node with timeline syncobjs (virtio-gpu's in
 /// the VM stage; vgem has no syncobjs), or None outside the VM stage.

@@ -1,0 +1,400 @@
+//! A small headless Wayland compositor for the explicit-sync tests, built
+//! on Smithay (a dev-dependency): linux-dmabuf v3 (LINEAR formats, imported
+//! by Smithay's pixman renderer, which maps the dma-buf) and
+//! `wp_linux_drm_syncobj_manager_v1` on a DRM node with timeline syncobjs.
+//! Weston 14 has no linux-drm-syncobj-v1, and sway/wlroots offer it only
+//! with a GPU renderer.
+//!
+//! A commit with an acquire point is not applied until the point signals
+//! (a transaction blocker, as Smithay's anvil does); the release point of
+//! a buffer is signalled when the next applied commit replaces it. Tests
+//! read back what is on screen with [`TestCompositor::capture`] (the
+//! surface tree rendered by pixman into an ARGB8888 image).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use smithay::backend::allocator::Fourcc;
+use smithay::backend::allocator::dmabuf::Dmabuf;
+use smithay::backend::drm::DrmDeviceFd;
+use smithay::backend::renderer::element::Kind;
+use smithay::backend::renderer::element::surface::{WaylandSurfaceRenderElement, render_elements_from_surface_tree};
+use smithay::backend::renderer::pixman::PixmanRenderer;
+use smithay::backend::renderer::sync::Fence as _;
+use smithay::backend::renderer::utils::{draw_render_elements, on_commit_buffer_handler};
+use smithay::backend::allocator::Buffer as _;
+use smithay::backend::renderer::{Bind, Color32F, ExportMem, Frame, ImportDma, Offscreen, Renderer};
+use smithay::input::{Seat, SeatHandler, SeatState};
+use smithay::reexports::wayland_server::backend::{ClientData, ClientId, DisconnectReason};
+use smithay::reexports::wayland_server::protocol::{wl_buffer, wl_surface::WlSurface};
+use smithay::reexports::wayland_server::{Client, Display, ListeningSocket};
+use smithay::utils::{DeviceFd, Rectangle, Serial, Size, Transform};
+use smithay::wayland::buffer::BufferHandler;
+use smithay::wayland::compositor::{
+    self, BlockerState, CompositorClientState, CompositorHandler, CompositorState, SurfaceAttributes, TraversalAction,
+    with_states, with_surface_tree_downward,
+};
+use smithay::wayland::dmabuf::{DmabufGlobal, DmabufHandler, DmabufState, ImportNotifier};
+use smithay::wayland::drm_syncobj::{DrmSyncPoint, DrmSyncobjCachedState, DrmSyncobjHandler, DrmSyncobjState};
+use smithay::wayland::shell::xdg::{PopupSurface, PositionerState, ToplevelSurface, XdgShellHandler, XdgShellState};
+use smithay::wayland::shm::{ShmHandler, ShmState};
+use smithay::{delegate_compositor, delegate_dmabuf, delegate_drm_syncobj, delegate_seat, delegate_shm, delegate_xdg_shell};
+
+/// What the screen shows: ARGB8888 (B, G, R, A bytes), `width * 4` per row.
+pub struct Capture {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<u8>,
+}
+
+impl Capture {
+    /// (R, G, B) at (x, y).
+    pub fn rgb(&self, x: u32, y: u32) -> [u8; 3] {
+        let at = ((y * self.width + x) * 4) as usize;
+        [self.pixels[at + 2], self.pixels[at + 1], self.pixels[at]]
+    }
+}
+
+enum Request {
+    Capture(mpsc::Sender<Result<Capture, String>>),
+    Stop,
+}
+
+/// The compositor, running on its own thread until dropped.
+pub struct TestCompositor {
+    socket: PathBuf,
+    dir: PathBuf,
+    requests: mpsc::Sender<Request>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestCompositor {
+    /// Starts a `width`x`height` output, importing syncobj timelines on the
+    /// DRM node `render_node`.
+    pub fn start(render_node: &Path, width: u32, height: u32) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "dmabuf-interop-syncobj-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("socket directory");
+        let socket = dir.join("wayland-syncobj");
+        let listener = ListeningSocket::bind_absolute(socket.clone()).expect("bind the test compositor's socket");
+        let node = rustix::fs::open(
+            render_node,
+            rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .expect("open the render node");
+        let (requests, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || run(listener, node, width, height, rx));
+        Self {
+            socket,
+            dir,
+            requests,
+            thread: Some(thread),
+        }
+    }
+
+    /// The socket clients connect to.
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+
+    /// What is on screen now.
+    pub fn capture(&self) -> Capture {
+        let (tx, rx) = mpsc::channel();
+        self.requests.send(Request::Capture(tx)).expect("compositor thread alive");
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(c) => c.expect("capture"),
+            Err(e) => {
+                // Where every thread of ours waits in the kernel.
+                for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+                    let read = |f: &str| std::fs::read_to_string(task.path().join(f)).unwrap_or_default();
+                    eprintln!("task {:?} {} wchan {}\n{}", task.file_name(), read("comm").trim(), read("wchan"), read("stack"));
+                }
+                panic!("the compositor did not answer a capture: {e}")
+            }
+        }
+    }
+}
+
+impl Drop for TestCompositor {
+    fn drop(&mut self) {
+        let _ = self.requests.send(Request::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[derive(Default)]
+struct ClientState {
+    compositor_state: CompositorClientState,
+}
+
+impl ClientData for ClientState {
+    fn initialized(&self, _: ClientId) {}
+    fn disconnected(&self, _: ClientId, _: DisconnectReason) {}
+}
+
+struct App {
+    compositor_state: CompositorState,
+    xdg_shell_state: XdgShellState,
+    shm_state: ShmState,
+    seat_state: SeatState<Self>,
+    dmabuf_state: DmabufState,
+    syncobj_state: Option<DrmSyncobjState>,
+    renderer: PixmanRenderer,
+    size: (i32, i32),
+}
+
+/// Holds a commit until its acquire point has signalled.
+struct AcquireBlocker(DrmSyncPoint);
+
+impl compositor::Blocker for AcquireBlocker {
+    fn state(&self) -> BlockerState {
+        if self.0.is_signaled() {
+            BlockerState::Released
+        } else {
+            BlockerState::Pending
+        }
+    }
+}
+
+impl CompositorHandler for App {
+    fn compositor_state(&mut self) -> &mut CompositorState {
+        &mut self.compositor_state
+    }
+
+    fn client_compositor_state<'a>(&self, client: &'a Client) -> &'a CompositorClientState {
+        &client.get_data::<ClientState>().expect("our client data").compositor_state
+    }
+
+    fn new_surface(&mut self, surface: &WlSurface) {
+        compositor::add_pre_commit_hook::<Self, _>(surface, |_, _, surface| {
+            let acquire = with_states(surface, |states| {
+                states
+                    .cached_state
+                    .get::<DrmSyncobjCachedState>()
+                    .pending()
+                    .acquire_point
+                    .clone()
+            });
+            if let Some(point) = acquire
+                && !point.is_signaled()
+            {
+                compositor::add_blocker(surface, AcquireBlocker(point));
+            }
+        });
+    }
+
+    fn commit(&mut self, surface: &WlSurface) {
+        on_commit_buffer_handler::<Self>(surface);
+    }
+}
+
+impl BufferHandler for App {
+    fn buffer_destroyed(&mut self, _: &wl_buffer::WlBuffer) {}
+}
+
+impl ShmHandler for App {
+    fn shm_state(&self) -> &ShmState {
+        &self.shm_state
+    }
+}
+
+impl XdgShellHandler for App {
+    fn xdg_shell_state(&mut self) -> &mut XdgShellState {
+        &mut self.xdg_shell_state
+    }
+
+    fn new_toplevel(&mut self, surface: ToplevelSurface) {
+        surface.send_configure();
+    }
+
+    fn new_popup(&mut self, _: PopupSurface, _: PositionerState) {}
+
+    fn grab(&mut self, _: PopupSurface, _: smithay::reexports::wayland_server::protocol::wl_seat::WlSeat, _: Serial) {}
+
+    fn reposition_request(&mut self, _: PopupSurface, _: PositionerState, _: u32) {}
+}
+
+impl SeatHandler for App {
+    type KeyboardFocus = WlSurface;
+    type PointerFocus = WlSurface;
+    type TouchFocus = WlSurface;
+
+    fn seat_state(&mut self) -> &mut SeatState<Self> {
+        &mut self.seat_state
+    }
+}
+
+impl DmabufHandler for App {
+    fn dmabuf_state(&mut self) -> &mut DmabufState {
+        &mut self.dmabuf_state
+    }
+
+    fn dmabuf_imported(&mut self, _: &DmabufGlobal, dmabuf: Dmabuf, notifier: ImportNotifier) {
+        // The pixman renderer maps the dma-buf and brackets the access
+        // with DMA_BUF_IOCTL_SYNC, which waits for the buffer's implicit
+        // fences: importing here would block the whole compositor on a
+        // producer that has not finished (the acquire point's job). So
+        // only what pixman can take is accepted here, and the buffer is
+        // imported when a commit showing it has been applied.
+        let format = dmabuf.format();
+        let pixman_takes = self.renderer.dmabuf_formats().contains(&format) && dmabuf.num_planes() == 1;
+        if pixman_takes {
+            let _ = notifier.successful::<App>();
+        } else {
+            notifier.failed();
+        }
+    }
+}
+
+impl DrmSyncobjHandler for App {
+    fn drm_syncobj_state(&mut self) -> Option<&mut DrmSyncobjState> {
+        self.syncobj_state.as_mut()
+    }
+}
+
+delegate_compositor!(App);
+delegate_shm!(App);
+delegate_xdg_shell!(App);
+delegate_seat!(App);
+delegate_dmabuf!(App);
+delegate_drm_syncobj!(App);
+
+impl App {
+    /// Renders the toplevels' surface trees at (0, 0) on a black output.
+    fn render(&mut self) -> Result<Capture, String> {
+        let (w, h) = self.size;
+        let size = Size::from((w, h));
+        let mut image = self
+            .renderer
+            .create_buffer(Fourcc::Argb8888, size)
+            .map_err(|e| format!("create_buffer: {e}"))?;
+        let toplevels: Vec<WlSurface> = self
+            .xdg_shell_state
+            .toplevel_surfaces()
+            .iter()
+            .map(|t| t.wl_surface().clone())
+            .collect();
+        let elements: Vec<WaylandSurfaceRenderElement<PixmanRenderer>> = toplevels
+            .iter()
+            .flat_map(|s| render_elements_from_surface_tree(&mut self.renderer, s, (0, 0), 1.0, 1.0, Kind::Unspecified))
+            .collect();
+        let mut target = self.renderer.bind(&mut image).map_err(|e| format!("bind: {e}"))?;
+        let damage = Rectangle::from_size(Size::from((w, h)));
+        {
+            let mut frame = self
+                .renderer
+                .render(&mut target, Size::from((w, h)), Transform::Normal)
+                .map_err(|e| format!("render: {e}"))?;
+            frame
+                .clear(Color32F::new(0.0, 0.0, 0.0, 1.0), &[damage])
+                .map_err(|e| format!("clear: {e}"))?;
+            draw_render_elements(&mut frame, 1.0, &elements, &[damage]).map_err(|e| format!("draw: {e}"))?;
+            let _ = frame.finish().map_err(|e| format!("finish: {e}"))?;
+        }
+        let mapping = self
+            .renderer
+            .copy_framebuffer(&target, Rectangle::from_size(Size::from((w, h))), Fourcc::Argb8888)
+            .map_err(|e| format!("copy_framebuffer: {e}"))?;
+        let pixels = self
+            .renderer
+            .map_texture(&mapping)
+            .map_err(|e| format!("map_texture: {e}"))?
+            .to_vec();
+        Ok(Capture {
+            width: w as u32,
+            height: h as u32,
+            pixels,
+        })
+    }
+
+    fn send_frames(&self, time: u32) {
+        for t in self.xdg_shell_state.toplevel_surfaces() {
+            with_surface_tree_downward(
+                t.wl_surface(),
+                (),
+                |_, _, &()| TraversalAction::DoChildren(()),
+                |_, states, &()| {
+                    for callback in states
+                        .cached_state
+                        .get::<SurfaceAttributes>()
+                        .current()
+                        .frame_callbacks
+                        .drain(..)
+                    {
+                        callback.done(time);
+                    }
+                },
+                |_, _, &()| true,
+            );
+        }
+    }
+}
+
+fn run(listener: ListeningSocket, node: std::os::fd::OwnedFd, width: u32, height: u32, rx: mpsc::Receiver<Request>) {
+    let mut display: Display<App> = Display::new().expect("wayland display");
+    let dh = display.handle();
+    let renderer = PixmanRenderer::new().expect("pixman renderer");
+    let formats = renderer.dmabuf_formats();
+    let mut dmabuf_state = DmabufState::new();
+    let _dmabuf_global = dmabuf_state.create_global::<App>(&dh, formats);
+    let device = DrmDeviceFd::new(DeviceFd::from(node));
+    let syncobj_state = smithay::wayland::drm_syncobj::supports_syncobj_eventfd(&device)
+        .then(|| DrmSyncobjState::new::<App>(&dh, device));
+    let mut seat_state = SeatState::new();
+    let _seat: Seat<App> = seat_state.new_wl_seat(&dh, "test");
+    let mut app = App {
+        compositor_state: CompositorState::new::<App>(&dh),
+        xdg_shell_state: XdgShellState::new::<App>(&dh),
+        shm_state: ShmState::new::<App>(&dh, vec![]),
+        seat_state,
+        dmabuf_state,
+        syncobj_state,
+        renderer,
+        size: (width as i32, height as i32),
+    };
+    let mut clients: Vec<Client> = Vec::new();
+    let start = Instant::now();
+    let mut last_frame = Instant::now();
+    loop {
+        if let Ok(Some(stream)) = listener.accept() {
+            if let Ok(c) = dh.clone().insert_client(stream, Arc::new(ClientState::default())) {
+                clients.push(c);
+            }
+        }
+        let _ = display.dispatch_clients(&mut app);
+        // Commits whose acquire point signalled since are applied now.
+        for c in &clients {
+            if let Some(data) = c.get_data::<ClientState>() {
+                data.compositor_state.blocker_cleared(&mut app, &dh);
+            }
+        }
+        loop {
+            match rx.try_recv() {
+                Ok(Request::Capture(reply)) => {
+                    let _ = reply.send(app.render());
+                }
+                Ok(Request::Stop) | Err(mpsc::TryRecvError::Disconnected) => return,
+                Err(mpsc::TryRecvError::Empty) => break,
+            }
+        }
+        if last_frame.elapsed() >= Duration::from_millis(16) {
+            // A repaint: what the surfaces show now, then their callbacks.
+            let _ = app.render();
+            app.send_frames(start.elapsed().as_millis() as u32);
+            last_frame = Instant::now();
+        }
+        let _ = display.flush_clients();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
