@@ -203,6 +203,11 @@ fn compositor_report(headless: bool) -> Value {
         "tranches": tranches,
         "dmabuf_formats": formats,
         "shm_formats": f.shm_fourccs().len(),
+        "sync": match (presenter.stats().sync, presenter.sync_fallback()) {
+            (dmabuf_interop::wayland::SyncMode::DrmSyncobj, _) => "explicit (linux-drm-syncobj-v1)".to_string(),
+            (_, Some(why)) => format!("implicit (linux-drm-syncobj-v1 offered but unusable: {why})"),
+            (_, None) => "implicit (no linux-drm-syncobj-v1)".to_string(),
+        },
     })
 }
 
@@ -387,6 +392,7 @@ fn print_human(r: &Value) {
                 wl["main_device"].as_str().unwrap_or("- (v3: no feedback)"),
                 wl["shm_formats"]
             );
+            println!("  sync: {}", s(&wl["sync"]));
             for t in wl["tranches"].as_array().into_iter().flatten() {
                 println!(
                     "  tranche: target {}, scanout {}, {} (format, modifier) pairs",

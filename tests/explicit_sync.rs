@@ -67,7 +67,11 @@ fn wait_shown(compositor: &TestCompositor, presenter: &mut Presenter, n: u32) ->
         if wrong(&c, n) == 0 {
             return c;
         }
-        assert!(Instant::now() < deadline, "frame {n} never shown ({} wrong)", wrong(&c, n));
+        assert!(
+            Instant::now() < deadline,
+            "frame {n} never shown ({} wrong)",
+            wrong(&c, n)
+        );
     }
 }
 
@@ -81,12 +85,21 @@ fn an_unsignalled_acquire_point_keeps_the_old_frame_on_screen() {
             title: "explicit sync".into(),
             app_id: "dmabuf-interop-test".into(),
         },
-    ).expect("connect");
-    assert_eq!(presenter.stats().sync, SyncMode::DrmSyncobj, "{:?}", presenter.sync_fallback());
+    )
+    .expect("connect");
+    assert_eq!(
+        presenter.stats().sync,
+        SyncMode::DrmSyncobj,
+        "{:?}",
+        presenter.sync_fallback()
+    );
 
     // Frame 1, finished: shown.
     let first = VgemBuffer::new(&card, W, H);
-    common::write_planes(&first.buf, &pattern::frame_planes(DrmFourcc::Xrgb8888, W, H, 1).unwrap());
+    common::write_planes(
+        &first.buf,
+        &pattern::frame_planes(DrmFourcc::Xrgb8888, W, H, 1).unwrap(),
+    );
     presenter.present(&first.buf, Box::new(())).expect("present frame 1");
     wait_shown(&compositor, &mut presenter, 1);
 
@@ -101,7 +114,11 @@ fn an_unsignalled_acquire_point_keeps_the_old_frame_on_screen() {
     while Instant::now() < pending_until {
         presenter.dispatch_timeout(Duration::from_millis(50)).unwrap();
         let c = compositor.capture();
-        assert_eq!(wrong(&c, 1), 0, "frame 1 must stay on screen while frame 2's fence is pending");
+        assert_eq!(
+            wrong(&c, 1),
+            0,
+            "frame 1 must stay on screen while frame 2's fence is pending"
+        );
         assert!(presenter.is_busy(&first.buf), "frame 1's buffer is still on screen");
         captures += 1;
     }
@@ -109,7 +126,10 @@ fn an_unsignalled_acquire_point_keeps_the_old_frame_on_screen() {
 
     // The producer finishes frame 2, then signals: frame 2 is shown, and
     // frame 1's release point hands its buffer back.
-    write_rows_unsynced(&second.buf, &pattern::frame_planes(DrmFourcc::Xrgb8888, W, H, 2).unwrap()[0]);
+    write_rows_unsynced(
+        &second.buf,
+        &pattern::frame_planes(DrmFourcc::Xrgb8888, W, H, 2).unwrap()[0],
+    );
     second.signal(fence);
     wait_shown(&compositor, &mut presenter, 2);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -165,7 +185,11 @@ fn without_the_protocol_frames_use_implicit_sync() {
     let weston = common::weston(W, H, dmabuf_interop::wayland::headless::Renderer::Gl);
     let mut presenter = Presenter::connect_to(&weston.socket_path(), toplevel()).expect("connect");
     assert_eq!(presenter.stats().sync, SyncMode::Implicit);
-    assert_eq!(presenter.sync_fallback(), None, "not offered, so nothing to fall back from");
+    assert_eq!(
+        presenter.sync_fallback(),
+        None,
+        "not offered, so nothing to fall back from"
+    );
     let buf = dmabuf_interop::alloc::best_available()
         .expect("an allocator")
         .allocate(DrmFourcc::Xrgb8888, W, H, 1)

@@ -154,7 +154,6 @@ fn signalled(sync_file: BorrowedFd<'_>) -> bool {
     rustix::event::poll(&mut fds, Some(&rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 })).unwrap_or(0) == 1
 }
 
-
 /// vgem's card node and a DRM node with timeline syncobjs (virtio-gpu's in
 /// the VM stage; vgem has no syncobjs), or None outside the VM stage.
 fn timeline_setup() -> Option<(PathBuf, Arc<fence::DrmDevice>)> {

@@ -138,7 +138,6 @@ impl VgemBuffer {
     }
 }
 
-
 /// Writes packed rows through a plain mmap of the dma-buf, without
 /// DMA_BUF_IOCTL_SYNC (which would wait for the pending fence: this is the
 /// producer whose fence it is).

@@ -17,6 +17,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use smithay::backend::allocator::Buffer as _;
 use smithay::backend::allocator::Fourcc;
 use smithay::backend::allocator::dmabuf::Dmabuf;
 use smithay::backend::drm::DrmDeviceFd;
@@ -25,7 +26,6 @@ use smithay::backend::renderer::element::surface::{WaylandSurfaceRenderElement, 
 use smithay::backend::renderer::pixman::PixmanRenderer;
 use smithay::backend::renderer::sync::Fence as _;
 use smithay::backend::renderer::utils::{draw_render_elements, on_commit_buffer_handler};
-use smithay::backend::allocator::Buffer as _;
 use smithay::backend::renderer::{Bind, Color32F, ExportMem, Frame, ImportDma, Offscreen, Renderer};
 use smithay::input::{Seat, SeatHandler, SeatState};
 use smithay::reexports::wayland_server::backend::{ClientData, ClientId, DisconnectReason};
@@ -41,7 +41,9 @@ use smithay::wayland::dmabuf::{DmabufGlobal, DmabufHandler, DmabufState, ImportN
 use smithay::wayland::drm_syncobj::{DrmSyncPoint, DrmSyncobjCachedState, DrmSyncobjHandler, DrmSyncobjState};
 use smithay::wayland::shell::xdg::{PopupSurface, PositionerState, ToplevelSurface, XdgShellHandler, XdgShellState};
 use smithay::wayland::shm::{ShmHandler, ShmState};
-use smithay::{delegate_compositor, delegate_dmabuf, delegate_drm_syncobj, delegate_seat, delegate_shm, delegate_xdg_shell};
+use smithay::{
+    delegate_compositor, delegate_dmabuf, delegate_drm_syncobj, delegate_seat, delegate_shm, delegate_xdg_shell,
+};
 
 /// What the screen shows: ARGB8888 (B, G, R, A bytes), `width * 4` per row.
 pub struct Capture {
@@ -108,14 +110,22 @@ impl TestCompositor {
     /// What is on screen now.
     pub fn capture(&self) -> Capture {
         let (tx, rx) = mpsc::channel();
-        self.requests.send(Request::Capture(tx)).expect("compositor thread alive");
+        self.requests
+            .send(Request::Capture(tx))
+            .expect("compositor thread alive");
         match rx.recv_timeout(Duration::from_secs(10)) {
             Ok(c) => c.expect("capture"),
             Err(e) => {
                 // Where every thread of ours waits in the kernel.
                 for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
                     let read = |f: &str| std::fs::read_to_string(task.path().join(f)).unwrap_or_default();
-                    eprintln!("task {:?} {} wchan {}\n{}", task.file_name(), read("comm").trim(), read("wchan"), read("stack"));
+                    eprintln!(
+                        "task {:?} {} wchan {}\n{}",
+                        task.file_name(),
+                        read("comm").trim(),
+                        read("wchan"),
+                        read("stack")
+                    );
                 }
                 panic!("the compositor did not answer a capture: {e}")
             }
@@ -173,7 +183,10 @@ impl CompositorHandler for App {
     }
 
     fn client_compositor_state<'a>(&self, client: &'a Client) -> &'a CompositorClientState {
-        &client.get_data::<ClientState>().expect("our client data").compositor_state
+        &client
+            .get_data::<ClientState>()
+            .expect("our client data")
+            .compositor_state
     }
 
     fn new_surface(&mut self, surface: &WlSurface) {
@@ -367,10 +380,10 @@ fn run(listener: ListeningSocket, node: std::os::fd::OwnedFd, width: u32, height
     let start = Instant::now();
     let mut last_frame = Instant::now();
     loop {
-        if let Ok(Some(stream)) = listener.accept() {
-            if let Ok(c) = dh.clone().insert_client(stream, Arc::new(ClientState::default())) {
-                clients.push(c);
-            }
+        if let Ok(Some(stream)) = listener.accept()
+            && let Ok(c) = dh.clone().insert_client(stream, Arc::new(ClientState::default()))
+        {
+            clients.push(c);
         }
         let _ = display.dispatch_clients(&mut app);
         // Commits whose acquire point signalled since are applied now.

@@ -231,6 +231,15 @@ impl WlDmaBufSink {
             .field("releases", stats.releases)
             .field("reused-before-release", stats.reused_before_release)
             .field("import-refusals", stats.import_refusals)
+            .field(
+                "sync",
+                match stats.sync {
+                    crate::wayland::SyncMode::Implicit => "implicit",
+                    crate::wayland::SyncMode::DrmSyncobj => "linux-drm-syncobj-v1",
+                },
+            )
+            .field("explicit-sync-commits", stats.explicit_sync_commits)
+            .field("release-points-signalled", stats.release_points_signalled)
             .build()
     }
 
@@ -472,7 +481,9 @@ impl ObjectImpl for WlDmaBufSink {
                     .blurb(
                         "frames, shown, zero-copy, copies, dropped, wl-buffers, cache-hits, releases, \
                          reused-before-release, import-refusals (kinds of buffer the compositor \
-                         answered `failed` for; their frames are copied into wl_shm)",
+                         answered `failed` for; their frames are copied into wl_shm), sync \
+                         (implicit or linux-drm-syncobj-v1), explicit-sync-commits, \
+                         release-points-signalled",
                     )
                     .read_only()
                     .build(),
