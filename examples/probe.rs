@@ -205,8 +205,11 @@ fn compositor_report(headless: bool) -> Value {
         "shm_formats": f.shm_fourccs().len(),
         "sync": match (presenter.stats().sync, presenter.sync_fallback()) {
             (dmabuf_interop::wayland::SyncMode::DrmSyncobj, _) => "explicit (linux-drm-syncobj-v1)".to_string(),
+            (dmabuf_interop::wayland::SyncMode::ExplicitSyncV1, _) => {
+                "explicit (linux-explicit-synchronization-v1)".to_string()
+            }
             (_, Some(why)) => format!("implicit (linux-drm-syncobj-v1 offered but unusable: {why})"),
-            (_, None) => "implicit (no linux-drm-syncobj-v1)".to_string(),
+            (_, None) => "implicit (no explicit-sync protocol offered)".to_string(),
         },
     })
 }

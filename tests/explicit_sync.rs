@@ -14,7 +14,7 @@ use common::vgem::{VgemBuffer, vgem_card, write_rows_unsynced};
 use dmabuf_interop::fence::DrmDevice;
 use dmabuf_interop::wayland::{Presenter, SyncMode, Target};
 use dmabuf_interop::{DrmFourcc, pattern};
-use syncobj_compositor::{Capture, TestCompositor};
+use syncobj_compositor::{Capture, Offer, TestCompositor};
 
 const W: u32 = 64;
 const H: u32 = 48;
@@ -75,24 +75,33 @@ fn wait_shown(compositor: &TestCompositor, presenter: &mut Presenter, n: u32) ->
     }
 }
 
+/// What the presenter must choose for `offer`.
+fn mode(offer: Offer) -> SyncMode {
+    match offer {
+        Offer::DrmSyncobj => SyncMode::DrmSyncobj,
+        Offer::ExplicitSyncV1 => SyncMode::ExplicitSyncV1,
+    }
+}
+
 #[test]
 fn an_unsignalled_acquire_point_keeps_the_old_frame_on_screen() {
+    for offer in [Offer::DrmSyncobj, Offer::ExplicitSyncV1] {
+        pending_frame_is_not_shown(offer);
+    }
+}
+
+#[test]
+fn a_producer_gets_a_buffer_back_only_after_its_release_point() {
+    for offer in [Offer::DrmSyncobj, Offer::ExplicitSyncV1] {
+        ring_of_two(offer);
+    }
+}
+
+fn pending_frame_is_not_shown(offer: Offer) {
     let Some((card, node)) = setup() else { return };
-    let compositor = TestCompositor::start(node.path(), W, H);
-    let mut presenter = Presenter::connect_to(
-        compositor.socket_path(),
-        Target::Toplevel {
-            title: "explicit sync".into(),
-            app_id: "dmabuf-interop-test".into(),
-        },
-    )
-    .expect("connect");
-    assert_eq!(
-        presenter.stats().sync,
-        SyncMode::DrmSyncobj,
-        "{:?}",
-        presenter.sync_fallback()
-    );
+    let compositor = TestCompositor::start(node.path(), W, H, offer);
+    let mut presenter = Presenter::connect_to(compositor.socket_path(), toplevel()).expect("connect");
+    assert_eq!(presenter.stats().sync, mode(offer), "{:?}", presenter.sync_fallback());
 
     // Frame 1, finished: shown.
     let first = VgemBuffer::new(&card, W, H);
@@ -122,7 +131,7 @@ fn an_unsignalled_acquire_point_keeps_the_old_frame_on_screen() {
         assert!(presenter.is_busy(&first.buf), "frame 1's buffer is still on screen");
         captures += 1;
     }
-    println!("while pending: {captures} captures showed frame 1, its buffer held");
+    println!("{offer:?}: while pending, {captures} captures showed frame 1, its buffer held");
 
     // The producer finishes frame 2, then signals: frame 2 is shown, and
     // frame 1's release point hands its buffer back.
@@ -144,16 +153,16 @@ fn an_unsignalled_acquire_point_keeps_the_old_frame_on_screen() {
     assert_eq!(stats.reused_before_release, 0);
 }
 
-#[test]
-fn a_producer_gets_a_buffer_back_only_after_its_release_point() {
+fn ring_of_two(offer: Offer) {
     // The tightest ring, two buffers: the one written next is always the
     // one the previous commit replaced, so a buffer handed back on
     // anything earlier than its release point would be written while it
     // is still on screen, and the capture taken right after the write
     // (before presenting it) would show it.
     let Some((card, node)) = setup() else { return };
-    let compositor = TestCompositor::start(node.path(), W, H);
+    let compositor = TestCompositor::start(node.path(), W, H, offer);
     let mut presenter = Presenter::connect_to(compositor.socket_path(), toplevel()).expect("connect");
+    assert_eq!(presenter.stats().sync, mode(offer));
     let ring = [VgemBuffer::new(&card, W, H), VgemBuffer::new(&card, W, H)];
     const FRAMES: u32 = 12;
     let mut written_while_shown = 0;
@@ -170,7 +179,9 @@ fn a_producer_gets_a_buffer_back_only_after_its_release_point() {
         wait_shown(&compositor, &mut presenter, n);
     }
     let stats = presenter.stats();
-    println!("{FRAMES} frames through a ring of 2: written while on screen {written_while_shown}; {stats:?}");
+    println!(
+        "{offer:?}: {FRAMES} frames through a ring of 2: written while on screen {written_while_shown}; {stats:?}"
+    );
     assert_eq!(written_while_shown, 0);
     assert_eq!(stats.reused_before_release, 0);
     assert_eq!(stats.explicit_sync_commits, u64::from(FRAMES));
@@ -180,8 +191,16 @@ fn a_producer_gets_a_buffer_back_only_after_its_release_point() {
 
 #[test]
 fn without_the_protocol_frames_use_implicit_sync() {
-    // Weston 14 has no wp_linux_drm_syncobj_v1: the presenter stays on
-    // implicit sync and frames are shown as before (host and VM).
+    // Weston 14 has no wp_linux_drm_syncobj_v1, and without a render node
+    // (the host) no native fence sync, so no
+    // zwp_linux_explicit_synchronization_v1 either: the presenter stays on
+    // implicit sync and frames are shown as before. (With a render node,
+    // the VM's, Weston offers explicit-sync v1:
+    // weston_offers_explicit_sync_v1_and_refused_imports_stay_copies.)
+    if std::path::Path::new("/dev/dri").exists() {
+        println!("a render node exists: Weston offers explicit-sync v1 here (see the test above)");
+        return;
+    }
     let weston = common::weston(W, H, dmabuf_interop::wayland::headless::Renderer::Gl);
     let mut presenter = Presenter::connect_to(&weston.socket_path(), toplevel()).expect("connect");
     assert_eq!(presenter.stats().sync, SyncMode::Implicit);
@@ -210,4 +229,154 @@ fn without_the_protocol_frames_use_implicit_sync() {
     assert_eq!(wrong, 0, "frame 3 on screen");
     let stats = presenter.stats();
     assert_eq!(stats.explicit_sync_commits, 0);
+}
+
+/// `videotestsrc` SMPTE bars, BGRx `W`x`H`: (R, G, B) at (x, y).
+#[cfg(feature = "gstreamer")]
+fn smpte_reference() -> impl Fn(u32, u32) -> [u8; 3] {
+    use gstreamer as gst;
+    use gstreamer::prelude::*;
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=1 pattern=smpte ! video/x-raw,format=BGRx,width={W},height={H} ! appsink name=s"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline
+        .by_name("s")
+        .unwrap()
+        .downcast::<gstreamer_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let sample = sink.pull_sample().expect("reference sample");
+    let bytes = sample.buffer().unwrap().map_readable().unwrap().to_vec();
+    pipeline.set_state(gst::State::Null).unwrap();
+    move |x, y| {
+        let at = ((y * W + x) * 4) as usize;
+        [bytes[at + 2], bytes[at + 1], bytes[at]]
+    }
+}
+
+#[cfg(feature = "gstreamer")]
+#[test]
+fn wldmabufsink_commits_acquire_and_release_points() {
+    use gstreamer as gst;
+    use gstreamer::prelude::*;
+    let Some((_, node)) = setup() else { return };
+    gst::init().expect("GStreamer (run scripts/setup)");
+    dmabuf_interop::elements::register(None).expect("register our elements");
+    let compositor = TestCompositor::start(node.path(), W, H, Offer::DrmSyncobj);
+    let frames = 30;
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc pattern=smpte num-buffers={frames} ! video/x-raw,format=BGRx,width={W},height={H} \
+         ! wldmabufsink name=sink max-lateness=-1"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline.by_name("sink").unwrap();
+    sink.set_property("display", compositor.socket_path().to_str().unwrap());
+    pipeline.set_state(gst::State::Playing).expect("play");
+    let bus = pipeline.bus().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut stats = None;
+    let capture = loop {
+        assert!(Instant::now() < deadline, "no EOS");
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
+            continue;
+        };
+        match msg.view() {
+            gst::MessageView::Element(e) if e.structure().is_some_and(|s| s.name() == "wldmabufsink-stats") => {
+                stats = e.structure().map(|s| s.to_owned());
+            }
+            gst::MessageView::Eos(_) => break compositor.capture(),
+            gst::MessageView::Error(e) => panic!("{} ({:?})", e.error(), e.debug()),
+            _ => {}
+        }
+    };
+    pipeline.set_state(gst::State::Null).unwrap();
+    let stats = stats.expect("the sink's stats at EOS");
+    println!("{stats}");
+    let get = |name: &str| stats.get::<u64>(name).unwrap_or_else(|_| panic!("{name} in {stats}"));
+    assert_eq!(stats.get::<&str>("sync").unwrap(), "linux-drm-syncobj-v1");
+    assert!(get("shown") >= 1);
+    // Every shown frame went zero-copy with its points; the pool got each
+    // buffer back only at its release point.
+    assert_eq!(get("zero-copy"), get("shown"), "{stats}");
+    assert_eq!(get("explicit-sync-commits"), get("shown"), "{stats}");
+    // At EOS the last frame is on screen and the one before it may not
+    // have been seen released yet (its point signals when the last commit
+    // is applied): every other one came back through its release point.
+    assert!(get("release-points-signalled") >= get("shown") - 2, "{stats}");
+    assert_eq!(get("reused-before-release"), 0);
+    let reference = smpte_reference();
+    // Points inside a flat area of the bars (the pattern's lower right is
+    // noise, which changes every frame).
+    let flat = |x: u32, y: u32| {
+        x + 1 < W && y + 1 < H && reference(x + 1, y) == reference(x, y) && reference(x, y + 1) == reference(x, y)
+    };
+    let (mut wrong, mut points) = (0, 0);
+    for y in (0..H).step_by(2) {
+        for x in (0..W).step_by(2) {
+            if !flat(x, y) {
+                continue;
+            }
+            points += 1;
+            if capture.rgb(x, y) != reference(x, y) {
+                if wrong < 8 {
+                    println!("({x}, {y}): {:?}, want {:?}", capture.rgb(x, y), reference(x, y));
+                }
+                wrong += 1;
+            }
+        }
+    }
+    println!("bars: {wrong} of {points} points differ");
+    assert!(points > 400, "{points} points compared");
+    assert_eq!(wrong, 0, "the bars on screen, exactly");
+}
+
+#[test]
+fn weston_offers_explicit_sync_v1_and_refused_imports_stay_copies() {
+    // Weston 14 in the guest offers zwp_linux_explicit_synchronization_v1
+    // when its GL renderer has native fence sync (LIBGL_ALWAYS_SOFTWARE=1
+    // gives llvmpipe that), but refuses every dma-buf there (`failed`):
+    // frames go the counted wl_shm way, with no fence or release request
+    // (which a wl_shm commit would make a protocol error), and the
+    // connection lives on.
+    let Some((card, _)) = setup() else { return };
+    let weston = dmabuf_interop::wayland::headless::Weston::start(dmabuf_interop::wayland::headless::WestonOptions {
+        width: W,
+        height: H,
+        env: vec![("LIBGL_ALWAYS_SOFTWARE".into(), "1".into())],
+        ..Default::default()
+    })
+    .expect("these tests need Weston 14 (run scripts/setup)");
+    let mut presenter = Presenter::connect_to(&weston.socket_path(), toplevel()).expect("connect");
+    assert_eq!(presenter.stats().sync, SyncMode::ExplicitSyncV1);
+    let buf = VgemBuffer::new(&card, W, H);
+    common::write_planes(&buf.buf, &pattern::frame_planes(DrmFourcc::Xrgb8888, W, H, 4).unwrap());
+    for _ in 0..3 {
+        presenter.present(&buf.buf, Box::new(())).expect("present");
+        assert!(presenter.wait_frame(Duration::from_secs(5)).unwrap());
+    }
+    presenter.roundtrip().expect("the connection lives");
+    let image = weston.capture().expect("capture");
+    let mut wrong = 0;
+    for y in (0..H).step_by(4) {
+        for x in (0..W).step_by(4) {
+            let p = image.pixel(x, y).expect("inside the capture");
+            if [p[0], p[1], p[2]] != want(4, x, y) {
+                wrong += 1;
+            }
+        }
+    }
+    assert_eq!(wrong, 0, "frame 4 on screen");
+    let stats = presenter.stats();
+    println!("{stats:?}");
+    assert_eq!(
+        (stats.copies, stats.zero_copy, stats.explicit_sync_commits),
+        (3, 0, 0),
+        "{stats:?}"
+    );
+    assert_eq!(stats.import_refusals, 1);
 }

@@ -48,6 +48,7 @@ fn setup() -> Option<(PathBuf, Arc<vulkan::VulkanContext>)> {
 
 #[test]
 fn a_read_waits_for_a_pending_vgem_fence() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let Some((card, ctx)) = setup() else { return };
     let (w, h) = (64u32, 48u32);
     let vgem = VgemBuffer::new(&card, w, h);
@@ -80,6 +81,7 @@ fn a_read_waits_for_a_pending_vgem_fence() {
 
 #[test]
 fn a_composite_waits_for_its_input_and_leaves_a_finished_output() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     // The viewer's composite reads a frame (a vgem buffer whose producer
     // has not finished: pending fence) and writes an exported kernel
     // dma-buf. It must wait for the input's fence, and when it returns the
@@ -156,6 +158,10 @@ fn signalled(sync_file: BorrowedFd<'_>) -> bool {
 
 /// vgem's card node and a DRM node with timeline syncobjs (virtio-gpu's in
 /// the VM stage; vgem has no syncobjs), or None outside the VM stage.
+/// The tests here run one at a time: the timeline test counts the
+/// process's fds.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn timeline_setup() -> Option<(PathBuf, Arc<fence::DrmDevice>)> {
     let Some(card) = vgem_card() else {
         device_test("vgem (modprobe vgem)", false);
@@ -171,6 +177,7 @@ fn timeline_setup() -> Option<(PathBuf, Arc<fence::DrmDevice>)> {
 
 #[test]
 fn timeline_points_carry_a_pending_vgem_fence() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let Some((card, device)) = timeline_setup() else { return };
     let fds_before = open_fds();
     {

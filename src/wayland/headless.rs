@@ -106,6 +106,10 @@ pub struct WestonOptions {
     pub refresh_mhz: u32,
     /// How long to wait for the socket.
     pub startup_timeout: Duration,
+    /// Extra environment for Weston, e.g. `LIBGL_ALWAYS_SOFTWARE=1`, with
+    /// which Mesa's EGL gives its GL renderer native fence sync on
+    /// llvmpipe (Weston then offers `zwp_linux_explicit_synchronization_v1`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for WestonOptions {
@@ -118,6 +122,7 @@ impl Default for WestonOptions {
             shell: "kiosk-shell.so".into(),
             refresh_mhz: 60_000,
             startup_timeout: Duration::from_secs(20),
+            env: Vec::new(),
         }
     }
 }
@@ -258,6 +263,7 @@ impl Weston {
             .env_remove("WAYLAND_DISPLAY")
             .env_remove("WAYLAND_SOCKET")
             .env_remove("DISPLAY")
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(

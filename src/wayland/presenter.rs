@@ -28,14 +28,17 @@ use super::formats::FormatSet;
 use super::linux_dmabuf::{ImportKind, MAX_DMABUF_VERSION, request_feedback};
 use super::queue::{self, State, lost};
 use super::shm::ShmBuffer;
-use super::sync::{DrmSyncobj, SyncMode};
+use super::sync::{DrmSyncobj, Explicit, ExplicitV1, SyncMode};
 use super::window::{Target, Window, fit};
 use crate::dmabuf::{BufferId, DmaBuf, ModifierName};
 use crate::fence::Fence;
 use wayland_protocols::wp::linux_drm_syncobj::v1::client::wp_linux_drm_syncobj_manager_v1::WpLinuxDrmSyncobjManagerV1;
+use wayland_protocols::wp::linux_explicit_synchronization::zv1::client::zwp_linux_explicit_synchronization_v1::ZwpLinuxExplicitSynchronizationV1;
 
 /// `DMABUF_INTEROP_SYNC=implicit` keeps a presenter off explicit sync even
-/// where the compositor offers it (comparisons, debugging).
+/// where the compositor offers it (comparisons, debugging);
+/// `DMABUF_INTEROP_SYNC=explicit-sync-v1` prefers
+/// `zwp_linux_explicit_synchronization_v1` over linux-drm-syncobj-v1.
 pub const SYNC_ENV: &str = "DMABUF_INTEROP_SYNC";
 
 /// Waits on the CPU for a frame's acquire fence where no explicit-sync
@@ -73,9 +76,11 @@ pub struct PresentStats {
     pub import_refusals: u64,
     /// How frames are synchronised with the compositor.
     pub sync: SyncMode,
-    /// Commits that carried acquire and release points.
+    /// Commits that carried explicit sync (acquire and release points, or
+    /// an acquire fence and a release object).
     pub explicit_sync_commits: u64,
-    /// Release points the compositor signalled (each handed a buffer back).
+    /// Buffers handed back by explicit sync: their release point
+    /// signalled, or their release event came and its fence signalled.
     pub release_points_signalled: u64,
 }
 
@@ -111,8 +116,8 @@ pub struct Presenter {
     pub(super) stats: PresentStats,
     /// The application's render rectangle size (embedding only).
     render_size: Option<(u32, u32)>,
-    /// Explicit sync (`wp_linux_drm_syncobj_v1`), where offered and usable.
-    syncobj: Option<DrmSyncobj>,
+    /// Explicit sync, where offered and usable.
+    explicit: Option<Explicit>,
     /// Why explicit sync is not used although the compositor offers it.
     sync_fallback: Option<String>,
 }
@@ -200,10 +205,14 @@ impl Presenter {
         let shm: Option<WlShm> = globals.bind(&qh, 1..=1, ()).ok();
         let dmabuf: Option<ZwpLinuxDmabufV1> = globals.bind(&qh, 3..=MAX_DMABUF_VERSION, ()).ok();
         let viewporter: Option<WpViewporter> = globals.bind(&qh, 1..=1, ()).ok();
-        let syncobj_manager: Option<WpLinuxDrmSyncobjManagerV1> = match &dmabuf {
-            Some(_) if std::env::var(SYNC_ENV).as_deref() != Ok("implicit") => globals.bind(&qh, 1..=1, ()).ok(),
-            _ => None,
-        };
+        let wanted = std::env::var(SYNC_ENV).unwrap_or_default();
+        let explicit_ok = dmabuf.is_some() && wanted != "implicit";
+        let syncobj_manager: Option<WpLinuxDrmSyncobjManagerV1> = (explicit_ok && wanted != "explicit-sync-v1")
+            .then(|| globals.bind(&qh, 1..=1, ()).ok())
+            .flatten();
+        let explicit_v1: Option<ZwpLinuxExplicitSynchronizationV1> = (explicit_ok && syncobj_manager.is_none())
+            .then(|| globals.bind(&qh, 1..=2, ()).ok())
+            .flatten();
         state.formats.dmabuf_version = dmabuf.as_ref().map_or(0, |d| d.version());
         let window = match window {
             Ok((title, app_id)) => Window::toplevel(&globals, &qh, &compositor, viewporter.as_ref(), title, app_id)?,
@@ -233,7 +242,7 @@ impl Presenter {
             shm_buffers: Vec::new(),
             stats: PresentStats::default(),
             render_size: None,
-            syncobj: None,
+            explicit: None,
             sync_fallback: None,
         };
         // Globals' initial events (formats), then the first configure.
@@ -257,12 +266,15 @@ impl Presenter {
             // The timeline lives on the compositor's main device where the
             // feedback named one (known after the roundtrips above).
             match DrmSyncobj::new(manager, this.state.formats.main_device, &this.qh) {
-                Ok(s) => this.syncobj = Some(s),
+                Ok(s) => this.explicit = Some(Explicit::Syncobj(s)),
                 Err((manager, e)) => {
                     manager.destroy();
                     this.sync_fallback = Some(e.to_string());
                 }
             }
+        }
+        if let Some(global) = explicit_v1 {
+            this.explicit = Some(Explicit::V1(ExplicitV1::new(global)));
         }
         Ok(this)
     }
@@ -293,11 +305,7 @@ impl Presenter {
     pub fn stats(&self) -> PresentStats {
         PresentStats {
             releases: self.state.releases,
-            sync: if self.syncobj.is_some() {
-                SyncMode::DrmSyncobj
-            } else {
-                SyncMode::Implicit
-            },
+            sync: self.explicit.as_ref().map_or(SyncMode::Implicit, Explicit::mode),
             release_points_signalled: self.state.release_points_signalled,
             ..self.stats
         }
@@ -420,7 +428,7 @@ impl Presenter {
             None
         };
         let (wl_buffer, presented) = if let Some((b, hit)) = imported {
-            if self.syncobj.is_some() {
+            if self.explicit.is_some() {
                 self.set_sync_points(buf, acquire)?;
             } else {
                 wait_ready(&acquire)?;
@@ -457,17 +465,26 @@ impl Presenter {
     /// (cached) `wl_buffer`; the buffer is then held until its release
     /// point signals.
     fn set_sync_points(&mut self, buf: &DmaBuf, acquire: Fence) -> Result<(), WaylandError> {
-        let (Some(sync), Some(entry)) = (self.syncobj.as_mut(), self.cache.get_mut(&buf.id())) else {
+        let (Some(explicit), Some(entry)) = (self.explicit.as_mut(), self.cache.get_mut(&buf.id())) else {
             return Ok(());
         };
-        let release = match &mut entry.release {
-            Some(r) => r,
-            none => none.insert(sync.release_timeline(&self.qh)?),
-        };
-        let point = sync.set_points(&self.window.surface, &self.qh, buf, acquire, release)?;
-        self.state
-            .fenced
-            .insert(entry.buffer.id(), (release.timeline.clone(), point));
+        let id = entry.buffer.id();
+        match explicit {
+            Explicit::Syncobj(sync) => {
+                let release = match &mut entry.release {
+                    Some(r) => r,
+                    none => none.insert(sync.release_timeline(&self.qh)?),
+                };
+                let point = sync.set_points(&self.window.surface, &self.qh, buf, acquire, release)?;
+                self.state.fenced.entry(id).or_default().point = Some((release.timeline.clone(), point));
+            }
+            Explicit::V1(v1) => {
+                let mut hold = self.state.fenced.remove(&id).unwrap_or_default();
+                let set = v1.set_fences(&self.window.surface, &self.qh, buf, id.clone(), acquire, &mut hold);
+                self.state.fenced.insert(id, hold);
+                set?;
+            }
+        }
         self.stats.explicit_sync_commits += 1;
         Ok(())
     }
@@ -496,7 +513,7 @@ impl Presenter {
             self.stats.reused_before_release += 1;
         }
         if !presented.zero_copy
-            && let Some(sync) = &mut self.syncobj
+            && let Some(sync) = &mut self.explicit
         {
             // A wl_shm buffer on a surface with a syncobj object is the
             // protocol's unsupported_buffer error.
@@ -573,7 +590,7 @@ impl Drop for Presenter {
         // application's connection nothing of ours may outlive us). The
         // keep-alives go with the state; the compositor may still read
         // buffers it held, which stay valid through its own references.
-        if let Some(sync) = self.syncobj.take() {
+        if let Some(sync) = self.explicit.take() {
             sync.destroy();
         }
         for (_, e) in self.cache.drain() {

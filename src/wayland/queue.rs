@@ -4,7 +4,6 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use wayland_client::backend::ObjectId;
@@ -22,7 +21,7 @@ use wayland_client::{Connection, Dispatch, EventQueue, Proxy, QueueHandle, deleg
 use super::error::WaylandError;
 use super::formats::{FormatSet, FormatTableError};
 use super::linux_dmabuf::FeedbackBuilder;
-use crate::fence::Timeline;
+use super::sync::Hold;
 
 /// Everything the event handlers update.
 #[derive(Default)]
@@ -46,10 +45,9 @@ pub(crate) struct State {
     /// release never comes and its keep-alives are never dropped).
     pub(super) retired: HashMap<ObjectId, WlBuffer>,
     pub(super) releases: u64,
-    /// wl_buffers whose hold ends at a release point (explicit sync)
-    /// instead of `wl_buffer.release`: the buffer's release timeline and
-    /// the point of its latest commit.
-    pub(super) fenced: HashMap<ObjectId, (Arc<Timeline>, u64)>,
+    /// wl_buffers whose hold ends by explicit sync (a release point, or
+    /// release events and fences) instead of `wl_buffer.release`.
+    pub(super) fenced: HashMap<ObjectId, Hold>,
     pub(super) release_points_signalled: u64,
     pub(super) created: HashMap<ObjectId, Result<WlBuffer, ()>>,
     pub(super) keyboard: Option<WlKeyboard>,
@@ -90,8 +88,8 @@ impl State {
     /// Frees the buffers whose release point has signalled.
     pub(super) fn poll_release_points(&mut self) -> Result<(), WaylandError> {
         let mut done = Vec::new();
-        for (id, (timeline, point)) in &self.fenced {
-            if timeline.is_signalled(*point)? {
+        for (id, hold) in &mut self.fenced {
+            if hold.poll()? {
                 done.push(id.clone());
             }
         }

@@ -1,6 +1,8 @@
-//! Explicit synchronisation with the compositor: `wp_linux_drm_syncobj_v1`.
+//! Explicit synchronisation with the compositor: `wp_linux_drm_syncobj_v1`
+//! where offered, else `zwp_linux_explicit_synchronization_v1`, else the
+//! dma-bufs' implicit fences.
 //!
-//! Where the compositor offers `wp_linux_drm_syncobj_manager_v1` and a DRM
+//! **linux-drm-syncobj-v1.** Where the compositor offers `wp_linux_drm_syncobj_manager_v1` and a DRM
 //! node with timeline syncobjs exists (the compositor's linux-dmabuf main
 //! device first), every commit of a dma-buf carries an acquire point (the
 //! frame's [`Fence`]: a sync_file, a timeline point, or the dma-buf's own
@@ -22,24 +24,39 @@
 //! our own surface (a toplevel, or our subsurface when embedding), never
 //! for one something else manages.
 //!
-//! Without the protocol, or without a timeline-capable node, frames use
-//! implicit sync as before ([`SyncMode::Implicit`]).
+//! **linux-explicit-synchronization-v1** (Weston). Each dma-buf commit
+//! carries the frame's acquire fence as a sync_file (`set_acquire_fence`;
+//! none where the buffer has no fences at all) and asks for a release
+//! object (`get_release`); the buffer is handed back once that object said
+//! `immediate_release`, or `fenced_release` and its fence has signalled.
+//! `wl_buffer.release`, which the compositor still sends, no longer decides.
+//! Neither request is made in a commit of a `wl_shm` copy
+//! (`unsupported_buffer`, `no_buffer`).
+//!
+//! Without either protocol, or without a timeline-capable node for the
+//! first, frames use implicit sync as before ([`SyncMode::Implicit`]).
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
+use wayland_client::backend::ObjectId;
 use wayland_client::protocol::wl_surface::WlSurface;
-use wayland_client::{QueueHandle, delegate_noop};
+use wayland_client::{Connection, Dispatch, QueueHandle, delegate_noop};
 use wayland_protocols::wp::linux_drm_syncobj::v1::client::{
     wp_linux_drm_syncobj_manager_v1::WpLinuxDrmSyncobjManagerV1,
     wp_linux_drm_syncobj_surface_v1::WpLinuxDrmSyncobjSurfaceV1,
     wp_linux_drm_syncobj_timeline_v1::WpLinuxDrmSyncobjTimelineV1,
 };
+use wayland_protocols::wp::linux_explicit_synchronization::zv1::client::{
+    zwp_linux_buffer_release_v1::{self, ZwpLinuxBufferReleaseV1},
+    zwp_linux_explicit_synchronization_v1::ZwpLinuxExplicitSynchronizationV1,
+    zwp_linux_surface_synchronization_v1::ZwpLinuxSurfaceSynchronizationV1,
+};
 
 use super::error::WaylandError;
 use super::queue::State;
 use crate::dmabuf::DmaBuf;
-use crate::fence::{DrmDevice, Fence, FenceError, Timeline};
+use crate::fence::{DrmDevice, Fence, FenceError, Timeline, sync_file_wait};
 
 /// How frames are synchronised with the compositor.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -49,7 +66,156 @@ pub enum SyncMode {
     Implicit,
     /// `wp_linux_drm_syncobj_v1`: acquire and release timeline points.
     DrmSyncobj,
+    /// `zwp_linux_explicit_synchronization_v1`: acquire fences and
+    /// release events with fences.
+    ExplicitSyncV1,
 }
+
+/// What ends the compositor's hold on a `wl_buffer` under explicit sync
+/// (instead of `wl_buffer.release`): every part must have signalled.
+#[derive(Debug, Default)]
+pub(crate) struct Hold {
+    /// Release objects (explicit-sync v1) whose event has not come yet.
+    pub(super) awaiting: u32,
+    /// `fenced_release` fences not signalled yet.
+    pub(super) fences: Vec<OwnedFd>,
+    /// The release point of the latest commit (syncobj; a later point on
+    /// the buffer's own timeline signals every earlier one).
+    pub(super) point: Option<(Arc<Timeline>, u64)>,
+}
+
+impl Hold {
+    /// Drops what has signalled; true once nothing holds the buffer.
+    pub(super) fn poll(&mut self) -> Result<bool, FenceError> {
+        let mut pending = Vec::new();
+        for f in self.fences.drain(..) {
+            if !sync_file_wait(f.as_fd(), std::time::Duration::ZERO)? {
+                pending.push(f);
+            }
+        }
+        self.fences = pending;
+        if let Some((timeline, point)) = &self.point
+            && timeline.is_signalled(*point)?
+        {
+            self.point = None;
+        }
+        Ok(self.awaiting == 0 && self.fences.is_empty() && self.point.is_none())
+    }
+}
+
+/// The explicit-sync protocol a presenter uses.
+pub(super) enum Explicit {
+    /// linux-drm-syncobj-v1.
+    Syncobj(DrmSyncobj),
+    /// linux-explicit-synchronization-v1.
+    V1(ExplicitV1),
+}
+
+impl Explicit {
+    pub(super) fn mode(&self) -> SyncMode {
+        match self {
+            Explicit::Syncobj(_) => SyncMode::DrmSyncobj,
+            Explicit::V1(_) => SyncMode::ExplicitSyncV1,
+        }
+    }
+
+    /// Before a commit of a buffer without explicit sync (`wl_shm`).
+    pub(super) fn suspend(&mut self) {
+        if let Explicit::Syncobj(s) = self {
+            s.suspend();
+        }
+    }
+
+    /// Destroys everything of ours on the connection.
+    pub(super) fn destroy(self) {
+        match self {
+            Explicit::Syncobj(s) => s.destroy(),
+            Explicit::V1(v) => v.destroy(),
+        }
+    }
+}
+
+/// The acquire fence of a frame as a sync_file: `acquire` itself, or the
+/// dma-buf's implicit fence; `None` where there is no fence at all.
+fn acquire_sync_file(buf: &DmaBuf, acquire: Fence) -> Result<Option<OwnedFd>, FenceError> {
+    let acquire = match acquire {
+        Fence::Implicit => Fence::from_dmabuf(buf)?,
+        explicit => explicit,
+    };
+    Ok(match acquire {
+        Fence::SyncFile(fd) => Some(fd),
+        Fence::Timeline(p) => Some(p.timeline.export_sync_file(p.point)?),
+        Fence::Implicit => None,
+    })
+}
+
+/// linux-explicit-synchronization-v1 state of one presenter.
+pub(super) struct ExplicitV1 {
+    global: ZwpLinuxExplicitSynchronizationV1,
+    surface: Option<ZwpLinuxSurfaceSynchronizationV1>,
+}
+
+impl ExplicitV1 {
+    pub(super) fn new(global: ZwpLinuxExplicitSynchronizationV1) -> Self {
+        Self { global, surface: None }
+    }
+
+    /// Sets the acquire fence and asks for a release object for the commit
+    /// that attaches `buf` (as `buffer`) on `surface`; `hold` counts the
+    /// release event to wait for.
+    pub(super) fn set_fences(
+        &mut self,
+        surface: &WlSurface,
+        qh: &QueueHandle<State>,
+        buf: &DmaBuf,
+        buffer: ObjectId,
+        acquire: Fence,
+        hold: &mut Hold,
+    ) -> Result<(), WaylandError> {
+        // Everything that can fail comes before the first request.
+        let fence = acquire_sync_file(buf, acquire)?;
+        let sync = self
+            .surface
+            .get_or_insert_with(|| self.global.get_synchronization(surface, qh, ()));
+        if let Some(fd) = &fence {
+            sync.set_acquire_fence(fd.as_fd());
+        }
+        sync.get_release(qh, buffer);
+        hold.awaiting += 1;
+        Ok(())
+    }
+
+    fn destroy(self) {
+        if let Some(s) = self.surface {
+            s.destroy();
+        }
+        self.global.destroy();
+    }
+}
+
+impl Dispatch<ZwpLinuxBufferReleaseV1, ObjectId> for State {
+    fn event(
+        state: &mut Self,
+        _: &ZwpLinuxBufferReleaseV1,
+        event: zwp_linux_buffer_release_v1::Event,
+        buffer: &ObjectId,
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        let Some(hold) = state.fenced.get_mut(buffer) else {
+            return;
+        };
+        hold.awaiting = hold.awaiting.saturating_sub(1);
+        match event {
+            zwp_linux_buffer_release_v1::Event::FencedRelease { fence } => hold.fences.push(fence),
+            zwp_linux_buffer_release_v1::Event::ImmediateRelease => {}
+            _ => {}
+        }
+    }
+}
+
+delegate_noop!(State: ignore ZwpLinuxExplicitSynchronizationV1);
+delegate_noop!(State: ignore ZwpLinuxSurfaceSynchronizationV1);
 
 /// A timeline of ours and the compositor's handle of it.
 pub(super) struct SharedTimeline {

@@ -1,16 +1,21 @@
 //! A small headless Wayland compositor for the explicit-sync tests, built
 //! on Smithay (a dev-dependency): linux-dmabuf v3 (LINEAR formats, imported
-//! by Smithay's pixman renderer, which maps the dma-buf) and
-//! `wp_linux_drm_syncobj_manager_v1` on a DRM node with timeline syncobjs.
-//! Weston 14 has no linux-drm-syncobj-v1, and sway/wlroots offer it only
-//! with a GPU renderer.
+//! by Smithay's pixman renderer, which maps the dma-buf) and one explicit
+//! sync protocol ([`Offer`]): `wp_linux_drm_syncobj_manager_v1` on a DRM
+//! node with timeline syncobjs (Smithay's), or
+//! `zwp_linux_explicit_synchronization_v1` (written here: Smithay has none).
+//! Weston 14 has no linux-drm-syncobj-v1 and, in the VM, imports no
+//! dma-buf; sway/wlroots offer syncobj only with a GPU renderer.
 //!
-//! A commit with an acquire point is not applied until the point signals
-//! (a transaction blocker, as Smithay's anvil does); the release point of
-//! a buffer is signalled when the next applied commit replaces it. Tests
+//! A commit with an acquire point or acquire fence is not applied until it
+//! signals (a transaction blocker, as Smithay's anvil does); a buffer's
+//! release point is signalled, or its release object answered
+//! `immediate_release`, when the next applied commit replaces it. Tests
 //! read back what is on screen with [`TestCompositor::capture`] (the
 //! surface tree rendered by pixman into an ARGB8888 image).
 
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -28,9 +33,15 @@ use smithay::backend::renderer::sync::Fence as _;
 use smithay::backend::renderer::utils::{draw_render_elements, on_commit_buffer_handler};
 use smithay::backend::renderer::{Bind, Color32F, ExportMem, Frame, ImportDma, Offscreen, Renderer};
 use smithay::input::{Seat, SeatHandler, SeatState};
-use smithay::reexports::wayland_server::backend::{ClientData, ClientId, DisconnectReason};
+use smithay::reexports::wayland_protocols::wp::linux_explicit_synchronization::zv1::server::{
+    zwp_linux_buffer_release_v1::{self, ZwpLinuxBufferReleaseV1},
+    zwp_linux_explicit_synchronization_v1::{self, ZwpLinuxExplicitSynchronizationV1},
+    zwp_linux_surface_synchronization_v1::{self, ZwpLinuxSurfaceSynchronizationV1},
+};
+use smithay::reexports::wayland_server::backend::{ClientData, ClientId, DisconnectReason, ObjectId};
 use smithay::reexports::wayland_server::protocol::{wl_buffer, wl_surface::WlSurface};
 use smithay::reexports::wayland_server::{Client, Display, ListeningSocket};
+use smithay::reexports::wayland_server::{DataInit, Dispatch, DisplayHandle, GlobalDispatch, New, Resource};
 use smithay::utils::{DeviceFd, Rectangle, Serial, Size, Transform};
 use smithay::wayland::buffer::BufferHandler;
 use smithay::wayland::compositor::{
@@ -60,6 +71,15 @@ impl Capture {
     }
 }
 
+/// The explicit-sync protocol the compositor offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// `wp_linux_drm_syncobj_manager_v1`.
+    DrmSyncobj,
+    /// `zwp_linux_explicit_synchronization_v1` (v2).
+    ExplicitSyncV1,
+}
+
 enum Request {
     Capture(mpsc::Sender<Result<Capture, String>>),
     Stop,
@@ -76,7 +96,7 @@ pub struct TestCompositor {
 impl TestCompositor {
     /// Starts a `width`x`height` output, importing syncobj timelines on the
     /// DRM node `render_node`.
-    pub fn start(render_node: &Path, width: u32, height: u32) -> Self {
+    pub fn start(render_node: &Path, width: u32, height: u32, offer: Offer) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "dmabuf-interop-syncobj-{}-{:?}",
             std::process::id(),
@@ -93,7 +113,7 @@ impl TestCompositor {
         )
         .expect("open the render node");
         let (requests, rx) = mpsc::channel();
-        let thread = std::thread::spawn(move || run(listener, node, width, height, rx));
+        let thread = std::thread::spawn(move || run(listener, node, width, height, offer, rx));
         Self {
             socket,
             dir,
@@ -162,6 +182,36 @@ struct App {
     syncobj_state: Option<DrmSyncobjState>,
     renderer: PixmanRenderer,
     size: (i32, i32),
+    /// linux-explicit-synchronization-v1 state per wl_surface.
+    explicit_v1: HashMap<ObjectId, ExplicitV1Surface>,
+}
+
+/// A surface's linux-explicit-synchronization-v1 state.
+#[derive(Default)]
+struct ExplicitV1Surface {
+    /// Double-buffered until the next commit.
+    pending_fence: Option<OwnedFd>,
+    pending_release: Option<ZwpLinuxBufferReleaseV1>,
+    /// Each commit's release object, in commit order, until the commit is
+    /// applied (commits apply in order).
+    queued: VecDeque<Option<ZwpLinuxBufferReleaseV1>>,
+    /// The release object of the buffer on screen.
+    current: Option<ZwpLinuxBufferReleaseV1>,
+}
+
+/// Holds a commit until its acquire fence (a sync_file) has signalled.
+struct SyncFileBlocker(OwnedFd);
+
+impl compositor::Blocker for SyncFileBlocker {
+    fn state(&self) -> BlockerState {
+        let mut fds = [rustix::event::PollFd::new(&self.0, rustix::event::PollFlags::IN)];
+        let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+        if rustix::event::poll(&mut fds, Some(&zero)).unwrap_or(0) == 1 {
+            BlockerState::Released
+        } else {
+            BlockerState::Pending
+        }
+    }
 }
 
 /// Holds a commit until its acquire point has signalled.
@@ -190,7 +240,13 @@ impl CompositorHandler for App {
     }
 
     fn new_surface(&mut self, surface: &WlSurface) {
-        compositor::add_pre_commit_hook::<Self, _>(surface, |_, _, surface| {
+        compositor::add_pre_commit_hook::<Self, _>(surface, |app: &mut App, _, surface| {
+            if let Some(v1) = app.explicit_v1.get_mut(&surface.id()) {
+                if let Some(fence) = v1.pending_fence.take() {
+                    compositor::add_blocker(surface, SyncFileBlocker(fence));
+                }
+                v1.queued.push_back(v1.pending_release.take());
+            }
             let acquire = with_states(surface, |states| {
                 states
                     .cached_state
@@ -209,6 +265,14 @@ impl CompositorHandler for App {
 
     fn commit(&mut self, surface: &WlSurface) {
         on_commit_buffer_handler::<Self>(surface);
+        // The buffer this commit replaced is no longer read (the renderer
+        // reads the current buffer only, synchronously).
+        if let Some(v1) = self.explicit_v1.get_mut(&surface.id())
+            && let Some(Some(release)) = v1.queued.pop_front()
+            && let Some(previous) = v1.current.replace(release)
+        {
+            previous.immediate_release();
+        }
     }
 }
 
@@ -273,6 +337,70 @@ impl DmabufHandler for App {
 impl DrmSyncobjHandler for App {
     fn drm_syncobj_state(&mut self) -> Option<&mut DrmSyncobjState> {
         self.syncobj_state.as_mut()
+    }
+}
+
+impl GlobalDispatch<ZwpLinuxExplicitSynchronizationV1, ()> for App {
+    fn bind(
+        _: &mut Self,
+        _: &DisplayHandle,
+        _: &Client,
+        resource: New<ZwpLinuxExplicitSynchronizationV1>,
+        _: &(),
+        data_init: &mut DataInit<'_, Self>,
+    ) {
+        data_init.init(resource, ());
+    }
+}
+
+impl Dispatch<ZwpLinuxExplicitSynchronizationV1, ()> for App {
+    fn request(
+        app: &mut Self,
+        _: &Client,
+        _: &ZwpLinuxExplicitSynchronizationV1,
+        request: zwp_linux_explicit_synchronization_v1::Request,
+        _: &(),
+        _: &DisplayHandle,
+        data_init: &mut DataInit<'_, Self>,
+    ) {
+        if let zwp_linux_explicit_synchronization_v1::Request::GetSynchronization { id, surface } = request {
+            app.explicit_v1.entry(surface.id()).or_default();
+            data_init.init(id, surface);
+        }
+    }
+}
+
+impl Dispatch<ZwpLinuxSurfaceSynchronizationV1, WlSurface> for App {
+    fn request(
+        app: &mut Self,
+        _: &Client,
+        _: &ZwpLinuxSurfaceSynchronizationV1,
+        request: zwp_linux_surface_synchronization_v1::Request,
+        surface: &WlSurface,
+        _: &DisplayHandle,
+        data_init: &mut DataInit<'_, Self>,
+    ) {
+        let v1 = app.explicit_v1.entry(surface.id()).or_default();
+        match request {
+            zwp_linux_surface_synchronization_v1::Request::SetAcquireFence { fd } => v1.pending_fence = Some(fd),
+            zwp_linux_surface_synchronization_v1::Request::GetRelease { release } => {
+                v1.pending_release = Some(data_init.init(release, ()));
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Dispatch<ZwpLinuxBufferReleaseV1, ()> for App {
+    fn request(
+        _: &mut Self,
+        _: &Client,
+        _: &ZwpLinuxBufferReleaseV1,
+        _: zwp_linux_buffer_release_v1::Request,
+        _: &(),
+        _: &DisplayHandle,
+        _: &mut DataInit<'_, Self>,
+    ) {
     }
 }
 
@@ -354,7 +482,14 @@ impl App {
     }
 }
 
-fn run(listener: ListeningSocket, node: std::os::fd::OwnedFd, width: u32, height: u32, rx: mpsc::Receiver<Request>) {
+fn run(
+    listener: ListeningSocket,
+    node: std::os::fd::OwnedFd,
+    width: u32,
+    height: u32,
+    offer: Offer,
+    rx: mpsc::Receiver<Request>,
+) {
     let mut display: Display<App> = Display::new().expect("wayland display");
     let dh = display.handle();
     let renderer = PixmanRenderer::new().expect("pixman renderer");
@@ -362,8 +497,15 @@ fn run(listener: ListeningSocket, node: std::os::fd::OwnedFd, width: u32, height
     let mut dmabuf_state = DmabufState::new();
     let _dmabuf_global = dmabuf_state.create_global::<App>(&dh, formats);
     let device = DrmDeviceFd::new(DeviceFd::from(node));
-    let syncobj_state = smithay::wayland::drm_syncobj::supports_syncobj_eventfd(&device)
-        .then(|| DrmSyncobjState::new::<App>(&dh, device));
+    let syncobj_state = (offer == Offer::DrmSyncobj)
+        .then(|| {
+            smithay::wayland::drm_syncobj::supports_syncobj_eventfd(&device)
+                .then(|| DrmSyncobjState::new::<App>(&dh, device))
+        })
+        .flatten();
+    if offer == Offer::ExplicitSyncV1 {
+        dh.create_global::<App, ZwpLinuxExplicitSynchronizationV1, ()>(2, ());
+    }
     let mut seat_state = SeatState::new();
     let _seat: Seat<App> = seat_state.new_wl_seat(&dh, "test");
     let mut app = App {
@@ -375,6 +517,7 @@ fn run(listener: ListeningSocket, node: std::os::fd::OwnedFd, width: u32, height
         syncobj_state,
         renderer,
         size: (width as i32, height as i32),
+        explicit_v1: HashMap::new(),
     };
     let mut clients: Vec<Client> = Vec::new();
     let start = Instant::now();

@@ -236,6 +236,7 @@ impl WlDmaBufSink {
                 match stats.sync {
                     crate::wayland::SyncMode::Implicit => "implicit",
                     crate::wayland::SyncMode::DrmSyncobj => "linux-drm-syncobj-v1",
+                    crate::wayland::SyncMode::ExplicitSyncV1 => "linux-explicit-synchronization-v1",
                 },
             )
             .field("explicit-sync-commits", stats.explicit_sync_commits)
@@ -482,7 +483,7 @@ impl ObjectImpl for WlDmaBufSink {
                         "frames, shown, zero-copy, copies, dropped, wl-buffers, cache-hits, releases, \
                          reused-before-release, import-refusals (kinds of buffer the compositor \
                          answered `failed` for; their frames are copied into wl_shm), sync \
-                         (implicit or linux-drm-syncobj-v1), explicit-sync-commits, \
+                         (implicit, linux-drm-syncobj-v1 or linux-explicit-synchronization-v1), explicit-sync-commits, \
                          release-points-signalled",
                     )
                     .read_only()
