@@ -178,6 +178,10 @@ fn ring_of_two(offer: Offer) {
         presenter.present(b, Box::new(n)).expect("present");
         wait_shown(&compositor, &mut presenter, n);
     }
+    // The frame before the last comes back once the last is applied.
+    presenter
+        .wait_released(&ring[(FRAMES as usize - 1) % 2].buf, Duration::from_secs(10))
+        .expect("the second-last frame's release");
     let stats = presenter.stats();
     println!(
         "{offer:?}: {FRAMES} frames through a ring of 2: written while on screen {written_while_shown}; {stats:?}"
