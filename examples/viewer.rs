@@ -32,6 +32,7 @@
 //! PATH.png`, `--size WxH` (pattern and headless output, default 640x360),
 //! `--format BGRx|NV12`.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,10 +41,14 @@ use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
 use dmabuf_interop::DrmFourcc;
+use dmabuf_interop::fence::Fence;
 use dmabuf_interop::gst::{ImportedFrame, Importer};
 use dmabuf_interop::overlay::Overlay;
 use dmabuf_interop::vulkan::ash::vk;
-use dmabuf_interop::vulkan::{ContextOptions, ExportedImage, Exporter, ImportCache, Kernels, VulkanContext};
+use dmabuf_interop::vulkan::{
+    ContextOptions, ExportedImage, Exporter, ImportCache, Kernels, Submission, VulkanContext,
+};
+use dmabuf_interop::wayland::SyncMode;
 use dmabuf_interop::wayland::headless::{Weston, WestonOptions};
 use dmabuf_interop::wayland::{Presenter, Target, keys};
 use gstreamer as gst;
@@ -189,6 +194,9 @@ fn source(args: &Args) -> Result<(gst::Bin, String), String> {
 
 /// The Vulkan presentation path: import, composite, export, present.
 struct VulkanPath {
+    /// Composites the GPU may still run (each keeps its source frame and
+    /// VkImage); dropped first, which waits for them.
+    in_flight: VecDeque<Submission>,
     kernels: Kernels,
     imports: ImportCache,
     exporter: Exporter,
@@ -196,6 +204,9 @@ struct VulkanPath {
     ring: Vec<ExportedImage>,
     next: usize,
     composited: u64,
+    /// Frames handed to the compositor with their composite's GPU fence
+    /// (explicit sync), each a CPU wait less.
+    gpu_fenced: u64,
     /// The caps whose colour matrix was last looked at.
     checked_caps: Option<gst::Caps>,
 }
@@ -214,6 +225,8 @@ impl VulkanPath {
             ring: Vec::new(),
             next: 0,
             composited: 0,
+            gpu_fenced: 0,
+            in_flight: VecDeque::new(),
             checked_caps: None,
         })
     }
@@ -240,7 +253,8 @@ impl VulkanPath {
             .is_none_or(|o| (o.dmabuf().width(), o.dmabuf().height()) != (w, h))
         {
             // First frame or a new size: a new ring (the old images die once
-            // the compositor let go of their wl_buffers).
+            // the GPU and the compositor let go of them).
+            self.in_flight.clear();
             for old in self.ring.drain(..) {
                 presenter.forget(old.dmabuf());
             }
@@ -258,18 +272,44 @@ impl VulkanPath {
         presenter
             .wait_released(out.dmabuf(), Duration::from_secs(2))
             .map_err(|e| e.to_string())?;
+        // Composites the GPU finished hand their frames back.
+        while let Some(done) = self.in_flight.front() {
+            if !done.is_done().map_err(|e| e.to_string())? {
+                break;
+            }
+            self.in_flight.pop_front();
+        }
         let video = self
             .imports
             .get_or_import(&frame.dmabuf)
             .map_err(|e| format!("importing the frame into Vulkan: {e}"))?;
-        self.kernels
-            .composite(&video, out, overlay)
+        let mut submission = self
+            .kernels
+            .composite_submit(&video, out, overlay)
             .map_err(|e| e.to_string())?;
         self.composited += 1;
-        // The composite has completed; the output image lives in the ring,
-        // so nothing else needs keeping alive until the release.
+        // Under explicit sync the compositor waits for the composite (its
+        // GPU fence becomes the commit's acquire fence): no CPU wait here.
+        // Otherwise the composite is waited for first, as implicit sync on
+        // a memfd stand-in has nothing else to go by.
+        let explicit = presenter.stats().sync != SyncMode::Implicit;
+        let acquire = match submission.sync_file() {
+            Some(fence) if explicit => {
+                // The source frame and its VkImage live until the GPU is
+                // done; the output image lives in the ring.
+                submission.keep(video);
+                submission.keep(frame.sample().clone());
+                self.in_flight.push_back(submission);
+                self.gpu_fenced += 1;
+                Fence::SyncFile(fence)
+            }
+            _ => {
+                submission.wait().map_err(|e| e.to_string())?;
+                Fence::Implicit
+            }
+        };
         presenter
-            .present(out.dmabuf(), Box::new(()))
+            .present_with_fence(out.dmabuf(), Box::new(()), acquire)
             .map_err(|e| e.to_string())?;
         Ok(())
     }
@@ -474,7 +514,8 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(path) = &vulkan {
         let (hits, misses) = path.imports.stats();
         println!(
-            "vulkan: {} frames composited into {} exported images ({}); {} VkImages imported for {} frames ({} cache hits)",
+            "vulkan: {} frames composited into {} exported images ({}); {} VkImages imported for {} frames ({} cache hits); \
+             sync {:?}: {} frames handed over with their GPU fence (no CPU wait)",
             path.composited,
             path.ring.len(),
             path.ring
@@ -482,7 +523,9 @@ fn run(args: Args) -> Result<(), String> {
                 .map_or("none".into(), |o| format!("{:?}", o.export_backend())),
             misses,
             hits + misses,
-            hits
+            hits,
+            present.sync,
+            path.gpu_fenced
         );
     }
     outcome

@@ -384,3 +384,105 @@ fn weston_offers_explicit_sync_v1_and_refused_imports_stay_copies() {
     );
     assert_eq!(stats.import_refusals, 1);
 }
+
+#[cfg(all(feature = "vulkan", feature = "gstreamer"))]
+#[test]
+fn the_viewer_hands_its_composites_gpu_fence_to_the_compositor() {
+    // The viewer's Vulkan path as an application (WAYLAND_DISPLAY): under
+    // linux-drm-syncobj-v1 each composite's completion (a sync_file from
+    // its signal semaphore) is the commit's acquire point, instead of a
+    // CPU wait for the composite's fence before presenting.
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let Some((_, node)) = setup() else { return };
+    let (w, h) = (160u32, 120u32);
+    let compositor = TestCompositor::start(node.path(), w, h, Offer::DrmSyncobj);
+    let viewer = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join("examples/viewer");
+    assert!(
+        viewer.exists(),
+        "{} missing: cargo build --example viewer",
+        viewer.display()
+    );
+    let mut child = Command::new(&viewer)
+        .args([
+            "--present",
+            "vulkan",
+            "--frames",
+            "100000",
+            "--size",
+            &format!("{w}x{h}"),
+        ])
+        .env("WAYLAND_DISPLAY", compositor.socket_path())
+        // The asynchronous composite under the validation layer: a
+        // resource freed while the GPU uses it would be reported.
+        .env("VK_INSTANCE_LAYERS", "VK_LAYER_KHRONOS_validation")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the viewer");
+    // The pattern's bars and ramp stay; its box moves, the overlay (counter
+    // and progress bar) changes: compare the points that stay.
+    let overlay_at = |x: u32, y: u32| {
+        [Some(0), Some(1000)].into_iter().any(|progress| {
+            dmabuf_interop::overlay::Overlay { frame: 1, progress }
+                .pixel(w, h, x, y)
+                .is_some()
+        })
+    };
+    let still = |x: u32, y: u32| {
+        let c = pattern::rgb(w, h, 0, x, y);
+        (!overlay_at(x, y) && (1..300).all(|f| pattern::rgb(w, h, f, x, y) == c)).then_some(c)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (wrong, points) = loop {
+        let c = compositor.capture();
+        let (mut wrong, mut points) = (0, 0);
+        for y in (0..h).step_by(5) {
+            for x in (0..w).step_by(5) {
+                let Some(want) = still(x, y) else { continue };
+                points += 1;
+                if c.rgb(x, y) != want {
+                    wrong += 1;
+                }
+            }
+        }
+        if wrong == 0 || Instant::now() > deadline {
+            break (wrong, points);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    // Let a few more frames through, then quit.
+    std::thread::sleep(Duration::from_secs(2));
+    child.stdin.take().unwrap().write_all(b"q\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    println!("{stdout}");
+    assert!(!stderr.contains("VUID"), "validation layer: {stderr}");
+    assert!(points > 100 && wrong == 0, "{wrong} of {points} still points wrong");
+    // "vulkan: N frames composited ...; sync DrmSyncobj: M frames handed
+    // over with their GPU fence (no CPU wait)"
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("vulkan:"))
+        .expect("the viewer's vulkan line");
+    let number_before = |text: &str| -> u64 {
+        let head = &line[..line.find(text).unwrap_or_else(|| panic!("{text:?} in {line}"))];
+        head.split_whitespace().last().unwrap().parse().unwrap()
+    };
+    let composited = number_before(" frames composited");
+    let fenced = number_before(" frames handed over with their GPU fence");
+    assert!(line.contains("sync DrmSyncobj"), "{line}");
+    assert!(composited > 0);
+    assert_eq!(
+        fenced, composited,
+        "every composite's CPU wait replaced by its GPU fence: {line}"
+    );
+}

@@ -1,7 +1,9 @@
 //! One-shot command submission and host-visible buffers: the small pieces
 //! every operation of the adapter needs.
 
+use std::any::Any;
 use std::os::fd::{AsFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::sync::Arc;
 
 use ash::vk;
 
@@ -15,28 +17,36 @@ pub(crate) type ImplicitSync<'a> = &'a [(std::os::fd::BorrowedFd<'a>, SyncAccess
 
 /// Records commands with `record`, submits them on the context's queue and
 /// waits for the fence; everything is destroyed before returning, on every
-/// path. Also bridges to the implicit fences of the kernel
-/// dma-bufs in `implicit` when the device has SYNC_FD semaphores: the
-/// submission first waits for the fences already on each dma-buf
-/// (`DMA_BUF_IOCTL_EXPORT_SYNC_FILE` imported as a temporary semaphore
-/// payload), and its own completion is attached to each dma-buf
-/// (`DMA_BUF_IOCTL_IMPORT_SYNC_FILE` of the signalled semaphore's sync_file),
-/// so implicitly synchronised consumers (compositors, other drivers) wait for
-/// it. Without SYNC_FD semaphores, or for memfds, the fence wait alone
-/// orders everything.
+/// path. See [`submit_synced`] for the implicit-sync bridge.
 pub(crate) fn submit_and_wait_synced(
-    ctx: &VulkanContext,
+    ctx: &Arc<VulkanContext>,
     implicit: ImplicitSync<'_>,
     record: impl FnOnce(vk::CommandBuffer) -> Result<(), VulkanError>,
 ) -> Result<(), VulkanError> {
-    let bridge = match ctx.semaphore_fd() {
-        Some(loader) if !implicit.is_empty() => Some(loader),
-        _ => None,
-    };
+    submit_synced(ctx, implicit, record)?.wait()
+}
+
+/// Records commands with `record` and submits them on the context's queue
+/// without waiting: the [`Submission`] owns what the GPU still uses.
+///
+/// Bridges to the implicit fences of the kernel dma-bufs in `implicit`
+/// when the device has SYNC_FD semaphores: the submission first waits for
+/// the fences already on each dma-buf (`DMA_BUF_IOCTL_EXPORT_SYNC_FILE`
+/// imported as a temporary semaphore payload), and its own completion (a
+/// sync_file exported from a signal semaphore) is attached to each dma-buf
+/// (`DMA_BUF_IOCTL_IMPORT_SYNC_FILE`), so implicitly synchronised consumers
+/// (compositors, other drivers) wait for it, and kept in the submission
+/// ([`Submission::sync_file`]) for explicitly synchronised ones. Without
+/// SYNC_FD semaphores, or for memfds, only the fence orders anything.
+pub(crate) fn submit_synced(
+    ctx: &Arc<VulkanContext>,
+    implicit: ImplicitSync<'_>,
+    record: impl FnOnce(vk::CommandBuffer) -> Result<(), VulkanError>,
+) -> Result<Submission, VulkanError> {
+    let loader = ctx.semaphore_fd();
     let mut semaphores = SemaphoreGuard { ctx, list: Vec::new() };
     let mut waits = Vec::new();
-    let mut signal = vk::Semaphore::null();
-    if let Some(loader) = bridge {
+    if let Some(loader) = loader {
         for &(fd, access) in implicit {
             // A writer waits for readers and writers, a reader for writers.
             let fence = match sync::export_sync_file(fd, access) {
@@ -59,35 +69,46 @@ pub(crate) fn submit_and_wait_synced(
             }
             waits.push(semaphore);
         }
-        signal = semaphores.create(true)?;
     }
+    let signal = match loader {
+        Some(_) => Some(semaphores.create(true)?),
+        None => None,
+    };
     let wait_stages = vec![vk::PipelineStageFlags::ALL_COMMANDS; waits.len()];
-    let signals: Vec<vk::Semaphore> = if bridge.is_some() { vec![signal] } else { Vec::new() };
-    submit_inner(ctx, &waits, &wait_stages, &signals, record, || {
-        let Some(loader) = bridge else { return Ok(()) };
-        let info = vk::SemaphoreGetFdInfoKHR::default()
-            .semaphore(signal)
-            .handle_type(vk::ExternalSemaphoreHandleTypeFlags::SYNC_FD);
-        // SAFETY: the semaphore was created exportable as SYNC_FD and its
-        // signal operation has been submitted, as SYNC_FD export requires.
-        let raw = unsafe { loader.get_semaphore_fd(&info) }.map_err(call("vkGetSemaphoreFdKHR"))?;
-        // -1 means already signalled: nothing to attach.
-        if raw < 0 {
-            return Ok(());
+    let signals: Vec<vk::Semaphore> = signal.into_iter().collect();
+    let mut submission = submit_inner(ctx, &waits, &wait_stages, &signals, record)?;
+    // From here on the submission owns the semaphores (destroyed after its
+    // fence).
+    submission.semaphores = std::mem::take(&mut semaphores.list);
+    let (Some(loader), Some(signal)) = (loader, signal) else {
+        return Ok(submission);
+    };
+    let info = vk::SemaphoreGetFdInfoKHR::default()
+        .semaphore(signal)
+        .handle_type(vk::ExternalSemaphoreHandleTypeFlags::SYNC_FD);
+    // SAFETY: the semaphore was created exportable as SYNC_FD and its signal
+    // operation has been submitted, as SYNC_FD export requires
+    // (VUID-VkSemaphoreGetFdInfoKHR-handleType-03254). The export's copy
+    // transference leaves the semaphore unsignalled; nothing waits on it.
+    let raw = unsafe { loader.get_semaphore_fd(&info) }.map_err(call("vkGetSemaphoreFdKHR"))?;
+    // -1 means already signalled: nothing to attach or hand on.
+    if raw < 0 {
+        return Ok(submission);
+    }
+    // SAFETY: vkGetSemaphoreFdKHR transferred ownership of `raw` to us.
+    let sync_file = unsafe { OwnedFd::from_raw_fd(raw) };
+    for &(fd, access) in implicit {
+        match sync::import_sync_file(fd, sync_file.as_fd(), access) {
+            Ok(()) | Err(sync::SyncError::Unsupported { .. }) => {}
+            Err(e) => return Err(VulkanError::Sync(e)),
         }
-        // SAFETY: vkGetSemaphoreFdKHR transferred ownership of `raw` to us.
-        let sync_file = unsafe { OwnedFd::from_raw_fd(raw) };
-        for &(fd, access) in implicit {
-            match sync::import_sync_file(fd, sync_file.as_fd(), access) {
-                Ok(()) | Err(sync::SyncError::Unsupported { .. }) => {}
-                Err(e) => return Err(VulkanError::Sync(e)),
-            }
-        }
-        Ok(())
-    })
+    }
+    submission.sync_file = Some(sync_file);
+    Ok(submission)
 }
 
-/// Semaphores of one submission, destroyed after it completes.
+/// Semaphores of a submission being built (destroyed if it fails before
+/// the submission takes them).
 struct SemaphoreGuard<'a> {
     ctx: &'a VulkanContext,
     list: Vec<vk::Semaphore>,
@@ -101,7 +122,7 @@ impl SemaphoreGuard<'_> {
         if exportable {
             info = info.push_next(&mut export);
         }
-        // SAFETY: valid device; destroyed in Drop.
+        // SAFETY: valid device; destroyed in Drop or by the submission.
         let semaphore =
             unsafe { self.ctx.device().create_semaphore(&info, None) }.map_err(call("vkCreateSemaphore"))?;
         self.list.push(semaphore);
@@ -112,28 +133,112 @@ impl SemaphoreGuard<'_> {
 impl Drop for SemaphoreGuard<'_> {
     fn drop(&mut self) {
         for s in self.list.drain(..) {
-            // SAFETY: ours; the submission that used it was waited for (or
-            // never made).
+            // SAFETY: ours, and no submission uses it: either the submission
+            // failed or was never made (a successful one takes the list).
             unsafe { self.ctx.device().destroy_semaphore(s, None) };
         }
     }
 }
 
+/// Work submitted to the queue and not yet known to be finished: its
+/// command pool, fence, semaphores and whatever the caller attached
+/// ([`keep`](Self::keep): images it reads or writes, their sources) live
+/// until its fence has signalled. Dropping it waits for that (so nothing
+/// the GPU uses is freed early, VUID-vkDestroyImage-image-01000,
+/// VUID-vkDestroyCommandPool-commandPool-00041); [`is_done`](Self::is_done)
+/// asks without waiting.
+pub struct Submission {
+    ctx: Arc<VulkanContext>,
+    pool: vk::CommandPool,
+    fence: vk::Fence,
+    semaphores: Vec<vk::Semaphore>,
+    descriptor_pools: Vec<vk::DescriptorPool>,
+    keep: Vec<Box<dyn Any + Send>>,
+    sync_file: Option<OwnedFd>,
+}
+
+impl std::fmt::Debug for Submission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Submission")
+            .field("fence", &self.fence)
+            .field("sync_file", &self.sync_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Submission {
+    /// Whether the GPU has finished it (`vkGetFenceStatus`).
+    pub fn is_done(&self) -> Result<bool, VulkanError> {
+        // SAFETY: our fence, submitted.
+        match unsafe { self.ctx.device().get_fence_status(self.fence) } {
+            Ok(done) => Ok(done),
+            Err(e) => Err(call("vkGetFenceStatus")(e)),
+        }
+    }
+
+    /// Waits until the GPU has finished it, then frees what it held.
+    pub fn wait(self) -> Result<(), VulkanError> {
+        // SAFETY: our fence, submitted.
+        unsafe { self.ctx.device().wait_for_fences(&[self.fence], true, u64::MAX) }.map_err(call("vkWaitForFences"))
+    }
+
+    /// A sync_file that signals when the GPU has finished it, where the
+    /// device exports SYNC_FD semaphores (a dup: the submission keeps its
+    /// own).
+    pub fn sync_file(&self) -> Option<OwnedFd> {
+        self.sync_file.as_ref().and_then(|f| f.try_clone().ok())
+    }
+
+    /// Keeps `value` alive until the submission has finished (e.g. the
+    /// source frame of an image it reads).
+    pub fn keep(&mut self, value: impl Any + Send) {
+        self.keep.push(Box::new(value));
+    }
+
+    /// A descriptor pool the recorded commands use, destroyed after them.
+    pub(crate) fn adopt_descriptor_pool(&mut self, pool: vk::DescriptorPool) {
+        self.descriptor_pools.push(pool);
+    }
+}
+
+impl Drop for Submission {
+    fn drop(&mut self) {
+        let device = self.ctx.device();
+        // SAFETY: every handle is ours; the fence was submitted, and once
+        // it has signalled the queue no longer uses the command buffer,
+        // semaphores or descriptor sets.
+        unsafe {
+            let _ = device.wait_for_fences(&[self.fence], true, u64::MAX);
+            device.destroy_fence(self.fence, None);
+            device.destroy_command_pool(self.pool, None);
+            for s in self.semaphores.drain(..) {
+                device.destroy_semaphore(s, None);
+            }
+            for p in self.descriptor_pools.drain(..) {
+                device.destroy_descriptor_pool(p, None);
+            }
+        }
+        // What the caller kept (images, their sources) goes after the GPU.
+        self.keep.clear();
+        // The queue has moved on: destructions waiting for it may be ready.
+        self.ctx.collect_retired();
+    }
+}
+
 fn submit_inner(
-    ctx: &VulkanContext,
+    ctx: &Arc<VulkanContext>,
     waits: &[vk::Semaphore],
     wait_stages: &[vk::PipelineStageFlags],
     signals: &[vk::Semaphore],
     record: impl FnOnce(vk::CommandBuffer) -> Result<(), VulkanError>,
-    after_submit: impl FnOnce() -> Result<(), VulkanError>,
-) -> Result<(), VulkanError> {
+) -> Result<Submission, VulkanError> {
     let device = ctx.device();
     let pool_info = vk::CommandPoolCreateInfo::default()
         .queue_family_index(ctx.queue_family())
         .flags(vk::CommandPoolCreateFlags::TRANSIENT);
     // SAFETY: valid device; the pool is destroyed by the guard below.
     let pool = unsafe { device.create_command_pool(&pool_info, None) }.map_err(call("vkCreateCommandPool"))?;
-    let guard = PoolGuard {
+    let mut guard = PoolGuard {
         ctx,
         pool,
         fence: vk::Fence::null(),
@@ -150,7 +255,6 @@ fn submit_inner(
     record(cb)?;
     // SAFETY: recording began above.
     unsafe { device.end_command_buffer(cb) }.map_err(call("vkEndCommandBuffer"))?;
-    let mut guard = guard;
     // SAFETY: valid device; destroyed by the guard.
     guard.fence =
         unsafe { device.create_fence(&vk::FenceCreateInfo::default(), None) }.map_err(call("vkCreateFence"))?;
@@ -166,14 +270,23 @@ fn submit_inner(
         // command buffer is fully recorded.
         unsafe { device.queue_submit(*queue, &submit, guard.fence) }.map_err(call("vkQueueSubmit"))?;
     }
-    let attached = after_submit();
-    // SAFETY: the fence was submitted above.
-    unsafe { device.wait_for_fences(&[guard.fence], true, u64::MAX) }.map_err(call("vkWaitForFences"))?;
-    // The queue has moved on: destructions waiting for it may be ready.
-    ctx.collect_retired();
-    attached
+    // Submitted: the submission takes the pool and the fence over.
+    let submission = Submission {
+        ctx: ctx.clone(),
+        pool: guard.pool,
+        fence: guard.fence,
+        semaphores: Vec::new(),
+        descriptor_pools: Vec::new(),
+        keep: Vec::new(),
+        sync_file: None,
+    };
+    std::mem::forget(guard);
+    Ok(submission)
 }
 
+/// The command pool and fence of a submission being built; on a failure
+/// before the submit they are destroyed (nothing was submitted, so nothing
+/// is pending; a successful submit hands them to the [`Submission`]).
 struct PoolGuard<'a> {
     ctx: &'a VulkanContext,
     pool: vk::CommandPool,
@@ -183,11 +296,10 @@ struct PoolGuard<'a> {
 impl Drop for PoolGuard<'_> {
     fn drop(&mut self) {
         let device = self.ctx.device();
-        // SAFETY: if the fence was submitted we waited on it (or the submit
-        // failed, so nothing is pending); both handles are ours.
+        // SAFETY: both handles are ours and were never submitted (waiting
+        // on an unsubmitted fence would never return).
         unsafe {
             if self.fence != vk::Fence::null() {
-                let _ = device.wait_for_fences(&[self.fence], true, u64::MAX);
                 device.destroy_fence(self.fence, None);
             }
             device.destroy_command_pool(self.pool, None);

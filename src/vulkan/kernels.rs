@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ash::vk;
 use drm_fourcc::DrmFourcc;
 
-use super::commands::submit_and_wait_synced;
+use super::commands::{Submission, submit_and_wait_synced, submit_synced};
 use super::context::VulkanContext;
 use super::error::{VulkanError, call};
 use super::image::VulkanImage;
@@ -208,13 +208,24 @@ impl Kernel {
     }
 }
 
-/// A transient descriptor pool for one submission.
+/// A transient descriptor pool for one submission (destroyed here if the
+/// submission fails before it adopts the pool).
 struct PoolGuard<'a>(&'a VulkanContext, vk::DescriptorPool);
+
+impl PoolGuard<'_> {
+    /// Hands the pool over (to the submission that uses it).
+    fn release(mut self) -> vk::DescriptorPool {
+        std::mem::replace(&mut self.1, vk::DescriptorPool::null())
+    }
+}
 
 impl Drop for PoolGuard<'_> {
     fn drop(&mut self) {
-        // SAFETY: our pool; the submission using it has completed.
-        unsafe { self.0.device().destroy_descriptor_pool(self.1, None) };
+        if self.1 != vk::DescriptorPool::null() {
+            // SAFETY: our pool; no submission uses it (a submitted one
+            // adopted it).
+            unsafe { self.0.device().destroy_descriptor_pool(self.1, None) };
+        }
     }
 }
 
@@ -336,7 +347,7 @@ impl Kernels {
             .iter()
             .flat_map(|v| v.to_le_bytes())
             .collect();
-        self.read_write(self.kernel(Which::Nv12ToRgba), src, dst, &push)
+        self.read_write(self.kernel(Which::Nv12ToRgba), src, dst, &push)?.wait()
     }
 
     /// Composites `video` (SAMPLED usage; XRGB8888, ARGB8888, XBGR8888,
@@ -346,6 +357,22 @@ impl Kernels {
     /// Returns once the GPU is done: `out`'s dma-buf then holds the picture
     /// and `video` may be handed back to its producer.
     pub fn composite(&self, video: &VulkanImage, out: &VulkanImage, overlay: &Overlay) -> Result<(), VulkanError> {
+        self.composite_submit(video, out, overlay)?.wait()
+    }
+
+    /// [`composite`](Self::composite) without waiting: the returned
+    /// [`Submission`] says when the GPU is done ([`Submission::is_done`],
+    /// its [`sync_file`](Submission::sync_file) where the device exports
+    /// SYNC_FD semaphores: hand that to a compositor as the frame's acquire
+    /// fence instead of waiting on the CPU). `video` and `out` must live
+    /// until then: keep them (or what owns them) in the submission
+    /// ([`Submission::keep`]); dropping the submission waits for the GPU.
+    pub fn composite_submit(
+        &self,
+        video: &VulkanImage,
+        out: &VulkanImage,
+        overlay: &Overlay,
+    ) -> Result<Submission, VulkanError> {
         let kernel = match video.fourcc() {
             DrmFourcc::Xrgb8888 | DrmFourcc::Argb8888 | DrmFourcc::Xbgr8888 | DrmFourcc::Abgr8888 => {
                 self.kernel(Which::CompositeRgb)
@@ -365,7 +392,8 @@ impl Kernels {
     }
 
     /// Runs `kernel` over `dst`'s size with `src`'s plane views (sampled)
-    /// then `dst`'s first view (storage) bound in order, and waits for it.
+    /// then `dst`'s first view (storage) bound in order; the submission
+    /// owns the descriptor pool.
     /// Refuses images of different sizes or without those usages.
     fn read_write(
         &self,
@@ -373,7 +401,7 @@ impl Kernels {
         src: &VulkanImage,
         dst: &VulkanImage,
         push: &[u8],
-    ) -> Result<(), VulkanError> {
+    ) -> Result<Submission, VulkanError> {
         if (dst.width(), dst.height()) != (src.width(), src.height()) {
             return Err(VulkanError::Usage(
                 "the source and destination images must be the same size",
@@ -389,7 +417,7 @@ impl Kernels {
         let pool = descriptor_pool(&self.ctx)?;
         let mut implicit = src.implicit_sync(SyncAccess::Read);
         implicit.extend(dst.implicit_sync(SyncAccess::Write));
-        submit_and_wait_synced(&self.ctx, &implicit, |cb| {
+        let mut submission = submit_synced(&self.ctx, &implicit, |cb| {
             src.record_acquire(
                 cb,
                 vk::ImageLayout::GENERAL,
@@ -416,7 +444,9 @@ impl Kernels {
                 vk::AccessFlags::SHADER_WRITE,
             );
             Ok(())
-        })
+        })?;
+        submission.adopt_descriptor_pool(pool.release());
+        Ok(submission)
     }
 }
 
