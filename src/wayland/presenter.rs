@@ -274,7 +274,22 @@ impl Presenter {
             }
         }
         if let Some(global) = explicit_v1 {
-            this.explicit = Some(Explicit::V1(ExplicitV1::new(global)));
+            // Only where the compositor names a render device: Weston's
+            // headless backend offers the protocol "to enable testing"
+            // whatever its renderer can do, and without native fence sync
+            // answers the first get_release with a fatal error ("Failed to
+            // create release fence"). A compositor that makes release
+            // fences has a device, and says so in its linux-dmabuf feedback.
+            if this.state.formats.main_device.is_some() {
+                this.explicit = Some(Explicit::V1(ExplicitV1::new(global)));
+            } else {
+                global.destroy();
+                this.sync_fallback = Some(
+                    "zwp_linux_explicit_synchronization_v1 is offered, but the compositor names no render \
+                     device (linux-dmabuf feedback), so it may not make release fences"
+                        .into(),
+                );
+            }
         }
         Ok(this)
     }
@@ -384,9 +399,11 @@ impl Presenter {
         Ok(true)
     }
 
-    /// Why explicit sync is not used although the compositor offers
-    /// `wp_linux_drm_syncobj_manager_v1` (e.g. no DRM node with timeline
-    /// syncobjs); `None` when it is used or not offered.
+    /// Why explicit sync is not used although the compositor offers a
+    /// protocol for it (no DRM node with timeline syncobjs for
+    /// linux-drm-syncobj-v1; no render device named for
+    /// linux-explicit-synchronization-v1); `None` when it is used or not
+    /// offered.
     pub fn sync_fallback(&self) -> Option<&str> {
         self.sync_fallback.as_deref()
     }

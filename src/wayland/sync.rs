@@ -24,7 +24,10 @@
 //! our own surface (a toplevel, or our subsurface when embedding), never
 //! for one something else manages.
 //!
-//! **linux-explicit-synchronization-v1** (Weston). Each dma-buf commit
+//! **linux-explicit-synchronization-v1** (Weston), used only where the
+//! compositor's linux-dmabuf feedback names a render device (Weston's
+//! headless backend offers it without one, and then kills the client at
+//! its first `get_release`). Each dma-buf commit
 //! carries the frame's acquire fence as a sync_file (`set_acquire_fence`;
 //! none where the buffer has no fences at all) and asks for a release
 //! object (`get_release`); the buffer is handed back once that object said

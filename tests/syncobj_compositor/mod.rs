@@ -1,5 +1,6 @@
 //! A small headless Wayland compositor for the explicit-sync tests, built
-//! on Smithay (a dev-dependency): linux-dmabuf v3 (LINEAR formats, imported
+//! on Smithay (a dev-dependency): linux-dmabuf v5 (default feedback naming
+//! the render node; LINEAR formats, imported
 //! by Smithay's pixman renderer, which maps the dma-buf) and one explicit
 //! sync protocol ([`Offer`]): `wp_linux_drm_syncobj_manager_v1` on a DRM
 //! node with timeline syncobjs (Smithay's), or
@@ -48,7 +49,7 @@ use smithay::wayland::compositor::{
     self, BlockerState, CompositorClientState, CompositorHandler, CompositorState, SurfaceAttributes, TraversalAction,
     with_states, with_surface_tree_downward,
 };
-use smithay::wayland::dmabuf::{DmabufGlobal, DmabufHandler, DmabufState, ImportNotifier};
+use smithay::wayland::dmabuf::{DmabufFeedbackBuilder, DmabufGlobal, DmabufHandler, DmabufState, ImportNotifier};
 use smithay::wayland::drm_syncobj::{DrmSyncPoint, DrmSyncobjCachedState, DrmSyncobjHandler, DrmSyncobjState};
 use smithay::wayland::shell::xdg::{PopupSurface, PositionerState, ToplevelSurface, XdgShellHandler, XdgShellState};
 use smithay::wayland::shm::{ShmHandler, ShmState};
@@ -78,6 +79,8 @@ pub enum Offer {
     DrmSyncobj,
     /// `zwp_linux_explicit_synchronization_v1` (v2).
     ExplicitSyncV1,
+    /// Neither (implicit sync).
+    None,
 }
 
 enum Request {
@@ -495,7 +498,13 @@ fn run(
     let renderer = PixmanRenderer::new().expect("pixman renderer");
     let formats = renderer.dmabuf_formats();
     let mut dmabuf_state = DmabufState::new();
-    let _dmabuf_global = dmabuf_state.create_global::<App>(&dh, formats);
+    // linux-dmabuf v5 with default feedback naming the render node, as a
+    // compositor with a device does.
+    let rdev = rustix::fs::fstat(&node).expect("fstat the render node").st_rdev;
+    let feedback = DmabufFeedbackBuilder::new(rdev as _, formats)
+        .build()
+        .expect("dma-buf feedback");
+    let _dmabuf_global = dmabuf_state.create_global_with_default_feedback::<App>(&dh, &feedback);
     let device = DrmDeviceFd::new(DeviceFd::from(node));
     let syncobj_state = (offer == Offer::DrmSyncobj)
         .then(|| {
