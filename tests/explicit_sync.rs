@@ -531,3 +531,96 @@ fn the_viewer_hands_its_composites_gpu_fence_to_the_compositor() {
         "every composite's CPU wait replaced by its GPU fence: {line}"
     );
 }
+
+#[cfg(feature = "gstreamer")]
+#[test]
+fn wldmabufsink_does_not_show_a_buffer_its_producer_still_writes() {
+    // A producer (as a hardware decoder would) pushes dma-bufs whose
+    // writes are still pending as implicit fences (vgem), with no fence
+    // information of its own. The sink exports each buffer's implicit
+    // fence as its acquire point: a frame stays off screen until its
+    // producer signals.
+    use gstreamer as gst;
+    use gstreamer::prelude::*;
+    let Some((card, node)) = setup() else { return };
+    gst::init().expect("GStreamer (run scripts/setup)");
+    dmabuf_interop::elements::register(None).expect("register our elements");
+    let compositor = TestCompositor::start(node.path(), W, H, Offer::DrmSyncobj);
+    let pipeline = gst::parse::launch(&format!(
+        "appsrc name=src format=time caps=video/x-raw,format=BGRx,width={W},height={H},framerate=30/1 \
+         ! wldmabufsink name=sink max-lateness=-1 sync=false"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    pipeline
+        .by_name("sink")
+        .unwrap()
+        .set_property("display", compositor.socket_path().to_str().unwrap());
+    let src = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gstreamer_app::AppSrc>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).expect("play");
+    let push = |buf: &dmabuf_interop::DmaBuf, n: u64| {
+        let mut b = dmabuf_interop::gst::memory::buffer_from_dmabuf(buf).expect("a dma-buf buffer");
+        b.get_mut().unwrap().set_pts(gst::ClockTime::from_mseconds(33 * n));
+        src.push_buffer(b).expect("push");
+    };
+    let wait_for = |n: u32| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while wrong(&compositor.capture(), n) != 0 {
+            assert!(Instant::now() < deadline, "frame {n} never shown");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // Frame 1, finished.
+    let first = VgemBuffer::new(&card, W, H);
+    common::write_planes(
+        &first.buf,
+        &pattern::frame_planes(DrmFourcc::Xrgb8888, W, H, 1).unwrap(),
+    );
+    push(&first.buf, 0);
+    wait_for(1);
+    // Frame 2, still being written.
+    let second = VgemBuffer::new(&card, W, H);
+    let fence = second.attach_write_fence();
+    push(&second.buf, 1);
+    let until = Instant::now() + Duration::from_millis(700);
+    let mut captures = 0;
+    while Instant::now() < until {
+        assert_eq!(
+            wrong(&compositor.capture(), 1),
+            0,
+            "frame 2 shown while its producer still writes it"
+        );
+        captures += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    write_rows_unsynced(
+        &second.buf,
+        &pattern::frame_planes(DrmFourcc::Xrgb8888, W, H, 2).unwrap()[0],
+    );
+    second.signal(fence);
+    wait_for(2);
+    println!("while the producer wrote: {captures} captures showed frame 1; after its signal, frame 2");
+    src.end_of_stream().unwrap();
+    let bus = pipeline.bus().unwrap();
+    let stats = loop {
+        let msg = bus
+            .timed_pop(gst::ClockTime::from_seconds(20))
+            .expect("EOS within 20 s");
+        match msg.view() {
+            gst::MessageView::Element(e) if e.structure().is_some_and(|s| s.name() == "wldmabufsink-stats") => {
+                break e.structure().unwrap().to_owned();
+            }
+            gst::MessageView::Error(e) => panic!("{} ({:?})", e.error(), e.debug()),
+            _ => {}
+        }
+    };
+    pipeline.set_state(gst::State::Null).unwrap();
+    println!("{stats}");
+    assert_eq!(stats.get::<&str>("sync").unwrap(), "linux-drm-syncobj-v1");
+    assert_eq!(stats.get::<u64>("explicit-sync-commits").unwrap(), 2);
+}
