@@ -48,9 +48,9 @@ use dmabuf_interop::vulkan::ash::vk;
 use dmabuf_interop::vulkan::{
     ContextOptions, ExportedImage, Exporter, ImportCache, Kernels, Submission, VulkanContext,
 };
-use dmabuf_interop::wayland::SyncMode;
 use dmabuf_interop::wayland::headless::{Weston, WestonOptions};
 use dmabuf_interop::wayland::{Presenter, Target, keys};
+use dmabuf_interop::wayland::{Release, SyncMode};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_video as gst_video;
@@ -207,6 +207,9 @@ struct VulkanPath {
     /// Frames handed to the compositor with their composite's GPU fence
     /// (explicit sync), each a CPU wait less.
     gpu_fenced: u64,
+    /// Output images drawn into after the compositor's release fence on the
+    /// GPU (instead of waiting for the release on the CPU).
+    gpu_release_waits: u64,
     /// The caps whose colour matrix was last looked at.
     checked_caps: Option<gst::Caps>,
 }
@@ -226,6 +229,7 @@ impl VulkanPath {
             next: 0,
             composited: 0,
             gpu_fenced: 0,
+            gpu_release_waits: 0,
             in_flight: VecDeque::new(),
             checked_caps: None,
         })
@@ -268,10 +272,22 @@ impl VulkanPath {
         }
         let out = &self.ring[self.next];
         self.next = (self.next + 1) % self.ring.len();
-        // Never draw into a buffer the compositor may still read.
-        presenter
-            .wait_released(out.dmabuf(), Duration::from_secs(2))
-            .map_err(|e| e.to_string())?;
+        // Never draw into a buffer the compositor may still read: under
+        // explicit sync the composite waits for its release fence on the
+        // GPU once the compositor sent it; otherwise wait here.
+        let after = match presenter.take_release(out.dmabuf()).map_err(|e| e.to_string())? {
+            Release::Free => Fence::Implicit,
+            Release::After(fence) => {
+                self.gpu_release_waits += 1;
+                fence
+            }
+            Release::Held => {
+                presenter
+                    .wait_released(out.dmabuf(), Duration::from_secs(2))
+                    .map_err(|e| e.to_string())?;
+                Fence::Implicit
+            }
+        };
         // Composites the GPU finished hand their frames back.
         while let Some(done) = self.in_flight.front() {
             if !done.is_done().map_err(|e| e.to_string())? {
@@ -285,7 +301,7 @@ impl VulkanPath {
             .map_err(|e| format!("importing the frame into Vulkan: {e}"))?;
         let mut submission = self
             .kernels
-            .composite_submit(&video, out, overlay)
+            .composite_submit(&video, out, overlay, &after)
             .map_err(|e| e.to_string())?;
         self.composited += 1;
         // Under explicit sync the compositor waits for the composite (its
@@ -515,7 +531,7 @@ fn run(args: Args) -> Result<(), String> {
         let (hits, misses) = path.imports.stats();
         println!(
             "vulkan: {} frames composited into {} exported images ({}); {} VkImages imported for {} frames ({} cache hits); \
-             sync {:?}: {} frames handed over with their GPU fence (no CPU wait)",
+             sync {:?}: {} frames handed over with their GPU fence (no CPU wait), {} drawn after a release fence on the GPU",
             path.composited,
             path.ring.len(),
             path.ring
@@ -525,7 +541,8 @@ fn run(args: Args) -> Result<(), String> {
             hits + misses,
             hits,
             present.sync,
-            path.gpu_fenced
+            path.gpu_fenced,
+            path.gpu_release_waits
         );
     }
     outcome

@@ -31,7 +31,7 @@ use crate::sync::{self, SyncAccess, SyncError};
 use crate::sys;
 
 /// Errors of the `fence` module.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FenceError {
     /// A DRM node could not be opened or has no timeline syncobjs.
     #[error("DRM device {path}: {reason}")]
@@ -50,7 +50,7 @@ pub enum FenceError {
         /// The operation.
         op: &'static str,
         /// What the kernel said.
-        source: std::io::Error,
+        source: rustix::io::Errno,
     },
     /// The timeline point has no fence yet (nothing was submitted for it),
     /// so there is nothing to export.
@@ -68,7 +68,12 @@ pub enum FenceError {
 }
 
 fn drm_err(op: &'static str) -> impl FnOnce(std::io::Error) -> FenceError {
-    move |source| FenceError::Drm { op, source }
+    move |e| FenceError::Drm { op, source: errno(&e) }
+}
+
+/// The kernel's errno behind an `io::Error` from the `drm` crate.
+fn errno(e: &std::io::Error) -> rustix::io::Errno {
+    rustix::io::Errno::from_io_error(e).unwrap_or(rustix::io::Errno::IO)
 }
 
 /// The point at which a buffer's contents are ready, or may be reused.
@@ -103,10 +108,7 @@ impl Fence {
             };
             merged = Some(match merged {
                 None => file,
-                Some(m) => sys::sync_file_merge(m.as_fd(), file.as_fd()).map_err(|source| FenceError::Drm {
-                    op: "SYNC_IOC_MERGE",
-                    source: source.into(),
-                })?,
+                Some(m) => sync_file_merge(m.as_fd(), file.as_fd())?,
             });
         }
         Ok(merged.map_or(Fence::Implicit, Fence::SyncFile))
@@ -131,6 +133,14 @@ impl Fence {
             Fence::Timeline(p) => p.timeline.wait(p.point, timeout),
         }
     }
+}
+
+/// A sync_file that signals when both `a` and `b` have (`SYNC_IOC_MERGE`).
+pub fn sync_file_merge(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> Result<OwnedFd, FenceError> {
+    sys::sync_file_merge(a, b).map_err(|source| FenceError::Drm {
+        op: "SYNC_IOC_MERGE",
+        source,
+    })
 }
 
 /// Waits up to `timeout` for a sync_file to signal (poll for POLLIN).
@@ -350,7 +360,23 @@ impl Timeline {
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::TIME.raw_os_error()) => Ok(false),
             Err(e) => Err(FenceError::Drm {
                 op: "DRM_IOCTL_SYNCOBJ_TIMELINE_WAIT",
-                source: e,
+                source: errno(&e),
+            }),
+        }
+    }
+
+    /// Whether `point` has a fence yet (signalled or not): only then can it
+    /// be exported as a sync_file.
+    pub fn has_fence(&self, point: u64) -> Result<bool, FenceError> {
+        match self
+            .device
+            .syncobj_timeline_wait(&[self.handle], &[point], 0, true, false, true)
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::TIME.raw_os_error()) => Ok(false),
+            Err(e) => Err(FenceError::Drm {
+                op: "DRM_IOCTL_SYNCOBJ_TIMELINE_WAIT(WAIT_AVAILABLE)",
+                source: errno(&e),
             }),
         }
     }
@@ -362,7 +388,7 @@ impl Timeline {
         sys::syncobj_import_sync_file(self.device.as_fd(), binary.handle.into(), sync_file).map_err(|e| {
             FenceError::Drm {
                 op: "DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE(IMPORT_SYNC_FILE)",
-                source: e.into(),
+                source: e,
             }
         })?;
         self.device
@@ -382,7 +408,7 @@ impl Timeline {
                 } else {
                     FenceError::Drm {
                         op: "DRM_IOCTL_SYNCOBJ_TRANSFER",
-                        source: e,
+                        source: errno(&e),
                     }
                 }
             })?;

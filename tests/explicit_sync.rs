@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::device_test;
 use common::vgem::{VgemBuffer, vgem_card, write_rows_unsynced};
-use dmabuf_interop::fence::DrmDevice;
+use dmabuf_interop::fence::{DrmDevice, Fence};
 use dmabuf_interop::wayland::{Presenter, SyncMode, Target};
 use dmabuf_interop::{DrmFourcc, pattern};
 use syncobj_compositor::{Capture, Offer, TestCompositor};
@@ -623,4 +623,144 @@ fn wldmabufsink_does_not_show_a_buffer_its_producer_still_writes() {
     println!("{stats}");
     assert_eq!(stats.get::<&str>("sync").unwrap(), "linux-drm-syncobj-v1");
     assert_eq!(stats.get::<u64>("explicit-sync-commits").unwrap(), 2);
+}
+
+#[cfg(feature = "vulkan")]
+#[test]
+fn a_composite_waits_for_the_compositors_release_fence_on_the_gpu() {
+    // A compositor still reading a buffer it has let go of sends
+    // `fenced_release` with a fence that is not signalled yet. The producer
+    // takes the buffer back with that fence (Presenter::take_release) and
+    // has its next composite wait for it on the GPU (a SYNC_FD semaphore),
+    // instead of waiting on the CPU: the submission is still pending while
+    // the fence is, and the frame is right once it signalled.
+    use dmabuf_interop::overlay::Overlay;
+    use dmabuf_interop::vulkan::{self, Exporter, Kernels, ash::vk};
+    use dmabuf_interop::wayland::Release;
+    let Some((card, node)) = setup() else { return };
+    let ctx = common::vulkan();
+    if !device_test(
+        "a Vulkan device with SYNC_FD semaphores (lavapipe where /dev/udmabuf exists)",
+        ctx.capabilities().semaphore_sync_fd,
+    ) {
+        return;
+    }
+    let compositor = TestCompositor::start_with_release_fences(node.path(), W, H, &card);
+    let mut presenter = Presenter::connect_to(compositor.socket_path(), toplevel()).expect("connect");
+    assert_eq!(presenter.stats().sync, SyncMode::ExplicitSyncV1);
+    let kernels = Kernels::new(&ctx).unwrap();
+    let exporter = Exporter::new(&ctx).unwrap();
+    let out: Vec<_> = (0..2)
+        .map(|_| {
+            exporter
+                .export(DrmFourcc::Xrgb8888, W, H, vk::ImageUsageFlags::STORAGE, &[])
+                .expect("export")
+        })
+        .collect();
+    // The video: frame n of the pattern in a dma-buf imported into Vulkan.
+    let source = VgemBuffer::new(&card, W, H);
+    let video = vulkan::import(&ctx, &source.buf, vk::ImageUsageFlags::SAMPLED).expect("import");
+    let expected = |n: u32| {
+        let o = Overlay {
+            frame: n,
+            progress: None,
+        };
+        move |x: u32, y: u32| o.pixel(W, H, x, y).unwrap_or_else(|| pattern::rgb(W, H, n, x, y))
+    };
+    let shows = |n: u32| {
+        let c = compositor.capture();
+        let want = expected(n);
+        (0..H)
+            .step_by(3)
+            .all(|y| (0..W).step_by(3).all(|x| c.rgb(x, y) == want(x, y)))
+    };
+    let draw = |i: usize, n: u32, after: &Fence| {
+        common::write_planes(
+            &source.buf,
+            &pattern::frame_planes(DrmFourcc::Xrgb8888, W, H, n).unwrap(),
+        );
+        kernels
+            .composite_submit(
+                &video,
+                &out[i],
+                &Overlay {
+                    frame: n,
+                    progress: None,
+                },
+                after,
+            )
+            .expect("composite")
+    };
+    // Frames 1 and 2 into images 0 and 1: frame 2 replaces frame 1, and the
+    // compositor answers image 0's release with a pending fence.
+    for (i, n) in [(0usize, 1u32), (1, 2)] {
+        let s = draw(i, n, &Fence::Implicit);
+        let acquire = Fence::SyncFile(s.sync_file().expect("the composite's sync_file"));
+        presenter
+            .present_with_fence(out[i].dmabuf(), Box::new(()), acquire)
+            .expect("present");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !shows(n) {
+            assert!(Instant::now() < deadline, "frame {n} never shown");
+            presenter.dispatch_timeout(Duration::from_millis(20)).unwrap();
+        }
+        drop(s);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let release = loop {
+        match presenter.take_release(out[0].dmabuf()).expect("take_release") {
+            Release::After(fence) => break fence,
+            Release::Held => {
+                assert!(Instant::now() < deadline, "no release event for image 0");
+                presenter.dispatch_timeout(Duration::from_millis(20)).unwrap();
+            }
+            Release::Free => panic!("image 0 released without its fence"),
+        }
+    };
+    assert_eq!(
+        release.is_signalled().unwrap(),
+        Some(false),
+        "the compositor still reads image 0"
+    );
+
+    // Frame 3 into image 0, after the release fence: the work waits. On a
+    // GPU the wait is the queue's; lavapipe waits for an imported sync_file
+    // on the CPU inside the driver (the submitting thread blocks), so the
+    // submission runs on a thread of its own here and either form of
+    // waiting is accepted: not finished while the fence is pending.
+    let s = std::thread::scope(|scope| {
+        let submitting = scope.spawn(|| draw(0, 3, &release));
+        std::thread::sleep(Duration::from_millis(400));
+        let waited_in = if submitting.is_finished() {
+            "the queue (submission pending)"
+        } else {
+            "the driver (submit blocked)"
+        };
+        assert!(shows(2), "frame 2 stays on screen meanwhile");
+        println!("while the release fence was pending the composite waited in {waited_in}");
+        if submitting.is_finished() {
+            let s = submitting.join().expect("submitting thread");
+            assert!(
+                !s.is_done().unwrap(),
+                "the composite ran before the release fence signalled"
+            );
+            assert!(compositor.signal_release_fences() >= 1);
+            s
+        } else {
+            assert!(compositor.signal_release_fences() >= 1);
+            submitting.join().expect("submitting thread")
+        }
+    });
+    let acquire = Fence::SyncFile(s.sync_file().expect("sync_file"));
+    presenter
+        .present_with_fence(out[0].dmabuf(), Box::new(()), acquire)
+        .expect("present");
+    s.wait().expect("the composite finishes after the signal");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !shows(3) {
+        assert!(Instant::now() < deadline, "frame 3 never shown");
+        presenter.dispatch_timeout(Duration::from_millis(20)).unwrap();
+    }
+    println!("release fence pending: the composite held back; after the signal frame 3 is shown");
+    common::assert_no_validation_messages(&ctx);
 }

@@ -23,7 +23,7 @@ pub(crate) fn submit_and_wait_synced(
     implicit: ImplicitSync<'_>,
     record: impl FnOnce(vk::CommandBuffer) -> Result<(), VulkanError>,
 ) -> Result<(), VulkanError> {
-    submit_synced(ctx, implicit, record)?.wait()
+    submit_synced(ctx, implicit, &[], record)?.wait()
 }
 
 /// Records commands with `record` and submits them on the context's queue
@@ -38,22 +38,43 @@ pub(crate) fn submit_and_wait_synced(
 /// (compositors, other drivers) wait for it, and kept in the submission
 /// ([`Submission::sync_file`]) for explicitly synchronised ones. Without
 /// SYNC_FD semaphores, or for memfds, only the fence orders anything.
+///
+/// `after`: sync_files (e.g. a compositor's release fences) the work must
+/// wait for: on the GPU, as temporary semaphore payloads, where the device
+/// imports SYNC_FD; else on the CPU before submitting.
 pub(crate) fn submit_synced(
     ctx: &Arc<VulkanContext>,
     implicit: ImplicitSync<'_>,
+    after: &[std::os::fd::BorrowedFd<'_>],
     record: impl FnOnce(vk::CommandBuffer) -> Result<(), VulkanError>,
 ) -> Result<Submission, VulkanError> {
     let loader = ctx.semaphore_fd();
     let mut semaphores = SemaphoreGuard { ctx, list: Vec::new() };
     let mut waits = Vec::new();
+    if loader.is_none() {
+        for fd in after {
+            crate::fence::sync_file_wait(*fd, std::time::Duration::MAX).map_err(VulkanError::Fence)?;
+        }
+    }
     if let Some(loader) = loader {
-        for &(fd, access) in implicit {
+        let implicit_fences = implicit.iter().filter_map(|&(fd, access)| {
             // A writer waits for readers and writers, a reader for writers.
-            let fence = match sync::export_sync_file(fd, access) {
-                Ok(fence) => fence,
-                Err(sync::SyncError::Unsupported { .. }) => continue,
-                Err(e) => return Err(VulkanError::Sync(e)),
-            };
+            match sync::export_sync_file(fd, access) {
+                Ok(fence) => Some(Ok(fence)),
+                Err(sync::SyncError::Unsupported { .. }) => None,
+                Err(e) => Some(Err(VulkanError::Sync(e))),
+            }
+        });
+        let explicit_fences = after.iter().map(|fd| {
+            fd.try_clone_to_owned().map_err(|e| {
+                VulkanError::Fence(crate::fence::FenceError::Drm {
+                    op: "dup of a sync_file",
+                    source: rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
+                })
+            })
+        });
+        for fence in implicit_fences.chain(explicit_fences) {
+            let fence = fence?;
             let semaphore = semaphores.create(false)?;
             let raw = fence.into_raw_fd();
             let info = vk::ImportSemaphoreFdInfoKHR::default()

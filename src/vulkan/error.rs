@@ -188,6 +188,10 @@ pub enum VulkanError {
     /// Implicit synchronisation with a kernel dma-buf failed.
     #[error(transparent)]
     Sync(#[from] crate::sync::SyncError),
+    /// An explicit fence could not be read or made (a release fence to wait
+    /// for, a timeline point to export).
+    #[error("fence: {0}")]
+    Fence(crate::fence::FenceError),
     /// Allocating host memory for the export failed.
     #[error(transparent)]
     Alloc(#[from] AllocError),

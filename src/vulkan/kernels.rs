@@ -11,8 +11,10 @@ use super::commands::{Submission, submit_and_wait_synced, submit_synced};
 use super::context::VulkanContext;
 use super::error::{VulkanError, call};
 use super::image::VulkanImage;
+use crate::fence::Fence;
 use crate::overlay::Overlay;
 use crate::sync::SyncAccess;
+use std::os::fd::AsFd;
 
 const PATTERN_RGBA8: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pattern_rgba8.spv"));
 const PATTERN_BGRA8: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pattern_bgra8.spv"));
@@ -347,7 +349,8 @@ impl Kernels {
             .iter()
             .flat_map(|v| v.to_le_bytes())
             .collect();
-        self.read_write(self.kernel(Which::Nv12ToRgba), src, dst, &push)?.wait()
+        self.read_write(self.kernel(Which::Nv12ToRgba), src, dst, &push, &[])?
+            .wait()
     }
 
     /// Composites `video` (SAMPLED usage; XRGB8888, ARGB8888, XBGR8888,
@@ -357,7 +360,7 @@ impl Kernels {
     /// Returns once the GPU is done: `out`'s dma-buf then holds the picture
     /// and `video` may be handed back to its producer.
     pub fn composite(&self, video: &VulkanImage, out: &VulkanImage, overlay: &Overlay) -> Result<(), VulkanError> {
-        self.composite_submit(video, out, overlay)?.wait()
+        self.composite_submit(video, out, overlay, &Fence::Implicit)?.wait()
     }
 
     /// [`composite`](Self::composite) without waiting: the returned
@@ -367,11 +370,18 @@ impl Kernels {
     /// fence instead of waiting on the CPU). `video` and `out` must live
     /// until then: keep them (or what owns them) in the submission
     /// ([`Submission::keep`]); dropping the submission waits for the GPU.
+    ///
+    /// `after`: a fence the work must wait for before writing `out`, e.g.
+    /// the compositor's release fence of `out` (`Presenter::take_release`):
+    /// waited for on the GPU where the device imports SYNC_FD semaphores,
+    /// else on the CPU. [`Fence::Implicit`]: nothing beyond the dma-bufs'
+    /// own fences.
     pub fn composite_submit(
         &self,
         video: &VulkanImage,
         out: &VulkanImage,
         overlay: &Overlay,
+        after: &Fence,
     ) -> Result<Submission, VulkanError> {
         let kernel = match video.fourcc() {
             DrmFourcc::Xrgb8888 | DrmFourcc::Argb8888 | DrmFourcc::Xbgr8888 | DrmFourcc::Abgr8888 => {
@@ -383,11 +393,21 @@ impl Kernels {
         if !matches!(out.fourcc(), DrmFourcc::Xrgb8888 | DrmFourcc::Argb8888) {
             return Err(VulkanError::Usage("composite writes an XRGB8888/ARGB8888 image"));
         }
+        let exported;
+        let after: Vec<std::os::fd::BorrowedFd<'_>> = match after {
+            Fence::Implicit => Vec::new(),
+            Fence::SyncFile(fd) => vec![fd.as_fd()],
+            Fence::Timeline(p) => {
+                exported = p.timeline.export_sync_file(p.point).map_err(VulkanError::Fence)?;
+                vec![exported.as_fd()]
+            }
+        };
         self.read_write(
             kernel,
             video,
             out,
             &overlay.push_constants(video.width(), video.height()),
+            &after,
         )
     }
 
@@ -401,6 +421,7 @@ impl Kernels {
         src: &VulkanImage,
         dst: &VulkanImage,
         push: &[u8],
+        after: &[std::os::fd::BorrowedFd<'_>],
     ) -> Result<Submission, VulkanError> {
         if (dst.width(), dst.height()) != (src.width(), src.height()) {
             return Err(VulkanError::Usage(
@@ -417,7 +438,7 @@ impl Kernels {
         let pool = descriptor_pool(&self.ctx)?;
         let mut implicit = src.implicit_sync(SyncAccess::Read);
         implicit.extend(dst.implicit_sync(SyncAccess::Write));
-        let mut submission = submit_synced(&self.ctx, &implicit, |cb| {
+        let mut submission = submit_synced(&self.ctx, &implicit, after, |cb| {
             src.record_acquire(
                 cb,
                 vk::ImageLayout::GENERAL,

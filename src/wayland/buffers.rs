@@ -8,6 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::fence::Fence;
+
 use wayland_client::protocol::wl_buffer::{self, WlBuffer};
 use wayland_client::{Connection, Dispatch, Proxy, QueueHandle};
 
@@ -16,6 +18,18 @@ use super::presenter::Presenter;
 use super::queue::State;
 use super::sync::SharedTimeline;
 use crate::dmabuf::{DmaBuf, WeakDmaBuf};
+
+/// Where a presented buffer stands ([`Presenter::take_release`]).
+#[derive(Debug)]
+pub enum Release {
+    /// The compositor does not hold it: write away.
+    Free,
+    /// Handed back: write only after this fence (the compositor's last
+    /// read of it) has signalled.
+    After(Fence),
+    /// Still the compositor's, with no fence yet to wait on.
+    Held,
+}
 
 /// A cached `wl_buffer` and the source it shows.
 pub(super) struct CacheEntry {
@@ -117,6 +131,35 @@ impl Presenter {
             self.dispatch_timeout(left.min(Duration::from_millis(20)))?;
         }
         Ok(())
+    }
+
+    /// Hands `buf` back early under explicit sync: once the compositor has
+    /// sent everything about its release (release events in, release point
+    /// submitted) but before that has signalled, the buffer is given up
+    /// here (its keep-alives dropped) and the fence returned, for the
+    /// producer to wait on on its GPU (a Vulkan semaphore import) instead
+    /// of on the CPU. [`Release::Held`] while the compositor has not said,
+    /// or under implicit sync (then [`wait_released`](Self::wait_released)).
+    pub fn take_release(&mut self, buf: &DmaBuf) -> Result<Release, WaylandError> {
+        self.dispatch_timeout(Duration::ZERO)?;
+        let Some(id) = self.cache.get(&buf.id()).map(|e| e.buffer.id()) else {
+            return Ok(Release::Free);
+        };
+        if !self.state.busy.contains_key(&id) {
+            return Ok(Release::Free);
+        }
+        let Some(hold) = self.state.fenced.get_mut(&id) else {
+            return Ok(Release::Held);
+        };
+        match hold.as_fence()? {
+            None => Ok(Release::Held),
+            Some(fence) => {
+                self.state.fenced.remove(&id);
+                self.state.release_points_signalled += 1;
+                self.state.free(&id);
+                Ok(Release::After(fence))
+            }
+        }
     }
 
     /// Frames the compositor still holds (their keep-alives are alive).

@@ -35,6 +35,7 @@ mod shm;
 mod sync;
 mod window;
 
+pub use buffers::Release;
 pub use error::{ShmError, WaylandError};
 pub use formats::{FormatSet, FormatTableError, Tranche, parse_format_table, tranche_formats};
 pub use linux_dmabuf::MAX_DMABUF_VERSION;

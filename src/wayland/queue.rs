@@ -78,7 +78,7 @@ impl State {
 
     /// The compositor is done with `id`: the keep-alives go (handing the
     /// frame back to its producer) and a retired buffer is destroyed.
-    fn free(&mut self, id: &ObjectId) {
+    pub(super) fn free(&mut self, id: &ObjectId) {
         self.busy.remove(id);
         if let Some(b) = self.retired.remove(id) {
             b.destroy();

@@ -106,6 +106,34 @@ impl Hold {
     }
 }
 
+impl Hold {
+    /// The hold as one fence to wait on, once the compositor has said all
+    /// it will (every release event in, the release point has its fence):
+    /// `None` while it has not.
+    pub(super) fn as_fence(&mut self) -> Result<Option<Fence>, FenceError> {
+        if self.awaiting > 0 {
+            return Ok(None);
+        }
+        let mut merged: Option<OwnedFd> = None;
+        if let Some((timeline, point)) = &self.point {
+            if !timeline.has_fence(*point)? {
+                return Ok(None);
+            }
+            merged = Some(timeline.export_sync_file(*point)?);
+        }
+        for f in &self.fences {
+            merged = Some(match merged {
+                None => f.try_clone().map_err(|e| FenceError::Drm {
+                    op: "dup of a release fence",
+                    source: rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
+                })?,
+                Some(m) => crate::fence::sync_file_merge(m.as_fd(), f.as_fd())?,
+            });
+        }
+        Ok(Some(merged.map_or(Fence::Implicit, Fence::SyncFile)))
+    }
+}
+
 /// The explicit-sync protocol a presenter uses.
 pub(super) enum Explicit {
     /// linux-drm-syncobj-v1.

@@ -16,7 +16,7 @@
 //! surface tree rendered by pixman into an ARGB8888 image).
 
 use std::collections::{HashMap, VecDeque};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -85,7 +85,16 @@ pub enum Offer {
 
 enum Request {
     Capture(mpsc::Sender<Result<Capture, String>>),
+    SignalReleaseFences(mpsc::Sender<usize>),
     Stop,
+}
+
+/// linux-explicit-synchronization-v1 releases with fences that stay
+/// pending until the test says (a compositor whose GPU still reads): each
+/// is a write fence on a vgem buffer of its own.
+struct ReleaseFencer {
+    card: PathBuf,
+    pending: Vec<(crate::common::vgem::VgemBuffer, u32)>,
 }
 
 /// The compositor, running on its own thread until dropped.
@@ -100,6 +109,17 @@ impl TestCompositor {
     /// Starts a `width`x`height` output, importing syncobj timelines on the
     /// DRM node `render_node`.
     pub fn start(render_node: &Path, width: u32, height: u32, offer: Offer) -> Self {
+        Self::start_with(render_node, width, height, offer, None)
+    }
+
+    /// [`start`](Self::start) with [`Offer::ExplicitSyncV1`] answering
+    /// releases with `fenced_release`: fences (on vgem's `card`) pending
+    /// until [`signal_release_fences`](Self::signal_release_fences).
+    pub fn start_with_release_fences(render_node: &Path, width: u32, height: u32, card: &Path) -> Self {
+        Self::start_with(render_node, width, height, Offer::ExplicitSyncV1, Some(card.to_owned()))
+    }
+
+    fn start_with(render_node: &Path, width: u32, height: u32, offer: Offer, fence_card: Option<PathBuf>) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "dmabuf-interop-syncobj-{}-{:?}",
             std::process::id(),
@@ -116,7 +136,7 @@ impl TestCompositor {
         )
         .expect("open the render node");
         let (requests, rx) = mpsc::channel();
-        let thread = std::thread::spawn(move || run(listener, node, width, height, offer, rx));
+        let thread = std::thread::spawn(move || run(listener, node, width, height, offer, fence_card, rx));
         Self {
             socket,
             dir,
@@ -128,6 +148,15 @@ impl TestCompositor {
     /// The socket clients connect to.
     pub fn socket_path(&self) -> &Path {
         &self.socket
+    }
+
+    /// Signals every release fence sent so far; returns how many.
+    pub fn signal_release_fences(&self) -> usize {
+        let (tx, rx) = mpsc::channel();
+        self.requests
+            .send(Request::SignalReleaseFences(tx))
+            .expect("compositor thread alive");
+        rx.recv_timeout(Duration::from_secs(10)).expect("answer")
     }
 
     /// What is on screen now.
@@ -187,6 +216,8 @@ struct App {
     size: (i32, i32),
     /// linux-explicit-synchronization-v1 state per wl_surface.
     explicit_v1: HashMap<ObjectId, ExplicitV1Surface>,
+    /// Where releases come with pending fences.
+    release_fencer: Option<ReleaseFencer>,
 }
 
 /// A surface's linux-explicit-synchronization-v1 state.
@@ -274,7 +305,20 @@ impl CompositorHandler for App {
             && let Some(Some(release)) = v1.queued.pop_front()
             && let Some(previous) = v1.current.replace(release)
         {
-            previous.immediate_release();
+            match &mut self.release_fencer {
+                None => previous.immediate_release(),
+                Some(fencer) => {
+                    let vgem = crate::common::vgem::VgemBuffer::new(&fencer.card, 1, 1);
+                    let id = vgem.attach_write_fence();
+                    let fence = dmabuf_interop::sync::export_sync_file(
+                        vgem.buf.planes()[0].fd(),
+                        dmabuf_interop::sync::SyncAccess::Read,
+                    )
+                    .expect("export the release fence");
+                    previous.fenced_release(fence.as_fd());
+                    fencer.pending.push((vgem, id));
+                }
+            }
         }
     }
 }
@@ -491,6 +535,7 @@ fn run(
     width: u32,
     height: u32,
     offer: Offer,
+    fence_card: Option<PathBuf>,
     rx: mpsc::Receiver<Request>,
 ) {
     let mut display: Display<App> = Display::new().expect("wayland display");
@@ -527,6 +572,10 @@ fn run(
         renderer,
         size: (width as i32, height as i32),
         explicit_v1: HashMap::new(),
+        release_fencer: fence_card.map(|card| ReleaseFencer {
+            card,
+            pending: Vec::new(),
+        }),
     };
     let mut clients: Vec<Client> = Vec::new();
     let start = Instant::now();
@@ -548,6 +597,17 @@ fn run(
             match rx.try_recv() {
                 Ok(Request::Capture(reply)) => {
                     let _ = reply.send(app.render());
+                }
+                Ok(Request::SignalReleaseFences(reply)) => {
+                    let pending = app
+                        .release_fencer
+                        .as_mut()
+                        .map(|f| std::mem::take(&mut f.pending))
+                        .unwrap_or_default();
+                    for (vgem, id) in &pending {
+                        vgem.signal(*id);
+                    }
+                    let _ = reply.send(pending.len());
                 }
                 Ok(Request::Stop) | Err(mpsc::TryRecvError::Disconnected) => return,
                 Err(mpsc::TryRecvError::Empty) => break,
