@@ -113,6 +113,17 @@ impl Exporter {
         })
     }
 
+    /// The modifiers the driver exports natively for `fourcc` with `usage`
+    /// (empty: no native export, e.g. lavapipe without a dma-buf exporter,
+    /// or [`host_only`](Self::host_only)).
+    pub fn native_export_modifiers(
+        &self,
+        fourcc: DrmFourcc,
+        usage: vk::ImageUsageFlags,
+    ) -> Result<Vec<DrmModifier>, VulkanError> {
+        Ok(self.native_modifiers(fourcc, usage, &[])?.unwrap_or_default())
+    }
+
     /// Modifiers the driver can export for this request, or `None` when
     /// native export is impossible.
     fn native_modifiers(

@@ -19,6 +19,7 @@ use crate::gst::caps::{self as dcaps, StreamFormat};
 use crate::gst::memory::buffer_from_dmabuf;
 use crate::vulkan::ash::vk;
 use crate::vulkan::{ContextOptions, ExportedImage, Exporter, Kernels, VulkanContext};
+use crate::{DrmFourcc, DrmModifier};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -29,6 +30,11 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 const FORMATS: [&str; 5] = ["BGRx", "BGRA", "RGBx", "RGBA", "NV12"];
+
+/// What the ring's images are made for: the pattern kernels write them
+/// (storage), downloads read them.
+const RING_USAGE: vk::ImageUsageFlags =
+    vk::ImageUsageFlags::from_raw(vk::ImageUsageFlags::STORAGE.as_raw() | vk::ImageUsageFlags::TRANSFER_SRC.as_raw());
 
 #[derive(Debug, Clone, Copy)]
 struct Settings {
@@ -79,27 +85,48 @@ fn video_structure() -> gst::structure::Builder {
         )
 }
 
+/// The (fourcc, modifier) pairs non-mappable output can take on 1.24+:
+/// LINEAR for every format (the sealed-memfd host path, first, so that it
+/// is what a downstream accepting anything gets), then every non-LINEAR
+/// modifier the device exports natively for that format (`native`: a tiled
+/// image's mapping is meaningless, so such buffers go under
+/// `memory:DMABuf` too).
+pub(super) fn dma_drm_pairs(native: impl Fn(DrmFourcc) -> Vec<DrmModifier>) -> Vec<(DrmFourcc, DrmModifier)> {
+    let fourccs: Vec<DrmFourcc> = FORMATS
+        .iter()
+        .filter_map(|f| dcaps::fourcc_of(gst_video::VideoFormat::from_string(f)))
+        .collect();
+    let mut pairs: Vec<(DrmFourcc, DrmModifier)> = fourccs.iter().map(|&f| (f, DrmModifier::Linear)).collect();
+    for &f in &fourccs {
+        for m in native(f) {
+            if m != DrmModifier::Linear && m != DrmModifier::Invalid && !pairs.contains(&(f, m)) {
+                pairs.push((f, m));
+            }
+        }
+    }
+    pairs
+}
+
 /// What the source can produce: mappable buffers under plain caps, and
 /// non-mappable ones under `memory:DMABuf` in the running GStreamer's style
-/// (1.22: `format=NV12`; 1.24+: `format=DMA_DRM, drm-format=NV12`, LINEAR:
-/// the memfd host path). `which`: plain, dma-buf, or both (the template).
-fn caps_of(plain: bool, dmabuf: bool) -> gst::Caps {
+/// (1.22: `format=NV12`; 1.24+: `format=DMA_DRM, drm-format=NV12` or
+/// `NV12:0x...`). `dmabuf`: `None` for no dma-buf structure, `Some(None)`
+/// for any drm-format (the template), `Some(Some(pairs))` for exactly
+/// those (the offer, from [`dma_drm_pairs`]).
+fn caps_of(plain: bool, dmabuf: Option<Option<&[(DrmFourcc, DrmModifier)]>>) -> gst::Caps {
     let mut caps = gst::Caps::new_empty();
     let caps_mut = caps.make_mut();
     if plain {
         caps_mut.append_structure(video_structure().field("format", gst::List::new(FORMATS)).build());
     }
-    if dmabuf {
+    if let Some(pairs) = dmabuf {
         let structure = if dcaps::runtime_has_dma_drm() {
-            let drm: Vec<String> = FORMATS
-                .iter()
-                .filter_map(|f| dcaps::fourcc_of(gst_video::VideoFormat::from_string(f)))
-                .map(|fourcc| dcaps::drm_format_string(fourcc, crate::DrmModifier::Linear))
-                .collect();
-            video_structure()
-                .field("format", "DMA_DRM")
-                .field("drm-format", gst::List::new(drm))
-                .build()
+            let mut s = video_structure().field("format", "DMA_DRM");
+            if let Some(pairs) = pairs {
+                let drm: Vec<String> = pairs.iter().map(|&(f, m)| dcaps::drm_format_string(f, m)).collect();
+                s = s.field("drm-format", gst::List::new(drm));
+            }
+            s.build()
         } else {
             video_structure().field("format", gst::List::new(FORMATS)).build()
         };
@@ -112,7 +139,7 @@ fn caps_of(plain: bool, dmabuf: bool) -> gst::Caps {
 }
 
 fn template_caps() -> gst::Caps {
-    caps_of(true, true)
+    caps_of(true, Some(None))
 }
 
 impl VkDmaBufSrc {
@@ -140,7 +167,13 @@ impl VkDmaBufSrc {
     fn build_state(&self, stream: StreamFormat) -> Result<State, gst::LoggableError> {
         let settings = *self.settings.lock().unwrap_or_else(|p| p.into_inner());
         let ctx = self.context().map_err(|e| gst::loggable_error!(CAT, "{:?}", e))?;
-        let exporter = if settings.non_mappable {
+        // A tiled modifier (DMA_DRM, 1.24+): the driver's own export; its
+        // mapping is meaningless, so the buffers count as non-mappable.
+        let tiled = stream.modifier != DrmModifier::Linear;
+        let modifiers: Vec<DrmModifier> = if tiled { vec![stream.modifier] } else { Vec::new() };
+        let exporter = if tiled {
+            Exporter::new(&ctx).map_err(|e| gst::loggable_error!(CAT, "{}", e))?
+        } else if settings.non_mappable {
             // Sealing against writable mappings needs memfds of our own,
             // even where the driver could export (modifier devices).
             Exporter::host_only(&ctx, Box::new(crate::alloc::MemfdAllocator::new()))
@@ -149,14 +182,22 @@ impl VkDmaBufSrc {
             Exporter::with_allocator(&ctx, backend)
         };
         let kernels = Kernels::new(&ctx).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
-        let usage = vk::ImageUsageFlags::STORAGE | vk::ImageUsageFlags::TRANSFER_SRC;
+        let usage = RING_USAGE;
         let mut ring = Vec::with_capacity(settings.ring_size as usize);
         let mut slots = Vec::with_capacity(settings.ring_size as usize);
         for _ in 0..settings.ring_size.max(2) {
             let image = exporter
-                .export(stream.fourcc, stream.width, stream.height, usage, &[])
+                .export(stream.fourcc, stream.width, stream.height, usage, &modifiers)
                 .map_err(|e| gst::loggable_error!(CAT, "export failed: {}", e))?;
-            if settings.non_mappable {
+            if tiled && image.dmabuf().modifier() != stream.modifier {
+                return Err(gst::loggable_error!(
+                    CAT,
+                    "asked the driver for {:?}, it exported {:?}",
+                    stream.modifier,
+                    image.dmabuf().modifier()
+                ));
+            }
+            if settings.non_mappable && !tiled {
                 if exporter.backend_for(stream.fourcc, usage, &[]).ok()
                     != Some(crate::vulkan::ExportBackend::Host(AllocatorKind::Memfd))
                 {
@@ -184,8 +225,9 @@ impl VkDmaBufSrc {
             });
         }
         // The rule: try to map one of our buffers for READWRITE.
-        let mappable = crate::gst::memory::dmabuf_maps_writable(ring[0].dmabuf())
-            .map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
+        let mappable = !tiled
+            && crate::gst::memory::dmabuf_maps_writable(ring[0].dmabuf())
+                .map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
         gst::info!(
             CAT,
             imp = self,
@@ -319,7 +361,14 @@ impl BaseSrcImpl for VkDmaBufSrc {
         // Offer only what this mode produces, in the running GStreamer's
         // caps style (DMA_DRM on 1.24+), so that downstream's answer is
         // about the caps we will set.
-        let offer = caps_of(!non_mappable, non_mappable);
+        let pairs = if non_mappable && dcaps::runtime_has_dma_drm() {
+            let ctx = self.context().map_err(|e| gst::loggable_error!(CAT, "{:?}", e))?;
+            let exporter = Exporter::new(&ctx).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
+            dma_drm_pairs(|f| exporter.native_export_modifiers(f, RING_USAGE).unwrap_or_default())
+        } else {
+            Vec::new()
+        };
+        let offer = caps_of(!non_mappable, non_mappable.then_some(Some(&pairs[..])));
         let peer = pad.peer_query_caps(Some(&offer));
         if peer.is_empty() {
             let msg = if non_mappable {
@@ -397,6 +446,14 @@ impl BaseSrcImpl for VkDmaBufSrc {
             .build()
             .map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
         let planes = slots[0].offsets.len();
+        if stream.modifier != DrmModifier::Linear && !video_meta {
+            let msg = format!(
+                "downstream does not read GstVideoMeta, which a tiled {} buffer needs for its plane layout",
+                dcaps::drm_format_string(stream.fourcc, stream.modifier)
+            );
+            gst::element_imp_error!(self, gst::CoreError::Negotiation, ["{}", msg]);
+            return Err(gst::loggable_error!(CAT, "{}", msg));
+        }
         let default_layout =
             slots[0].offsets[..] == defaults.offset()[..planes] && slots[0].strides[..] == defaults.stride()[..planes];
         if !video_meta && !default_layout {
@@ -568,5 +625,28 @@ impl PushSrcImpl for VkDmaBufSrc {
             b.set_offset_end(frame + 1);
             return Ok(CreateSuccess::NewBuffer(buffer));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dma_drm_offer_is_linear_first_then_the_devices_tiled_modifiers() {
+        gst::init().unwrap();
+        let x_tiled = DrmModifier::I915_x_tiled;
+        let pairs = dma_drm_pairs(|f| match f {
+            DrmFourcc::Xrgb8888 => vec![DrmModifier::Linear, x_tiled, DrmModifier::Invalid, x_tiled],
+            _ => vec![DrmModifier::Linear],
+        });
+        let names: Vec<String> = pairs.iter().map(|&(f, m)| dcaps::drm_format_string(f, m)).collect();
+        assert_eq!(
+            names,
+            ["XR24", "AR24", "XB24", "AB24", "NV12", "XR24:0x0100000000000001"],
+            "LINEAR for every format first (the host path), then each tiled modifier once, never INVALID"
+        );
+        // A device without native export (lavapipe on a bare host): LINEAR only.
+        assert_eq!(dma_drm_pairs(|_| Vec::new()).len(), FORMATS.len());
     }
 }
