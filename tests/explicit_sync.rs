@@ -58,6 +58,20 @@ fn wrong(capture: &Capture, n: u32) -> usize {
     bad
 }
 
+/// Pixels of a Weston capture that differ from frame `n` (sampled on a grid).
+fn weston_wrong(image: &dmabuf_interop::wayland::headless::Image, n: u32) -> usize {
+    let mut bad = 0;
+    for y in (0..H).step_by(4) {
+        for x in (0..W).step_by(4) {
+            let p = image.pixel(x, y).expect("inside the capture");
+            if [p[0], p[1], p[2]] != want(n, x, y) {
+                bad += 1;
+            }
+        }
+    }
+    bad
+}
+
 /// Waits until the screen shows frame `n` (dispatching the presenter).
 fn wait_shown(compositor: &TestCompositor, presenter: &mut Presenter, n: u32) -> Capture {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -263,16 +277,7 @@ fn headless_weston_without_a_render_device_keeps_implicit_sync() {
         assert!(presenter.wait_frame(Duration::from_secs(5)).unwrap());
     }
     presenter.roundtrip().expect("the connection lives");
-    let image = weston.capture().expect("capture");
-    let mut wrong = 0;
-    for y in (0..H).step_by(4) {
-        for x in (0..W).step_by(4) {
-            let p = image.pixel(x, y).expect("inside the capture");
-            if [p[0], p[1], p[2]] != want(FRAMES, x, y) {
-                wrong += 1;
-            }
-        }
-    }
+    let wrong = weston_wrong(&weston.capture().expect("capture"), FRAMES);
     let stats = presenter.stats();
     println!("{stats:?}");
     assert_eq!(wrong, 0, "the last frame on screen");
@@ -306,25 +311,40 @@ fn smpte_reference() -> impl Fn(u32, u32) -> [u8; 3] {
     }
 }
 
+/// GStreamer with our elements, and `description` (its sink named `sink`)
+/// pointed at `compositor`.
+#[cfg(feature = "gstreamer")]
+fn sink_pipeline(description: &str, compositor: &TestCompositor) -> gstreamer::Pipeline {
+    use gstreamer as gst;
+    use gstreamer::prelude::*;
+    gst::init().expect("GStreamer (run scripts/setup)");
+    dmabuf_interop::elements::register(None).expect("register our elements");
+    let pipeline = gst::parse::launch(description)
+        .unwrap_or_else(|e| panic!("{description}: {e}"))
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    pipeline
+        .by_name("sink")
+        .expect("an element named sink")
+        .set_property("display", compositor.socket_path().to_str().unwrap());
+    pipeline
+}
+
 #[cfg(feature = "gstreamer")]
 #[test]
 fn wldmabufsink_commits_acquire_and_release_points() {
     use gstreamer as gst;
     use gstreamer::prelude::*;
     let Some((_, node)) = setup() else { return };
-    gst::init().expect("GStreamer (run scripts/setup)");
-    dmabuf_interop::elements::register(None).expect("register our elements");
     let compositor = TestCompositor::start(node.path(), W, H, Offer::DrmSyncobj);
     let frames = 30;
-    let pipeline = gst::parse::launch(&format!(
-        "videotestsrc pattern=smpte num-buffers={frames} ! video/x-raw,format=BGRx,width={W},height={H} \
-         ! wldmabufsink name=sink max-lateness=-1"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline.by_name("sink").unwrap();
-    sink.set_property("display", compositor.socket_path().to_str().unwrap());
+    let pipeline = sink_pipeline(
+        &format!(
+            "videotestsrc pattern=smpte num-buffers={frames} ! video/x-raw,format=BGRx,width={W},height={H} \
+             ! wldmabufsink name=sink max-lateness=-1"
+        ),
+        &compositor,
+    );
     pipeline.set_state(gst::State::Playing).expect("play");
     let bus = pipeline.bus().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -409,16 +429,7 @@ fn weston_offers_explicit_sync_v1_and_refused_imports_stay_copies() {
         assert!(presenter.wait_frame(Duration::from_secs(5)).unwrap());
     }
     presenter.roundtrip().expect("the connection lives");
-    let image = weston.capture().expect("capture");
-    let mut wrong = 0;
-    for y in (0..H).step_by(4) {
-        for x in (0..W).step_by(4) {
-            let p = image.pixel(x, y).expect("inside the capture");
-            if [p[0], p[1], p[2]] != want(4, x, y) {
-                wrong += 1;
-            }
-        }
-    }
+    let wrong = weston_wrong(&weston.capture().expect("capture"), 4);
     assert_eq!(wrong, 0, "frame 4 on screen");
     let stats = presenter.stats();
     println!("{stats:?}");
@@ -543,20 +554,14 @@ fn wldmabufsink_does_not_show_a_buffer_its_producer_still_writes() {
     use gstreamer as gst;
     use gstreamer::prelude::*;
     let Some((card, node)) = setup() else { return };
-    gst::init().expect("GStreamer (run scripts/setup)");
-    dmabuf_interop::elements::register(None).expect("register our elements");
     let compositor = TestCompositor::start(node.path(), W, H, Offer::DrmSyncobj);
-    let pipeline = gst::parse::launch(&format!(
-        "appsrc name=src format=time caps=video/x-raw,format=BGRx,width={W},height={H},framerate=30/1 \
-         ! wldmabufsink name=sink max-lateness=-1 sync=false"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    pipeline
-        .by_name("sink")
-        .unwrap()
-        .set_property("display", compositor.socket_path().to_str().unwrap());
+    let pipeline = sink_pipeline(
+        &format!(
+            "appsrc name=src format=time caps=video/x-raw,format=BGRx,width={W},height={H},framerate=30/1 \
+             ! wldmabufsink name=sink max-lateness=-1 sync=false"
+        ),
+        &compositor,
+    );
     let src = pipeline
         .by_name("src")
         .unwrap()
