@@ -465,3 +465,46 @@ fn video_meta_only_where_downstream_reads_it() {
 fn plane_rows_of(fourcc: DrmFourcc, height: u32, plane: usize) -> usize {
     dmabuf_interop::format::info(fourcc).unwrap().planes[plane].rows(height) as usize
 }
+
+#[test]
+fn kernel_dmabuf_frames_go_without_a_cpu_wait() {
+    // Where the ring's images are kernel dma-bufs and the device exports
+    // SYNC_FD semaphores (the VM stage), the drawing's completion is
+    // attached to the dma-buf as its implicit fence and the buffer is
+    // pushed without waiting; a reader's DMA_BUF_IOCTL_SYNC (the mapping
+    // here, a compositor or a sink's exported acquire fence elsewhere)
+    // waits for it, so every frame still reads exactly.
+    init();
+    let importer = Importer::new().unwrap();
+    let (mut kernel, mut fenced) = (false, 0u64);
+    let (error, count) = run_driving(
+        "vkdmabufsrc name=src num-buffers=8 ! video/x-raw,format=BGRx,width=64,height=48",
+        &importer,
+        |pipeline, i, frame| {
+            kernel = frame.dmabuf.is_kernel_dmabuf();
+            assert_eq!(
+                read_planes(&frame.dmabuf),
+                pattern::frame_planes(DrmFourcc::Xrgb8888, 64, 48, i as u32).unwrap(),
+                "frame {i}"
+            );
+            fenced = pipeline.by_name("src").unwrap().property::<u64>("gpu-fenced-frames");
+        },
+    );
+    assert_eq!(error, None);
+    assert_eq!(count, 8);
+    println!("kernel dma-bufs: {kernel}; frames pushed without a CPU wait: {fenced} of {count}");
+    let gpu_fenced = kernel && common::vulkan().capabilities().semaphore_sync_fd;
+    let udmabuf_stage = std::env::var_os(VM_STAGE_ENV).is_some()
+        && std::env::var("DMABUF_INTEROP_ALLOCATOR").as_deref() == Ok("udmabuf");
+    if udmabuf_stage {
+        assert!(
+            gpu_fenced,
+            "the VM stage's udmabuf run has kernel dma-bufs and SYNC_FD semaphores"
+        );
+    }
+    if gpu_fenced {
+        assert_eq!(fenced, 8, "every frame went without a CPU wait");
+    } else {
+        assert_eq!(fenced, 0, "memfd stand-ins are waited for");
+    }
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ash::vk;
 use drm_fourcc::DrmFourcc;
 
-use super::commands::{Submission, submit_and_wait_synced, submit_synced};
+use super::commands::{Submission, submit_synced};
 use super::context::VulkanContext;
 use super::error::{VulkanError, call};
 use super::image::VulkanImage;
@@ -304,6 +304,15 @@ impl Kernels {
     /// and back to the foreign queue family. Returns once the GPU is done:
     /// the dma-buf then holds the frame.
     pub fn draw_pattern(&self, image: &VulkanImage, frame: u32) -> Result<(), VulkanError> {
+        self.draw_pattern_submit(image, frame)?.wait()
+    }
+
+    /// [`draw_pattern`](Self::draw_pattern) without waiting: the returned
+    /// [`Submission`] says when the GPU is done. With SYNC_FD semaphores
+    /// and a kernel dma-buf its completion is also attached to the dma-buf
+    /// as an implicit write fence, so implicitly synchronised readers wait
+    /// for it. `image` must live until then ([`Submission::keep`]).
+    pub fn draw_pattern_submit(&self, image: &VulkanImage, frame: u32) -> Result<Submission, VulkanError> {
         let kernel = match image.fourcc() {
             DrmFourcc::Xbgr8888 | DrmFourcc::Abgr8888 => self.kernel(Which::PatternRgba8),
             DrmFourcc::Xrgb8888 | DrmFourcc::Argb8888 => self.kernel(Which::PatternBgra8),
@@ -318,7 +327,7 @@ impl Kernels {
         let (w, h) = (image.width(), image.height());
         let push: Vec<u8> = [w, h, frame, 0].iter().flat_map(|v| v.to_le_bytes()).collect();
         let pool = descriptor_pool(&self.ctx)?;
-        submit_and_wait_synced(&self.ctx, &image.implicit_sync(SyncAccess::Write), |cb| {
+        let mut submission = submit_synced(&self.ctx, &image.implicit_sync(SyncAccess::Write), &[], |cb| {
             image.record_acquire(
                 cb,
                 vk::ImageLayout::GENERAL,
@@ -333,7 +342,9 @@ impl Kernels {
                 vk::AccessFlags::SHADER_WRITE,
             );
             Ok(())
-        })
+        })?;
+        submission.adopt_descriptor_pool(pool.release());
+        Ok(submission)
     }
 
     /// Converts NV12 `src` (SAMPLED usage) into RGBA8 `dst` (an

@@ -54,6 +54,10 @@ impl Default for Settings {
 }
 
 struct State {
+    /// Each slot's last drawing, where it was not waited for (kernel
+    /// dma-bufs: its completion is the dma-buf's implicit fence); dropped
+    /// (which waits for the GPU) before the ring's images.
+    in_flight: Arc<Mutex<Vec<Option<crate::vulkan::Submission>>>>,
     kernels: Arc<Kernels>,
     /// The ring's images; the pool's buffer `i` carries image `i`.
     ring: Vec<Arc<ExportedImage>>,
@@ -72,6 +76,8 @@ pub struct VkDmaBufSrc {
     context: Mutex<Option<Arc<VulkanContext>>>,
     state: Mutex<Option<State>>,
     flushing: AtomicBool,
+    /// Frames pushed without a CPU wait for their drawing.
+    gpu_fenced: std::sync::atomic::AtomicU64,
 }
 
 /// Width, height and framerate ranges on a `video/x-raw` structure.
@@ -237,6 +243,7 @@ impl VkDmaBufSrc {
             mappable
         );
         Ok(State {
+            in_flight: Arc::new(Mutex::new((0..ring.len()).map(|_| None).collect())),
             kernels: Arc::new(kernels),
             ring,
             slots,
@@ -282,6 +289,14 @@ impl ObjectImpl for VkDmaBufSrc {
                     .default_value(4)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt64::builder("gpu-fenced-frames")
+                    .nick("GPU-fenced frames")
+                    .blurb(
+                        "Frames pushed without a CPU wait for their drawing: its completion travels as the \
+                         kernel dma-buf's implicit fence (memfd stand-ins are waited for)",
+                    )
+                    .read_only()
+                    .build(),
             ]
         });
         PROPS.as_ref()
@@ -306,6 +321,7 @@ impl ObjectImpl for VkDmaBufSrc {
             "is-live" => s.is_live.to_value(),
             "non-mappable" => s.non_mappable.to_value(),
             "ring-size" => s.ring_size.to_value(),
+            "gpu-fenced-frames" => self.gpu_fenced.load(Ordering::Relaxed).to_value(),
             _ => glib::Value::from_type(pspec.value_type()),
         }
     }
@@ -587,7 +603,7 @@ impl PushSrcImpl for VkDmaBufSrc {
             let Some(index) = pool.slot_of(&buffer) else {
                 continue;
             };
-            let (kernels, image, frame, (n, d)) = {
+            let (kernels, image, frame, (n, d), in_flight) = {
                 let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
                 let state = guard.as_mut().ok_or(gst::FlowError::NotNegotiated)?;
                 if state.pool.as_ref() != Some(&pool) {
@@ -602,14 +618,35 @@ impl PushSrcImpl for VkDmaBufSrc {
                     Arc::clone(&state.ring[index]),
                     frame,
                     state.stream.framerate,
+                    Arc::clone(&state.in_flight),
                 )
             };
-            // The submission's fence is waited for here, without the state
-            // lock (property reads, queries and seeks go on meanwhile).
-            kernels.draw_pattern(&image, frame as u32).map_err(|e| {
+            let failed = |e: crate::vulkan::VulkanError| {
                 gst::element_imp_error!(self, gst::StreamError::Failed, ["Vulkan rendering failed: {}", e]);
                 gst::FlowError::Error
-            })?;
+            };
+            // No state lock from here on (property reads, queries and
+            // seeks go on meanwhile).
+            let mut submission = kernels.draw_pattern_submit(&image, frame as u32).map_err(failed)?;
+            submission.keep(Arc::clone(&image));
+            if image.dmabuf().is_kernel_dmabuf() && submission.sync_file().is_some() {
+                // The drawing's completion is on the dma-buf as its implicit
+                // write fence: downstream readers (a sink exporting it as
+                // its acquire fence, a compositor, a mapping) wait for it,
+                // so the buffer goes now, without a CPU wait. The
+                // submission lives in the slot until the image is drawn
+                // into again (long done by then).
+                let previous = in_flight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_mut(index)
+                    .map(|slot| slot.replace(submission));
+                drop(previous);
+                self.gpu_fenced.fetch_add(1, Ordering::Relaxed);
+            } else {
+                // A memfd stand-in carries no fences: wait here.
+                submission.wait().map_err(failed)?;
+            }
             // Fresh from the pool: one reference, writable.
             let b = buffer.make_mut();
             if n > 0 {
