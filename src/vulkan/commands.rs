@@ -107,10 +107,10 @@ pub(crate) fn submit_synced(
     let info = vk::SemaphoreGetFdInfoKHR::default()
         .semaphore(signal)
         .handle_type(vk::ExternalSemaphoreHandleTypeFlags::SYNC_FD);
-    // SAFETY: the semaphore was created exportable as SYNC_FD and its signal
-    // operation has been submitted, as SYNC_FD export requires
-    // (VUID-VkSemaphoreGetFdInfoKHR-handleType-03254). The export's copy
-    // transference leaves the semaphore unsignalled; nothing waits on it.
+    // The export's copy transference leaves the semaphore unsignalled;
+    // nothing waits on it.
+    // SAFETY: created exportable as SYNC_FD, its signal operation submitted
+    // (VUID-VkSemaphoreGetFdInfoKHR-handleType-03254).
     let raw = unsafe { loader.get_semaphore_fd(&info) }.map_err(call("vkGetSemaphoreFdKHR"))?;
     // -1 means already signalled: nothing to attach or hand on.
     if raw < 0 {
