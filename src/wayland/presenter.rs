@@ -80,7 +80,8 @@ pub struct PresentStats {
     /// an acquire fence and a release object).
     pub explicit_sync_commits: u64,
     /// Buffers handed back by explicit sync: their release point
-    /// signalled, or their release event came and its fence signalled.
+    /// signalled, or their release event came and its fence signalled, or
+    /// they were taken back with that fence (`Presenter::take_release`).
     pub release_points_signalled: u64,
 }
 
@@ -496,9 +497,15 @@ impl Presenter {
                 self.state.fenced.entry(id).or_default().point = Some((release.timeline.clone(), point));
             }
             Explicit::V1(v1) => {
-                let mut hold = self.state.fenced.remove(&id).unwrap_or_default();
+                let existing = self.state.fenced.remove(&id);
+                let held = existing.is_some();
+                let mut hold = existing.unwrap_or_default();
                 let set = v1.set_fences(&self.window.surface, &self.qh, buf, id.clone(), acquire, &mut hold);
-                self.state.fenced.insert(id, hold);
+                // A failure sends nothing: an earlier commit's hold stays as
+                // it was, and no empty hold may free the buffer.
+                if set.is_ok() || held {
+                    self.state.fenced.insert(id, hold);
+                }
                 set?;
             }
         }
