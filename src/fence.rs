@@ -93,7 +93,7 @@ impl Fence {
     /// the buffer cannot tell (a memfd stand-in, a kernel before 6.0): its
     /// readers then rely on implicit sync, as before.
     pub fn from_dmabuf(buf: &DmaBuf) -> Result<Fence, FenceError> {
-        let mut merged: Option<OwnedFd> = None;
+        let mut files = Vec::new();
         let mut seen: Vec<BorrowedFd<'_>> = Vec::new();
         for plane in buf.planes() {
             let fd = plane.fd();
@@ -101,17 +101,32 @@ impl Fence {
                 continue;
             }
             seen.push(fd);
-            let file = match sync::export_sync_file(fd, SyncAccess::Read) {
-                Ok(f) => f,
+            match sync::export_sync_file(fd, SyncAccess::Read) {
+                Ok(f) => files.push(f),
                 Err(SyncError::Unsupported { .. }) => return Ok(Fence::Implicit),
                 Err(e) => return Err(e.into()),
-            };
-            merged = Some(match merged {
-                None => file,
-                Some(m) => sync_file_merge(m.as_fd(), file.as_fd())?,
-            });
+            }
         }
-        Ok(merged.map_or(Fence::Implicit, Fence::SyncFile))
+        Ok(sync_file_merge_all(files)?.map_or(Fence::Implicit, Fence::SyncFile))
+    }
+
+    /// This fence, with [`Fence::Implicit`] made explicit from `buf`'s own
+    /// fences ([`from_dmabuf`](Self::from_dmabuf)) where the kernel can.
+    pub fn or_from_dmabuf(self, buf: &DmaBuf) -> Result<Fence, FenceError> {
+        match self {
+            Fence::Implicit => Fence::from_dmabuf(buf),
+            explicit => Ok(explicit),
+        }
+    }
+
+    /// The fence as a sync_file of its own (a dup, or a timeline point
+    /// exported); `None` for [`Fence::Implicit`].
+    pub fn to_sync_file(&self) -> Result<Option<OwnedFd>, FenceError> {
+        match self {
+            Fence::Implicit => Ok(None),
+            Fence::SyncFile(fd) => dup(fd.as_fd(), "dup of a sync_file").map(Some),
+            Fence::Timeline(p) => p.timeline.export_sync_file(p.point).map(Some),
+        }
     }
 
     /// Whether the fence has signalled; `None` for [`Fence::Implicit`],
@@ -140,6 +155,26 @@ pub fn sync_file_merge(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> Result<OwnedFd, 
     sys::sync_file_merge(a, b).map_err(|source| FenceError::Drm {
         op: "SYNC_IOC_MERGE",
         source,
+    })
+}
+
+/// One sync_file for all of `files` (merged); `None` for none.
+pub fn sync_file_merge_all(files: impl IntoIterator<Item = OwnedFd>) -> Result<Option<OwnedFd>, FenceError> {
+    let mut merged: Option<OwnedFd> = None;
+    for file in files {
+        merged = Some(match merged {
+            None => file,
+            Some(m) => sync_file_merge(m.as_fd(), file.as_fd())?,
+        });
+    }
+    Ok(merged)
+}
+
+/// A dup of `fd` (`what` names it in the error).
+pub(crate) fn dup(fd: BorrowedFd<'_>, what: &'static str) -> Result<OwnedFd, FenceError> {
+    fd.try_clone_to_owned().map_err(|e| FenceError::Drm {
+        op: what,
+        source: errno(&e),
     })
 }
 

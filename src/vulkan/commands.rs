@@ -65,14 +65,9 @@ pub(crate) fn submit_synced(
                 Err(e) => Some(Err(VulkanError::Sync(e))),
             }
         });
-        let explicit_fences = after.iter().map(|fd| {
-            fd.try_clone_to_owned().map_err(|e| {
-                VulkanError::Fence(crate::fence::FenceError::Drm {
-                    op: "dup of a sync_file",
-                    source: rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
-                })
-            })
-        });
+        let explicit_fences = after
+            .iter()
+            .map(|fd| crate::fence::dup(*fd, "dup of a sync_file").map_err(VulkanError::Fence));
         for fence in implicit_fences.chain(explicit_fences) {
             let fence = fence?;
             let semaphore = semaphores.create(false)?;

@@ -404,15 +404,8 @@ impl Kernels {
         if !matches!(out.fourcc(), DrmFourcc::Xrgb8888 | DrmFourcc::Argb8888) {
             return Err(VulkanError::Usage("composite writes an XRGB8888/ARGB8888 image"));
         }
-        let exported;
-        let after: Vec<std::os::fd::BorrowedFd<'_>> = match after {
-            Fence::Implicit => Vec::new(),
-            Fence::SyncFile(fd) => vec![fd.as_fd()],
-            Fence::Timeline(p) => {
-                exported = p.timeline.export_sync_file(p.point).map_err(VulkanError::Fence)?;
-                vec![exported.as_fd()]
-            }
-        };
+        let after = after.to_sync_file().map_err(VulkanError::Fence)?;
+        let after: Vec<std::os::fd::BorrowedFd<'_>> = after.iter().map(|f| f.as_fd()).collect();
         self.read_write(
             kernel,
             video,

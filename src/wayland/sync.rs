@@ -59,7 +59,7 @@ use wayland_protocols::wp::linux_explicit_synchronization::zv1::client::{
 use super::error::WaylandError;
 use super::queue::State;
 use crate::dmabuf::DmaBuf;
-use crate::fence::{DrmDevice, Fence, FenceError, Timeline, sync_file_wait};
+use crate::fence::{DrmDevice, Fence, FenceError, Timeline, sync_file_merge_all, sync_file_wait};
 
 /// How frames are synchronised with the compositor.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -114,23 +114,19 @@ impl Hold {
         if self.awaiting > 0 {
             return Ok(None);
         }
-        let mut merged: Option<OwnedFd> = None;
+        let mut files = Vec::new();
         if let Some((timeline, point)) = &self.point {
             if !timeline.has_fence(*point)? {
                 return Ok(None);
             }
-            merged = Some(timeline.export_sync_file(*point)?);
+            files.push(timeline.export_sync_file(*point)?);
         }
         for f in &self.fences {
-            merged = Some(match merged {
-                None => f.try_clone().map_err(|e| FenceError::Drm {
-                    op: "dup of a release fence",
-                    source: rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
-                })?,
-                Some(m) => crate::fence::sync_file_merge(m.as_fd(), f.as_fd())?,
-            });
+            files.push(crate::fence::dup(f.as_fd(), "dup of a release fence")?);
         }
-        Ok(Some(merged.map_or(Fence::Implicit, Fence::SyncFile)))
+        Ok(Some(
+            sync_file_merge_all(files)?.map_or(Fence::Implicit, Fence::SyncFile),
+        ))
     }
 }
 
@@ -166,20 +162,6 @@ impl Explicit {
     }
 }
 
-/// The acquire fence of a frame as a sync_file: `acquire` itself, or the
-/// dma-buf's implicit fence; `None` where there is no fence at all.
-fn acquire_sync_file(buf: &DmaBuf, acquire: Fence) -> Result<Option<OwnedFd>, FenceError> {
-    let acquire = match acquire {
-        Fence::Implicit => Fence::from_dmabuf(buf)?,
-        explicit => explicit,
-    };
-    Ok(match acquire {
-        Fence::SyncFile(fd) => Some(fd),
-        Fence::Timeline(p) => Some(p.timeline.export_sync_file(p.point)?),
-        Fence::Implicit => None,
-    })
-}
-
 /// linux-explicit-synchronization-v1 state of one presenter.
 pub(super) struct ExplicitV1 {
     global: ZwpLinuxExplicitSynchronizationV1,
@@ -204,7 +186,9 @@ impl ExplicitV1 {
         hold: &mut Hold,
     ) -> Result<(), WaylandError> {
         // Everything that can fail comes before the first request.
-        let fence = acquire_sync_file(buf, acquire)?;
+        // `acquire`, or the dma-buf's implicit fence; none at all for a
+        // buffer without fences.
+        let fence = acquire.or_from_dmabuf(buf)?.to_sync_file()?;
         let sync = self
             .surface
             .get_or_insert_with(|| self.global.get_synchronization(surface, qh, ()));
@@ -336,10 +320,7 @@ impl DrmSyncobj {
         release: &mut SharedTimeline,
     ) -> Result<u64, WaylandError> {
         let point = self.acquire.next();
-        let acquire = match acquire {
-            Fence::Implicit => Fence::from_dmabuf(buf)?,
-            explicit => explicit,
-        };
+        let acquire = acquire.or_from_dmabuf(buf)?;
         let timeline = &self.acquire.timeline;
         match &acquire {
             Fence::SyncFile(fd) => timeline.import_sync_file(point, fd.as_fd())?,
