@@ -9,6 +9,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use dmabuf_interop::DrmFourcc;
 use dmabuf_interop::alloc::{Allocator, MemfdAllocator};
+use dmabuf_interop::colour::Colorimetry;
 use dmabuf_interop::mapping::MapAccess;
 use dmabuf_interop::pattern;
 use dmabuf_interop::wayland::headless::{Weston, WestonOptions};
@@ -59,8 +60,15 @@ fn present_cost(c: &mut Criterion) {
         let frame = &planes[0];
         group.bench_function("present_shm", |b| {
             b.iter(|| {
-                p.present_memory(fourcc, w, h, &[(frame, w as usize * 4)], Box::new(()))
-                    .expect("present shm");
+                p.present_memory(
+                    fourcc,
+                    w,
+                    h,
+                    &[(frame, w as usize * 4)],
+                    Colorimetry::BT601,
+                    Box::new(()),
+                )
+                .expect("present shm");
                 p.roundtrip().expect("roundtrip");
             })
         });

@@ -19,6 +19,7 @@ use std::sync::{Arc, Weak};
 use drm_fourcc::{DrmFourcc, DrmModifier};
 use rustix::io::Errno;
 
+use crate::colour::Colorimetry;
 use crate::format::{self, FormatInfo, MAX_PLANES};
 use crate::sys::{self, FdInfo};
 
@@ -96,6 +97,7 @@ struct Inner {
     width: u32,
     height: u32,
     planes: Vec<Plane>,
+    colorimetry: Colorimetry,
 }
 
 /// A validated image in dma-buf file descriptors.
@@ -113,7 +115,30 @@ impl DmaBuf {
             width,
             height,
             planes: Vec::with_capacity(MAX_PLANES),
+            colorimetry: None,
         }
+    }
+
+    /// The same planes (fds shared, same identity) with another meaning of
+    /// their samples, e.g. when caps arrive after an allocator built it.
+    pub fn with_colorimetry(&self, colorimetry: Colorimetry) -> DmaBuf {
+        let i = &self.0;
+        DmaBuf(Arc::new(Inner {
+            info: i.info,
+            fourcc: i.fourcc,
+            modifier: i.modifier,
+            width: i.width,
+            height: i.height,
+            planes: i.planes.clone(),
+            colorimetry,
+        }))
+    }
+
+    /// What the samples mean (matrix and range; RGB buffers ignore it):
+    /// as built, else GStreamer's default for the size
+    /// ([`Colorimetry::default_for_size`]).
+    pub fn colorimetry(&self) -> Colorimetry {
+        self.0.colorimetry
     }
 
     /// The pixel format.
@@ -286,9 +311,17 @@ pub struct DmaBufBuilder {
     width: u32,
     height: u32,
     planes: Vec<(PlaneFd, u32, u32)>,
+    colorimetry: Option<Colorimetry>,
 }
 
 impl DmaBufBuilder {
+    /// What the samples mean (e.g. from the stream's caps); without it the
+    /// buffer has GStreamer's default for its size.
+    pub fn colorimetry(mut self, colorimetry: Colorimetry) -> Self {
+        self.colorimetry = Some(colorimetry);
+        self
+    }
+
     /// Adds the next plane. `fd` may be an `OwnedFd` (the buffer takes it) or
     /// an `Arc<OwnedFd>` shared with other planes or with the caller.
     pub fn plane(mut self, fd: impl Into<Arc<OwnedFd>>, offset: u32, stride: u32) -> Self {
@@ -318,6 +351,7 @@ impl DmaBufBuilder {
             width,
             height,
             planes,
+            colorimetry,
         } = self;
         if width == 0 || height == 0 {
             return Err(DmaBufError::ZeroSize { width, height });
@@ -405,6 +439,7 @@ impl DmaBufBuilder {
             width,
             height,
             planes: built,
+            colorimetry: colorimetry.unwrap_or(Colorimetry::default_for_size(width, height)),
         })))
     }
 }

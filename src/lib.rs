@@ -4,6 +4,9 @@
 //! ground floor:
 //!
 //! - [`format`](mod@format): the one table of pixel formats and linear layout computation;
+//! - [`colour`]: what a frame's samples mean (YCbCr matrix, range);
+//! - [`convert`]: CPU conversion of every format into XRGB8888 (the last
+//!   resort where a compositor takes a format by no other path);
 //! - [`dmabuf`]: the validated [`DmaBuf`], its cache identity and its weak
 //!   handle;
 //! - [`mapping`]: safe CPU access to linear buffers, bracketed with
@@ -34,6 +37,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod alloc;
+pub mod colour;
+pub mod convert;
 pub mod dmabuf;
 #[cfg(all(feature = "gstreamer", any(feature = "vulkan", feature = "wayland")))]
 pub mod elements;

@@ -24,6 +24,16 @@ pub(crate) fn is_dmabuf(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
     Ok(stat.f_type as u64 == DMA_BUF_MAGIC)
 }
 
+/// The exporter of a dma-buf (`exp_name` in `/proc/self/fdinfo`, e.g.
+/// `udmabuf`), or `None` when the fd is no dma-buf or procfs is missing.
+pub(crate) fn dmabuf_exporter(fd: BorrowedFd<'_>) -> Option<String> {
+    use std::os::fd::AsRawFd;
+    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("exp_name:"))
+        .map(|name| name.trim().to_string())
+}
+
 /// Identity and size of the file behind `fd`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FdInfo {

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use common::*;
 use dmabuf_interop::alloc::{Allocator, MemfdAllocator};
+use dmabuf_interop::colour::Colorimetry;
 use dmabuf_interop::wayland::headless::{Image, Renderer, Weston};
-use dmabuf_interop::wayland::{Presenter, Target, WaylandError};
+use dmabuf_interop::wayland::{Presenter, Target, Via, WaylandError};
 use dmabuf_interop::{DmaBuf, DrmFourcc, DrmModifier, pattern};
 
 fn presenter(weston: &Weston) -> Presenter {
@@ -337,19 +338,90 @@ fn refusals_are_typed_errors_before_any_request() {
     assert_eq!(pattern_error(&image, 320, 240, 1, false).0, 0);
 }
 
+/// This process's fds open on `buf`'s first plane's file (other tests'
+/// fds, opened meanwhile by parallel threads, are on other files).
+fn fds_on(buf: &DmaBuf) -> usize {
+    let file = buf.planes()[0].file_id();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::metadata(e.ok()?.path()).ok())
+        .filter(|m| {
+            use std::os::unix::fs::MetadataExt;
+            (m.dev(), m.ino()) == file
+        })
+        .count()
+}
+
 #[test]
-fn without_linux_dmabuf_frames_are_copied_into_shm() {
-    // The pixman renderer offers no linux-dmabuf at all.
+fn without_linux_dmabuf_frames_go_zero_copy_through_wl_shm() {
+    // The pixman renderer offers no linux-dmabuf at all: the frame's own
+    // memfd (udmabuf in the VM stage) becomes the wl_shm pool, once.
     let weston = weston(320, 240, Renderer::Pixman);
     let mut p = presenter(&weston);
     assert_eq!(p.formats().dmabuf_version, 0);
     let buf = pattern_buffer(DrmFourcc::Xrgb8888, 320, 240, 3);
-    for _ in 0..3 {
-        p.present(&buf, Box::new(())).unwrap();
+    let before = fds_on(&buf);
+    assert_eq!(before, 1, "the DmaBuf's own fd");
+    for i in 0..3 {
+        let presented = p.present(&buf, Box::new(())).unwrap();
+        assert_eq!((presented.via, presented.cache_hit), (Via::ShmZeroCopy, i > 0));
         assert!(p.wait_frame(Duration::from_secs(5)).unwrap());
     }
     let image = weston.capture().unwrap();
     assert_eq!(pattern_error(&image, 320, 240, 3, false).0, 0);
     let stats = p.stats();
-    assert_eq!((stats.zero_copy, stats.copies), (0, 3), "{stats:?}");
+    assert_eq!(
+        (
+            stats.zero_copy,
+            stats.shm_zero_copy,
+            stats.copies,
+            stats.wl_buffers_created
+        ),
+        (3, 3, 0, 1),
+        "{stats:?}"
+    );
+    // The pool was sent and destroyed: no fd of ours stays open on the file.
+    assert_eq!(fds_on(&buf), before);
+}
+
+#[test]
+fn a_write_sealed_memfd_is_copied_not_sent_to_wl_shm() {
+    // wl_shm maps pools read-write; a write-sealed memfd (the stand-in for
+    // a non-mappable dma-buf) would fail there and end our connection
+    // (invalid_fd). It is copied instead, and the connection lives.
+    let weston = weston(64, 48, Renderer::Pixman);
+    let mut p = presenter(&weston);
+    let buf = dmabuf_interop::alloc::MemfdAllocator
+        .allocate(DrmFourcc::Xrgb8888, 64, 48, 64)
+        .unwrap();
+    write_planes(&buf, &pattern::frame_planes(DrmFourcc::Xrgb8888, 64, 48, 2).unwrap());
+    rustix::fs::fcntl_add_seals(buf.planes()[0].fd(), rustix::fs::SealFlags::WRITE).expect("F_SEAL_WRITE");
+    for _ in 0..2 {
+        assert_eq!(p.present(&buf, Box::new(())).unwrap().via, Via::ShmCopy);
+        assert!(p.wait_frame(Duration::from_secs(5)).unwrap());
+    }
+    p.roundtrip().expect("the connection survived");
+    let image = weston.capture().unwrap();
+    assert_eq!(pattern_error(&image, 64, 48, 2, false).0, 0);
+    assert_eq!((p.stats().shm_zero_copy, p.stats().copies), (0, 2));
+}
+
+#[test]
+fn yuv_that_wl_shm_lacks_is_converted_with_the_frames_matrix() {
+    // Pixman Weston's wl_shm is RGB only (like sway's and KWin's without a
+    // GPU): NV12 is converted on the CPU into XRGB8888 with the frame's
+    // colorimetry (the pattern's NV12 is BT.709 limited).
+    let weston = weston(320, 240, Renderer::Pixman);
+    let mut p = presenter(&weston);
+    assert!(!p.formats().supports_shm(DrmFourcc::Nv12));
+    let buf = pattern_buffer(DrmFourcc::Nv12, 320, 240, 4).with_colorimetry(Colorimetry::BT709);
+    assert_eq!(p.present(&buf, Box::new(())).unwrap().via, Via::Converted);
+    assert!(p.wait_frame(Duration::from_secs(5)).unwrap());
+    let image = weston.capture().unwrap();
+    // Against the RGB the pattern encoded: within 3/255 at flat points.
+    let (worst, points) = pattern_error(&image, 320, 240, 4, false);
+    println!("NV12 converted: worst channel error {worst} over {points} points");
+    assert!(points > 100 && worst <= 3, "worst {worst} over {points}");
+    let stats = p.stats();
+    assert_eq!((stats.copies, stats.converted, stats.zero_copy), (1, 1, 0), "{stats:?}");
 }

@@ -8,6 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::gst::{Run, init, reference_frame};
 use common::{grid_error, keep_capture, weston};
 
 use dmabuf_interop::pattern;
@@ -17,17 +18,6 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
-
-fn init() {
-    gst::init().expect("GStreamer 1.22 (run scripts/setup)");
-    dmabuf_interop::elements::register(None).expect("register elements");
-}
-
-struct Run {
-    stats: Option<gst::Structure>,
-    capture: Option<Image>,
-    error: Option<String>,
-}
 
 /// The frames' path: where the compositor imports dma-bufs every shown
 /// frame is zero-copy; where it answers `failed` (the VM stage's Weston: a
@@ -55,79 +45,17 @@ fn at_least(n: u64) -> u64 {
 }
 
 fn stat(run: &Run, name: &str) -> u64 {
-    run.stats
-        .as_ref()
-        .expect("no stats message at EOS")
-        .get::<u64>(name)
-        .unwrap_or_else(|_| panic!("no {name} in stats"))
+    run.stat(name)
 }
 
-/// Runs `description` (its sink named `sink`, pointed at `weston`) to EOS
-/// or error; captures the output at EOS, before the sink goes away.
+/// Runs `description` (its sink named `sink`) on `weston` to EOS or error;
+/// captures the output at EOS.
 fn run(weston: &Weston, description: &str) -> Run {
-    let pipeline = gst::parse::launch(description)
-        .expect("pipeline")
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline.by_name("sink").expect("an element named sink");
-    sink.set_property("display", weston.socket_path().to_str().unwrap());
-    let bus = pipeline.bus().unwrap();
-    let mut out = Run {
-        stats: None,
-        capture: None,
-        error: None,
-    };
-    if pipeline.set_state(gst::State::Playing).is_err() {
-        out.error = bus
-            .pop_filtered(&[gst::MessageType::Error])
-            .map(|m| format!("{:?}", m))
-            .or(Some("state change failed".into()));
-        pipeline.set_state(gst::State::Null).unwrap();
-        return out;
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
-            continue;
-        };
-        match msg.view() {
-            gst::MessageView::Element(e) if e.structure().is_some_and(|s| s.name() == "wldmabufsink-stats") => {
-                out.stats = e.structure().map(|s| s.to_owned());
-            }
-            gst::MessageView::Eos(_) => {
-                out.capture = Some(weston.capture().expect("capture"));
-                break;
-            }
-            gst::MessageView::Error(e) => {
-                out.error = Some(format!("{} ({:?})", e.error(), e.debug()));
-                break;
-            }
-            _ => {}
-        }
-    }
-    pipeline.set_state(gst::State::Null).unwrap();
-    out
-}
-
-/// The frame `videotestsrc` makes for `caps` (system memory), as planes.
-fn reference_frame(caps: &str) -> (gst_video::VideoInfo, Vec<Vec<u8>>, Vec<usize>) {
-    let pipeline = gst::parse::launch(&format!(
-        "videotestsrc num-buffers=1 pattern=smpte ! {caps} ! appsink name=s"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline.by_name("s").unwrap().downcast::<gst_app::AppSink>().unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let sample = sink.pull_sample().expect("reference sample");
-    let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
-    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(sample.buffer().unwrap(), &info).unwrap();
-    let planes = (0..frame.n_planes())
-        .map(|i| frame.plane_data(i).unwrap().to_vec())
-        .collect();
-    let strides = frame.plane_stride().iter().map(|&s| s as usize).collect();
-    pipeline.set_state(gst::State::Null).unwrap();
-    (info, planes, strides)
+    common::gst::run(
+        &weston.socket_path(),
+        || Some(weston.capture().expect("capture")),
+        description,
+    )
 }
 
 /// RGB of pixel (x, y) of a BGRx or NV12 reference frame (NV12 decoded with

@@ -1,5 +1,6 @@
 //! `DmaBuf` <-> `gst::Buffer` of `GstDmaBufAllocator` memory.
 
+use crate::colour::Colorimetry;
 use std::collections::VecDeque;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -256,7 +257,8 @@ pub fn dmabuf_from_buffer(
         return Err(MemoryError::NeedsVideoMeta(crate::dmabuf::ModifierName(modifier)));
     }
     let (offsets, strides) = plane_layout(buffer, info);
-    let mut builder = DmaBuf::builder(fourcc, modifier, info.width(), info.height());
+    let mut builder =
+        DmaBuf::builder(fourcc, modifier, info.width(), info.height()).colorimetry(super::caps::colorimetry_of(info));
     for (plane, (&offset, &stride)) in offsets.iter().zip(&strides).enumerate().take(info.n_planes() as usize) {
         let (fd, mem_offset, _, start) = memories
             .iter()
@@ -288,13 +290,21 @@ struct CacheKey {
     width: u32,
     height: u32,
     modifier: u64,
+    colorimetry: Colorimetry,
 }
 
 impl CacheKey {
-    /// Same format, size and modifier: frames of one negotiated stream.
+    /// Same format, size, modifier and colorimetry: frames of one
+    /// negotiated stream.
     fn same_stream(&self, other: &CacheKey) -> bool {
-        (self.format, self.width, self.height, self.modifier)
-            == (other.format, other.width, other.height, other.modifier)
+        (self.format, self.width, self.height, self.modifier, self.colorimetry)
+            == (
+                other.format,
+                other.width,
+                other.height,
+                other.modifier,
+                other.colorimetry,
+            )
     }
 }
 
@@ -329,6 +339,7 @@ fn cache_key(
         width: info.width(),
         height: info.height(),
         modifier: modifier.into(),
+        colorimetry: super::caps::colorimetry_of(info),
     })
 }
 

@@ -38,6 +38,9 @@ pub(super) struct CacheEntry {
     /// The buffer's own release timeline (explicit sync), made at its
     /// first commit.
     pub(super) release: Option<SharedTimeline>,
+    /// A `wl_shm` buffer over the source's memory (never given explicit
+    /// sync points), not a linux-dmabuf one.
+    pub(super) shm: bool,
 }
 
 impl CacheEntry {
@@ -71,6 +74,7 @@ impl Presenter {
                 source: buf.downgrade(),
                 buffer: buffer.clone(),
                 release: None,
+                shm: false,
             },
         );
         Ok((buffer, false))

@@ -127,6 +127,9 @@ pub enum ShmError {
     /// The source `DmaBuf` could not be mapped for reading.
     #[error(transparent)]
     Map(#[from] MapError),
+    /// The CPU conversion into XRGB8888 refused the frame.
+    #[error("converting the frame into XRGB8888: {0}")]
+    Convert(#[from] crate::convert::ConvertError),
     /// Creating, sizing or mapping the pool's memfd failed.
     #[error("{op} of the pool's memfd: {source}")]
     Memfd {

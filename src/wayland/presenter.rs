@@ -30,6 +30,8 @@ use super::queue::{self, State, lost};
 use super::shm::ShmBuffer;
 use super::sync::{DrmSyncobj, Explicit, ExplicitV1, SyncMode};
 use super::window::{Target, Window, fit};
+use crate::colour::Colorimetry;
+use crate::convert;
 use crate::dmabuf::{BufferId, DmaBuf, ModifierName};
 use crate::fence::Fence;
 use wayland_protocols::wp::linux_drm_syncobj::v1::client::wp_linux_drm_syncobj_manager_v1::WpLinuxDrmSyncobjManagerV1;
@@ -58,10 +60,18 @@ fn wait_ready(acquire: &Fence) -> Result<(), WaylandError> {
 pub struct PresentStats {
     /// Frames committed.
     pub presented: u64,
-    /// Of those, sent as linux-dmabuf `wl_buffer`s.
+    /// Of those, shown without a copy: linux-dmabuf `wl_buffer`s, and
+    /// `wl_shm` buffers over the frame's own memory (`shm_zero_copy`).
     pub zero_copy: u64,
+    /// Of the zero-copy frames, those sent as `wl_shm` buffers over the
+    /// frame's own memory (a memfd or udmabuf the compositor maps), where
+    /// linux-dmabuf is missing or refused the kind.
+    pub shm_zero_copy: u64,
     /// Of those, copied into `wl_shm`.
     pub copies: u64,
+    /// Of the copies, those converted on the CPU into XRGB8888 (the
+    /// compositor takes the format neither as a dma-buf nor by `wl_shm`).
+    pub converted: u64,
     /// `wl_buffer`s created for dma-bufs (cache misses).
     pub wl_buffers_created: u64,
     /// Frames that reused a cached `wl_buffer`.
@@ -88,10 +98,35 @@ pub struct PresentStats {
 /// How a frame went out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Presented {
-    /// linux-dmabuf, no copy.
+    /// No copy: [`Via::LinuxDmabuf`] or [`Via::ShmZeroCopy`].
     pub zero_copy: bool,
     /// The `wl_buffer` came from the cache.
     pub cache_hit: bool,
+    /// The path the frame took.
+    pub via: Via,
+}
+
+/// The paths a frame can take to the compositor, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// A linux-dmabuf `wl_buffer` (zero copy).
+    LinuxDmabuf,
+    /// A `wl_shm` buffer over the frame's own memory (zero copy).
+    ShmZeroCopy,
+    /// Copied into a `wl_shm` buffer of the same format.
+    ShmCopy,
+    /// Converted on the CPU into an XRGB8888 `wl_shm` buffer.
+    Converted,
+}
+
+impl Presented {
+    fn new(via: Via, cache_hit: bool) -> Self {
+        Self {
+            zero_copy: matches!(via, Via::LinuxDmabuf | Via::ShmZeroCopy),
+            cache_hit,
+            via,
+        }
+    }
 }
 
 /// Shows `DmaBuf`s on one Wayland surface. See the module docs.
@@ -114,6 +149,9 @@ pub struct Presenter {
     /// `invalid_wl_buffer`).
     pub(super) import_kinds: HashMap<ImportKind, bool>,
     pub(super) shm_buffers: Vec<ShmBuffer>,
+    /// Files the compositor could not map as `wl_shm` pools (see
+    /// `shm_wl_buffer_for`).
+    pub(super) shm_unmappable: std::collections::HashSet<(u64, u64)>,
     pub(super) stats: PresentStats,
     /// The application's render rectangle size (embedding only).
     render_size: Option<(u32, u32)>,
@@ -241,6 +279,7 @@ impl Presenter {
             cache: HashMap::new(),
             import_kinds: HashMap::new(),
             shm_buffers: Vec::new(),
+            shm_unmappable: std::collections::HashSet::new(),
             stats: PresentStats::default(),
             render_size: None,
             explicit: None,
@@ -434,12 +473,16 @@ impl Presenter {
     ) -> Result<Presented, WaylandError> {
         self.begin_frame()?;
         let dmabuf_ok = self.dmabuf.is_some() && self.state.formats.supports_dmabuf(buf.fourcc(), buf.modifier());
-        let shm_ok = buf.modifier() == DrmModifier::Linear && self.state.formats.supports_shm(buf.fourcc());
+        let linear = buf.modifier() == DrmModifier::Linear;
+        let shm_ok = linear && self.state.formats.supports_shm(buf.fourcc());
+        // Every LINEAR frame has a path while wl_shm exists: the CPU
+        // conversion into XRGB8888, which every wl_shm offers.
+        let fallback_ok = linear && self.shm.is_some() && convert::can_convert(buf.fourcc());
         let imported = if dmabuf_ok {
             match self.wl_buffer_for(buf) {
                 Ok(found) => Some(found),
-                // Refused by the compositor: the counted wl_shm copy.
-                Err(WaylandError::ImportFailed { .. }) if shm_ok => None,
+                // Refused by the compositor: the wl_shm paths.
+                Err(WaylandError::ImportFailed { .. }) if fallback_ok => None,
                 Err(e) => return Err(e),
             }
         } else {
@@ -451,29 +494,23 @@ impl Presenter {
             } else {
                 wait_ready(&acquire)?;
             }
-            (
-                b,
-                Presented {
-                    zero_copy: true,
-                    cache_hit: hit,
-                },
-            )
-        } else if shm_ok {
-            wait_ready(&acquire)?;
-            let b = self.copy_dmabuf_to_shm(buf)?;
-            (
-                b,
-                Presented {
-                    zero_copy: false,
-                    cache_hit: false,
-                },
-            )
-        } else {
+            (b, Presented::new(Via::LinuxDmabuf, hit))
+        } else if !fallback_ok {
             if self.dmabuf.is_some() {
                 // Say what linux-dmabuf offers instead.
                 self.check_advertised(buf)?;
             }
             return Err(WaylandError::Unsupported(buf.fourcc(), ModifierName(buf.modifier())));
+        } else {
+            // The compositor reads wl_shm memory on the CPU, unfenced.
+            wait_ready(&acquire)?;
+            if let Some((b, hit)) = self.shm_wl_buffer_for(buf)? {
+                (b, Presented::new(Via::ShmZeroCopy, hit))
+            } else if shm_ok {
+                (self.copy_dmabuf_to_shm(buf)?, Presented::new(Via::ShmCopy, false))
+            } else {
+                (self.convert_dmabuf_to_shm(buf)?, Presented::new(Via::Converted, false))
+            }
         };
         self.commit_frame(&wl_buffer, presented, buf.width(), buf.height(), keepalive)?;
         Ok(presented)
@@ -536,7 +573,7 @@ impl Presenter {
         if presented.zero_copy && self.state.busy.contains_key(&id) {
             self.stats.reused_before_release += 1;
         }
-        if !presented.zero_copy
+        if presented.via != Via::LinuxDmabuf
             && let Some(sync) = &mut self.explicit
         {
             // A wl_shm buffer on a surface with a syncobj object is the
@@ -572,37 +609,45 @@ impl Presenter {
         self.window.surface.commit();
         self.conn.flush().map_err(lost)?;
         self.stats.presented += 1;
-        if presented.zero_copy {
-            self.stats.zero_copy += 1;
-            if presented.cache_hit {
-                self.stats.cache_hits += 1;
+        match presented.via {
+            Via::LinuxDmabuf | Via::ShmZeroCopy => {
+                self.stats.zero_copy += 1;
+                self.stats.shm_zero_copy += u64::from(presented.via == Via::ShmZeroCopy);
+                self.stats.cache_hits += u64::from(presented.cache_hit);
             }
-        } else {
-            self.stats.copies += 1;
+            Via::ShmCopy | Via::Converted => {
+                self.stats.copies += 1;
+                self.stats.converted += u64::from(presented.via == Via::Converted);
+            }
         }
         Ok(())
     }
 
     /// Shows frame bytes from ordinary memory (e.g. a GStreamer buffer of
-    /// system memory) through a counted `wl_shm` copy. `planes` holds each
-    /// plane's bytes and stride.
+    /// system memory) through a counted `wl_shm` copy, converted into
+    /// XRGB8888 with `colorimetry` where `wl_shm` lacks the format.
+    /// `planes` holds each plane's bytes and stride.
     pub fn present_memory(
         &mut self,
         fourcc: DrmFourcc,
         width: u32,
         height: u32,
         planes: &[(&[u8], usize)],
+        colorimetry: Colorimetry,
         keepalive: Box<dyn Any + Send>,
     ) -> Result<Presented, WaylandError> {
         self.begin_frame()?;
-        if !self.state.formats.supports_shm(fourcc) {
+        let (b, via) = if self.state.formats.supports_shm(fourcc) {
+            (self.copy_to_shm(fourcc, width, height, planes)?, Via::ShmCopy)
+        } else if self.shm.is_some() && convert::can_convert(fourcc) {
+            (
+                self.convert_to_shm(fourcc, width, height, planes, colorimetry)?,
+                Via::Converted,
+            )
+        } else {
             return Err(WaylandError::Unsupported(fourcc, ModifierName(DrmModifier::Linear)));
-        }
-        let b = self.copy_to_shm(fourcc, width, height, planes)?;
-        let presented = Presented {
-            zero_copy: false,
-            cache_hit: false,
         };
+        let presented = Presented::new(via, false);
         self.commit_frame(&b, presented, width, height, keepalive)?;
         Ok(presented)
     }

@@ -1,8 +1,16 @@
-//! The `wl_shm` fallback: frames the compositor cannot import (no
-//! linux-dmabuf, a format or modifier it does not take, a buffer it
-//! refused) or that arrive in ordinary memory are copied into a small ring
-//! of `wl_shm` buffers, reused only after their release. Counted in
-//! `PresentStats::copies`.
+//! `wl_shm`, where linux-dmabuf cannot carry a frame (no linux-dmabuf, a
+//! format or modifier it does not take, a buffer it refused):
+//!
+//! - **zero copy** when the frame's memory is a file the compositor can map
+//!   (a memfd, or a udmabuf over one) in a layout `wl_shm` can describe:
+//!   the file itself becomes the `wl_shm_pool`, cached per source like a
+//!   linux-dmabuf `wl_buffer` (`PresentStats::shm_zero_copy`), as
+//!   waylandsink's own `wl_shm` pool is;
+//! - else a **copy** into a small ring of `wl_shm` buffers, reused only
+//!   after their release (`PresentStats::copies`);
+//! - **converted** on the CPU into XRGB8888 (which every `wl_shm` offers)
+//!   when `wl_shm` lacks the format (`PresentStats::converted`), with the
+//!   frame's colorimetry.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -15,10 +23,13 @@ use wayland_client::protocol::{
 };
 use wayland_client::{Connection, Dispatch, Proxy, QueueHandle, WEnum, delegate_noop};
 
+use super::buffers::CacheEntry;
 use super::error::{ShmError, WaylandError};
 use super::formats::{fourcc_to_shm, shm_to_fourcc};
 use super::presenter::Presenter;
 use super::queue::State;
+use crate::colour::Colorimetry;
+use crate::convert;
 use crate::dmabuf::{DmaBuf, ModifierName};
 use crate::format::FormatInfo;
 use crate::mapping::MapAccess;
@@ -156,6 +167,112 @@ impl Presenter {
         Ok(target.buffer.clone())
     }
 
+    /// Converts a LINEAR `DmaBuf` into XRGB8888 in a free `wl_shm` buffer
+    /// (its planes read out of the mapping first: shared memory is never
+    /// borrowed as a slice).
+    pub(super) fn convert_dmabuf_to_shm(&mut self, buf: &DmaBuf) -> Result<WlBuffer, WaylandError> {
+        let map = buf.map(MapAccess::Read).map_err(ShmError::from)?;
+        let bytes = (0..buf.planes().len())
+            .map(|i| map.read_plane(i))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ShmError::from)?;
+        drop(map);
+        let planes: Vec<(&[u8], usize)> = bytes
+            .iter()
+            .zip(buf.planes())
+            .map(|(b, p)| (b.as_slice(), p.stride() as usize))
+            .collect();
+        self.convert_to_shm(buf.fourcc(), buf.width(), buf.height(), &planes, buf.colorimetry())
+    }
+
+    /// Converts `planes` of `fourcc` into XRGB8888 in a free `wl_shm`
+    /// buffer.
+    pub(super) fn convert_to_shm(
+        &mut self,
+        fourcc: DrmFourcc,
+        width: u32,
+        height: u32,
+        planes: &[(&[u8], usize)],
+        colorimetry: Colorimetry,
+    ) -> Result<WlBuffer, WaylandError> {
+        let xrgb = crate::format::info(DrmFourcc::Xrgb8888).map_err(ShmError::from)?;
+        let index = self.shm_target(xrgb, DrmFourcc::Xrgb8888, width, height)?;
+        let target = &mut self.shm_buffers[index];
+        let stride = target.stride as usize;
+        convert::to_xrgb8888(
+            fourcc,
+            width,
+            height,
+            planes,
+            colorimetry,
+            target.memory.bytes_mut(),
+            stride,
+        )
+        .map_err(ShmError::from)?;
+        Ok(target.buffer.clone())
+    }
+
+    /// The cached `wl_shm` buffer over `buf`'s own memory (and whether it
+    /// was a hit), or `None` when `buf` cannot be shown that way: not
+    /// LINEAR, a format `wl_shm` lacks, planes in several files, a kernel
+    /// dma-buf other than a udmabuf, a file the compositor could not map
+    /// read-write (a write-sealed memfd: the compositor's `mmap` would fail
+    /// and end the connection with `invalid_fd`), or a layout `wl_shm`'s
+    /// one stride cannot describe. Nothing is sent in those cases.
+    pub(super) fn shm_wl_buffer_for(&mut self, buf: &DmaBuf) -> Result<Option<(WlBuffer, bool)>, WaylandError> {
+        let Some(shm) = self.shm.clone() else { return Ok(None) };
+        if buf.modifier() != DrmModifier::Linear || !self.state.formats.supports_shm(buf.fourcc()) {
+            return Ok(None);
+        }
+        self.purge_dead();
+        match self.cache.get(&buf.id()) {
+            Some(e) if e.shm => return Ok(Some((e.buffer.clone(), true))),
+            // A linux-dmabuf wl_buffer of the same source: not this path.
+            Some(_) => return Ok(None),
+            None => {}
+        }
+        let file = buf.planes()[0].file_id();
+        if self.shm_unmappable.contains(&file) {
+            return Ok(None);
+        }
+        let Some(layout) = shm_layout(buf) else { return Ok(None) };
+        let Ok(format) = wl_shm::Format::try_from(fourcc_to_shm(buf.fourcc())) else {
+            return Ok(None);
+        };
+        let plane = &buf.planes()[0];
+        if !shm_mappable(plane.fd(), layout.pool_size) {
+            if self.shm_unmappable.len() >= MAX_UNMAPPABLE {
+                self.shm_unmappable.clear();
+            }
+            self.shm_unmappable.insert(file);
+            return Ok(None);
+        }
+        // The pool may go at once: its buffers keep the compositor's
+        // mapping (wl_shm_pool.destroy).
+        let pool = shm.create_pool(plane.fd(), layout.pool_size, &self.qh, ());
+        let buffer = pool.create_buffer(
+            layout.offset,
+            layout.width,
+            layout.height,
+            layout.stride,
+            format,
+            &self.qh,
+            (),
+        );
+        pool.destroy();
+        self.stats.wl_buffers_created += 1;
+        self.cache.insert(
+            buf.id(),
+            CacheEntry {
+                source: buf.downgrade(),
+                buffer: buffer.clone(),
+                release: None,
+                shm: true,
+            },
+        );
+        Ok(Some((buffer, false)))
+    }
+
     /// Index of a free (released) `wl_shm` buffer of this format and size,
     /// or of a new one (at most [`MAX_SHM_BUFFERS`]; beyond that we wait a
     /// second for a release).
@@ -250,6 +367,95 @@ impl Presenter {
             stride,
             offsets,
         })
+    }
+}
+
+/// Most files remembered as not mappable by the compositor (bounded: the
+/// set is cleared when full).
+const MAX_UNMAPPABLE: usize = 64;
+
+/// A `DmaBuf`'s layout as one `wl_shm_pool` + `create_buffer`, every value
+/// checked to fit the protocol's `int`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ShmLayout {
+    pub(crate) pool_size: i32,
+    pub(crate) offset: i32,
+    pub(crate) width: i32,
+    pub(crate) height: i32,
+    pub(crate) stride: i32,
+}
+
+/// How `buf` fits `wl_shm`'s implied layout, or `None`. `wl_shm` has one
+/// offset and one stride; compositors place further planes right after
+/// the first: NV12-like chroma rows `stride` wide, 4:2:0 planar chroma
+/// planes `stride / 2` wide (Weston's and libwayland's reading). Every
+/// plane must lie in the file the first one does, and the pool is the
+/// whole file.
+pub(crate) fn shm_layout(buf: &DmaBuf) -> Option<ShmLayout> {
+    let info = buf.format_info();
+    let planes = buf.planes();
+    let first = &planes[0];
+    if planes.iter().any(|p| !p.same_file(first)) || planes.len() != info.planes.len() {
+        return None;
+    }
+    if first.is_kernel_dmabuf() && crate::sys::dmabuf_exporter(first.fd()).as_deref() != Some("udmabuf") {
+        return None;
+    }
+    let (stride, height) = (u64::from(first.stride()), u64::from(buf.height()));
+    if stride < u64::from(info.planes[0].min_row_bytes(buf.width())?) {
+        return None;
+    }
+    let mut expected = u64::from(first.offset()) + stride * height;
+    for (i, p) in planes.iter().enumerate().skip(1) {
+        let want_stride = match info.planes.len() {
+            2 => stride,
+            3 if stride % 2 == 0 => stride / 2,
+            _ => return None,
+        };
+        if u64::from(p.offset()) != expected || u64::from(p.stride()) != want_stride {
+            return None;
+        }
+        expected += want_stride * u64::from(info.planes[i].rows(buf.height()));
+    }
+    if expected > first.fd_size() {
+        return None;
+    }
+    Some(ShmLayout {
+        pool_size: i32::try_from(first.fd_size()).ok()?,
+        offset: i32::try_from(first.offset()).ok()?,
+        width: i32::try_from(buf.width()).ok()?,
+        height: i32::try_from(buf.height()).ok()?,
+        stride: i32::try_from(stride).ok()?,
+    })
+}
+
+/// Whether the compositor's `wl_shm` can map `len` bytes of `fd`: the same
+/// `mmap(PROT_READ | PROT_WRITE, MAP_SHARED)` libwayland-server makes for
+/// `create_pool`, tried (and undone) here first, since its failure is the
+/// fatal `invalid_fd` error.
+fn shm_mappable(fd: std::os::fd::BorrowedFd<'_>, len: i32) -> bool {
+    let Ok(len) = usize::try_from(len) else { return false };
+    if len == 0 {
+        return false;
+    }
+    // SAFETY: a fresh mapping nothing else refers to, unmapped right away.
+    let mapped = unsafe {
+        rustix::mm::mmap(
+            std::ptr::null_mut(),
+            len,
+            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+            rustix::mm::MapFlags::SHARED,
+            fd,
+            0,
+        )
+    };
+    match mapped {
+        Ok(ptr) => {
+            // SAFETY: unmapping exactly the mapping made above.
+            let _ = unsafe { rustix::mm::munmap(ptr, len) };
+            true
+        }
+        Err(_) => false,
     }
 }
 

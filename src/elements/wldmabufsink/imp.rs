@@ -144,27 +144,32 @@ fn caps_with(plain: &[&str], dmabuf: &[&str]) -> gst::Caps {
     caps.build()
 }
 
-/// Caps for what this compositor takes. Plain caps: formats shown with
-/// zero copies as LINEAR dma-bufs or through the `wl_shm` copy (mappable
-/// dma-bufs and system memory). `memory:DMABuf`: on GStreamer >= 1.24 a
-/// DMA_DRM structure with every (fourcc, modifier) pair the compositor
-/// advertises (v4/v5 feedback tranches or v3 modifier events; INVALID left
-/// out) for fourccs GStreamer and our format table know; on 1.22 the
-/// LINEAR zero-copy formats.
+/// Caps for what this compositor takes. Plain caps: every format with a
+/// path that cannot fail mid-stream, best first: those shown with zero
+/// copies as LINEAR dma-bufs, then those `wl_shm` takes (zero copy over a
+/// memfd pool, else copied), then, wherever `wl_shm` exists, every other
+/// format of the table (converted on the CPU into XRGB8888, counted).
+/// `memory:DMABuf`: on GStreamer >= 1.24 a DMA_DRM structure with every
+/// (fourcc, modifier) pair the compositor advertises (v4/v5 feedback
+/// tranches or v3 modifier events; INVALID left out) for fourccs GStreamer
+/// and our format table know; on 1.22 the LINEAR zero-copy formats.
 fn caps_for_formats(set: &FormatSet) -> gst::Caps {
     let mut dmabuf = Vec::new();
-    let mut plain = Vec::new();
+    let (mut shm, mut converted) = (Vec::new(), Vec::new());
     let mut pairs = Vec::new();
+    let has_shm = !set.shm.is_empty();
     for (fourcc, format) in dcaps::VIDEO_FORMATS {
-        let zero_copy = set.supports_dmabuf(*fourcc, DrmModifier::Linear);
-        if zero_copy {
-            dmabuf.push(format.to_str().as_str());
-        }
-        if zero_copy || set.supports_shm(*fourcc) {
-            plain.push(format.to_str().as_str());
+        let name = format.to_str().as_str();
+        if set.supports_dmabuf(*fourcc, DrmModifier::Linear) {
+            dmabuf.push(name);
+        } else if set.supports_shm(*fourcc) {
+            shm.push(name);
+        } else if has_shm && crate::convert::can_convert(*fourcc) {
+            converted.push(name);
         }
         pairs.extend(set.modifiers(*fourcc).into_iter().map(|m| (*fourcc, m)));
     }
+    let plain: Vec<&str> = dmabuf.iter().chain(&shm).chain(&converted).copied().collect();
     if !dcaps::runtime_has_dma_drm() {
         return caps_with(&plain, &dmabuf);
     }
@@ -224,7 +229,9 @@ impl WlDmaBufSink {
             .field("frames", counters.frames)
             .field("shown", stats.presented)
             .field("zero-copy", stats.zero_copy)
+            .field("shm-zero-copy", stats.shm_zero_copy)
             .field("copies", stats.copies)
+            .field("converted", stats.converted)
             .field("dropped", counters.dropped)
             .field("wl-buffers", stats.wl_buffers_created)
             .field("cache-hits", stats.cache_hits)
@@ -327,6 +334,7 @@ impl WlDmaBufSink {
                     stream.info.width(),
                     stream.info.height(),
                     &planes,
+                    dcaps::colorimetry_of(&stream.info),
                     Box::new(()),
                 )
                 .map_err(fail)?;
@@ -480,9 +488,11 @@ impl ObjectImpl for WlDmaBufSink {
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb(
-                        "frames, shown, zero-copy, copies, dropped, wl-buffers, cache-hits, releases, \
+                        "frames, shown, zero-copy (linux-dmabuf and wl_shm over the frame's own memfd), \
+                         shm-zero-copy (of those, the wl_shm ones), copies, converted (of the copies, those \
+                         converted into XRGB8888 on the CPU), dropped, wl-buffers, cache-hits, releases, \
                          reused-before-release, import-refusals (kinds of buffer the compositor \
-                         answered `failed` for; their frames are copied into wl_shm), sync \
+                         answered `failed` for; their frames go the wl_shm way), sync \
                          (implicit, linux-drm-syncobj-v1 or linux-explicit-synchronization-v1), explicit-sync-commits, \
                          release-points-signalled",
                     )

@@ -1,0 +1,122 @@
+//! GStreamer helpers shared by the pipeline tests: one init, one
+//! play-to-EOS run with the sink's stats and a capture, the reference frame
+//! videotestsrc makes.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use dmabuf_interop::wayland::headless::Image;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
+
+/// GStreamer and the crate's elements, registered once per process.
+pub fn init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        gst::init().expect("GStreamer (run scripts/setup)");
+        dmabuf_interop::elements::register(None).expect("register elements");
+    });
+}
+
+/// What a pipeline run ended with.
+pub struct Run {
+    /// wldmabufsink's stats message at EOS.
+    pub stats: Option<gst::Structure>,
+    /// The screen at EOS, before the sink went away.
+    pub capture: Option<Image>,
+    /// The first error message.
+    pub error: Option<String>,
+}
+
+impl Run {
+    /// A wldmabufsink counter.
+    pub fn stat(&self, name: &str) -> u64 {
+        self.stats
+            .as_ref()
+            .expect("no stats message at EOS")
+            .get::<u64>(name)
+            .unwrap_or_else(|_| panic!("no {name} in stats"))
+    }
+}
+
+/// Runs `description` (its sink named `sink`, shown on the compositor at
+/// `socket`) to EOS or error within 60 s; `capture` reads the screen at EOS.
+pub fn run(socket: &Path, capture: impl Fn() -> Option<Image>, description: &str) -> Run {
+    let pipeline = gst::parse::launch(description)
+        .expect("pipeline")
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sink = pipeline.by_name("sink").expect("an element named sink");
+    sink.set_property("display", socket.to_str().unwrap());
+    let bus = pipeline.bus().unwrap();
+    let mut out = Run {
+        stats: None,
+        capture: None,
+        error: None,
+    };
+    if pipeline.set_state(gst::State::Playing).is_err() {
+        out.error = bus
+            .pop_filtered(&[gst::MessageType::Error])
+            .map(|m| format!("{:?}", m))
+            .or(Some("state change failed".into()));
+        pipeline.set_state(gst::State::Null).unwrap();
+        return out;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
+            continue;
+        };
+        match msg.view() {
+            gst::MessageView::Element(e) if e.structure().is_some_and(|s| s.name() == "wldmabufsink-stats") => {
+                out.stats = e.structure().map(|s| s.to_owned());
+            }
+            gst::MessageView::Eos(_) => {
+                out.capture = capture();
+                break;
+            }
+            gst::MessageView::Error(e) => {
+                out.error = Some(format!("{} ({:?})", e.error(), e.debug()));
+                break;
+            }
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    out
+}
+
+/// The frame `videotestsrc` makes for `caps` (system memory), as planes
+/// and strides.
+pub fn reference_frame(caps: &str) -> (gst_video::VideoInfo, Vec<Vec<u8>>, Vec<usize>) {
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=1 pattern=smpte ! {caps} ! appsink name=s"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline.by_name("s").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let sample = sink.pull_sample().expect("reference sample");
+    let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(sample.buffer().unwrap(), &info).unwrap();
+    let planes = (0..frame.n_planes())
+        .map(|i| frame.plane_data(i).unwrap().to_vec())
+        .collect();
+    let strides = frame.plane_stride().iter().map(|&s| s as usize).collect();
+    pipeline.set_state(gst::State::Null).unwrap();
+    (info, planes, strides)
+}
+
+/// The RGB reference of SMPTE bars at `width`x`height`: videotestsrc's own
+/// BGRx frame, as a pixel function for `grid_error`.
+pub fn smpte_rgb(width: u32, height: u32) -> impl Fn(u32, u32) -> [u8; 3] {
+    let (_, planes, strides) = reference_frame(&format!("video/x-raw,format=BGRx,width={width},height={height}"));
+    move |x, y| {
+        let p = &planes[0][y as usize * strides[0] + x as usize * 4..];
+        [p[2], p[1], p[0]]
+    }
+}
