@@ -22,15 +22,16 @@ use gstreamer_video::prelude::*;
 /// The frames' path: where the compositor imports dma-bufs every shown
 /// frame is zero-copy; where it answers `failed` (the VM stage's Weston: a
 /// render node, but a GL renderer on llvmpipe that cannot import) the sink
-/// asked once per kind of buffer and copied every shown frame into wl_shm.
+/// asked once per kind of buffer and sent every shown frame the wl_shm way:
+/// the pool's udmabufs as wl_shm pools (zero copy), or copies.
 fn assert_path(stats: &gst::StructureRef, what: &str) {
     let get = |name| stats.get::<u64>(name).unwrap();
-    let expected = if get("import-refusals") == 0 {
-        (get("shown"), 0)
+    if get("import-refusals") == 0 {
+        assert_eq!((get("zero-copy"), get("copies")), (get("shown"), 0), "{what}: {stats}");
     } else {
-        (0, get("shown"))
-    };
-    assert_eq!((get("zero-copy"), get("copies")), expected, "{what}: {stats}");
+        assert_eq!(get("shm-zero-copy") + get("copies"), get("shown"), "{what}: {stats}");
+        assert_eq!(get("zero-copy"), get("shm-zero-copy"), "{what}: {stats}");
+    }
 }
 
 /// At least `n`, except in the VM stage, whose CPU is emulated (~20x

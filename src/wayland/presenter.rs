@@ -1,8 +1,9 @@
 //! [`Presenter`]: shows `DmaBuf`s on one Wayland surface: linux-dmabuf
 //! `wl_buffer`s where the compositor takes them ([`linux_dmabuf`](super::linux_dmabuf)),
-//! cached per source ([`buffers`](super::buffers)), the counted `wl_shm`
-//! copy where not ([`shm`](super::shm)), in our window or a subsurface of
-//! an application's ([`window`](super::window)).
+//! cached per source ([`buffers`](super::buffers)), `wl_shm` where not
+//! ([`shm`](super::shm): the frame's own memfd as the pool, else a counted
+//! copy, else a counted conversion into XRGB8888), in our window or a
+//! subsurface of an application's ([`window`](super::window)).
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -449,7 +450,9 @@ impl Presenter {
     }
 
     /// Shows `buf`: linux-dmabuf when the compositor advertises its format
-    /// and modifier, else a counted `wl_shm` copy. `keepalive` (e.g. the
+    /// and modifier and accepts the kind, else `wl_shm` ([`Via`]: the
+    /// buffer's own memory as the pool where it can be, else a counted copy
+    /// or conversion). `keepalive` (e.g. the
     /// GStreamer buffer, which keeps a pool from reusing the memory) is
     /// dropped when the compositor releases the `wl_buffer` (under
     /// explicit sync: when its release point signals). The buffer is ready

@@ -219,7 +219,7 @@ pub fn device_test(what: &str, present: bool) -> bool {
 
 /// `present`, or (outside the stage that must provide `what`) false with
 /// a note; inside that stage (`env` set) a missing `what` fails the test.
-fn staged_test(what: &str, present: bool, env: &str, stage: &str) -> bool {
+pub fn staged_test(what: &str, present: bool, env: &str, stage: &str) -> bool {
     if present {
         return true;
     }

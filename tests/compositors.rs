@@ -1,0 +1,495 @@
+//! The compositors users run (Weston, sway, mutter, KWin as Debian 13 and
+//! Debian testing ship them), each started headless in the compositor stage
+//! (`scripts/compositor-stage`, inside `scripts/chroot-run --suite trixie`
+//! and `--suite forky`), with wldmabufsink and GStreamer's waylandsink
+//! playing the same stream in the same run: frames shown (counted the same
+//! way for both: `wl_surface.attach` of a buffer in `WAYLAND_DEBUG=client`),
+//! our path (zero-copy, wl_shm zero-copy, copies, conversions, refusals,
+//! sync), the compositor alive afterwards, and the screen's pixels where a
+//! client may read it (Weston's capture, sway's screencopy through grim).
+//! mutter and KWin give a plain client no capture: stats, liveness and frame
+//! counts there. One table row per compositor and format is printed.
+//!
+//! Outside the stage (`DMABUF_INTEROP_COMPOSITOR_STAGE` unset) the tests say
+//! where they run and do nothing; in it, a compositor that cannot start is a
+//! failure with its log.
+#![cfg(all(feature = "headless", feature = "gstreamer", feature = "vulkan"))]
+
+mod common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{grid_error_above, keep_capture};
+use dmabuf_interop::wayland::headless::{Image, Renderer, Weston, WestonOptions};
+use dmabuf_interop::wayland::{Presenter, Target};
+
+/// Set by `scripts/compositor-stage` to the chroot's suite (trixie, forky).
+const STAGE_ENV: &str = "DMABUF_INTEROP_COMPOSITOR_STAGE";
+
+/// The streams every compositor gets (format, width, height, frames).
+const STREAMS: [(&str, u32, u32, u32); 4] = [
+    ("BGRx", 320, 240, 60),
+    ("NV12", 320, 240, 60),
+    ("BGRx", 1920, 1080, 30),
+    ("I420", 1920, 1080, 30),
+];
+
+/// A headless compositor of ours, killed on drop.
+struct Compositor {
+    name: &'static str,
+    runtime: PathBuf,
+    socket: PathBuf,
+    child: Option<Child>,
+    dbus: Option<u32>,
+    weston: Option<Weston>,
+    log: PathBuf,
+}
+
+fn runtime_dir(name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("dmabuf-interop-{name}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    dir
+}
+
+/// A session bus in `runtime` (mutter and KWin need one); its pid.
+fn session_bus(runtime: &Path) -> u32 {
+    let out = Command::new("dbus-daemon")
+        .args(["--session", "--fork", "--print-pid"])
+        .arg(format!("--address=unix:path={}/bus", runtime.display()))
+        .output()
+        .expect("dbus-daemon (package dbus-daemon in the chroot)");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("dbus-daemon gave no pid: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+impl Compositor {
+    fn start(name: &'static str, width: u32, height: u32) -> Self {
+        if name == "weston" {
+            let weston = Weston::start(WestonOptions {
+                width,
+                height,
+                renderer: Renderer::Gl,
+                ..Default::default()
+            })
+            .unwrap_or_else(|e| panic!("weston did not start: {e}"));
+            return Self {
+                name,
+                runtime: PathBuf::new(),
+                socket: weston.socket_path(),
+                child: None,
+                dbus: None,
+                weston: Some(weston),
+                log: PathBuf::new(),
+            };
+        }
+        let runtime = runtime_dir(name);
+        let log = runtime.join("log");
+        let socket_name = "wayland-test";
+        let mut cmd;
+        let mut dbus = None;
+        match name {
+            "sway" => {
+                let config = runtime.join("config");
+                std::fs::write(
+                    &config,
+                    format!("output HEADLESS-1 resolution {width}x{height}\ndefault_border none\n"),
+                )
+                .unwrap();
+                cmd = Command::new("sway");
+                cmd.arg("-c").arg(&config).env("WLR_BACKENDS", "headless");
+                cmd.env("WLR_LIBINPUT_NO_DEVICES", "1");
+                // The bare host has no render node for gles2.
+                cmd.env("WLR_RENDERER", "pixman");
+            }
+            "mutter" => {
+                dbus = Some(session_bus(&runtime));
+                cmd = Command::new("mutter");
+                cmd.args(["--headless", "--wayland", "--no-x11", "--virtual-monitor"])
+                    .arg(format!("{width}x{height}"))
+                    .arg(format!("--wayland-display={socket_name}"));
+            }
+            "kwin" => {
+                dbus = Some(session_bus(&runtime));
+                cmd = Command::new("kwin_wayland");
+                cmd.args([
+                    "--virtual",
+                    "--no-lockscreen",
+                    "--no-global-shortcuts",
+                    "--socket",
+                    socket_name,
+                ])
+                .arg("--width")
+                .arg(width.to_string())
+                .arg("--height")
+                .arg(height.to_string())
+                .env("QT_QPA_PLATFORM", "offscreen");
+            }
+            other => panic!("unknown compositor {other}"),
+        }
+        cmd.env("XDG_RUNTIME_DIR", &runtime)
+            .env(
+                "DBUS_SESSION_BUS_ADDRESS",
+                format!("unix:path={}/bus", runtime.display()),
+            )
+            .env_remove("WAYLAND_DISPLAY")
+            .env_remove("DISPLAY")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name} did not start ({e}): install it in the chroot (scripts/chroot-run)"));
+        let mut c = Self {
+            name,
+            runtime: runtime.clone(),
+            socket: PathBuf::new(),
+            child: Some(child),
+            dbus,
+            weston: None,
+            log,
+        };
+        // sway names its socket itself (wayland-N).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let found = std::fs::read_dir(&runtime).unwrap().filter_map(|e| e.ok()).find(|e| {
+                let n = e.file_name().to_string_lossy().to_string();
+                n.starts_with("wayland-") && !n.ends_with(".lock")
+            });
+            if let Some(e) = found {
+                c.socket = e.path();
+                // Wait until it answers a roundtrip.
+                if Presenter::connect_to(&c.socket, target()).is_ok() {
+                    break;
+                }
+            }
+            assert!(c.alive(), "{name} exited at start: {}", c.log_tail());
+            assert!(
+                Instant::now() < deadline,
+                "{name} made no socket within 30 s: {}",
+                c.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        c
+    }
+
+    fn alive(&mut self) -> bool {
+        match (&mut self.child, &self.weston) {
+            (Some(child), _) => child.try_wait().ok().flatten().is_none(),
+            (None, Some(w)) => w.pid().is_some(),
+            _ => false,
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    /// The screen, where a plain client may read it.
+    fn capture(&self) -> Option<Image> {
+        if let Some(w) = &self.weston {
+            return w.capture().ok();
+        }
+        if self.name != "sway" {
+            return None;
+        }
+        let out = Command::new("grim")
+            .args(["-t", "ppm", "-"])
+            .env("XDG_RUNTIME_DIR", &self.runtime)
+            .env("WAYLAND_DISPLAY", &self.socket)
+            .output()
+            .expect("grim (in the chroot)");
+        parse_ppm(&out.stdout)
+    }
+
+    /// The environment a client of this compositor needs.
+    fn client_env(&self, cmd: &mut Command) {
+        let runtime = self.socket.parent().unwrap();
+        cmd.env("XDG_RUNTIME_DIR", runtime).env("WAYLAND_DISPLAY", &self.socket);
+    }
+}
+
+impl Drop for Compositor {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(pid) = self.dbus {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+        if !self.runtime.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.runtime);
+        }
+    }
+}
+
+fn target() -> Target {
+    Target::Toplevel {
+        title: "compositor-stage probe".into(),
+        app_id: "dmabuf-interop.probe".into(),
+    }
+}
+
+/// A binary PPM (P6, maxval 255) as RGBA.
+fn parse_ppm(bytes: &[u8]) -> Option<Image> {
+    let mut fields = Vec::new();
+    let mut i = 0;
+    while fields.len() < 4 {
+        while bytes.get(i)?.is_ascii_whitespace() {
+            i += 1;
+        }
+        let start = i;
+        while !bytes.get(i)?.is_ascii_whitespace() {
+            i += 1;
+        }
+        fields.push(std::str::from_utf8(&bytes[start..i]).ok()?.to_string());
+    }
+    let (w, h): (u32, u32) = (fields[1].parse().ok()?, fields[2].parse().ok()?);
+    let data = bytes.get(i + 1..i + 1 + (w * h * 3) as usize)?;
+    let rgba = data.chunks(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+    (fields[0] == "P6").then_some(Image {
+        width: w,
+        height: h,
+        rgba,
+    })
+}
+
+/// What one sink did with one stream.
+#[derive(Debug, Default)]
+struct Played {
+    ok: bool,
+    error: String,
+    /// Frames shown: attaches of a buffer on the surface with the most.
+    shown: u64,
+    /// wldmabufsink's stats (empty for waylandsink).
+    stats: String,
+    /// Worst channel error of the bars while playing, and points compared.
+    bars: Option<(u32, usize)>,
+}
+
+fn stat(stats: &str, name: &str) -> u64 {
+    let key = format!("{name}=(guint64)");
+    stats
+        .split(", ")
+        .find_map(|f| f.trim_end_matches(';').strip_prefix(key.as_str()))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn field(stats: &str, name: &str) -> String {
+    let key = format!("{name}=(string)");
+    stats
+        .split(", ")
+        .find_map(|f| f.trim_end_matches(';').strip_prefix(key.as_str()))
+        .unwrap_or("-")
+        .to_string()
+}
+
+/// Plays SMPTE bars in `format` into `sink` (gst-launch-1.0 of the chroot's
+/// GStreamer, our plugin from this build) on `compositor`, capturing the
+/// screen halfway through (the bars are still).
+fn play(compositor: &Compositor, sink: &str, format: &str, width: u32, height: u32, frames: u32) -> Played {
+    let plugin_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debug");
+    let mut cmd = Command::new("gst-launch-1.0");
+    cmd.arg("-m")
+        .arg("videotestsrc")
+        .arg("pattern=smpte")
+        .arg(format!("num-buffers={frames}"))
+        .arg("!")
+        .arg(format!(
+            "video/x-raw,format={format},width={width},height={height},framerate=30/1"
+        ))
+        .arg("!")
+        .args(sink.split(' '))
+        .env("GST_PLUGIN_PATH", &plugin_dir)
+        .env("WAYLAND_DEBUG", "client")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    compositor.client_env(&mut cmd);
+    let mut child = cmd.spawn().expect("gst-launch-1.0");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    // Halfway through a 30 fps stream, after start-up.
+    std::thread::sleep(Duration::from_millis(500 + u64::from(frames) * 1000 / 60));
+    let capture = compositor.capture();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (out, err) = (out_reader.join().unwrap(), err_reader.join().unwrap());
+    let mut attaches = std::collections::HashMap::<String, u64>::new();
+    for line in err.lines() {
+        // `-> wl_surface#9.attach(wl_buffer#16, 0, 0)` (libwayland >= 1.23
+        // writes `#`, older ones `@`).
+        if let Some(at) = line
+            .find("-> wl_surface")
+            .filter(|_| line.contains(".attach(wl_buffer"))
+        {
+            let surface = line[at + 3..].split('.').next().unwrap_or("").to_string();
+            *attaches.entry(surface).or_default() += 1;
+        }
+    }
+    let stats = out
+        .lines()
+        .find_map(|l| l.find("wldmabufsink-stats").map(|i| l[i..].to_string()))
+        .unwrap_or_default();
+    let error = out
+        .lines()
+        .chain(err.lines())
+        .filter(|l| l.contains("ERROR") || l.contains("error:"))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" | ");
+    let bars = capture.filter(|c| (c.width, c.height) == (width, height)).map(|image| {
+        keep_capture(
+            &image,
+            &format!(
+                "{}-{}-{format}-{width}x{height}-{}",
+                stage(),
+                compositor.name,
+                sink.split(' ').next().unwrap()
+            ),
+        );
+        let reference = common::gst::smpte_rgb(width, height);
+        grid_error_above(&image, reference, width, height, height * 3 / 4)
+    });
+    Played {
+        ok: status.is_some_and(|s| s.success()) && error.is_empty(),
+        error,
+        shown: attaches.values().copied().max().unwrap_or(0),
+        stats,
+        bars,
+    }
+}
+
+fn stage() -> String {
+    std::env::var(STAGE_ENV).unwrap_or_default()
+}
+
+/// Plays every stream with both sinks on `name`; prints the table rows
+/// and asserts what wldmabufsink owes: it plays wherever waylandsink does
+/// (every stream, in fact: no format in its caps can fail mid-stream),
+/// BGRx without a copy, as many frames shown as waylandsink (two frames of
+/// slack for start-up timing), exact BGRx pixels where the screen can be
+/// read, and the compositor alive afterwards.
+fn compositor_case(name: &'static str) {
+    if !common::staged_test(
+        &format!("{name} (Debian 13 / testing)"),
+        std::env::var_os(STAGE_ENV).is_some(),
+        STAGE_ENV,
+        "compositor stage (scripts/compositor-stage)",
+    ) {
+        return;
+    }
+    common::gst::init();
+    let gst = gstreamer::version_string();
+    for (format, width, height, frames) in STREAMS {
+        // A fresh compositor per stream and sink: no window of the last run
+        // fading out in the capture, the output the stream's size.
+        let mut comp = Compositor::start(name, width, height);
+        let ours = play(&comp, "wldmabufsink max-lateness=-1", format, width, height, frames);
+        assert!(comp.alive(), "{name} died under wldmabufsink: {}", comp.log_tail());
+        Presenter::connect_to(&comp.socket, target()).expect("the compositor still answers");
+        drop(comp);
+        let mut comp = Compositor::start(name, width, height);
+        let anchor = play(&comp, "waylandsink", format, width, height, frames);
+        let anchor_alive = comp.alive();
+        drop(comp);
+        let s = &ours.stats;
+        println!(
+            "| {} | {name} | {gst} | {format} {width}x{height} | ours: {} shown {} (zero-copy {}, shm zero-copy {}, copies {}, converted {}, refusals {}, sync {}), bars {:?} | waylandsink: {} shown {}, bars {:?}{} |",
+            stage(),
+            if ours.ok { "plays" } else { "FAILS" },
+            ours.shown,
+            stat(s, "zero-copy"),
+            stat(s, "shm-zero-copy"),
+            stat(s, "copies"),
+            stat(s, "converted"),
+            stat(s, "import-refusals"),
+            field(s, "sync"),
+            ours.bars,
+            if anchor.ok { "plays" } else { "fails" },
+            anchor.shown,
+            anchor.bars,
+            if anchor_alive { "" } else { ", compositor died" },
+        );
+        assert!(
+            ours.ok,
+            "{name} {format}: wldmabufsink failed: {} / {}",
+            ours.error, ours.stats
+        );
+        assert!(ours.shown >= 1, "{name} {format}: nothing shown: {}", ours.stats);
+        assert_eq!(
+            stat(s, "shown") + stat(s, "dropped"),
+            u64::from(frames),
+            "{name} {format}: {s}"
+        );
+        if format == "BGRx" {
+            assert_eq!(stat(s, "copies"), 0, "{name} {format}: BGRx copied: {s}");
+        }
+        if anchor.ok {
+            assert!(
+                ours.shown + 2 >= anchor.shown,
+                "{name} {format}: ours showed {} frames, waylandsink {}",
+                ours.shown,
+                anchor.shown
+            );
+        }
+        if let (Some((worst, points)), "BGRx") = (ours.bars, format) {
+            assert!(
+                points > 90 && worst == 0,
+                "{name} {format}: bars worst {worst} over {points}"
+            );
+        }
+    }
+}
+
+#[test]
+fn weston() {
+    compositor_case("weston");
+}
+
+#[test]
+fn sway() {
+    compositor_case("sway");
+}
+
+#[test]
+fn mutter() {
+    compositor_case("mutter");
+}
+
+#[test]
+fn kwin() {
+    compositor_case("kwin");
+}
