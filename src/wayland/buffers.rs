@@ -67,17 +67,23 @@ impl Presenter {
             return Ok((e.buffer.clone(), true));
         }
         let buffer = self.import(buf)?;
+        self.cache_new(buf, buffer.clone(), false);
+        Ok((buffer, false))
+    }
+
+    /// Caches a new `wl_buffer` made for `buf` (linux-dmabuf, or `shm`: a
+    /// `wl_shm` buffer over its memory) and counts it.
+    pub(super) fn cache_new(&mut self, buf: &DmaBuf, buffer: WlBuffer, shm: bool) {
         self.stats.wl_buffers_created += 1;
         self.cache.insert(
             buf.id(),
             CacheEntry {
                 source: buf.downgrade(),
-                buffer: buffer.clone(),
+                buffer,
                 release: None,
-                shm: false,
+                shm,
             },
         );
-        Ok((buffer, false))
     }
 
     /// Drops the cached `wl_buffer` of `buf`, if any (the next use makes a

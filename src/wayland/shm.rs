@@ -23,7 +23,6 @@ use wayland_client::protocol::{
 };
 use wayland_client::{Connection, Dispatch, Proxy, QueueHandle, WEnum, delegate_noop};
 
-use super::buffers::CacheEntry;
 use super::error::{ShmError, WaylandError};
 use super::formats::{fourcc_to_shm, shm_to_fourcc};
 use super::presenter::Presenter;
@@ -260,16 +259,7 @@ impl Presenter {
             (),
         );
         pool.destroy();
-        self.stats.wl_buffers_created += 1;
-        self.cache.insert(
-            buf.id(),
-            CacheEntry {
-                source: buf.downgrade(),
-                buffer: buffer.clone(),
-                release: None,
-                shm: true,
-            },
-        );
+        self.cache_new(buf, buffer.clone(), true);
         Ok(Some((buffer, false)))
     }
 
