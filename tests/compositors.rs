@@ -417,7 +417,7 @@ fn compositor_case(name: &'static str) {
         // A fresh compositor per stream and sink: no window of the last run
         // fading out in the capture, the output the stream's size.
         let mut comp = Compositor::start(name, width, height);
-        let ours = play(&comp, "wldmabufsink max-lateness=-1", format, width, height, frames);
+        let ours = play(&comp, "wldmabufsink", format, width, height, frames);
         assert!(comp.alive(), "{name} died under wldmabufsink: {}", comp.log_tail());
         Presenter::connect_to(&comp.socket, target()).expect("the compositor still answers");
         drop(comp);

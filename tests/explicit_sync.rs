@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::device_test;
 use common::vgem::{VgemBuffer, vgem_card, write_rows_unsynced};
 use dmabuf_interop::fence::{DrmDevice, Fence};
-use dmabuf_interop::wayland::{Presenter, SyncMode, Target};
+use dmabuf_interop::wayland::{NEVER_SHOWN_TIMEOUT, Presenter, SyncMode, Target, Via};
 use dmabuf_interop::{DrmFourcc, pattern};
 use syncobj_compositor::{Capture, Offer, TestCompositor};
 
@@ -241,6 +241,47 @@ fn without_a_protocol_frames_use_implicit_sync() {
     );
     assert!(stats.releases >= 2, "{stats:?}");
     assert_eq!(stats.reused_before_release, 0);
+}
+
+#[test]
+fn a_kind_accepted_but_never_shown_is_demoted_to_wl_shm() {
+    // A compositor that answers `created` for a dma-buf it then never
+    // shows (no frame callback while it is on the surface, as Weston 16
+    // does with some NV12 imports in a VM): after NEVER_SHOWN_TIMEOUT the
+    // kind counts as refused, the wait ends, and the next frames go the
+    // wl_shm way and are shown.
+    let Some((card, node)) = setup() else { return };
+    let compositor = TestCompositor::start_hiding(node.path(), W, H, smithay::backend::allocator::Fourcc::Xrgb8888);
+    let mut presenter = Presenter::connect_to(compositor.socket_path(), toplevel()).expect("connect");
+    let first = VgemBuffer::new(&card, W, H);
+    common::write_planes(
+        &first.buf,
+        &pattern::frame_planes(DrmFourcc::Xrgb8888, W, H, 1).unwrap(),
+    );
+    assert_eq!(
+        presenter.present(&first.buf, Box::new(())).unwrap().via,
+        Via::LinuxDmabuf
+    );
+    let start = Instant::now();
+    assert!(!presenter.wait_frame(Duration::from_secs(10)).unwrap(), "never shown");
+    let waited = start.elapsed();
+    assert!(
+        waited >= NEVER_SHOWN_TIMEOUT && waited < NEVER_SHOWN_TIMEOUT + Duration::from_secs(2),
+        "{waited:?}"
+    );
+    let stats = presenter.stats();
+    assert_eq!((stats.never_shown, stats.import_refusals), (1, 1), "{stats:?}");
+    assert!(!presenter.frame_pending(), "the wait for that frame is given up");
+    // The same kind again: the wl_shm way (a vgem buffer is copied), shown.
+    for n in 2..=3u32 {
+        let b = VgemBuffer::new(&card, W, H);
+        common::write_planes(&b.buf, &pattern::frame_planes(DrmFourcc::Xrgb8888, W, H, n).unwrap());
+        assert_eq!(presenter.present(&b.buf, Box::new(())).unwrap().via, Via::ShmCopy);
+        assert!(presenter.wait_frame(Duration::from_secs(5)).unwrap(), "shown");
+        assert_eq!(wrong(&compositor.capture(), n), 0, "frame {n} on screen");
+    }
+    presenter.roundtrip().expect("the connection lives");
+    assert_eq!(presenter.stats().never_shown, 1);
 }
 
 #[test]

@@ -14,6 +14,7 @@ use wayland_client::protocol::wl_buffer::{self, WlBuffer};
 use wayland_client::{Connection, Dispatch, Proxy, QueueHandle};
 
 use super::error::WaylandError;
+use super::linux_dmabuf::ImportKind;
 use super::presenter::Presenter;
 use super::queue::State;
 use super::sync::SharedTimeline;
@@ -41,6 +42,8 @@ pub(super) struct CacheEntry {
     /// A `wl_shm` buffer over the source's memory (never given explicit
     /// sync points), not a linux-dmabuf one.
     pub(super) shm: bool,
+    /// The source's kind (a never-shown kind's entries are dropped).
+    pub(super) kind: ImportKind,
 }
 
 impl CacheEntry {
@@ -63,8 +66,13 @@ impl Presenter {
     /// instead of a protocol error that ends the connection.
     pub fn wl_buffer_for(&mut self, buf: &DmaBuf) -> Result<(WlBuffer, bool), WaylandError> {
         self.purge_dead();
-        if let Some(e) = self.cache.get(&buf.id()) {
-            return Ok((e.buffer.clone(), true));
+        match self.cache.get(&buf.id()) {
+            Some(e) if !e.shm => return Ok((e.buffer.clone(), true)),
+            // A wl_shm buffer over this source: its kind was refused (or
+            // never shown), so it is no linux-dmabuf one (nor may it carry
+            // explicit-sync requests: `unsupported_buffer`, fatal).
+            Some(_) => return Err(Self::import_failed(buf)),
+            None => {}
         }
         let buffer = self.import(buf)?;
         self.cache_new(buf, buffer.clone(), false);
@@ -82,6 +90,7 @@ impl Presenter {
                 buffer,
                 release: None,
                 shm,
+                kind: ImportKind::of(buf),
             },
         );
     }

@@ -44,7 +44,7 @@ pub(super) struct ImportKind {
 }
 
 impl ImportKind {
-    fn of(buf: &DmaBuf) -> Self {
+    pub(super) fn of(buf: &DmaBuf) -> Self {
         Self {
             fourcc: buf.fourcc(),
             modifier: buf.modifier().into(),
@@ -240,7 +240,7 @@ impl Presenter {
         }
     }
 
-    fn import_failed(buf: &DmaBuf) -> WaylandError {
+    pub(super) fn import_failed(buf: &DmaBuf) -> WaylandError {
         WaylandError::ImportFailed {
             fourcc: buf.fourcc(),
             width: buf.width(),

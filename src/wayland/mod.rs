@@ -39,7 +39,7 @@ pub use buffers::Release;
 pub use error::{ShmError, WaylandError};
 pub use formats::{FormatSet, FormatTableError, Tranche, parse_format_table, tranche_formats};
 pub use linux_dmabuf::MAX_DMABUF_VERSION;
-pub use presenter::{PresentStats, Presented, Presenter, SYNC_ENV, Via};
+pub use presenter::{NEVER_SHOWN_TIMEOUT, PresentStats, Presented, Presenter, SYNC_ENV, Via};
 pub use sync::SyncMode;
 pub use wayland_client;
 pub use window::{Target, fit};

@@ -44,6 +44,12 @@ use wayland_protocols::wp::linux_explicit_synchronization::zv1::client::zwp_linu
 /// `zwp_linux_explicit_synchronization_v1` over linux-drm-syncobj-v1.
 pub const SYNC_ENV: &str = "DMABUF_INTEROP_SYNC";
 
+/// How long the first commit of a kind of linux-dmabuf buffer may wait for
+/// its frame callback before the kind counts as never shown (generous: a
+/// compositor on an emulated CPU takes a while for its first frame, and a
+/// wrong demotion only costs the `wl_shm` way).
+pub const NEVER_SHOWN_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Waits on the CPU for a frame's acquire fence where no explicit-sync
 /// commit carries it (implicit sync, or a `wl_shm` copy); a fence that has
 /// not signalled after 10 s is an error, not a hang.
@@ -73,6 +79,10 @@ pub struct PresentStats {
     /// Of the copies, those converted on the CPU into XRGB8888 (the
     /// compositor takes the format neither as a dma-buf nor by `wl_shm`).
     pub converted: u64,
+    /// Kinds of buffer the compositor accepted (`created`) but never
+    /// showed (no frame callback within [`NEVER_SHOWN_TIMEOUT`]): demoted
+    /// like refusals (and counted in `import_refusals` too).
+    pub never_shown: u64,
     /// `wl_buffer`s created for dma-bufs (cache misses).
     pub wl_buffers_created: u64,
     /// Frames that reused a cached `wl_buffer`.
@@ -150,6 +160,11 @@ pub struct Presenter {
     /// `invalid_wl_buffer`).
     pub(super) import_kinds: HashMap<ImportKind, bool>,
     pub(super) shm_buffers: Vec<ShmBuffer>,
+    /// The first commit of a linux-dmabuf kind not yet seen shown, and
+    /// when (see `check_shown`).
+    unconfirmed: Option<(ImportKind, Instant)>,
+    /// Kinds whose commit was shown (a frame callback came).
+    confirmed_kinds: std::collections::HashSet<ImportKind>,
     /// Files the compositor could not map as `wl_shm` pools (see
     /// `shm_wl_buffer_for`).
     pub(super) shm_unmappable: std::collections::HashSet<(u64, u64)>,
@@ -281,6 +296,8 @@ impl Presenter {
             import_kinds: HashMap::new(),
             shm_buffers: Vec::new(),
             shm_unmappable: std::collections::HashSet::new(),
+            unconfirmed: None,
+            confirmed_kinds: std::collections::HashSet::new(),
             stats: PresentStats::default(),
             render_size: None,
             explicit: None,
@@ -343,7 +360,43 @@ impl Presenter {
 
     /// Dispatches what has arrived, waiting up to `timeout` for something.
     pub fn dispatch_timeout(&mut self, timeout: Duration) -> Result<(), WaylandError> {
-        queue::dispatch(&mut self.queue, &mut self.state, timeout)
+        queue::dispatch(&mut self.queue, &mut self.state, timeout)?;
+        self.check_shown();
+        Ok(())
+    }
+
+    /// Follows the first commit of each kind of linux-dmabuf buffer: its
+    /// frame callback confirms the kind; a kind whose commit is still not
+    /// shown after [`NEVER_SHOWN_TIMEOUT`] (the compositor answered
+    /// `created` but cannot show it, as Weston 16 does with some NV12
+    /// imports in a VM) is demoted like a refusal: counted
+    /// (`never_shown`, `import_refusals`), its `wl_buffer`s retired, its
+    /// frames sent the `wl_shm` way from then on, and the wait for that
+    /// frame callback given up, so playback goes on.
+    fn check_shown(&mut self) {
+        let Some((kind, since)) = &self.unconfirmed else { return };
+        if self.state.frame_callback.is_none() {
+            self.confirmed_kinds.insert(kind.clone());
+            self.unconfirmed = None;
+        } else if since.elapsed() >= NEVER_SHOWN_TIMEOUT {
+            let kind = kind.clone();
+            self.unconfirmed = None;
+            self.import_kinds.insert(kind.clone(), false);
+            self.stats.import_refusals += 1;
+            self.stats.never_shown += 1;
+            let stale: Vec<BufferId> = self
+                .cache
+                .iter()
+                .filter(|(_, e)| !e.shm && e.kind == kind)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in stale {
+                if let Some(e) = self.cache.remove(&id) {
+                    e.retire(&mut self.state);
+                }
+            }
+            self.state.frame_callback = None;
+        }
     }
 
     /// What the compositor accepts. Re-evaluated on every feedback `done`.
@@ -424,9 +477,12 @@ impl Presenter {
     }
 
     /// Dispatches until the latest commit's frame callback, or `timeout`;
-    /// false on timeout.
+    /// false on timeout, and when the commit's kind of buffer turned out
+    /// never to be shown (see [`PresentStats::never_shown`]: the wait ends
+    /// there, the frame was not shown).
     pub fn wait_frame(&mut self, timeout: Duration) -> Result<bool, WaylandError> {
         let deadline = Instant::now() + timeout;
+        let never_shown = self.stats.never_shown;
         while self.state.frame_callback.is_some() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -437,7 +493,7 @@ impl Presenter {
                 return Err(WaylandError::Closed);
             }
         }
-        Ok(true)
+        Ok(self.stats.never_shown == never_shown)
     }
 
     /// Why explicit sync is not used although the compositor offers a
@@ -516,6 +572,12 @@ impl Presenter {
             }
         };
         self.commit_frame(&wl_buffer, presented, buf.width(), buf.height(), keepalive)?;
+        if presented.via == Via::LinuxDmabuf && self.unconfirmed.is_none() {
+            let kind = ImportKind::of(buf);
+            if !self.confirmed_kinds.contains(&kind) {
+                self.unconfirmed = Some((kind, Instant::now()));
+            }
+        }
         Ok(presented)
     }
 

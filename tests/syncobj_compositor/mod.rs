@@ -31,7 +31,7 @@ use smithay::backend::renderer::element::Kind;
 use smithay::backend::renderer::element::surface::{WaylandSurfaceRenderElement, render_elements_from_surface_tree};
 use smithay::backend::renderer::pixman::PixmanRenderer;
 use smithay::backend::renderer::sync::Fence as _;
-use smithay::backend::renderer::utils::{draw_render_elements, on_commit_buffer_handler};
+use smithay::backend::renderer::utils::{RendererSurfaceStateUserData, draw_render_elements, on_commit_buffer_handler};
 use smithay::backend::renderer::{Bind, Color32F, ExportMem, Frame, ImportDma, Offscreen, Renderer};
 use smithay::input::{Seat, SeatHandler, SeatState};
 use smithay::reexports::wayland_protocols::wp::linux_explicit_synchronization::zv1::server::{
@@ -49,7 +49,9 @@ use smithay::wayland::compositor::{
     self, BlockerState, CompositorClientState, CompositorHandler, CompositorState, SurfaceAttributes, TraversalAction,
     with_states, with_surface_tree_downward,
 };
-use smithay::wayland::dmabuf::{DmabufFeedbackBuilder, DmabufGlobal, DmabufHandler, DmabufState, ImportNotifier};
+use smithay::wayland::dmabuf::{
+    DmabufFeedbackBuilder, DmabufGlobal, DmabufHandler, DmabufState, ImportNotifier, get_dmabuf,
+};
 use smithay::wayland::drm_syncobj::{DrmSyncPoint, DrmSyncobjCachedState, DrmSyncobjHandler, DrmSyncobjState};
 use smithay::wayland::shell::xdg::{PopupSurface, PositionerState, ToplevelSurface, XdgShellHandler, XdgShellState};
 use smithay::wayland::shm::{ShmHandler, ShmState};
@@ -109,17 +111,39 @@ impl TestCompositor {
     /// Starts a `width`x`height` output, importing syncobj timelines on the
     /// DRM node `render_node`.
     pub fn start(render_node: &Path, width: u32, height: u32, offer: Offer) -> Self {
-        Self::start_with(render_node, width, height, offer, None)
+        Self::start_with(render_node, width, height, offer, None, None)
+    }
+
+    /// [`start`](Self::start) with [`Offer::None`] as a compositor that
+    /// accepts dma-bufs of `hidden` (`created`) but never shows them: no
+    /// frame callback comes while a surface holds one (Weston 16 does this
+    /// with some NV12 imports in a VM).
+    pub fn start_hiding(render_node: &Path, width: u32, height: u32, hidden: Fourcc) -> Self {
+        Self::start_with(render_node, width, height, Offer::None, None, Some(hidden))
     }
 
     /// [`start`](Self::start) with [`Offer::ExplicitSyncV1`] answering
     /// releases with `fenced_release`: fences (on vgem's `card`) pending
     /// until [`signal_release_fences`](Self::signal_release_fences).
     pub fn start_with_release_fences(render_node: &Path, width: u32, height: u32, card: &Path) -> Self {
-        Self::start_with(render_node, width, height, Offer::ExplicitSyncV1, Some(card.to_owned()))
+        Self::start_with(
+            render_node,
+            width,
+            height,
+            Offer::ExplicitSyncV1,
+            Some(card.to_owned()),
+            None,
+        )
     }
 
-    fn start_with(render_node: &Path, width: u32, height: u32, offer: Offer, fence_card: Option<PathBuf>) -> Self {
+    fn start_with(
+        render_node: &Path,
+        width: u32,
+        height: u32,
+        offer: Offer,
+        fence_card: Option<PathBuf>,
+        hidden: Option<Fourcc>,
+    ) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "dmabuf-interop-syncobj-{}-{:?}",
             std::process::id(),
@@ -136,7 +160,7 @@ impl TestCompositor {
         )
         .expect("open the render node");
         let (requests, rx) = mpsc::channel();
-        let thread = std::thread::spawn(move || run(listener, node, width, height, offer, fence_card, rx));
+        let thread = std::thread::spawn(move || run(listener, node, width, height, offer, fence_card, hidden, rx));
         Self {
             socket,
             dir,
@@ -218,6 +242,8 @@ struct App {
     explicit_v1: HashMap<ObjectId, ExplicitV1Surface>,
     /// Where releases come with pending fences.
     release_fencer: Option<ReleaseFencer>,
+    /// dma-bufs of this format are accepted but never shown.
+    hidden: Option<Fourcc>,
 }
 
 /// A surface's linux-explicit-synchronization-v1 state.
@@ -513,6 +539,15 @@ impl App {
                 (),
                 |_, _, &()| TraversalAction::DoChildren(()),
                 |_, states, &()| {
+                    let current = states.data_map.get::<RendererSurfaceStateUserData>().and_then(|d| {
+                        d.lock()
+                            .ok()?
+                            .buffer()
+                            .and_then(|b| Some(get_dmabuf(b).ok()?.format().code))
+                    });
+                    if self.hidden.is_some() && current == self.hidden {
+                        return;
+                    }
                     for callback in states
                         .cached_state
                         .get::<SurfaceAttributes>()
@@ -529,6 +564,8 @@ impl App {
     }
 }
 
+// One thread entry takes the compositor's whole configuration.
+#[allow(clippy::too_many_arguments)]
 fn run(
     listener: ListeningSocket,
     node: std::os::fd::OwnedFd,
@@ -536,6 +573,7 @@ fn run(
     height: u32,
     offer: Offer,
     fence_card: Option<PathBuf>,
+    hidden: Option<Fourcc>,
     rx: mpsc::Receiver<Request>,
 ) {
     let mut display: Display<App> = Display::new().expect("wayland display");
@@ -576,6 +614,7 @@ fn run(
             card,
             pending: Vec::new(),
         }),
+        hidden,
     };
     let mut clients: Vec<Client> = Vec::new();
     let start = Instant::now();

@@ -238,6 +238,7 @@ impl WlDmaBufSink {
             .field("releases", stats.releases)
             .field("reused-before-release", stats.reused_before_release)
             .field("import-refusals", stats.import_refusals)
+            .field("never-shown", stats.never_shown)
             .field(
                 "sync",
                 match stats.sync {
@@ -492,7 +493,8 @@ impl ObjectImpl for WlDmaBufSink {
                          shm-zero-copy (of those, the wl_shm ones), copies, converted (of the copies, those \
                          converted into XRGB8888 on the CPU), dropped, wl-buffers, cache-hits, releases, \
                          reused-before-release, import-refusals (kinds of buffer the compositor \
-                         answered `failed` for; their frames go the wl_shm way), sync \
+                         answered `failed` for, or accepted and never showed; their frames go the wl_shm \
+                         way), never-shown (of those, the accepted-but-never-shown ones), sync \
                          (implicit, linux-drm-syncobj-v1 or linux-explicit-synchronization-v1), explicit-sync-commits, \
                          release-points-signalled",
                     )
