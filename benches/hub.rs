@@ -3,14 +3,18 @@
 //! Per 1920x1080 and 3840x2160 NV12 frame: validating a `DmaBuf` (two
 //! planes in one fd: fstat + fstatfs + checked arithmetic) and mapping it
 //! for CPU access (mmap + DMA_BUF_IOCTL_SYNC bracket + munmap), next to a
-//! memcpy of the same frame, the cost every zero-copy path avoids. Read the
-//! results as ratios within one run: `scripts/bench` prints them.
+//! memcpy of the same frame, the cost every zero-copy path avoids; and the
+//! CPU conversion into XRGB8888 (`convert`, the sink's last resort where a
+//! compositor takes NV12 by no path). Read the results as ratios within one
+//! run: `scripts/bench` prints them.
 
 use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use dmabuf_interop::alloc::{Allocator, MemfdAllocator};
+use dmabuf_interop::colour::Colorimetry;
+use dmabuf_interop::convert;
 use dmabuf_interop::mapping::MapAccess;
 use dmabuf_interop::{DmaBuf, DrmFourcc, DrmModifier};
 
@@ -43,6 +47,24 @@ fn hub(c: &mut Criterion) {
             b.iter(|| {
                 dst.copy_from_slice(black_box(&src));
                 black_box(&dst);
+            })
+        });
+        let (ys, uvs) = (y.stride() as usize, uv.stride() as usize);
+        let planes = [(&src[..uv.offset() as usize], ys), (&src[uv.offset() as usize..], uvs)];
+        let mut rgb = vec![0u8; w as usize * 4 * h as usize];
+        group.bench_function("convert_xrgb8888", |b| {
+            b.iter(|| {
+                convert::to_xrgb8888(
+                    DrmFourcc::Nv12,
+                    w,
+                    h,
+                    black_box(&planes),
+                    Colorimetry::BT709,
+                    &mut rgb,
+                    w as usize * 4,
+                )
+                .expect("convert");
+                black_box(&rgb);
             })
         });
         group.finish();

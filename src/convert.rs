@@ -148,67 +148,75 @@ pub fn to_xrgb8888(
     }
     check(None, dst.len(), dst_stride, w * 4, h)?;
     let k = Coefficients::new(colorimetry);
-    // Sample `x` (8-bit) or 16-bit sample `x` (P010: 10 bits at the top) of
-    // row `y` of plane `p`, as a 10-bit value; bounds were checked above.
-    let sample8 = |p: usize, y: usize, x: usize| i32::from(planes[p].0[y * planes[p].1 + x]) << 2;
-    let sample16 = |p: usize, y: usize, x: usize| {
-        let at = y * planes[p].1 + 2 * x;
-        i32::from(u16::from_le_bytes([planes[p].0[at], planes[p].0[at + 1]])) >> 6
-    };
+    // Row `y` of plane `p` (its bytes from the row's start to the plane's
+    // end: the checks above guarantee a whole row there).
+    let row = |p: usize, y: usize| &planes[p].0[y * planes[p].1..];
+    let expand = |c: u16, bits: u32| ((u32::from(c) * 255 + ((1 << bits) - 1) / 2) / ((1 << bits) - 1)) as u8;
+    let p16 = |b: &[u8], i: usize| i32::from(u16::from_le_bytes([b[2 * i], b[2 * i + 1]])) >> 6;
     for y in 0..h {
-        let out = &mut dst[y * dst_stride..y * dst_stride + w * 4];
-        for x in 0..w {
-            let px: [u8; 4] = match fourcc {
-                DrmFourcc::Nv12 | DrmFourcc::Nv21 => {
-                    let (cx, cy) = (x / 2 * 2, y / 2);
-                    let (a, b) = (sample8(1, cy, cx), sample8(1, cy, cx + 1));
-                    let (u, v) = if fourcc == DrmFourcc::Nv12 { (a, b) } else { (b, a) };
-                    k.pixel(sample8(0, y, x), u, v)
+        let out = dst[y * dst_stride..y * dst_stride + w * 4].chunks_exact_mut(4);
+        match fourcc {
+            DrmFourcc::Nv12 | DrmFourcc::Nv21 => {
+                let (luma, chroma) = (row(0, y), row(1, y / 2));
+                let (u_at, v_at) = if fourcc == DrmFourcc::Nv12 { (0, 1) } else { (1, 0) };
+                for (x, px) in out.enumerate() {
+                    let c = x / 2 * 2;
+                    let (u, v) = (i32::from(chroma[c + u_at]) << 2, i32::from(chroma[c + v_at]) << 2);
+                    px.copy_from_slice(&k.pixel(i32::from(luma[x]) << 2, u, v));
                 }
-                DrmFourcc::P010 => {
-                    let (cx, cy) = (x / 2 * 2, y / 2);
-                    k.pixel(sample16(0, y, x), sample16(1, cy, cx), sample16(1, cy, cx + 1))
+            }
+            DrmFourcc::P010 => {
+                let (luma, chroma) = (row(0, y), row(1, y / 2));
+                for (x, px) in out.enumerate() {
+                    let c = x / 2 * 2;
+                    px.copy_from_slice(&k.pixel(p16(luma, x), p16(chroma, c), p16(chroma, c + 1)));
                 }
-                DrmFourcc::Yuv420 | DrmFourcc::Yvu420 => {
-                    let (a, b) = (sample8(1, y / 2, x / 2), sample8(2, y / 2, x / 2));
-                    let (u, v) = if fourcc == DrmFourcc::Yuv420 { (a, b) } else { (b, a) };
-                    k.pixel(sample8(0, y, x), u, v)
+            }
+            DrmFourcc::Yuv420 | DrmFourcc::Yvu420 => {
+                let (luma, a, b) = (row(0, y), row(1, y / 2), row(2, y / 2));
+                let (us, vs) = if fourcc == DrmFourcc::Yuv420 { (a, b) } else { (b, a) };
+                for (x, px) in out.enumerate() {
+                    let (u, v) = (i32::from(us[x / 2]) << 2, i32::from(vs[x / 2]) << 2);
+                    px.copy_from_slice(&k.pixel(i32::from(luma[x]) << 2, u, v));
                 }
-                DrmFourcc::Yuyv | DrmFourcc::Uyvy => {
-                    // Two pixels per four bytes: Y0 U Y1 V (YUYV) or U Y0 V Y1.
-                    let base = x / 2 * 4;
-                    let (luma, u, v) = if fourcc == DrmFourcc::Yuyv {
-                        (base + (x % 2) * 2, base + 1, base + 3)
-                    } else {
-                        (base + 1 + (x % 2) * 2, base, base + 2)
-                    };
-                    k.pixel(sample8(0, y, luma), sample8(0, y, u), sample8(0, y, v))
+            }
+            DrmFourcc::Yuyv | DrmFourcc::Uyvy => {
+                // Two pixels per four bytes: Y0 U Y1 V (YUYV) or U Y0 V Y1.
+                let (y_at, u_at, v_at) = if fourcc == DrmFourcc::Yuyv {
+                    (0, 1, 3)
+                } else {
+                    (1, 0, 2)
+                };
+                let src = row(0, y);
+                for (x, px) in out.enumerate() {
+                    let block = &src[x / 2 * 4..x / 2 * 4 + 4];
+                    let luma = i32::from(block[y_at + (x % 2) * 2]) << 2;
+                    let (u, v) = (i32::from(block[u_at]) << 2, i32::from(block[v_at]) << 2);
+                    px.copy_from_slice(&k.pixel(luma, u, v));
                 }
-                DrmFourcc::Rgb565 => {
-                    let at = y * planes[0].1 + 2 * x;
-                    let v = u16::from_le_bytes([planes[0].0[at], planes[0].0[at + 1]]);
-                    let expand =
-                        |c: u16, bits: u32| ((u32::from(c) * 255 + ((1 << bits) - 1) / 2) / ((1 << bits) - 1)) as u8;
-                    [
+            }
+            DrmFourcc::Rgb565 => {
+                for (px, s) in out.zip(row(0, y).chunks_exact(2)) {
+                    let v = u16::from_le_bytes([s[0], s[1]]);
+                    px.copy_from_slice(&[
                         expand(v & 0x1f, 5),
                         expand((v >> 5) & 0x3f, 6),
                         expand(v >> 11, 5),
                         0xff,
-                    ]
+                    ]);
                 }
-                DrmFourcc::Xbgr8888 | DrmFourcc::Abgr8888 => {
-                    let at = y * planes[0].1 + 4 * x;
-                    let s = &planes[0].0[at..at + 4];
-                    [s[2], s[1], s[0], 0xff]
+            }
+            DrmFourcc::Xbgr8888 | DrmFourcc::Abgr8888 => {
+                for (px, s) in out.zip(row(0, y).chunks_exact(4)) {
+                    px.copy_from_slice(&[s[2], s[1], s[0], 0xff]);
                 }
-                // XRGB8888, ARGB8888: the same bytes (alpha dropped).
-                _ => {
-                    let at = y * planes[0].1 + 4 * x;
-                    let s = &planes[0].0[at..at + 4];
-                    [s[0], s[1], s[2], 0xff]
+            }
+            // XRGB8888, ARGB8888: the same bytes (alpha dropped).
+            _ => {
+                for (px, s) in out.zip(row(0, y).chunks_exact(4)) {
+                    px.copy_from_slice(&[s[0], s[1], s[2], 0xff]);
                 }
-            };
-            out[x * 4..x * 4 + 4].copy_from_slice(&px);
+            }
         }
     }
     Ok(())

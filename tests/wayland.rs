@@ -207,8 +207,11 @@ fn wl_buffers_are_cached_per_source_and_written_only_after_release() {
             "{stats:?}"
         );
         assert_eq!(stats.zero_copy, stats.shm_zero_copy, "{stats:?}");
+        // One wl_buffer per source used (a compositor that releases wl_shm
+        // buffers at once lets the ring reuse fewer than 3), the rest hits.
         if stats.shm_zero_copy > 0 {
-            assert_eq!(stats.wl_buffers_created, 3, "{stats:?}");
+            assert!((1..=3).contains(&stats.wl_buffers_created), "{stats:?}");
+            assert_eq!(stats.cache_hits + stats.wl_buffers_created, 60, "{stats:?}");
         }
     }
     assert_eq!(pattern_error(&image, 320, 240, 59, false).0, 0, "last frame on screen");
