@@ -180,7 +180,7 @@ fn wl_buffers_are_cached_per_source_and_written_only_after_release() {
         sent_in_place[slot] = p
             .present(&ring[slot], Box::new(Arc::clone(&tokens[slot])))
             .unwrap()
-            .zero_copy;
+            .zero_copy();
     }
     assert!(p.wait_frame(Duration::from_secs(5)).unwrap());
     let image = weston.capture().unwrap();

@@ -61,7 +61,7 @@ fn bars_error(run: &Run, width: u32, height: u32, name: &str) -> Option<(u32, us
 fn without_linux_dmabuf_upstream_writes_straight_into_wl_shm() {
     init();
     let caps = "video/x-raw,format=BGRx,width=320,height=240";
-    let weston = weston(320, 240, Renderer::Pixman);
+    let weston = pixman_weston(320, 240);
     let ours = play(&weston, caps, "wldmabufsink max-lateness=-1", 60);
     assert_eq!(ours.error, None);
     let stats = ours.stats.as_ref().unwrap();
@@ -80,7 +80,7 @@ fn without_linux_dmabuf_upstream_writes_straight_into_wl_shm() {
     println!("wldmabufsink: worst channel error {worst} over {points} points");
     assert!(points > 100 && worst == 0, "worst {worst} over {points}");
 
-    let weston = weston_again(320, 240);
+    let weston = pixman_weston(320, 240);
     let anchor = play(&weston, caps, "waylandsink", 60);
     println!(
         "waylandsink: error {:?}, bars {:?}",
@@ -89,9 +89,8 @@ fn without_linux_dmabuf_upstream_writes_straight_into_wl_shm() {
     );
 }
 
-/// A fresh pixman Weston (desktop-shell fades old windows out; a new one
-/// keeps captures clean).
-fn weston_again(width: u32, height: u32) -> Weston {
+/// A fresh pixman Weston for each run (a new one keeps captures clean).
+fn pixman_weston(width: u32, height: u32) -> Weston {
     weston(width, height, Renderer::Pixman)
 }
 
@@ -119,7 +118,7 @@ fn yuv_that_wl_shm_lacks_is_converted_with_the_streams_colorimetry() {
                 "video/x-raw,format={format},width={width},height={height}{}",
                 colorimetry.map(|c| format!(",colorimetry={c}")).unwrap_or_default()
             );
-            let weston = weston_again(width, height);
+            let weston = pixman_weston(width, height);
             let ours = play_via(&weston, &caps, "wldmabufsink max-lateness=-1", 10, via_videoconvert);
             assert_eq!(ours.error, None, "{caps}");
             let stats = ours.stats.as_ref().unwrap();
@@ -131,7 +130,7 @@ fn yuv_that_wl_shm_lacks_is_converted_with_the_streams_colorimetry() {
             );
             let name = format!("wl-shm-{format}-{width}x{height}-{}", colorimetry.unwrap_or("default"));
             let (worst, points) = bars_error(&ours, width, height, &name).expect("capture");
-            let weston = weston_again(width, height);
+            let weston = pixman_weston(width, height);
             let anchor = play_via(&weston, &caps, "waylandsink", 10, via_videoconvert);
             println!(
                 "{caps}: wldmabufsink worst {worst} over {points} points, converted {}; waylandsink: {}",

@@ -109,8 +109,6 @@ pub struct PresentStats {
 /// How a frame went out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Presented {
-    /// No copy: [`Via::LinuxDmabuf`] or [`Via::ShmZeroCopy`].
-    pub zero_copy: bool,
     /// The `wl_buffer` came from the cache.
     pub cache_hit: bool,
     /// The path the frame took.
@@ -132,11 +130,12 @@ pub enum Via {
 
 impl Presented {
     fn new(via: Via, cache_hit: bool) -> Self {
-        Self {
-            zero_copy: matches!(via, Via::LinuxDmabuf | Via::ShmZeroCopy),
-            cache_hit,
-            via,
-        }
+        Self { cache_hit, via }
+    }
+
+    /// No copy: [`Via::LinuxDmabuf`] or [`Via::ShmZeroCopy`].
+    pub fn zero_copy(&self) -> bool {
+        matches!(self.via, Via::LinuxDmabuf | Via::ShmZeroCopy)
     }
 }
 
@@ -635,7 +634,7 @@ impl Presenter {
         keepalive: Box<dyn Any + Send>,
     ) -> Result<(), WaylandError> {
         let id = wl_buffer.id();
-        if presented.zero_copy && self.state.busy.contains_key(&id) {
+        if presented.zero_copy() && self.state.busy.contains_key(&id) {
             self.stats.reused_before_release += 1;
         }
         if presented.via != Via::LinuxDmabuf
