@@ -1,11 +1,15 @@
-//! What a frame's samples mean: the YCbCr matrix and the quantisation range.
+//! What a frame's samples mean: the YCbCr matrix, the quantisation range,
+//! the transfer function, the primaries, where chroma samples sit, and the
+//! HDR10 metadata of a mastering display.
 //!
 //! Pure values, filled from GStreamer caps by `gst::caps` and read by every
 //! consumer that turns YUV into RGB (the CPU conversion of
 //! [`convert`](crate::convert), the Wayland adapter's choice between telling
 //! the compositor and converting). A frame whose caps say nothing gets the
 //! rule GStreamer itself applies ([`Colorimetry::default_for_size`]), stated
-//! here once instead of guessed in each consumer.
+//! here once instead of guessed in each consumer. What a stream leaves open
+//! stays open (`Unspecified`, `None`): a consumer then tells the compositor
+//! nothing about it rather than inventing a value.
 
 /// The YCbCr -> RGB matrix (the luma coefficients Kr, Kb).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,32 +54,154 @@ impl Range {
     }
 }
 
-/// The matrix and range of one stream's YUV frames (RGB frames ignore it).
+/// The transfer function (how code values map to light). BT.601's and
+/// BT.2020's 10/12-bit curves are BT.709's (GStreamer keeps separate names
+/// for them; they are one function).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transfer {
+    /// The stream does not say.
+    Unspecified,
+    /// BT.709 / BT.601 / BT.2020 SDR (the display side: BT.1886).
+    Bt709,
+    /// IEC 61966-2-1 sRGB.
+    Srgb,
+    /// Pure power 2.2.
+    Gamma22,
+    /// Pure power 2.8 (BT.470 System B/G).
+    Gamma28,
+    /// SMPTE 240M.
+    Smpte240,
+    /// Linear light.
+    Linear,
+    /// SMPTE ST 2084 perceptual quantiser (HDR10).
+    Pq,
+    /// ARIB STD-B67 hybrid log-gamma.
+    Hlg,
+}
+
+/// The RGB primaries (and white point).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Primaries {
+    /// The stream does not say.
+    Unspecified,
+    /// BT.709 / sRGB.
+    Bt709,
+    /// BT.470 System M (NTSC 1953).
+    Bt470M,
+    /// BT.470 System B/G (PAL).
+    Bt470Bg,
+    /// SMPTE 170M (BT.601 525-line); SMPTE 240M has the same primaries.
+    Smpte170M,
+    /// Generic film (illuminant C).
+    Film,
+    /// BT.2020 / BT.2100.
+    Bt2020,
+    /// Adobe RGB (1998).
+    AdobeRgb,
+    /// SMPTE RP 431-2 (DCI-P3, DCI white).
+    DciP3,
+    /// SMPTE EG 432-1 (Display P3, D65 white).
+    DisplayP3,
+    /// SMPTE ST 428-1 (CIE XYZ).
+    Xyz,
+    /// EBU Tech 3213-E.
+    Ebu3213,
+}
+
+/// Where subsampled chroma samples sit relative to luma, as H.273's
+/// Chroma420SampleLocType (0-5) names them; 4:4:4 formats ignore it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChromaSite {
+    /// The stream does not say.
+    Unspecified,
+    /// Type 0: horizontally co-sited, vertically centred (MPEG-2, H.264's
+    /// default; GStreamer's `mpeg2`).
+    Left,
+    /// Type 1: centred both ways (JPEG, MPEG-1; GStreamer's `jpeg`).
+    Center,
+    /// Type 2: co-sited both ways (GStreamer's `cosited`, BT.2020's).
+    TopLeft,
+    /// Type 3: horizontally centred, vertically co-sited.
+    Top,
+}
+
+impl ChromaSite {
+    /// H.273 Chroma420SampleLocType, `None` when unspecified.
+    pub const fn h273(self) -> Option<u8> {
+        match self {
+            ChromaSite::Unspecified => None,
+            ChromaSite::Left => Some(0),
+            ChromaSite::Center => Some(1),
+            ChromaSite::TopLeft => Some(2),
+            ChromaSite::Top => Some(3),
+        }
+    }
+}
+
+/// HDR10 static metadata, in the units of CTA-861.3 / SMPTE ST 2086 (and
+/// GStreamer's `mastering-display-info` / `content-light-level` caps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Hdr10 {
+    /// Mastering display primaries (red, green, blue) as CIE 1931 (x, y)
+    /// in units of 0.00002.
+    pub primaries: [(u16, u16); 3],
+    /// Mastering display white point (x, y), units of 0.00002.
+    pub white_point: (u16, u16),
+    /// Mastering display maximum luminance, units of 0.0001 cd/m².
+    pub max_luminance: u32,
+    /// Mastering display minimum luminance, units of 0.0001 cd/m².
+    pub min_luminance: u32,
+    /// MaxCLL, cd/m² (0: unknown).
+    pub max_cll: u16,
+    /// MaxFALL, cd/m² (0: unknown).
+    pub max_fall: u16,
+}
+
+/// What one stream's samples mean (RGB frames read only the transfer,
+/// primaries and HDR metadata).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Colorimetry {
     /// YCbCr -> RGB matrix.
     pub matrix: Matrix,
     /// Quantisation range.
     pub range: Range,
+    /// Transfer function.
+    pub transfer: Transfer,
+    /// RGB primaries.
+    pub primaries: Primaries,
+    /// Chroma sample position of subsampled formats.
+    pub chroma_site: ChromaSite,
+    /// Mastering display and content light levels, where the stream has
+    /// them.
+    pub hdr: Option<Hdr10>,
 }
 
 impl Colorimetry {
-    /// BT.601 limited range (GStreamer's default below HD).
-    pub const BT601: Self = Self {
-        matrix: Matrix::Bt601,
-        range: Range::Limited,
-    };
-    /// BT.709 limited range (GStreamer's default for HD and larger).
-    pub const BT709: Self = Self {
-        matrix: Matrix::Bt709,
-        range: Range::Limited,
-    };
+    /// GStreamer's `bt601`: BT.601 limited range, BT.709 curve, SMPTE 170M
+    /// primaries (its default below HD).
+    pub const BT601: Self = Self::new(Matrix::Bt601, Range::Limited, Transfer::Bt709, Primaries::Smpte170M);
+    /// GStreamer's `bt709`: BT.709 limited range (its default for HD).
+    pub const BT709: Self = Self::new(Matrix::Bt709, Range::Limited, Transfer::Bt709, Primaries::Bt709);
+    /// GStreamer's `bt2020`: BT.2020 limited range, SDR (its default from
+    /// 2160 rows).
+    pub const BT2020: Self = Self::new(Matrix::Bt2020, Range::Limited, Transfer::Bt709, Primaries::Bt2020);
 
-    /// BT.2020 limited range (GStreamer's default from 2160 rows).
-    pub const BT2020: Self = Self {
-        matrix: Matrix::Bt2020,
-        range: Range::Limited,
-    };
+    /// A colorimetry with no chroma siting or HDR metadata.
+    pub const fn new(matrix: Matrix, range: Range, transfer: Transfer, primaries: Primaries) -> Self {
+        Self {
+            matrix,
+            range,
+            transfer,
+            primaries,
+            chroma_site: ChromaSite::Unspecified,
+            hdr: None,
+        }
+    }
+
+    /// This colorimetry with another matrix and range (the rest kept).
+    pub const fn with_matrix(self, matrix: Matrix, range: Range) -> Self {
+        Self { matrix, range, ..self }
+    }
 
     /// What GStreamer assumes for YUV caps without `colorimetry`
     /// (`set_default_colorimetry` in video-info.c): BT.2020 from 2160 rows,
@@ -89,6 +215,11 @@ impl Colorimetry {
         } else {
             Self::BT601
         }
+    }
+
+    /// Same matrix and range: what a YCbCr -> RGB conversion reads.
+    pub fn same_conversion(&self, other: &Colorimetry) -> bool {
+        self.matrix == other.matrix && self.range == other.range
     }
 }
 

@@ -242,7 +242,7 @@ mod tests {
         let mut all = Vec::new();
         for matrix in [Matrix::Bt601, Matrix::Bt709, Matrix::Bt2020] {
             for range in [Range::Limited, Range::Full] {
-                all.push(Colorimetry { matrix, range });
+                all.push(Colorimetry::BT601.with_matrix(matrix, range));
             }
         }
         all

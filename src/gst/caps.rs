@@ -11,7 +11,8 @@
 
 use drm_fourcc::{DrmFourcc, DrmModifier};
 
-use crate::colour::{Colorimetry, Matrix, Range};
+pub use super::colorimetry::colorimetry_of;
+
 use gst_video::VideoFormat;
 use gstreamer as gst;
 use gstreamer_video as gst_video;
@@ -145,29 +146,6 @@ pub fn video_info(caps: &gst::CapsRef) -> Result<gst_video::VideoInfo, CapsError
         s.remove_field("drm-format");
     }
     from_caps(&owned)
-}
-
-/// The matrix and range of a stream (`colorimetry` in its caps, which
-/// `VideoInfo` already completed with GStreamer's default for the size when
-/// the caps had none). Matrices we do not convert with are read as the
-/// size's default, which GStreamer also uses for them: FCC as BT.601 (its
-/// coefficients differ by 0.002), SMPTE 240M and unknown as the default;
-/// an unknown range as limited (GStreamer's default for YUV).
-pub fn colorimetry_of(info: &gst_video::VideoInfo) -> Colorimetry {
-    use gst_video::{VideoColorMatrix, VideoColorRange};
-    let default = Colorimetry::default_for_size(info.width(), info.height());
-    let c = info.colorimetry();
-    let matrix = match c.matrix() {
-        VideoColorMatrix::Bt601 | VideoColorMatrix::Fcc => Matrix::Bt601,
-        VideoColorMatrix::Bt709 => Matrix::Bt709,
-        VideoColorMatrix::Bt2020 => Matrix::Bt2020,
-        _ => default.matrix,
-    };
-    let range = match c.range() {
-        VideoColorRange::Range0_255 => Range::Full,
-        _ => Range::Limited,
-    };
-    Colorimetry { matrix, range }
 }
 
 /// `video/x-raw, format=DMA_DRM, drm-format={...}` for `pairs` (GStreamer

@@ -12,6 +12,7 @@
 
 pub mod allocator;
 pub mod caps;
+pub mod colorimetry;
 pub mod importer;
 pub mod memory;
 
