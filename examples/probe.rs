@@ -196,6 +196,15 @@ fn compositor_report(headless: bool) -> Value {
             json!({ "fourcc": fourcc.to_string(), "modifiers": modifiers })
         })
         .collect();
+    let colour = {
+        let c = presenter.colour_offer();
+        if c.representation {
+            let pairs: Vec<String> = c.pairs.iter().map(|(m, r)| format!("{m:?} {r:?}")).collect();
+            json!({ "offered": true, "pairs": pairs, "alpha_modes": c.alpha_modes, "listed": c.raw_pairs.len() })
+        } else {
+            json!({ "offered": false })
+        }
+    };
     json!({
         "compositor": which,
         "linux_dmabuf_version": f.dmabuf_version,
@@ -203,6 +212,7 @@ fn compositor_report(headless: bool) -> Value {
         "tranches": tranches,
         "dmabuf_formats": formats,
         "shm_formats": f.shm_fourccs().len(),
+        "colour_representation": colour,
         "sync": match (presenter.stats().sync, presenter.sync_fallback()) {
             (dmabuf_interop::wayland::SyncMode::DrmSyncobj, _) => "explicit (linux-drm-syncobj-v1)".to_string(),
             (dmabuf_interop::wayland::SyncMode::ExplicitSyncV1, _) => {
@@ -396,6 +406,21 @@ fn print_human(r: &Value) {
                 wl["shm_formats"]
             );
             println!("  sync: {}", s(&wl["sync"]));
+            let colour = &wl["colour_representation"];
+            if colour["offered"].as_bool() == Some(true) {
+                let pairs: Vec<String> = colour["pairs"].as_array().into_iter().flatten().map(s).collect();
+                let alpha: Vec<String> = colour["alpha_modes"].as_array().into_iter().flatten().map(s).collect();
+                println!(
+                    "  wp_color_representation_v1: {} ({} pairs listed), alpha modes {}",
+                    pairs.join(", "),
+                    colour["listed"],
+                    alpha.join(", ")
+                );
+            } else {
+                println!(
+                    "  wp_color_representation_v1: not offered (YUV not BT.601 limited is converted: colour-correction=auto)"
+                );
+            }
             for t in wl["tranches"].as_array().into_iter().flatten() {
                 println!(
                     "  tranche: target {}, scanout {}, {} (format, modifier) pairs",

@@ -330,17 +330,40 @@ fn field(stats: &str, name: &str) -> String {
 /// GStreamer, our plugin from this build) on `compositor`, capturing the
 /// screen halfway through (the bars are still).
 fn play(compositor: &Compositor, sink: &str, format: &str, width: u32, height: u32, frames: u32) -> Played {
+    play_colour(compositor, sink, format, width, height, frames, None)
+}
+
+/// [`play`] with `colorimetry` in the caps: then videotestsrc draws the
+/// bars in BGRx and videoconvert encodes them (videotestsrc itself encodes
+/// only BT.601 and BT.709 limited range).
+fn play_colour(
+    compositor: &Compositor,
+    sink: &str,
+    format: &str,
+    width: u32,
+    height: u32,
+    frames: u32,
+    colorimetry: Option<&str>,
+) -> Played {
     let plugin_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debug");
     let mut cmd = Command::new("gst-launch-1.0");
     cmd.arg("-m")
         .arg("videotestsrc")
         .arg("pattern=smpte")
         .arg(format!("num-buffers={frames}"))
-        .arg("!")
-        .arg(format!(
-            "video/x-raw,format={format},width={width},height={height},framerate=30/1"
+        .arg("!");
+    if let Some(c) = colorimetry {
+        cmd.arg(format!(
+            "video/x-raw,format=BGRx,width={width},height={height},framerate=30/1"
         ))
-        .arg("!")
+        .args(["!", "videoconvert", "!"])
+        .arg(format!("video/x-raw,format={format},colorimetry={c}"));
+    } else {
+        cmd.arg(format!(
+            "video/x-raw,format={format},width={width},height={height},framerate=30/1"
+        ));
+    }
+    cmd.arg("!")
         .args(sink.split(' '))
         .env("GST_PLUGIN_PATH", &plugin_dir)
         .env("WAYLAND_DEBUG", "client")
@@ -402,9 +425,12 @@ fn play(compositor: &Compositor, sink: &str, format: &str, width: u32, height: u
         keep_capture(
             &image,
             &format!(
-                "{}-{}-{format}-{width}x{height}-{}",
+                "{}-{}-{format}-{width}x{height}{}-{}",
                 stage(),
                 compositor.name,
+                colorimetry
+                    .map(|c| format!("-{}", c.replace(':', ".")))
+                    .unwrap_or_default(),
                 sink.split(' ').next().unwrap()
             ),
         );
@@ -577,6 +603,78 @@ fn pending_fence_holds_the_frame(name: &'static str) {
 #[test]
 fn weston() {
     compositor_case("weston");
+}
+
+/// YUV colours on Weston, the compositor whose screen a client can read:
+/// Weston 16 (Debian testing) is told each stream's matrix and range by
+/// wp_color_representation_v1; Weston 14 (Debian 13) has no colour
+/// protocol and reads YUV as BT.601 limited, so wldmabufsink converts
+/// every other stream to RGB (`colour-correction=auto`). SMPTE bars'
+/// centres against the RGB bars within 3/255 where videotestsrc encodes
+/// (BT.601/709 limited), 5/255 through videoconvert, whose integer encoder
+/// is itself up to 4 off (full range, BT.2020). waylandsink in the same run,
+/// reported.
+#[test]
+fn weston_colour() {
+    if !common::staged_test(
+        "weston colour (Debian 13 / testing)",
+        std::env::var_os(STAGE_ENV).is_some() && !in_vm(),
+        STAGE_ENV,
+        "compositor stage on the host (scripts/compositor-stage)",
+    ) {
+        return;
+    }
+    common::gst::init();
+    let gst = gstreamer::version_string();
+    // (format, width, height, colorimetry, tolerance).
+    let cases: [(&str, u32, u32, Option<&str>, u32); 6] = [
+        ("NV12", 320, 240, None, 3),
+        ("NV12", 1280, 720, None, 3),
+        ("I420", 320, 240, Some("bt709"), 5),
+        ("NV12", 320, 240, Some("1:4:0:0"), 5),
+        ("I420", 320, 240, Some("2:6:0:0"), 5),
+        ("P010_10LE", 1280, 720, Some("bt2020"), 5),
+    ];
+    let mut failures = Vec::new();
+    for (format, width, height, colorimetry, tolerance) in cases {
+        let comp = Compositor::start("weston", width, height);
+        let ours = play_colour(&comp, "wldmabufsink", format, width, height, 60, colorimetry);
+        drop(comp);
+        let comp = Compositor::start("weston", width, height);
+        let anchor = play_colour(&comp, "waylandsink", format, width, height, 60, colorimetry);
+        drop(comp);
+        let s = &ours.stats;
+        let what = format!("{format} {width}x{height} {}", colorimetry.unwrap_or("default"));
+        println!(
+            "| {} | weston colour | {gst} | {what} | ours: {} shown {}, told {}, converted {}, uncorrected {}, bars {:?} | waylandsink: {} shown {}, bars {:?} |",
+            stage(),
+            if ours.ok { "plays" } else { "FAILS" },
+            ours.shown,
+            stat(s, "colour-told"),
+            stat(s, "colour-converted"),
+            stat(s, "colour-uncorrected"),
+            ours.bars,
+            if anchor.ok { "plays" } else { "fails" },
+            anchor.shown,
+            anchor.bars,
+        );
+        if !ours.ok {
+            failures.push(format!("{what}: failed: {} / {s}", ours.error));
+            continue;
+        }
+        if stat(s, "colour-uncorrected") != 0 {
+            failures.push(format!("{what}: shown with colours the compositor misreads: {s}"));
+        }
+        // Weston 16 takes every pair: told, never converted.
+        if stage() == "forky" && (stat(s, "colour-told") == 0 || stat(s, "colour-converted") != 0) {
+            failures.push(format!("{what}: Weston 16 not told: {s}"));
+        }
+        match ours.bars {
+            Some((worst, points)) if points > 90 && worst <= tolerance => {}
+            other => failures.push(format!("{what}: bars {other:?} (worst, points), tolerance {tolerance}")),
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }
 
 #[test]

@@ -312,6 +312,7 @@ fn cache_key(
     buffer: &gst::BufferRef,
     info: &gst_video::VideoInfo,
     modifier: DrmModifier,
+    colorimetry: Colorimetry,
 ) -> Result<CacheKey, MemoryError> {
     let mut files = Vec::with_capacity(buffer.n_memory());
     for (index, memory) in buffer.iter_memories().enumerate() {
@@ -339,7 +340,7 @@ fn cache_key(
         width: info.width(),
         height: info.height(),
         modifier: modifier.into(),
-        colorimetry: super::caps::colorimetry_of(info),
+        colorimetry,
     })
 }
 
@@ -430,17 +431,33 @@ impl DmaBufCache {
         info: &gst_video::VideoInfo,
         modifier: DrmModifier,
     ) -> Result<DmaBuf, MemoryError> {
+        self.get_as(buffer, info, modifier, super::caps::colorimetry_of(info))
+    }
+
+    /// [`get`](Self::get) with the stream's colorimetry as the consumer
+    /// read it from the caps ([`colorimetry_from_caps`](super::colorimetry::colorimetry_from_caps):
+    /// chroma site and HDR metadata included), which `VideoInfo` lacks.
+    pub fn get_as(
+        &self,
+        buffer: &gst::BufferRef,
+        info: &gst_video::VideoInfo,
+        modifier: DrmModifier,
+        colorimetry: Colorimetry,
+    ) -> Result<DmaBuf, MemoryError> {
         if buffer.n_memory() == 0 {
             return Err(MemoryError::Empty);
         }
-        let key = cache_key(buffer, info, modifier)?;
+        let key = cache_key(buffer, info, modifier, colorimetry)?;
         if let Some(hit) = Self::hit(&mut self.lock(), &key) {
             return Ok(hit);
         }
         // Built outside the lock (dups); another thread may have cached the
         // same storage meanwhile: then its DmaBuf wins, so that one storage
         // keeps one identity.
-        let dmabuf = dmabuf_from_buffer(buffer, info, modifier)?;
+        let mut dmabuf = dmabuf_from_buffer(buffer, info, modifier)?;
+        if dmabuf.colorimetry() != colorimetry {
+            dmabuf = dmabuf.with_colorimetry(colorimetry);
+        }
         let mut entries = self.lock();
         if let Some(hit) = Self::hit(&mut entries, &key) {
             return Ok(hit);

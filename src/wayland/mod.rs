@@ -22,6 +22,7 @@
 //! [`BufferId`]: crate::BufferId
 
 mod buffers;
+mod colour;
 mod error;
 mod formats;
 #[cfg(feature = "headless")]
@@ -36,6 +37,7 @@ mod sync;
 mod window;
 
 pub use buffers::Release;
+pub use colour::{ASSUMED_UNTOLD, ColourCorrection, ColourOffer};
 pub use error::{ShmError, WaylandError};
 pub use formats::{FormatSet, FormatTableError, Tranche, parse_format_table, tranche_formats};
 pub use linux_dmabuf::MAX_DMABUF_VERSION;

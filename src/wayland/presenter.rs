@@ -18,12 +18,14 @@ use wayland_client::protocol::{
     wl_buffer::WlBuffer, wl_compositor::WlCompositor, wl_shm::WlShm, wl_surface::WlSurface,
 };
 use wayland_client::{Connection, EventQueue, Proxy, QueueHandle};
+use wayland_protocols::wp::color_representation::v1::client::wp_color_representation_manager_v1::WpColorRepresentationManagerV1;
 use wayland_protocols::wp::linux_dmabuf::zv1::client::{
     zwp_linux_dmabuf_feedback_v1::ZwpLinuxDmabufFeedbackV1, zwp_linux_dmabuf_v1::ZwpLinuxDmabufV1,
 };
 use wayland_protocols::wp::viewporter::client::wp_viewporter::WpViewporter;
 
 use super::buffers::CacheEntry;
+use super::colour::{ColourRep, Plan};
 use super::error::WaylandError;
 use super::formats::FormatSet;
 use super::linux_dmabuf::{ImportKind, MAX_DMABUF_VERSION, request_feedback};
@@ -104,6 +106,17 @@ pub struct PresentStats {
     /// signalled, or their release event came and its fence signalled, or
     /// they were taken back with that fence (`Presenter::take_release`).
     pub release_points_signalled: u64,
+    /// YUV frames committed with their matrix and range told to the
+    /// compositor (`wp_color_representation_v1`).
+    pub colour_told: u64,
+    /// YUV frames converted to RGB because the compositor could not be
+    /// told their matrix and range and would misread them (also counted
+    /// in `converted`; see [`ColourCorrection`](super::ColourCorrection)).
+    pub colour_converted: u64,
+    /// YUV frames sent neither told nor converted whose matrix and range
+    /// differ from what the compositor is assumed to read (no conversion
+    /// path, or `ColourCorrection::Never`): shown with wrong colours.
+    pub colour_uncorrected: u64,
 }
 
 /// How a frame went out.
@@ -151,7 +164,7 @@ pub struct Presenter {
     pub(super) dmabuf: Option<ZwpLinuxDmabufV1>,
     feedbacks: Vec<ZwpLinuxDmabufFeedbackV1>,
     viewporter: Option<WpViewporter>,
-    window: Window,
+    pub(super) window: Window,
     pub(super) cache: HashMap<BufferId, CacheEntry>,
     /// Kinds of buffer tried with `create`: accepted (`created`) or
     /// refused (`failed`). Only accepted kinds use `create_immed`, whose
@@ -174,6 +187,8 @@ pub struct Presenter {
     explicit: Option<Explicit>,
     /// Why explicit sync is not used although the compositor offers it.
     sync_fallback: Option<String>,
+    /// `wp_color_representation_v1` and the colour-correction rule.
+    pub(super) colour: ColourRep,
 }
 
 impl std::fmt::Debug for Presenter {
@@ -259,6 +274,8 @@ impl Presenter {
         let shm: Option<WlShm> = globals.bind(&qh, 1..=1, ()).ok();
         let dmabuf: Option<ZwpLinuxDmabufV1> = globals.bind(&qh, 3..=MAX_DMABUF_VERSION, ()).ok();
         let viewporter: Option<WpViewporter> = globals.bind(&qh, 1..=1, ()).ok();
+        let colour_manager: Option<WpColorRepresentationManagerV1> = globals.bind(&qh, 1..=1, ()).ok();
+        state.colour.representation = colour_manager.is_some();
         let wanted = std::env::var(SYNC_ENV).unwrap_or_default();
         let explicit_ok = dmabuf.is_some() && wanted != "implicit";
         let syncobj_manager: Option<WpLinuxDrmSyncobjManagerV1> = (explicit_ok && wanted != "explicit-sync-v1")
@@ -301,6 +318,7 @@ impl Presenter {
             render_size: None,
             explicit: None,
             sync_fallback: None,
+            colour: ColourRep::new(colour_manager),
         };
         // Globals' initial events (formats), then the first configure.
         this.roundtrip()?;
@@ -536,7 +554,8 @@ impl Presenter {
         // Every LINEAR frame has a path while wl_shm exists: the CPU
         // conversion into XRGB8888, which every wl_shm offers.
         let fallback_ok = linear && self.shm.is_some() && convert::can_convert(buf.fourcc());
-        let imported = if dmabuf_ok {
+        let plan = self.colour_plan(buf.fourcc(), buf.colorimetry(), fallback_ok);
+        let imported = if dmabuf_ok && plan != Plan::Convert {
             match self.wl_buffer_for(buf) {
                 Ok(found) => Some(found),
                 // Refused by the compositor: the wl_shm paths.
@@ -562,7 +581,9 @@ impl Presenter {
         } else {
             // The compositor reads wl_shm memory on the CPU, unfenced.
             wait_ready(&acquire)?;
-            if let Some((b, hit)) = self.shm_wl_buffer_for(buf)? {
+            if plan == Plan::Convert {
+                (self.convert_dmabuf_to_shm(buf)?, Presented::new(Via::Converted, false))
+            } else if let Some((b, hit)) = self.shm_wl_buffer_for(buf)? {
                 (b, Presented::new(Via::ShmZeroCopy, hit))
             } else if shm_ok {
                 (self.copy_dmabuf_to_shm(buf)?, Presented::new(Via::ShmCopy, false))
@@ -570,6 +591,7 @@ impl Presenter {
                 (self.convert_dmabuf_to_shm(buf)?, Presented::new(Via::Converted, false))
             }
         };
+        self.apply_colour(buf.fourcc(), plan, presented.via);
         self.commit_frame(&wl_buffer, presented, buf.width(), buf.height(), keepalive)?;
         if presented.via == Via::LinuxDmabuf && self.unconfirmed.is_none() {
             let kind = ImportKind::of(buf);
@@ -701,9 +723,11 @@ impl Presenter {
         keepalive: Box<dyn Any + Send>,
     ) -> Result<Presented, WaylandError> {
         self.begin_frame()?;
-        let (b, via) = if self.state.formats.supports_shm(fourcc) {
+        let convertible = self.shm.is_some() && convert::can_convert(fourcc);
+        let plan = self.colour_plan(fourcc, colorimetry, convertible);
+        let (b, via) = if self.state.formats.supports_shm(fourcc) && plan != Plan::Convert {
             (self.copy_to_shm(fourcc, width, height, planes)?, Via::ShmCopy)
-        } else if self.shm.is_some() && convert::can_convert(fourcc) {
+        } else if convertible {
             (
                 self.convert_to_shm(fourcc, width, height, planes, colorimetry)?,
                 Via::Converted,
@@ -712,6 +736,7 @@ impl Presenter {
             return Err(WaylandError::Unsupported(fourcc, ModifierName(DrmModifier::Linear)));
         };
         let presented = Presented::new(via, false);
+        self.apply_colour(fourcc, plan, via);
         self.commit_frame(&b, presented, width, height, keepalive)?;
         Ok(presented)
     }
@@ -742,6 +767,7 @@ impl Drop for Presenter {
         for f in self.feedbacks.drain(..) {
             f.destroy();
         }
+        self.colour.destroy();
         self.window.destroy(&mut self.state);
         if let Some(v) = self.viewporter.take() {
             v.destroy();

@@ -53,6 +53,8 @@ pub(crate) struct State {
     pub(super) keyboard: Option<WlKeyboard>,
     /// Keys pressed while our window had the focus (evdev codes).
     pub(super) keys: Vec<u32>,
+    /// What the compositor offers for colour.
+    pub(super) colour: super::colour::ColourOffer,
 }
 
 impl State {

@@ -15,11 +15,13 @@ use gstreamer_video::prelude::*;
 use gstreamer_video::subclass::prelude::*;
 
 use crate::DrmModifier;
+use crate::colour::Colorimetry;
 use crate::gst::caps::{self as dcaps, CAPS_FEATURE_MEMORY_DMABUF, StreamFormat};
+use crate::gst::colorimetry::colorimetry_from_caps;
 use crate::gst::importer::checked_planes;
 use crate::gst::memory::{DmaBufCache, is_dmabuf_buffer};
 use crate::gst::{DmaBufPoolAllocator, importer::propose_allocation};
-use crate::wayland::{FormatSet, Presenter, Target, WaylandError};
+use crate::wayland::{ColourCorrection, FormatSet, Presenter, Target, WaylandError};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -36,6 +38,7 @@ const DISPLAY_CONTEXT_TYPES: [&str; 2] = ["GstWlDisplayHandleContextType", "GstW
 struct Settings {
     display: Option<String>,
     frame_timeout_ms: u32,
+    colour_correction: ColourCorrectionMode,
 }
 
 impl Default for Settings {
@@ -43,6 +46,35 @@ impl Default for Settings {
         Self {
             display: None,
             frame_timeout_ms: 100,
+            colour_correction: ColourCorrectionMode::Auto,
+        }
+    }
+}
+
+/// The `colour-correction` property (see [`ColourCorrection`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, glib::Enum)]
+#[repr(i32)]
+#[enum_type(name = "DmabufInteropColourCorrection")]
+pub enum ColourCorrectionMode {
+    /// Convert YUV frames to RGB only when the compositor cannot be told
+    /// their matrix and range and would misread them.
+    #[default]
+    #[enum_value(name = "Auto: convert only what the compositor would show wrong", nick = "auto")]
+    Auto,
+    /// Never convert for colour's sake.
+    #[enum_value(name = "Never: tell the compositor where possible, else send as is", nick = "never")]
+    Never,
+    /// Convert every YUV frame that can be converted.
+    #[enum_value(name = "Always: convert every convertible YUV frame to RGB", nick = "always")]
+    Always,
+}
+
+impl From<ColourCorrectionMode> for ColourCorrection {
+    fn from(m: ColourCorrectionMode) -> Self {
+        match m {
+            ColourCorrectionMode::Auto => ColourCorrection::Auto,
+            ColourCorrectionMode::Never => ColourCorrection::Never,
+            ColourCorrectionMode::Always => ColourCorrection::Always,
         }
     }
 }
@@ -64,6 +96,9 @@ struct Foreign {
 struct Stream {
     format: StreamFormat,
     info: gst_video::VideoInfo,
+    /// Read strictly from the caps (chroma site and HDR metadata
+    /// included); GStreamer's reading where the caps' fields are wrong.
+    colorimetry: Colorimetry,
 }
 
 #[derive(Default)]
@@ -181,7 +216,19 @@ fn caps_for_formats(set: &FormatSet) -> gst::Caps {
 }
 
 impl WlDmaBufSink {
+    /// A presenter with the sink's settings applied.
     fn connect(&self) -> Result<Presenter, WaylandError> {
+        let mut presenter = self.open_presenter()?;
+        let policy = self
+            .settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .colour_correction;
+        presenter.set_colour_correction(policy.into());
+        Ok(presenter)
+    }
+
+    fn open_presenter(&self) -> Result<Presenter, WaylandError> {
         let foreign = *self.foreign.lock().unwrap_or_else(|p| p.into_inner());
         if foreign.surface != 0 {
             if foreign.display == 0 {
@@ -239,6 +286,9 @@ impl WlDmaBufSink {
             .field("reused-before-release", stats.reused_before_release)
             .field("import-refusals", stats.import_refusals)
             .field("never-shown", stats.never_shown)
+            .field("colour-told", stats.colour_told)
+            .field("colour-converted", stats.colour_converted)
+            .field("colour-uncorrected", stats.colour_uncorrected)
             .field(
                 "sync",
                 match stats.sync {
@@ -306,7 +356,7 @@ impl WlDmaBufSink {
         if is_dmabuf_buffer(buffer) {
             let dmabuf = self
                 .cache
-                .get(buffer, &stream.info, stream.format.modifier)
+                .get_as(buffer, &stream.info, stream.format.modifier, stream.colorimetry)
                 .map_err(|e| {
                     gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
                     gst::FlowError::Error
@@ -335,7 +385,7 @@ impl WlDmaBufSink {
                     stream.info.width(),
                     stream.info.height(),
                     &planes,
-                    dcaps::colorimetry_of(&stream.info),
+                    stream.colorimetry,
                     Box::new(()),
                 )
                 .map_err(fail)?;
@@ -486,6 +536,16 @@ impl ObjectImpl for WlDmaBufSink {
                     )
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("colour-correction", ColourCorrectionMode::Auto)
+                    .nick("Colour correction")
+                    .blurb(
+                        "When YUV frames are converted to RGB on the CPU instead of sent as they are: auto \
+                         (when the compositor cannot be told their matrix and range by \
+                         wp_color_representation_v1 and would misread them: without the protocol, \
+                         compositors read YUV as BT.601 limited), never, always",
+                    )
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb(
@@ -496,7 +556,11 @@ impl ObjectImpl for WlDmaBufSink {
                          answered `failed` for, or accepted and never showed; their frames go the wl_shm \
                          way), never-shown (of those, the accepted-but-never-shown ones), sync \
                          (implicit, linux-drm-syncobj-v1 or linux-explicit-synchronization-v1), explicit-sync-commits, \
-                         release-points-signalled",
+                         release-points-signalled, colour-told (YUV frames whose matrix and range the \
+                         compositor was told: wp_color_representation_v1), colour-converted (YUV frames \
+                         converted to RGB because the compositor could not be told and would misread them), \
+                         colour-uncorrected (YUV frames shown neither told nor converted although the \
+                         compositor is not assumed to read them right)",
                     )
                     .read_only()
                     .build(),
@@ -510,6 +574,14 @@ impl ObjectImpl for WlDmaBufSink {
         match pspec.name() {
             "display" => s.display = value.get().unwrap_or(None),
             "frame-timeout" => s.frame_timeout_ms = value.get().unwrap_or(100),
+            "colour-correction" => {
+                s.colour_correction = value.get().unwrap_or_default();
+                let policy = s.colour_correction.into();
+                drop(s);
+                if let Some(p) = self.presenter.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                    p.set_colour_correction(policy);
+                }
+            }
             "window-handle" => {
                 self.foreign.lock().unwrap_or_else(|p| p.into_inner()).surface =
                     value.get::<u64>().unwrap_or(0) as usize
@@ -535,6 +607,12 @@ impl ObjectImpl for WlDmaBufSink {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .frame_timeout_ms
+                .to_value(),
+            "colour-correction" => self
+                .settings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .colour_correction
                 .to_value(),
             "stats" => self.stats_structure().to_value(),
             "window-handle" => (self.foreign.lock().unwrap_or_else(|p| p.into_inner()).surface as u64).to_value(),
@@ -632,8 +710,21 @@ impl BaseSinkImpl for WlDmaBufSink {
         let format = dcaps::parse_caps(caps).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
         // Any caps style (DMA_DRM included).
         let info = dcaps::video_info(caps).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
-        gst::info!(CAT, imp = self, "stream {:?}", format);
-        *self.stream.lock().unwrap_or_else(|p| p.into_inner()) = Some(Stream { format, info });
+        let colorimetry = match colorimetry_from_caps(caps, &info) {
+            Ok(c) => c,
+            Err(e) => {
+                // Played as every GStreamer element reads it, and said.
+                let c = dcaps::colorimetry_of(&info);
+                gst::element_imp_warning!(self, gst::StreamError::Format, ["{}; shown as {:?}", e, c]);
+                c
+            }
+        };
+        gst::info!(CAT, imp = self, "stream {:?}, {:?}", format, colorimetry);
+        *self.stream.lock().unwrap_or_else(|p| p.into_inner()) = Some(Stream {
+            format,
+            info,
+            colorimetry,
+        });
         Ok(())
     }
 

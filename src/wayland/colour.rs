@@ -1,0 +1,357 @@
+//! Telling the compositor what a frame's YUV samples mean
+//! (`wp_color_representation_v1`), and the rule for frames it cannot be
+//! told about ([`ColourCorrection`]).
+//!
+//! The manager lists the (coefficients, range) pairs the compositor takes;
+//! only those are ever sent (anything else is the fatal `coefficients`
+//! error). The surface object exists only while a YUV frame is told: an RGB
+//! buffer committed with YCbCr coefficients is the fatal `pixel_format`
+//! error, so the object is destroyed (which unsets everything at the next
+//! commit) before an RGB or converted frame. Everything is double-buffered
+//! and set before the commit whose buffer needs it. The chroma location is
+//! sent for 4:2:0 formats only, when the stream states it.
+//!
+//! Without the protocol, or for a pair it does not list, what the
+//! compositor does is its own choice. Measured (README's colour section):
+//! Weston 14 (no protocol) reads YUV as BT.601 limited, the EGL default
+//! (`EGL_EXT_image_dma_buf_import`: `EGL_ITU_REC601_EXT`,
+//! `EGL_YUV_NARROW_RANGE_EXT`); Weston 16 assumes BT.709 when it is not
+//! told, but has the protocol. [`ColourCorrection::Auto`] therefore
+//! converts a frame the compositor cannot be told about unless it has no
+//! protocol and the frame is BT.601 limited.
+
+use wayland_client::{Connection, Dispatch, QueueHandle, WEnum};
+use wayland_protocols::wp::color_representation::v1::client::{
+    wp_color_representation_manager_v1::{self, WpColorRepresentationManagerV1},
+    wp_color_representation_surface_v1::{
+        self, AlphaMode, ChromaLocation, Coefficients, WpColorRepresentationSurfaceV1,
+    },
+};
+
+use super::presenter::{Presenter, Via};
+use super::queue::State;
+use crate::colour::{Colorimetry, Matrix, Range};
+use crate::format;
+use drm_fourcc::DrmFourcc;
+use wayland_client::protocol::wl_surface::WlSurface;
+
+/// What the compositor is assumed to do with YUV it is not told about and
+/// that has no colour-representation protocol: BT.601 limited (see the
+/// module docs).
+pub const ASSUMED_UNTOLD: Colorimetry = Colorimetry::BT601;
+
+/// When a YUV frame is converted to RGB on our side instead of being sent
+/// as it is (a property of `wldmabufsink`, `colour-correction`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ColourCorrection {
+    /// Convert only what the compositor would show wrong: frames whose
+    /// matrix and range it cannot be told and does not assume.
+    #[default]
+    Auto,
+    /// Never convert for colour's sake (told where possible, else sent as
+    /// they are and counted as uncorrected).
+    Never,
+    /// Convert every YUV frame that can be converted (a reference, or for
+    /// compositors that misread what they are told).
+    Always,
+}
+
+/// What the compositor offers for colour, as its globals said.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ColourOffer {
+    /// `wp_color_representation_manager_v1` is offered.
+    pub representation: bool,
+    /// The (matrix, range) pairs it lists that we can name (identity, FCC,
+    /// SMPTE 240M, BT.2020 constant luminance and ICtCp are left out).
+    pub pairs: Vec<(Matrix, Range)>,
+    /// The alpha modes it lists (`premultiplied_electrical`,
+    /// `premultiplied_optical`, `straight`).
+    pub alpha_modes: Vec<&'static str>,
+    /// Every pair it listed, as (H.273-ish protocol coefficient, range)
+    /// values, for reports.
+    pub raw_pairs: Vec<(u32, u32)>,
+}
+
+impl ColourOffer {
+    /// Whether `c`'s matrix and range may be sent.
+    pub fn lists(&self, c: &Colorimetry) -> bool {
+        self.pairs.contains(&(c.matrix, c.range))
+    }
+}
+
+/// What to do with one frame's colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Plan {
+    /// RGB: nothing to tell (the surface object, if any, goes).
+    Rgb,
+    /// YUV the compositor is told about.
+    Tell(Colorimetry),
+    /// YUV sent untold (the compositor's assumption matches, or the policy
+    /// says never, or it cannot be converted): `matches` says whether the
+    /// assumption matches.
+    Untold {
+        /// The compositor is assumed to read it right.
+        matches: bool,
+    },
+    /// YUV to convert to RGB on our side.
+    Convert,
+}
+
+/// The colour side of a presenter: the manager and our surface's object.
+pub(super) struct ColourRep {
+    manager: Option<WpColorRepresentationManagerV1>,
+    object: Option<WpColorRepresentationSurfaceV1>,
+    /// What the object was last set to (matrix + range, chroma site).
+    set: Option<Colorimetry>,
+    pub(super) policy: ColourCorrection,
+}
+
+impl ColourRep {
+    pub(super) fn new(manager: Option<WpColorRepresentationManagerV1>) -> Self {
+        Self {
+            manager,
+            object: None,
+            set: None,
+            policy: ColourCorrection::default(),
+        }
+    }
+
+    /// The plan for a frame of `fourcc` with colorimetry `c`; `convertible`
+    /// says whether a conversion path exists for it.
+    pub(super) fn plan(&self, offer: &ColourOffer, fourcc: DrmFourcc, c: Colorimetry, convertible: bool) -> Plan {
+        if !format::info(fourcc).is_ok_and(|i| i.is_yuv) {
+            return Plan::Rgb;
+        }
+        let tellable = offer.representation && offer.lists(&c);
+        let matches = !offer.representation && c.same_conversion(&ASSUMED_UNTOLD);
+        match self.policy {
+            ColourCorrection::Always if convertible => Plan::Convert,
+            _ if tellable => Plan::Tell(c),
+            ColourCorrection::Auto if !matches && convertible => Plan::Convert,
+            _ => Plan::Untold { matches },
+        }
+    }
+
+    /// Brings the surface's colour representation in line with the next
+    /// commit: `told` is the colorimetry of a YUV buffer to tell, `None`
+    /// for everything else (the object is destroyed, which unsets it).
+    pub(super) fn apply(
+        &mut self,
+        surface: &WlSurface,
+        qh: &QueueHandle<State>,
+        fourcc: DrmFourcc,
+        told: Option<Colorimetry>,
+    ) {
+        let (Some(manager), Some(c)) = (&self.manager, told) else {
+            if let Some(o) = self.object.take() {
+                o.destroy();
+            }
+            self.set = None;
+            return;
+        };
+        let object = self.object.get_or_insert_with(|| manager.get_surface(surface, qh, ()));
+        let same = self
+            .set
+            .is_some_and(|s| s.same_conversion(&c) && s.chroma_site == c.chroma_site);
+        if same {
+            return;
+        }
+        object.set_coefficients_and_range(coefficients(c.matrix), range(c.range));
+        // Chroma locations are Chroma420SampleLocType: 4:2:0 formats only.
+        let is_420 = format::info(fourcc).is_ok_and(|i| i.planes.iter().any(|p| p.v_sub == 2));
+        if is_420 && let Some(loc) = c.chroma_site.h273().and_then(chroma_location) {
+            object.set_chroma_location(loc);
+        }
+        self.set = Some(c);
+    }
+
+    /// Destroys our objects (children first).
+    pub(super) fn destroy(&mut self) {
+        if let Some(o) = self.object.take() {
+            o.destroy();
+        }
+        if let Some(m) = self.manager.take() {
+            m.destroy();
+        }
+    }
+}
+
+impl Presenter {
+    /// What the compositor offers for colour (`wp_color_representation_v1`
+    /// pairs and alpha modes).
+    pub fn colour_offer(&self) -> &ColourOffer {
+        &self.state.colour
+    }
+
+    /// The rule for YUV frames the compositor cannot be told about (default
+    /// [`ColourCorrection::Auto`]).
+    pub fn set_colour_correction(&mut self, policy: ColourCorrection) {
+        self.colour.policy = policy;
+    }
+
+    /// The plan for one frame (`convertible`: a CPU conversion path exists).
+    pub(super) fn colour_plan(&self, fourcc: DrmFourcc, c: Colorimetry, convertible: bool) -> Plan {
+        self.colour.plan(&self.state.colour, fourcc, c, convertible)
+    }
+
+    /// Sets (or unsets) the surface's colour representation for the commit
+    /// that follows, and counts the frame.
+    pub(super) fn apply_colour(&mut self, fourcc: DrmFourcc, plan: Plan, via: Via) {
+        let told = match (plan, via) {
+            (_, Via::Converted) => None,
+            (Plan::Tell(c), _) => Some(c),
+            _ => None,
+        };
+        self.colour.apply(&self.window.surface, &self.qh, fourcc, told);
+        match plan {
+            Plan::Tell(_) if told.is_some() => self.stats.colour_told += 1,
+            Plan::Convert => self.stats.colour_converted += u64::from(via == Via::Converted),
+            Plan::Untold { matches: false } => self.stats.colour_uncorrected += 1,
+            _ => {}
+        }
+    }
+}
+
+fn coefficients(m: Matrix) -> Coefficients {
+    match m {
+        Matrix::Bt601 => Coefficients::Bt601,
+        Matrix::Bt709 => Coefficients::Bt709,
+        Matrix::Bt2020 => Coefficients::Bt2020,
+    }
+}
+
+fn range(r: Range) -> wp_color_representation_surface_v1::Range {
+    match r {
+        Range::Full => wp_color_representation_surface_v1::Range::Full,
+        Range::Limited => wp_color_representation_surface_v1::Range::Limited,
+    }
+}
+
+fn chroma_location(h273: u8) -> Option<ChromaLocation> {
+    Some(match h273 {
+        0 => ChromaLocation::Type0,
+        1 => ChromaLocation::Type1,
+        2 => ChromaLocation::Type2,
+        3 => ChromaLocation::Type3,
+        4 => ChromaLocation::Type4,
+        5 => ChromaLocation::Type5,
+        _ => return None,
+    })
+}
+
+impl Dispatch<WpColorRepresentationManagerV1, ()> for State {
+    fn event(
+        state: &mut Self,
+        _: &WpColorRepresentationManagerV1,
+        event: wp_color_representation_manager_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        use wp_color_representation_manager_v1::Event;
+        let offer = &mut state.colour;
+        match event {
+            Event::SupportedCoefficientsAndRanges { coefficients, range } => {
+                let raw = (u32::from(coefficients), u32::from(range));
+                offer.raw_pairs.push(raw);
+                let matrix = match coefficients {
+                    WEnum::Value(Coefficients::Bt601) => Some(Matrix::Bt601),
+                    WEnum::Value(Coefficients::Bt709) => Some(Matrix::Bt709),
+                    WEnum::Value(Coefficients::Bt2020) => Some(Matrix::Bt2020),
+                    _ => None,
+                };
+                let range = match range {
+                    WEnum::Value(wp_color_representation_surface_v1::Range::Full) => Some(Range::Full),
+                    WEnum::Value(wp_color_representation_surface_v1::Range::Limited) => Some(Range::Limited),
+                    _ => None,
+                };
+                if let (Some(m), Some(r)) = (matrix, range)
+                    && !offer.pairs.contains(&(m, r))
+                {
+                    offer.pairs.push((m, r));
+                }
+            }
+            Event::SupportedAlphaMode { alpha_mode } => {
+                let name = match alpha_mode {
+                    WEnum::Value(AlphaMode::PremultipliedElectrical) => "premultiplied_electrical",
+                    WEnum::Value(AlphaMode::PremultipliedOptical) => "premultiplied_optical",
+                    WEnum::Value(AlphaMode::Straight) => "straight",
+                    _ => "unknown",
+                };
+                offer.alpha_modes.push(name);
+            }
+            Event::Done => {}
+            _ => {}
+        }
+    }
+}
+
+wayland_client::delegate_noop!(State: ignore WpColorRepresentationSurfaceV1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rep(policy: ColourCorrection) -> ColourRep {
+        ColourRep {
+            manager: None,
+            object: None,
+            set: None,
+            policy,
+        }
+    }
+
+    #[test]
+    fn auto_converts_only_what_the_compositor_would_misread() {
+        let none = ColourOffer::default();
+        let r = rep(ColourCorrection::Auto);
+        // No protocol: BT.601 limited is what such compositors read.
+        assert_eq!(
+            r.plan(&none, DrmFourcc::Nv12, Colorimetry::BT601, true),
+            Plan::Untold { matches: true }
+        );
+        assert_eq!(r.plan(&none, DrmFourcc::Nv12, Colorimetry::BT709, true), Plan::Convert);
+        // Nothing to convert with: sent untold, not matching.
+        assert_eq!(
+            r.plan(&none, DrmFourcc::Nv12, Colorimetry::BT709, false),
+            Plan::Untold { matches: false }
+        );
+        assert_eq!(r.plan(&none, DrmFourcc::Xrgb8888, Colorimetry::BT709, true), Plan::Rgb);
+        // The protocol without the pair: its untold default is unknown.
+        let offered = ColourOffer {
+            representation: true,
+            ..ColourOffer::default()
+        };
+        assert_eq!(
+            r.plan(&offered, DrmFourcc::Nv12, Colorimetry::BT601, true),
+            Plan::Convert
+        );
+        // Listed: told, never converted.
+        let listed = ColourOffer {
+            representation: true,
+            pairs: vec![(Matrix::Bt709, Range::Limited)],
+            ..ColourOffer::default()
+        };
+        assert_eq!(
+            r.plan(&listed, DrmFourcc::Nv12, Colorimetry::BT709, true),
+            Plan::Tell(Colorimetry::BT709)
+        );
+        assert_eq!(
+            r.plan(&listed, DrmFourcc::Nv12, Colorimetry::BT601, true),
+            Plan::Convert
+        );
+    }
+
+    #[test]
+    fn never_and_always() {
+        let none = ColourOffer::default();
+        assert_eq!(
+            rep(ColourCorrection::Never).plan(&none, DrmFourcc::Nv12, Colorimetry::BT709, true),
+            Plan::Untold { matches: false }
+        );
+        assert_eq!(
+            rep(ColourCorrection::Always).plan(&none, DrmFourcc::Nv12, Colorimetry::BT601, true),
+            Plan::Convert
+        );
+    }
+}
