@@ -103,6 +103,8 @@ pub(super) struct ColourRep {
     object: Option<WpColorRepresentationSurfaceV1>,
     /// What the object was last set to (matrix + range, chroma site).
     set: Option<Colorimetry>,
+    /// A chroma location was sent on the object.
+    chroma_sent: bool,
     pub(super) policy: ColourCorrection,
 }
 
@@ -112,6 +114,7 @@ impl ColourRep {
             manager,
             object: None,
             set: None,
+            chroma_sent: false,
             policy: ColourCorrection::default(),
         }
     }
@@ -147,20 +150,33 @@ impl ColourRep {
                 o.destroy();
             }
             self.set = None;
+            self.chroma_sent = false;
             return;
         };
-        let object = self.object.get_or_insert_with(|| manager.get_surface(surface, qh, ()));
-        let same = self
-            .set
-            .is_some_and(|s| s.same_conversion(&c) && s.chroma_site == c.chroma_site);
-        if same {
-            return;
-        }
-        object.set_coefficients_and_range(coefficients(c.matrix), range(c.range));
         // Chroma locations are Chroma420SampleLocType: 4:2:0 formats only.
         let is_420 = format::info(fourcc).is_ok_and(|i| i.planes.iter().any(|p| p.v_sub == 2));
-        if is_420 && let Some(loc) = c.chroma_site.h273().and_then(chroma_location) {
+        let location = c.chroma_site.h273().filter(|_| is_420).and_then(chroma_location);
+        // A location, once set, stays until the object goes: a frame that
+        // states none (or is not 4:2:0) needs a fresh object.
+        if self.chroma_sent
+            && location.is_none()
+            && let Some(o) = self.object.take()
+        {
+            o.destroy();
+            self.set = None;
+            self.chroma_sent = false;
+        }
+        let object = self.object.get_or_insert_with(|| manager.get_surface(surface, qh, ()));
+        if self.set.is_none_or(|s| !s.same_conversion(&c)) {
+            object.set_coefficients_and_range(coefficients(c.matrix), range(c.range));
+        }
+        if let Some(loc) = location
+            && self
+                .set
+                .is_none_or(|s| s.chroma_site != c.chroma_site || !self.chroma_sent)
+        {
             object.set_chroma_location(loc);
+            self.chroma_sent = true;
         }
         self.set = Some(c);
     }
@@ -297,6 +313,7 @@ mod tests {
             manager: None,
             object: None,
             set: None,
+            chroma_sent: false,
             policy,
         }
     }

@@ -15,11 +15,14 @@
 //! read back what is on screen with [`TestCompositor::capture`] (the
 //! surface tree rendered by pixman into an ARGB8888 image).
 
+// Each test binary that includes this module uses a part of it.
+#![allow(dead_code)]
+
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -34,6 +37,10 @@ use smithay::backend::renderer::sync::Fence as _;
 use smithay::backend::renderer::utils::{RendererSurfaceStateUserData, draw_render_elements, on_commit_buffer_handler};
 use smithay::backend::renderer::{Bind, Color32F, ExportMem, Frame, ImportDma, Offscreen, Renderer};
 use smithay::input::{Seat, SeatHandler, SeatState};
+use smithay::reexports::wayland_protocols::wp::color_representation::v1::server::{
+    wp_color_representation_manager_v1::{self, WpColorRepresentationManagerV1},
+    wp_color_representation_surface_v1::{self, WpColorRepresentationSurfaceV1},
+};
 use smithay::reexports::wayland_protocols::wp::linux_explicit_synchronization::zv1::server::{
     zwp_linux_buffer_release_v1::{self, ZwpLinuxBufferReleaseV1},
     zwp_linux_explicit_synchronization_v1::{self, ZwpLinuxExplicitSynchronizationV1},
@@ -105,13 +112,60 @@ pub struct TestCompositor {
     dir: PathBuf,
     requests: mpsc::Sender<Request>,
     thread: Option<JoinHandle<()>>,
+    colour_log: Arc<Mutex<ColourLog>>,
+}
+
+/// What a `wp_color_representation_v1` client did, as the compositor saw
+/// it (see [`TestCompositor::start_colour`]).
+#[derive(Debug, Clone, Default)]
+pub struct ColourLog {
+    /// Per applied commit of a buffer: the buffer's DRM fourcc code (wl_shm
+    /// buffers as their DRM code too), then the coefficients and range and
+    /// the chroma location in effect (protocol values).
+    pub commits: Vec<ColourCommit>,
+    /// Protocol errors raised (the client is disconnected at the first).
+    pub errors: Vec<String>,
+}
+
+/// (buffer fourcc code, (coefficients, range), chroma location) of a commit.
+pub type ColourCommit = (u32, Option<(u32, u32)>, Option<u32>);
+
+/// One surface's colour-representation state.
+#[derive(Default)]
+struct ColourSurface {
+    object: Option<WpColorRepresentationSurfaceV1>,
+    pending: (Option<(u32, u32)>, Option<u32>),
+    current: (Option<(u32, u32)>, Option<u32>),
+}
+
+/// The colour-representation side: the pairs listed, and each surface.
+struct Colour {
+    pairs: Vec<(u32, u32)>,
+    surfaces: HashMap<ObjectId, ColourSurface>,
+    log: Arc<Mutex<ColourLog>>,
 }
 
 impl TestCompositor {
     /// Starts a `width`x`height` output, importing syncobj timelines on the
     /// DRM node `render_node`.
     pub fn start(render_node: &Path, width: u32, height: u32, offer: Offer) -> Self {
-        Self::start_with(render_node, width, height, offer, None, None)
+        Self::start_with(Some(render_node), width, height, offer, None, None, None)
+    }
+
+    /// A compositor without a render node (it runs on the bare host:
+    /// dma-bufs of memfds), offering `wp_color_representation_manager_v1`
+    /// with only `pairs` (coefficients, range: protocol values) and alpha
+    /// mode `premultiplied_electrical`, and LINEAR NV12 dma-bufs (accepted,
+    /// not rendered). It enforces the protocol's errors (an unlisted pair,
+    /// a second object per surface, YCbCr coefficients or a chroma location
+    /// on an RGB buffer) and logs every commit ([`colour_log`](Self::colour_log)).
+    pub fn start_colour(width: u32, height: u32, pairs: &[(u32, u32)]) -> Self {
+        Self::start_with(None, width, height, Offer::None, None, None, Some(pairs.to_vec()))
+    }
+
+    /// What the colour-representation client did so far.
+    pub fn colour_log(&self) -> ColourLog {
+        self.colour_log.lock().unwrap().clone()
     }
 
     /// [`start`](Self::start) with [`Offer::None`] as a compositor that
@@ -119,7 +173,7 @@ impl TestCompositor {
     /// frame callback comes while a surface holds one (Weston 16 does this
     /// with some NV12 imports in a VM).
     pub fn start_hiding(render_node: &Path, width: u32, height: u32, hidden: Fourcc) -> Self {
-        Self::start_with(render_node, width, height, Offer::None, None, Some(hidden))
+        Self::start_with(Some(render_node), width, height, Offer::None, None, Some(hidden), None)
     }
 
     /// [`start`](Self::start) with [`Offer::ExplicitSyncV1`] answering
@@ -127,22 +181,24 @@ impl TestCompositor {
     /// until [`signal_release_fences`](Self::signal_release_fences).
     pub fn start_with_release_fences(render_node: &Path, width: u32, height: u32, card: &Path) -> Self {
         Self::start_with(
-            render_node,
+            Some(render_node),
             width,
             height,
             Offer::ExplicitSyncV1,
             Some(card.to_owned()),
             None,
+            None,
         )
     }
 
     fn start_with(
-        render_node: &Path,
+        render_node: Option<&Path>,
         width: u32,
         height: u32,
         offer: Offer,
         fence_card: Option<PathBuf>,
         hidden: Option<Fourcc>,
+        colour_pairs: Option<Vec<(u32, u32)>>,
     ) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "dmabuf-interop-syncobj-{}-{:?}",
@@ -153,19 +209,29 @@ impl TestCompositor {
         std::fs::create_dir_all(&dir).expect("socket directory");
         let socket = dir.join("wayland-syncobj");
         let listener = ListeningSocket::bind_absolute(socket.clone()).expect("bind the test compositor's socket");
-        let node = rustix::fs::open(
-            render_node,
-            rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .expect("open the render node");
+        let node = render_node.map(|node| {
+            rustix::fs::open(
+                node,
+                rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .expect("open the render node")
+        });
         let (requests, rx) = mpsc::channel();
-        let thread = std::thread::spawn(move || run(listener, node, width, height, offer, fence_card, hidden, rx));
+        let colour_log = Arc::new(Mutex::new(ColourLog::default()));
+        let colour = colour_pairs.map(|pairs| Colour {
+            pairs,
+            surfaces: HashMap::new(),
+            log: Arc::clone(&colour_log),
+        });
+        let thread =
+            std::thread::spawn(move || run(listener, node, width, height, offer, fence_card, hidden, colour, rx));
         Self {
             socket,
             dir,
             requests,
             thread: Some(thread),
+            colour_log,
         }
     }
 
@@ -244,6 +310,8 @@ struct App {
     release_fencer: Option<ReleaseFencer>,
     /// dma-bufs of this format are accepted but never shown.
     hidden: Option<Fourcc>,
+    /// wp_color_representation_v1, where offered.
+    colour: Option<Colour>,
 }
 
 /// A surface's linux-explicit-synchronization-v1 state.
@@ -325,6 +393,7 @@ impl CompositorHandler for App {
 
     fn commit(&mut self, surface: &WlSurface) {
         on_commit_buffer_handler::<Self>(surface);
+        self.colour_commit(surface);
         // The buffer this commit replaced is no longer read (the renderer
         // reads the current buffer only, synchronously).
         if let Some(v1) = self.explicit_v1.get_mut(&surface.id())
@@ -398,6 +467,11 @@ impl DmabufHandler for App {
         // only what pixman can take is accepted here, and the buffer is
         // imported when a commit showing it has been applied.
         let format = dmabuf.format();
+        if self.colour.is_some() {
+            // Colour tests read the protocol, not the screen.
+            let _ = notifier.successful::<App>();
+            return;
+        }
         let pixman_takes = self.renderer.dmabuf_formats().contains(&format) && dmabuf.num_planes() == 1;
         if pixman_takes {
             let _ = notifier.successful::<App>();
@@ -474,6 +548,132 @@ impl Dispatch<ZwpLinuxBufferReleaseV1, ()> for App {
         _: &DisplayHandle,
         _: &mut DataInit<'_, Self>,
     ) {
+    }
+}
+
+impl App {
+    /// A commit's colour state becomes current; checked against its buffer.
+    fn colour_commit(&mut self, surface: &WlSurface) {
+        let Some(colour) = self.colour.as_mut() else { return };
+        let Some(state) = colour.surfaces.get_mut(&surface.id()) else {
+            return;
+        };
+        state.current = state.pending;
+        let format = with_states(surface, |states| {
+            let data = states.data_map.get::<RendererSurfaceStateUserData>()?;
+            let data = data.lock().ok()?;
+            let buffer = data.buffer()?;
+            if let Ok(d) = get_dmabuf(buffer) {
+                return Some(d.format().code as u32);
+            }
+            smithay::wayland::shm::with_buffer_contents(buffer, |_, _, attrs| match attrs.format {
+                smithay::reexports::wayland_server::protocol::wl_shm::Format::Argb8888 => Fourcc::Argb8888 as u32,
+                smithay::reexports::wayland_server::protocol::wl_shm::Format::Xrgb8888 => Fourcc::Xrgb8888 as u32,
+                other => other as u32,
+            })
+            .ok()
+        });
+        let Some(format) = format else { return };
+        let mut log = colour.log.lock().unwrap();
+        log.commits.push((format, state.current.0, state.current.1));
+        let yuv = [Fourcc::Nv12 as u32, Fourcc::Yuv420 as u32, Fourcc::P010 as u32].contains(&format);
+        // Identity (1) is the only coefficient set an RGB buffer takes.
+        let bad = !yuv && (state.current.0.is_some_and(|(c, _)| c != 1) || state.current.1.is_some());
+        if bad && let Some(object) = &state.object {
+            let msg = format!("{:?} on buffer format {format:#x}", state.current);
+            log.errors.push(format!("pixel_format: {msg}"));
+            object.post_error(wp_color_representation_surface_v1::Error::PixelFormat, msg);
+        }
+    }
+}
+
+impl GlobalDispatch<WpColorRepresentationManagerV1, ()> for App {
+    fn bind(
+        app: &mut Self,
+        _: &DisplayHandle,
+        _: &Client,
+        resource: New<WpColorRepresentationManagerV1>,
+        _: &(),
+        data_init: &mut DataInit<'_, Self>,
+    ) {
+        let manager = data_init.init(resource, ());
+        manager.supported_alpha_mode(wp_color_representation_surface_v1::AlphaMode::PremultipliedElectrical);
+        for &(c, r) in app.colour.as_ref().map(|c| c.pairs.as_slice()).unwrap_or_default() {
+            if let (Ok(c), Ok(r)) = (
+                wp_color_representation_surface_v1::Coefficients::try_from(c),
+                wp_color_representation_surface_v1::Range::try_from(r),
+            ) {
+                manager.supported_coefficients_and_ranges(c, r);
+            }
+        }
+        manager.done();
+    }
+}
+
+impl Dispatch<WpColorRepresentationManagerV1, ()> for App {
+    fn request(
+        app: &mut Self,
+        _: &Client,
+        manager: &WpColorRepresentationManagerV1,
+        request: wp_color_representation_manager_v1::Request,
+        _: &(),
+        _: &DisplayHandle,
+        data_init: &mut DataInit<'_, Self>,
+    ) {
+        let Some(colour) = app.colour.as_mut() else { return };
+        if let wp_color_representation_manager_v1::Request::GetSurface { id, surface } = request {
+            let state = colour.surfaces.entry(surface.id()).or_default();
+            if state.object.is_some() {
+                colour.log.lock().unwrap().errors.push("surface_exists".into());
+                manager.post_error(
+                    wp_color_representation_manager_v1::Error::SurfaceExists,
+                    "surface exists",
+                );
+                return;
+            }
+            state.object = Some(data_init.init(id, surface));
+        }
+    }
+}
+
+impl Dispatch<WpColorRepresentationSurfaceV1, WlSurface> for App {
+    fn request(
+        app: &mut Self,
+        _: &Client,
+        object: &WpColorRepresentationSurfaceV1,
+        request: wp_color_representation_surface_v1::Request,
+        surface: &WlSurface,
+        _: &DisplayHandle,
+        _: &mut DataInit<'_, Self>,
+    ) {
+        use wp_color_representation_surface_v1::{Error, Request};
+        let Some(colour) = app.colour.as_mut() else { return };
+        let listed = colour.pairs.clone();
+        let state = colour.surfaces.entry(surface.id()).or_default();
+        let mut log = colour.log.lock().unwrap();
+        match request {
+            Request::SetCoefficientsAndRange { coefficients, range } => {
+                let pair = (u32::from(coefficients), u32::from(range));
+                if !listed.contains(&pair) {
+                    log.errors.push(format!("coefficients: {pair:?} not listed"));
+                    object.post_error(Error::Coefficients, format!("{pair:?} not listed"));
+                    return;
+                }
+                state.pending.0 = Some(pair);
+            }
+            Request::SetChromaLocation { chroma_location } => state.pending.1 = Some(u32::from(chroma_location)),
+            // Only premultiplied_electrical (0) is listed.
+            Request::SetAlphaMode { alpha_mode } if u32::from(alpha_mode) != 0 => {
+                log.errors.push("alpha_mode: not listed".into());
+                object.post_error(Error::AlphaMode, "not listed");
+            }
+            Request::Destroy => {
+                // Unsets everything at the next commit.
+                state.object = None;
+                state.pending = (None, None);
+            }
+            _ => {}
+        }
     }
 }
 
@@ -568,33 +768,44 @@ impl App {
 #[allow(clippy::too_many_arguments)]
 fn run(
     listener: ListeningSocket,
-    node: std::os::fd::OwnedFd,
+    node: Option<std::os::fd::OwnedFd>,
     width: u32,
     height: u32,
     offer: Offer,
     fence_card: Option<PathBuf>,
     hidden: Option<Fourcc>,
+    colour: Option<Colour>,
     rx: mpsc::Receiver<Request>,
 ) {
     let mut display: Display<App> = Display::new().expect("wayland display");
     let dh = display.handle();
     let renderer = PixmanRenderer::new().expect("pixman renderer");
-    let formats = renderer.dmabuf_formats();
+    let mut formats: Vec<smithay::backend::allocator::Format> = renderer.dmabuf_formats().into_iter().collect();
+    if colour.is_some() {
+        formats.push(smithay::backend::allocator::Format {
+            code: Fourcc::Nv12,
+            modifier: smithay::backend::allocator::Modifier::Linear,
+        });
+        dh.create_global::<App, WpColorRepresentationManagerV1, ()>(1, ());
+    }
     let mut dmabuf_state = DmabufState::new();
     // linux-dmabuf v5 with default feedback naming the render node, as a
-    // compositor with a device does.
-    let rdev = rustix::fs::fstat(&node).expect("fstat the render node").st_rdev;
+    // compositor with a device does (none: device 0, for colour tests).
+    let rdev = node
+        .as_ref()
+        .map_or(0, |n| rustix::fs::fstat(n).expect("fstat the render node").st_rdev);
     let feedback = DmabufFeedbackBuilder::new(rdev as _, formats)
         .build()
         .expect("dma-buf feedback");
     let _dmabuf_global = dmabuf_state.create_global_with_default_feedback::<App>(&dh, &feedback);
-    let device = DrmDeviceFd::new(DeviceFd::from(node));
+    let device = node.map(|n| DrmDeviceFd::new(DeviceFd::from(n)));
     let syncobj_state = (offer == Offer::DrmSyncobj)
-        .then(|| {
+        .then_some(())
+        .and(device)
+        .and_then(|device| {
             smithay::wayland::drm_syncobj::supports_syncobj_eventfd(&device)
                 .then(|| DrmSyncobjState::new::<App>(&dh, device))
-        })
-        .flatten();
+        });
     if offer == Offer::ExplicitSyncV1 {
         dh.create_global::<App, ZwpLinuxExplicitSynchronizationV1, ()>(2, ());
     }
@@ -615,6 +826,7 @@ fn run(
             pending: Vec::new(),
         }),
         hidden,
+        colour,
     };
     let mut clients: Vec<Client> = Vec::new();
     let start = Instant::now();

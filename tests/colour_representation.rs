@@ -1,0 +1,125 @@
+//! `wp_color_representation_v1` against a compositor that lists only some
+//! (coefficients, range) pairs (tests/syncobj_compositor, on Smithay,
+//! enforcing the protocol's errors): every YUV frame is told its matrix and
+//! range where listed, converted to RGB where not, nothing unlisted is ever
+//! sent, no RGB commit carries YCbCr coefficients, and the connection
+//! survives. Runs on the bare host (memfd dma-bufs, no render node).
+#![cfg(feature = "headless")]
+
+mod common;
+mod syncobj_compositor;
+
+use std::time::Duration;
+
+use common::write_planes;
+use dmabuf_interop::alloc::{Allocator, MemfdAllocator};
+use dmabuf_interop::colour::{ChromaSite, Colorimetry, Matrix, Range};
+use dmabuf_interop::wayland::{ColourCorrection, Presenter, Target, Via};
+use dmabuf_interop::{DmaBuf, DrmFourcc, pattern};
+use syncobj_compositor::TestCompositor;
+
+const W: u32 = 64;
+const H: u32 = 48;
+// Protocol values: coefficients bt709 = 2, bt601 = 4; range full = 1, limited = 2.
+const BT709_LIMITED: (u32, u32) = (2, 2);
+const BT601_LIMITED: (u32, u32) = (4, 2);
+
+/// (coefficients, range) and chroma location a commit carried.
+type Told = (Option<(u32, u32)>, Option<u32>);
+
+fn frame(fourcc: DrmFourcc, n: u32, colorimetry: Colorimetry) -> DmaBuf {
+    let buf = MemfdAllocator.allocate(fourcc, W, H, 64).unwrap();
+    write_planes(&buf, &pattern::frame_planes(fourcc, W, H, n).unwrap());
+    buf.with_colorimetry(colorimetry)
+}
+
+fn show(p: &mut Presenter, buf: &DmaBuf) -> Via {
+    let via = p.present(buf, Box::new(())).expect("present").via;
+    assert!(p.wait_frame(Duration::from_secs(5)).expect("dispatch"), "frame shown");
+    via
+}
+
+#[test]
+fn only_listed_pairs_are_sent_and_the_rest_is_converted() {
+    let comp = TestCompositor::start_colour(W, H, &[BT709_LIMITED, BT601_LIMITED]);
+    let mut p = Presenter::connect_to(
+        comp.socket_path(),
+        Target::Toplevel {
+            title: "colour".into(),
+            app_id: "dmabuf-interop-test".into(),
+        },
+    )
+    .expect("connect");
+    let offer = p.colour_offer().clone();
+    assert!(offer.representation, "{offer:?}");
+    assert_eq!(
+        offer.pairs,
+        vec![(Matrix::Bt709, Range::Limited), (Matrix::Bt601, Range::Limited)]
+    );
+    let left = Colorimetry {
+        chroma_site: ChromaSite::Left,
+        ..Colorimetry::BT709
+    };
+    let full601 = Colorimetry::BT601.with_matrix(Matrix::Bt601, Range::Full);
+    // (frame, expected path, expected (coefficients, range) and chroma
+    // location (type_0 = 1) on the compositor's side).
+    let frames = [
+        (
+            frame(DrmFourcc::Nv12, 0, left),
+            Via::LinuxDmabuf,
+            Some(BT709_LIMITED),
+            Some(1),
+        ),
+        (
+            frame(DrmFourcc::Nv12, 1, Colorimetry::BT601),
+            Via::LinuxDmabuf,
+            Some(BT601_LIMITED),
+            None,
+        ),
+        // Unlisted: converted into an XRGB8888 wl_shm buffer, nothing set.
+        (frame(DrmFourcc::Nv12, 2, full601), Via::Converted, None, None),
+        (
+            frame(DrmFourcc::Xrgb8888, 3, Colorimetry::BT709),
+            Via::LinuxDmabuf,
+            None,
+            None,
+        ),
+        (
+            frame(DrmFourcc::Nv12, 4, Colorimetry::BT709),
+            Via::LinuxDmabuf,
+            Some(BT709_LIMITED),
+            None,
+        ),
+    ];
+    for (buf, via, _, _) in &frames {
+        assert_eq!(show(&mut p, buf), *via, "{:?} {:?}", buf.fourcc(), buf.colorimetry());
+    }
+    p.roundtrip().expect("the connection survives");
+    let log = comp.colour_log();
+    assert!(log.errors.is_empty(), "protocol errors: {:?}", log.errors);
+    let seen: Vec<Told> = log.commits.iter().map(|c| (c.1, c.2)).collect();
+    let want: Vec<Told> = frames.iter().map(|f| (f.2, f.3)).collect();
+    assert_eq!(seen, want, "{log:?}");
+    let stats = p.stats();
+    assert_eq!(
+        (stats.colour_told, stats.colour_converted, stats.colour_uncorrected),
+        (3, 1, 0),
+        "{stats:?}"
+    );
+
+    // never: the unlisted pair goes as it is, untold, and is counted.
+    p.set_colour_correction(ColourCorrection::Never);
+    assert_eq!(show(&mut p, &frame(DrmFourcc::Nv12, 5, full601)), Via::LinuxDmabuf);
+    assert_eq!(p.stats().colour_uncorrected, 1);
+    // always: even a listed pair is converted.
+    p.set_colour_correction(ColourCorrection::Always);
+    assert_eq!(
+        show(&mut p, &frame(DrmFourcc::Nv12, 6, Colorimetry::BT709)),
+        Via::Converted
+    );
+    p.roundtrip().expect("the connection survives");
+    let log = comp.colour_log();
+    assert!(log.errors.is_empty(), "protocol errors: {:?}", log.errors);
+    assert_eq!(log.commits[5].1, None, "{log:?}");
+    assert_eq!(log.commits[6].1, None, "{log:?}");
+}
