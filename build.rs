@@ -30,11 +30,15 @@ mod shaders {
         ),
         ("pattern_nv12", &["pattern_common.wgsl", "pattern_nv12.wgsl"], &[]),
         ("nv12_to_rgba", &["nv12_read.wgsl", "nv12_to_rgba.wgsl"], &[]),
-        ("composite_rgb", &["overlay_common.wgsl", "composite_rgb.wgsl"], &[]),
+        (
+            "composite_rgb",
+            &["overlay_common.wgsl", "composite_rgb.wgsl"],
+            &[("EXTRA_PARAMS", "")],
+        ),
         (
             "composite_nv12",
             &["overlay_common.wgsl", "nv12_read.wgsl", "composite_nv12.wgsl"],
-            &[],
+            &[("EXTRA_PARAMS", "yuv: Yuv,")],
         ),
     ];
 

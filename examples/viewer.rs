@@ -53,7 +53,6 @@ use dmabuf_interop::wayland::{Presenter, Target, keys};
 use dmabuf_interop::wayland::{Release, SyncMode};
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use gstreamer_video as gst_video;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Present {
@@ -136,12 +135,10 @@ fn parse_args() -> Result<Args, String> {
 
 /// The GStreamer source part of the pipeline: a bin with one src pad.
 fn source(args: &Args) -> Result<(gst::Bin, String), String> {
-    // The Vulkan path reads YUV as BT.709 (Kernels::composite): have the
-    // converter produce that.
-    let caps = match (args.present, args.format.as_str()) {
-        (Present::Vulkan, "NV12") => format!("video/x-raw,format={},colorimetry=bt709", args.format),
-        _ => format!("video/x-raw,format={}", args.format),
-    };
+    // Both paths read YUV with the stream's colorimetry (the Vulkan
+    // composite with the imported image's, the compositor told or the frame
+    // converted).
+    let caps = format!("video/x-raw,format={}", args.format);
     let parse = |d: &str| {
         // identity (passthrough) lets a description end in caps.
         gst::parse::bin_from_description(&format!("{d} ! identity"), true).map_err(|e| format!("{d}: {e}"))
@@ -210,8 +207,6 @@ struct VulkanPath {
     /// Output images drawn into after the compositor's release fence on the
     /// GPU (instead of waiting for the release on the CPU).
     gpu_release_waits: u64,
-    /// The caps whose colour matrix was last looked at.
-    checked_caps: Option<gst::Caps>,
 }
 
 /// Output images in flight at most: one on screen, one queued, one drawn.
@@ -231,26 +226,12 @@ impl VulkanPath {
             gpu_fenced: 0,
             gpu_release_waits: 0,
             in_flight: VecDeque::new(),
-            checked_caps: None,
         })
     }
 
     /// Draws `frame` + `overlay` into a free output image and shows it.
     fn show(&mut self, presenter: &mut Presenter, frame: &ImportedFrame, overlay: &Overlay) -> Result<(), String> {
         let (w, h) = (frame.dmabuf.width(), frame.dmabuf.height());
-        // Once per caps (the same caps object comes with every sample until
-        // a renegotiation): warn when YUV is not BT.709.
-        let caps = frame.sample().caps_owned();
-        if frame.dmabuf.fourcc() == DrmFourcc::Nv12 && caps != self.checked_caps {
-            let info = caps.as_ref().and_then(|c| gst_video::VideoInfo::from_caps(c).ok());
-            if let Some(m) = info
-                .map(|i| i.colorimetry().matrix())
-                .filter(|&m| m != gst_video::VideoColorMatrix::Bt709)
-            {
-                eprintln!("\nnote: the frames are {m:?} YUV; the composite reads BT.709 (colours will be off)");
-            }
-            self.checked_caps = caps;
-        }
         if self
             .ring
             .first()

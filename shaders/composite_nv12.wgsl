@@ -8,5 +8,5 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     if id.x >= params.width || id.y >= params.height {
         return;
     }
-    store_with_overlay(id.xy, nv12_rgb(id.xy));
+    store_with_overlay(id.xy, nv12_rgb(id.xy, params.yuv));
 }

@@ -3,6 +3,7 @@
 struct Size {
     width: u32,
     height: u32,
+    yuv: Yuv,
 }
 
 var<immediate> size: Size;
@@ -14,5 +15,5 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     if id.x >= size.width || id.y >= size.height {
         return;
     }
-    textureStore(out_image, id.xy, vec4<f32>(nv12_rgb(id.xy), 1.0));
+    textureStore(out_image, id.xy, vec4<f32>(nv12_rgb(id.xy, size.yuv), 1.0));
 }

@@ -9,6 +9,8 @@ struct Params {
     frame: u32,
     // Progress in 1/1000; NO_PROGRESS hides the bar.
     progress: u32,
+    // YUV composites: the video's matrix and range (nv12_read.wgsl).
+    EXTRA_PARAMS
 }
 
 var<immediate> params: Params;

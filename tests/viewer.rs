@@ -242,6 +242,49 @@ fn plays_a_decoded_clip_through_vulkan() {
     assert_smpte_bars(&image);
 }
 
+/// The Vulkan composite converts NV12 with each stream's matrix and range
+/// (BT.601 and BT.2020 full range, BT.709 limited): SMPTE bar centres
+/// against the RGB bars within 5/255 (videoconvert's integer encoder is
+/// itself up to 4 off; a wrong matrix or range is 12-20 off).
+#[test]
+fn vulkan_composite_reads_the_streams_colorimetry() {
+    common::gst::init();
+    for colorimetry in ["1:4:0:0", "1:6:0:0", "bt709"] {
+        let shot = scratch(&format!("colour-{}.png", colorimetry.replace(':', ".")));
+        let pipeline = format!(
+            "videotestsrc pattern=smpte num-buffers=10 ! video/x-raw,format=BGRx,width=320,height=240,\
+             framerate=30/1 ! videoconvert ! video/x-raw,format=NV12,colorimetry={colorimetry}"
+        );
+        let summary = run_viewer(&[
+            "--pipeline",
+            &pipeline,
+            "--present",
+            "vulkan",
+            "--headless",
+            "--frames",
+            "5",
+            "--size",
+            "320x240",
+            "--screenshot",
+            shot.to_str().unwrap(),
+        ]);
+        assert!(summary.contains("5 frames shown"), "{summary}");
+        let image = Image::load_png(&shot).unwrap();
+        let reference = common::gst::smpte_rgb(320, 240);
+        // The bars' centres on row 80 (below the counter, above the bar).
+        let mut worst = 0;
+        for i in 0..7u32 {
+            let x = (2 * i + 1) * 320 / 14;
+            let (got, want) = (image.pixel(x, 80).unwrap(), reference(x, 80));
+            for c in 0..3 {
+                worst = worst.max((i32::from(got[c]) - i32::from(want[c])).unsigned_abs());
+            }
+        }
+        println!("{colorimetry}: worst {worst}");
+        assert!(worst <= 5, "{colorimetry}: bars worst {worst}/255");
+    }
+}
+
 #[test]
 fn stdin_pauses_resumes_and_quits() {
     let mut child = Command::new(viewer())

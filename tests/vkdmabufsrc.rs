@@ -125,6 +125,31 @@ fn pushes_dmabufs_with_the_pattern() {
     }
 }
 
+/// NV12 caps state what the pattern kernels write (BT.709 limited, not
+/// the BT.601 that GStreamer assumes at SD), and the frames carry it; a
+/// downstream demand for another matrix is a negotiation error naming it.
+#[test]
+fn nv12_caps_state_bt709() {
+    init();
+    let importer = Importer::new().unwrap();
+    let (error, frames) = run_with(
+        "vkdmabufsrc num-buffers=2 ! video/x-raw,format=NV12,width=320,height=240",
+        &importer,
+        |_, frame| {
+            let caps = frame.sample().caps().unwrap().to_string();
+            assert!(caps.contains("colorimetry=(string)bt709"), "{caps}");
+            assert_eq!(frame.dmabuf.colorimetry().matrix, dmabuf_interop::colour::Matrix::Bt709);
+        },
+    );
+    assert_eq!((error, frames), (None, 2));
+    let (error, frames) = run(
+        "vkdmabufsrc num-buffers=2 ! video/x-raw,format=NV12,width=320,height=240,colorimetry=bt601",
+        &Importer::new().unwrap(),
+    );
+    assert_eq!(frames, 0);
+    assert!(error.as_deref().unwrap_or("").contains("bt709"), "{error:?}");
+}
+
 #[test]
 fn mappable_buffers_work_with_videoconvert() {
     init();

@@ -11,6 +11,7 @@ use drm_fourcc::DrmFourcc;
 use super::context::VulkanContext;
 use super::error::{VulkanError, call};
 use super::format::{VkFormatInfo, plane_aspect, storage_view_format};
+use crate::colour::Colorimetry;
 use crate::sync::SyncAccess;
 
 /// A `VkImage` bound to dma-buf memory, imported or exported.
@@ -41,6 +42,9 @@ pub struct VulkanImage {
     /// Dups of the distinct files of a kernel dma-buf, for implicit sync
     /// (empty for memfds, which have no fences).
     pub(super) implicit_fds: Vec<OwnedFd>,
+    /// What YUV samples mean: the imported `DmaBuf`'s, else GStreamer's
+    /// default for the size.
+    pub(super) colorimetry: Colorimetry,
 }
 
 impl std::fmt::Debug for VulkanImage {
@@ -106,7 +110,14 @@ impl VulkanImage {
             acquired_before: AtomicBool::new(false),
             handed_out: AtomicBool::new(false),
             implicit_fds: Vec::new(),
+            colorimetry: Colorimetry::default_for_size(width, height),
         }
+    }
+
+    /// What the image's YUV samples mean (from the imported `DmaBuf`; the
+    /// kernels and [`YcbcrSampler`](super::YcbcrSampler) convert with it).
+    pub fn colorimetry(&self) -> Colorimetry {
+        self.colorimetry
     }
 
     /// The image handle.

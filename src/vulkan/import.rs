@@ -83,6 +83,7 @@ pub fn import(
     }
 
     let mut out = VulkanImage::empty(ctx, format, usage, dmabuf.width(), dmabuf.height());
+    out.colorimetry = dmabuf.colorimetry();
     out.disjoint = disjoint;
     out.modifier_tiling = use_modifier_ext;
     let plane_layouts: Vec<vk::SubresourceLayout> = dmabuf

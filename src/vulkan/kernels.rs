@@ -2,6 +2,7 @@
 //! naga): the moving test pattern, NV12 -> RGBA conversion and the viewer's
 //! composite (video + overlay).
 
+use crate::colour::Colorimetry;
 use std::sync::Arc;
 
 use ash::vk;
@@ -246,6 +247,33 @@ fn descriptor_pool(ctx: &VulkanContext) -> Result<PoolGuard<'_>, VulkanError> {
     Ok(PoolGuard(ctx, pool))
 }
 
+/// Bytes of `nv12_read.wgsl`'s `Yuv` push constants.
+const YUV_CONSTANTS: u32 = 32;
+
+/// `nv12_read.wgsl`'s `Yuv` for `c` (8-bit samples): the inverse of the
+/// encoding equations with Kr, Kb of the matrix and the range's offsets, as
+/// [`crate::convert`] does on the CPU.
+fn yuv_constants(c: Colorimetry) -> [u8; YUV_CONSTANTS as usize] {
+    let (kr, kb) = c.matrix.coefficients();
+    let kg = 1.0 - kr - kb;
+    let (y_offset, y_scale, c_scale) = c.range.offsets();
+    let values = [
+        y_offset,
+        255.0 / y_scale,
+        255.0 / c_scale,
+        2.0 * (1.0 - kr),
+        -2.0 * kb * (1.0 - kb) / kg,
+        -2.0 * kr * (1.0 - kr) / kg,
+        2.0 * (1.0 - kb),
+        255.0,
+    ];
+    let mut out = [0u8; YUV_CONSTANTS as usize];
+    for (chunk, v) in out.chunks_exact_mut(4).zip(values) {
+        chunk.copy_from_slice(&(v as f32).to_le_bytes());
+    }
+    out
+}
+
 impl Kernels {
     /// Builds the compute pipelines on `ctx`.
     pub fn new(ctx: &Arc<VulkanContext>) -> Result<Self, VulkanError> {
@@ -263,7 +291,7 @@ impl Kernels {
                 Which::Nv12ToRgba,
                 NV12_TO_RGBA,
                 &[D::SAMPLED_IMAGE, D::SAMPLED_IMAGE, D::STORAGE_IMAGE],
-                8,
+                8 + YUV_CONSTANTS,
             ),
             (
                 Which::CompositeRgb,
@@ -275,7 +303,7 @@ impl Kernels {
                 Which::CompositeNv12,
                 COMPOSITE_NV12,
                 &[D::SAMPLED_IMAGE, D::SAMPLED_IMAGE, D::STORAGE_IMAGE],
-                16,
+                16 + YUV_CONSTANTS,
             ),
         ];
         let mut kernels: Vec<Kernel> = Vec::with_capacity(specs.len());
@@ -348,24 +376,27 @@ impl Kernels {
     }
 
     /// Converts NV12 `src` (SAMPLED usage) into RGBA8 `dst` (an
-    /// XBGR8888/ABGR8888 image with STORAGE usage, same size), BT.709 limited
-    /// range. Returns once the GPU is done.
+    /// XBGR8888/ABGR8888 image with STORAGE usage, same size), with `src`'s
+    /// matrix and range ([`VulkanImage::colorimetry`]). Returns once the GPU
+    /// is done.
     pub fn nv12_to_rgba(&self, src: &VulkanImage, dst: &VulkanImage) -> Result<(), VulkanError> {
         if src.fourcc() != DrmFourcc::Nv12 || !matches!(dst.fourcc(), DrmFourcc::Xbgr8888 | DrmFourcc::Abgr8888) {
             return Err(VulkanError::Usage(
                 "nv12_to_rgba converts an NV12 image into an XBGR8888/ABGR8888 one",
             ));
         }
-        let push: Vec<u8> = [src.width(), src.height()]
+        let mut push: Vec<u8> = [src.width(), src.height()]
             .iter()
             .flat_map(|v| v.to_le_bytes())
             .collect();
+        push.extend(yuv_constants(src.colorimetry()));
         self.read_write(self.kernel(Which::Nv12ToRgba), src, dst, &push, &[])?
             .wait()
     }
 
     /// Composites `video` (SAMPLED usage; XRGB8888, ARGB8888, XBGR8888,
-    /// ABGR8888 or NV12, the latter read as BT.709 limited range) and
+    /// ABGR8888 or NV12, the latter read with its matrix and range,
+    /// [`VulkanImage::colorimetry`]) and
     /// `overlay` (see [`crate::overlay`]) into `out` (an XRGB8888/ARGB8888
     /// image of the same size with STORAGE usage, e.g. an exported one).
     /// Returns once the GPU is done: `out`'s dma-buf then holds the picture
@@ -406,13 +437,11 @@ impl Kernels {
         }
         let after = after.to_sync_file().map_err(VulkanError::Fence)?;
         let after: Vec<std::os::fd::BorrowedFd<'_>> = after.iter().map(|f| f.as_fd()).collect();
-        self.read_write(
-            kernel,
-            video,
-            out,
-            &overlay.push_constants(video.width(), video.height()),
-            &after,
-        )
+        let mut push = overlay.push_constants(video.width(), video.height()).to_vec();
+        if video.fourcc() == DrmFourcc::Nv12 {
+            push.extend(yuv_constants(video.colorimetry()));
+        }
+        self.read_write(kernel, video, out, &push, &after)
     }
 
     /// Runs `kernel` over `dst`'s size with `src`'s plane views (sampled)

@@ -1,5 +1,6 @@
 //! Sampling YUV images through a `VkSamplerYcbcrConversion`.
 
+use crate::colour::{Matrix, Range};
 use std::sync::Arc;
 
 use ash::vk;
@@ -8,7 +9,8 @@ use super::context::VulkanContext;
 use super::error::{VulkanError, call};
 use super::image::VulkanImage;
 
-/// A YCbCr conversion (BT.709, limited range), the sampler that applies it
+/// A YCbCr conversion (the image's matrix and range,
+/// [`VulkanImage::colorimetry`]), the sampler that applies it
 /// and a view of the whole YUV image through it. Bind `sampler` as the
 /// immutable sampler of a COMBINED_IMAGE_SAMPLER descriptor with `view`;
 /// shaders then read RGB.
@@ -79,8 +81,15 @@ impl YcbcrSampler {
         let device = ctx.device();
         let conversion_info = vk::SamplerYcbcrConversionCreateInfo::default()
             .format(image.vk_format())
-            .ycbcr_model(vk::SamplerYcbcrModelConversion::YCBCR_709)
-            .ycbcr_range(vk::SamplerYcbcrRange::ITU_NARROW)
+            .ycbcr_model(match image.colorimetry().matrix {
+                Matrix::Bt601 => vk::SamplerYcbcrModelConversion::YCBCR_601,
+                Matrix::Bt709 => vk::SamplerYcbcrModelConversion::YCBCR_709,
+                Matrix::Bt2020 => vk::SamplerYcbcrModelConversion::YCBCR_2020,
+            })
+            .ycbcr_range(match image.colorimetry().range {
+                Range::Limited => vk::SamplerYcbcrRange::ITU_NARROW,
+                Range::Full => vk::SamplerYcbcrRange::ITU_FULL,
+            })
             .x_chroma_offset(chroma)
             .y_chroma_offset(chroma)
             .chroma_filter(vk::Filter::NEAREST);
