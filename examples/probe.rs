@@ -205,8 +205,19 @@ fn compositor_report(headless: bool) -> Value {
             json!({ "offered": false })
         }
     };
+    let management = {
+        let m = presenter.colour_management_offer();
+        json!({
+            "offered": m.offered,
+            "parametric": m.parametric,
+            "mastering": m.mastering,
+            "transfer_functions": m.transfer_functions,
+            "primaries": m.primaries,
+        })
+    };
     json!({
         "compositor": which,
+        "colour_management": management,
         "linux_dmabuf_version": f.dmabuf_version,
         "main_device": device(f.main_device),
         "tranches": tranches,
@@ -419,6 +430,17 @@ fn print_human(r: &Value) {
             } else {
                 println!(
                     "  wp_color_representation_v1: not offered (YUV not BT.601 limited is converted: colour-correction=auto)"
+                );
+            }
+            let m = &wl["colour_management"];
+            if m["offered"].as_bool() == Some(true) {
+                println!(
+                    "  wp_color_manager_v1: parametric {}, mastering metadata {}, named transfer functions {}, named primaries {} (protocol values)",
+                    m["parametric"], m["mastering"], m["transfer_functions"], m["primaries"]
+                );
+            } else {
+                println!(
+                    "  wp_color_manager_v1: not offered (no image descriptions: transfer, primaries, HDR metadata)"
                 );
             }
             for t in wl["tranches"].as_array().into_iter().flatten() {

@@ -98,11 +98,17 @@ fn session_bus(runtime: &Path) -> u32 {
 
 impl Compositor {
     fn start(name: &'static str, width: u32, height: u32) -> Self {
+        Self::start_with(name, width, height, None)
+    }
+
+    /// [`start`](Self::start) with a weston.ini for Weston.
+    fn start_with(name: &'static str, width: u32, height: u32, weston_ini: Option<&str>) -> Self {
         if name == "weston" {
             let weston = Weston::start(WestonOptions {
                 width,
                 height,
                 renderer: Renderer::Gl,
+                config: weston_ini.map(str::to_owned),
                 ..Default::default()
             })
             .unwrap_or_else(|e| panic!("weston did not start: {e}"));
@@ -675,6 +681,47 @@ fn weston_colour() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// HDR10 through `wp_color_management_v1` on Weston 16 with its colour
+/// manager on (`color-management=true`): a BT.2100 PQ stream with
+/// mastering display and content light levels in its caps gets a
+/// parametric image description (st2084_pq, bt2020, the mastering
+/// metadata) that Weston readies, on every frame; no description fails.
+/// Weston 14 offers no colour manager: nothing is described there.
+#[test]
+fn weston_hdr10_image_description() {
+    if !common::staged_test(
+        "weston HDR10 (Debian 13 / testing)",
+        std::env::var_os(STAGE_ENV).is_some() && !in_vm(),
+        STAGE_ENV,
+        "compositor stage on the host (scripts/compositor-stage)",
+    ) {
+        return;
+    }
+    common::gst::init();
+    let hdr = "bt2100-pq,mastering-display-info=(string)35400:14600:8500:39850:6550:2300:15635:16450:10000000:50,\
+               content-light-level=(string)1000:400";
+    let comp = Compositor::start_with("weston", 320, 240, Some("[core]\ncolor-management=true\n"));
+    let ours = play_colour(&comp, "wldmabufsink", "P010_10LE", 320, 240, 30, Some(hdr));
+    drop(comp);
+    let s = &ours.stats;
+    println!(
+        "| {} | weston HDR10 | P010 320x240 bt2100-pq + HDR10 | ours: {} shown {}, described {}, description failures {}, told {} |",
+        stage(),
+        if ours.ok { "plays" } else { "FAILS" },
+        ours.shown,
+        stat(s, "colour-described"),
+        stat(s, "colour-description-failures"),
+        stat(s, "colour-told"),
+    );
+    assert!(ours.ok, "{} / {s}", ours.error);
+    assert_eq!(stat(s, "colour-description-failures"), 0, "{s}");
+    if stage() == "forky" {
+        assert_eq!(stat(s, "colour-described"), stat(s, "shown"), "{s}");
+    } else {
+        assert_eq!(stat(s, "colour-described"), 0, "{s}");
+    }
 }
 
 #[test]

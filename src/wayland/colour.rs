@@ -210,9 +210,40 @@ impl Presenter {
         self.colour.plan(&self.state.colour, fourcc, c, convertible)
     }
 
-    /// Sets (or unsets) the surface's colour representation for the commit
-    /// that follows, and counts the frame.
+    /// What the compositor's `wp_color_manager_v1` offers.
+    pub fn colour_management_offer(&self) -> &super::ColourManagementOffer {
+        &self.state.colour_management
+    }
+
+    /// Makes the image description of a stream with colorimetry `c` (once
+    /// per stream) and waits up to 200 ms for the compositor's answer, so
+    /// that the stream's first frame can carry it; counts a failure.
+    pub(super) fn prepare_description(&mut self, c: &Colorimetry) -> Result<(), super::WaylandError> {
+        let fresh = {
+            let (cm, state) = (&mut self.colour_management, &mut self.state);
+            cm.prepare(state, &self.qh, c)
+        };
+        if fresh {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
+            while self.colour_management.pending(&self.state) && std::time::Instant::now() < deadline {
+                self.dispatch_timeout(std::time::Duration::from_millis(10))?;
+            }
+            if self.colour_management.failed(&self.state) {
+                self.stats.colour_description_failures += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets (or unsets) the surface's colour representation and image
+    /// description for the commit that follows, and counts the frame.
     pub(super) fn apply_colour(&mut self, fourcc: DrmFourcc, plan: Plan, via: Via) {
+        if self
+            .colour_management
+            .apply(&self.state, &self.window.surface, &self.qh)
+        {
+            self.stats.colour_described += 1;
+        }
         let told = match (plan, via) {
             (_, Via::Converted) => None,
             (Plan::Tell(c), _) => Some(c),

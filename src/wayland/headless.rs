@@ -110,6 +110,10 @@ pub struct WestonOptions {
     /// which Mesa's EGL gives its GL renderer native fence sync on
     /// llvmpipe (Weston then offers `zwp_linux_explicit_synchronization_v1`).
     pub env: Vec<(String, String)>,
+    /// weston.ini contents (e.g. `"[core]\ncolor-management=true\n"`,
+    /// which makes Weston >= 15 offer `wp_color_manager_v1`); `None`: no
+    /// configuration file at all.
+    pub config: Option<String>,
 }
 
 impl Default for WestonOptions {
@@ -123,6 +127,7 @@ impl Default for WestonOptions {
             refresh_mhz: 60_000,
             startup_timeout: Duration::from_secs(20),
             env: Vec::new(),
+            config: None,
         }
     }
 }
@@ -243,9 +248,16 @@ impl Weston {
             format!("--socket={socket}"),
             "--debug".into(),
             "--idle-time=0".into(),
-            "--no-config".into(),
             format!("--log={}", log.display()),
         ];
+        match &options.config {
+            Some(ini) => {
+                let path = runtime_dir.join("weston.ini");
+                std::fs::write(&path, ini).map_err(|e| HeadlessError::Io(format!("{}: {e}", path.display())))?;
+                args.push(format!("--config={}", path.display()));
+            }
+            None => args.push("--no-config".into()),
+        }
         match options.backend {
             Backend::Headless => args.extend([
                 "--backend=headless".into(),

@@ -23,6 +23,7 @@
 
 mod buffers;
 mod colour;
+mod colour_management;
 mod error;
 mod formats;
 #[cfg(feature = "headless")]
@@ -38,6 +39,7 @@ mod window;
 
 pub use buffers::Release;
 pub use colour::{ASSUMED_UNTOLD, ColourCorrection, ColourOffer};
+pub use colour_management::ColourManagementOffer;
 pub use error::{ShmError, WaylandError};
 pub use formats::{FormatSet, FormatTableError, Tranche, parse_format_table, tranche_formats};
 pub use linux_dmabuf::MAX_DMABUF_VERSION;

@@ -18,6 +18,7 @@ use wayland_client::protocol::{
     wl_buffer::WlBuffer, wl_compositor::WlCompositor, wl_shm::WlShm, wl_surface::WlSurface,
 };
 use wayland_client::{Connection, EventQueue, Proxy, QueueHandle};
+use wayland_protocols::wp::color_management::v1::client::wp_color_manager_v1::WpColorManagerV1;
 use wayland_protocols::wp::color_representation::v1::client::wp_color_representation_manager_v1::WpColorRepresentationManagerV1;
 use wayland_protocols::wp::linux_dmabuf::zv1::client::{
     zwp_linux_dmabuf_feedback_v1::ZwpLinuxDmabufFeedbackV1, zwp_linux_dmabuf_v1::ZwpLinuxDmabufV1,
@@ -26,6 +27,7 @@ use wayland_protocols::wp::viewporter::client::wp_viewporter::WpViewporter;
 
 use super::buffers::CacheEntry;
 use super::colour::{ColourRep, Plan};
+use super::colour_management::ColourManagement;
 use super::error::WaylandError;
 use super::formats::FormatSet;
 use super::linux_dmabuf::{ImportKind, MAX_DMABUF_VERSION, request_feedback};
@@ -117,6 +119,11 @@ pub struct PresentStats {
     /// differ from what the compositor is assumed to read (no conversion
     /// path, or `ColourCorrection::Never`): shown with wrong colours.
     pub colour_uncorrected: u64,
+    /// Frames committed with a `wp_color_management_v1` image description
+    /// (the stream's transfer function and primaries, HDR10 metadata).
+    pub colour_described: u64,
+    /// Image descriptions the compositor answered `failed` for.
+    pub colour_description_failures: u64,
 }
 
 /// How a frame went out.
@@ -189,6 +196,8 @@ pub struct Presenter {
     sync_fallback: Option<String>,
     /// `wp_color_representation_v1` and the colour-correction rule.
     pub(super) colour: ColourRep,
+    /// `wp_color_management_v1` image descriptions.
+    pub(super) colour_management: ColourManagement,
 }
 
 impl std::fmt::Debug for Presenter {
@@ -276,6 +285,8 @@ impl Presenter {
         let viewporter: Option<WpViewporter> = globals.bind(&qh, 1..=1, ()).ok();
         let colour_manager: Option<WpColorRepresentationManagerV1> = globals.bind(&qh, 1..=1, ()).ok();
         state.colour.representation = colour_manager.is_some();
+        let colour_management: Option<WpColorManagerV1> = globals.bind(&qh, 1..=2, ()).ok();
+        state.colour_management.offered = colour_management.is_some();
         let wanted = std::env::var(SYNC_ENV).unwrap_or_default();
         let explicit_ok = dmabuf.is_some() && wanted != "implicit";
         let syncobj_manager: Option<WpLinuxDrmSyncobjManagerV1> = (explicit_ok && wanted != "explicit-sync-v1")
@@ -319,6 +330,7 @@ impl Presenter {
             explicit: None,
             sync_fallback: None,
             colour: ColourRep::new(colour_manager),
+            colour_management: ColourManagement::new(colour_management),
         };
         // Globals' initial events (formats), then the first configure.
         this.roundtrip()?;
@@ -555,6 +567,7 @@ impl Presenter {
         // conversion into XRGB8888, which every wl_shm offers.
         let fallback_ok = linear && self.shm.is_some() && convert::can_convert(buf.fourcc());
         let plan = self.colour_plan(buf.fourcc(), buf.colorimetry(), fallback_ok);
+        self.prepare_description(&buf.colorimetry())?;
         let imported = if dmabuf_ok && plan != Plan::Convert {
             match self.wl_buffer_for(buf) {
                 Ok(found) => Some(found),
@@ -725,6 +738,7 @@ impl Presenter {
         self.begin_frame()?;
         let convertible = self.shm.is_some() && convert::can_convert(fourcc);
         let plan = self.colour_plan(fourcc, colorimetry, convertible);
+        self.prepare_description(&colorimetry)?;
         let (b, via) = if self.state.formats.supports_shm(fourcc) && plan != Plan::Convert {
             (self.copy_to_shm(fourcc, width, height, planes)?, Via::ShmCopy)
         } else if convertible {
@@ -768,6 +782,7 @@ impl Drop for Presenter {
             f.destroy();
         }
         self.colour.destroy();
+        self.colour_management.destroy();
         self.window.destroy(&mut self.state);
         if let Some(v) = self.viewporter.take() {
             v.destroy();

@@ -55,6 +55,10 @@ pub(crate) struct State {
     pub(super) keys: Vec<u32>,
     /// What the compositor offers for colour.
     pub(super) colour: super::colour::ColourOffer,
+    /// What its `wp_color_manager_v1` offers.
+    pub(super) colour_management: super::colour_management::ColourManagementOffer,
+    /// Image descriptions made, by object: pending, ready or failed.
+    pub(super) descriptions: HashMap<ObjectId, super::colour_management::Status>,
 }
 
 impl State {

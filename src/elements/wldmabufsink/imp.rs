@@ -289,6 +289,8 @@ impl WlDmaBufSink {
             .field("colour-told", stats.colour_told)
             .field("colour-converted", stats.colour_converted)
             .field("colour-uncorrected", stats.colour_uncorrected)
+            .field("colour-described", stats.colour_described)
+            .field("colour-description-failures", stats.colour_description_failures)
             .field(
                 "sync",
                 match stats.sync {
@@ -560,7 +562,9 @@ impl ObjectImpl for WlDmaBufSink {
                          compositor was told: wp_color_representation_v1), colour-converted (YUV frames \
                          converted to RGB because the compositor could not be told and would misread them), \
                          colour-uncorrected (YUV frames shown neither told nor converted although the \
-                         compositor is not assumed to read them right)",
+                         compositor is not assumed to read them right), colour-described (frames with a \
+                         wp_color_management_v1 image description: transfer, primaries, HDR10 metadata), \
+                         colour-description-failures (descriptions the compositor answered failed for)",
                     )
                     .read_only()
                     .build(),
