@@ -123,3 +123,59 @@ fn only_listed_pairs_are_sent_and_the_rest_is_converted() {
     assert_eq!(log.commits[5].1, None, "{log:?}");
     assert_eq!(log.commits[6].1, None, "{log:?}");
 }
+
+/// `wp_color_management_v1` against the same compositor: a PQ BT.2020
+/// stream with HDR10 metadata gets one parametric description carrying
+/// exactly the stream's metadata (in the protocol's units), set from the
+/// first frame on; an SDR BT.709 stream (bt1886, which this compositor does
+/// not name) gets none, so the description is unset again.
+#[test]
+fn hdr10_metadata_reaches_the_compositor_as_the_caps_say() {
+    use dmabuf_interop::colour::{Hdr10, Primaries, Transfer};
+    let comp = TestCompositor::start_colour(W, H, &[BT709_LIMITED, (6, 2)]);
+    let mut p = Presenter::connect_to(
+        comp.socket_path(),
+        Target::Toplevel {
+            title: "hdr".into(),
+            app_id: "dmabuf-interop-test".into(),
+        },
+    )
+    .expect("connect");
+    let offer = p.colour_management_offer().clone();
+    assert!(offer.offered && offer.parametric && offer.mastering, "{offer:?}");
+    // The caps of gst::colorimetry's HDR10 unit test.
+    let hdr = Hdr10 {
+        primaries: [(35400, 14600), (8500, 39850), (6550, 2300)],
+        white_point: (15635, 16450),
+        max_luminance: 10_000_000,
+        min_luminance: 50,
+        max_cll: 1000,
+        max_fall: 400,
+    };
+    let pq = Colorimetry {
+        transfer: Transfer::Pq,
+        primaries: Primaries::Bt2020,
+        hdr: Some(hdr),
+        ..Colorimetry::BT2020
+    };
+    for n in 0..3 {
+        show(&mut p, &frame(DrmFourcc::Nv12, n, pq));
+    }
+    show(&mut p, &frame(DrmFourcc::Nv12, 3, Colorimetry::BT709));
+    p.roundtrip().expect("the connection survives");
+    let log = comp.colour_log();
+    assert!(log.errors.is_empty(), "{:?}", log.errors);
+    assert_eq!(log.descriptions.len(), 1, "{log:?}");
+    let d = &log.descriptions[0];
+    // st2084_pq = 11, bt2020 = 6; chromaticities x 20 (0.00002 -> 1e-6).
+    assert_eq!((d.tf, d.primaries), (Some(11), Some(6)));
+    assert_eq!(
+        d.mastering_primaries,
+        Some([708000, 292000, 170000, 797000, 131000, 46000, 312700, 329000])
+    );
+    assert_eq!(d.mastering_luminance, Some((50, 1000)));
+    assert_eq!((d.max_cll, d.max_fall), (Some(1000), Some(400)));
+    assert_eq!(log.described, vec![Some(0), Some(0), Some(0), None], "{log:?}");
+    let stats = p.stats();
+    assert_eq!((stats.colour_described, stats.colour_description_failures), (3, 0));
+}

@@ -37,6 +37,12 @@ use smithay::backend::renderer::sync::Fence as _;
 use smithay::backend::renderer::utils::{RendererSurfaceStateUserData, draw_render_elements, on_commit_buffer_handler};
 use smithay::backend::renderer::{Bind, Color32F, ExportMem, Frame, ImportDma, Offscreen, Renderer};
 use smithay::input::{Seat, SeatHandler, SeatState};
+use smithay::reexports::wayland_protocols::wp::color_management::v1::server::{
+    wp_color_management_surface_v1::{self, WpColorManagementSurfaceV1},
+    wp_color_manager_v1::{self, WpColorManagerV1},
+    wp_image_description_creator_params_v1::{self, WpImageDescriptionCreatorParamsV1},
+    wp_image_description_v1::{self, WpImageDescriptionV1},
+};
 use smithay::reexports::wayland_protocols::wp::color_representation::v1::server::{
     wp_color_representation_manager_v1::{self, WpColorRepresentationManagerV1},
     wp_color_representation_surface_v1::{self, WpColorRepresentationSurfaceV1},
@@ -125,17 +131,40 @@ pub struct ColourLog {
     pub commits: Vec<ColourCommit>,
     /// Protocol errors raised (the client is disconnected at the first).
     pub errors: Vec<String>,
+    /// `wp_color_management_v1`: the parameters of every image
+    /// description created, in order.
+    pub descriptions: Vec<DescriptionParams>,
+    /// Per applied commit: the index (in `descriptions`) of the image
+    /// description in effect.
+    pub described: Vec<Option<usize>>,
+}
+
+/// What a client set on a `wp_image_description_creator_params_v1`
+/// (protocol values and units).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DescriptionParams {
+    pub tf: Option<u32>,
+    pub primaries: Option<u32>,
+    /// Mastering display (r, g, b, white) x, y in millionths.
+    pub mastering_primaries: Option<[i32; 8]>,
+    /// (min L in 0.0001 cd/m², max L in cd/m²).
+    pub mastering_luminance: Option<(u32, u32)>,
+    pub max_cll: Option<u32>,
+    pub max_fall: Option<u32>,
 }
 
 /// (buffer fourcc code, (coefficients, range), chroma location) of a commit.
 pub type ColourCommit = (u32, Option<(u32, u32)>, Option<u32>);
 
-/// One surface's colour-representation state.
+/// One surface's colour-representation and colour-management state.
 #[derive(Default)]
 struct ColourSurface {
     object: Option<WpColorRepresentationSurfaceV1>,
     pending: (Option<(u32, u32)>, Option<u32>),
     current: (Option<(u32, u32)>, Option<u32>),
+    managed: bool,
+    pending_description: Option<usize>,
+    current_description: Option<usize>,
 }
 
 /// The colour-representation side: the pairs listed, and each surface.
@@ -159,6 +188,12 @@ impl TestCompositor {
     /// not rendered). It enforces the protocol's errors (an unlisted pair,
     /// a second object per surface, YCbCr coefficients or a chroma location
     /// on an RGB buffer) and logs every commit ([`colour_log`](Self::colour_log)).
+    ///
+    /// It also offers `wp_color_manager_v1` (parametric descriptions with
+    /// mastering metadata; named transfer functions st2084_pq and gamma22,
+    /// primaries srgb and bt2020; perceptual intent), readies every
+    /// description and logs what each was made of and which one each commit
+    /// carries.
     pub fn start_colour(width: u32, height: u32, pairs: &[(u32, u32)]) -> Self {
         Self::start_with(None, width, height, Offer::None, None, None, Some(pairs.to_vec()))
     }
@@ -559,6 +594,7 @@ impl App {
             return;
         };
         state.current = state.pending;
+        state.current_description = state.pending_description;
         let format = with_states(surface, |states| {
             let data = states.data_map.get::<RendererSurfaceStateUserData>()?;
             let data = data.lock().ok()?;
@@ -576,6 +612,7 @@ impl App {
         let Some(format) = format else { return };
         let mut log = colour.log.lock().unwrap();
         log.commits.push((format, state.current.0, state.current.1));
+        log.described.push(state.current_description);
         let yuv = [Fourcc::Nv12 as u32, Fourcc::Yuv420 as u32, Fourcc::P010 as u32].contains(&format);
         // Identity (1) is the only coefficient set an RGB buffer takes.
         let bad = !yuv && (state.current.0.is_some_and(|(c, _)| c != 1) || state.current.1.is_some());
@@ -672,6 +709,129 @@ impl Dispatch<WpColorRepresentationSurfaceV1, WlSurface> for App {
                 state.object = None;
                 state.pending = (None, None);
             }
+            _ => {}
+        }
+    }
+}
+
+impl GlobalDispatch<WpColorManagerV1, ()> for App {
+    fn bind(
+        _: &mut Self,
+        _: &DisplayHandle,
+        _: &Client,
+        resource: New<WpColorManagerV1>,
+        _: &(),
+        data_init: &mut DataInit<'_, Self>,
+    ) {
+        use wp_color_manager_v1::{Feature, Primaries, RenderIntent, TransferFunction};
+        let m = data_init.init(resource, ());
+        m.supported_intent(RenderIntent::Perceptual);
+        m.supported_feature(Feature::Parametric);
+        m.supported_feature(Feature::SetMasteringDisplayPrimaries);
+        m.supported_tf_named(TransferFunction::St2084Pq);
+        m.supported_tf_named(TransferFunction::Gamma22);
+        m.supported_primaries_named(Primaries::Srgb);
+        m.supported_primaries_named(Primaries::Bt2020);
+        m.done();
+    }
+}
+
+impl Dispatch<WpColorManagerV1, ()> for App {
+    fn request(
+        app: &mut Self,
+        _: &Client,
+        _: &WpColorManagerV1,
+        request: wp_color_manager_v1::Request,
+        _: &(),
+        _: &DisplayHandle,
+        data_init: &mut DataInit<'_, Self>,
+    ) {
+        let Some(colour) = app.colour.as_mut() else { return };
+        match request {
+            wp_color_manager_v1::Request::CreateParametricCreator { obj } => {
+                data_init.init(obj, Mutex::new(DescriptionParams::default()));
+            }
+            wp_color_manager_v1::Request::GetSurface { id, surface } => {
+                colour.surfaces.entry(surface.id()).or_default().managed = true;
+                data_init.init(id, surface);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Dispatch<WpImageDescriptionCreatorParamsV1, Mutex<DescriptionParams>> for App {
+    fn request(
+        app: &mut Self,
+        _: &Client,
+        _: &WpImageDescriptionCreatorParamsV1,
+        request: wp_image_description_creator_params_v1::Request,
+        params: &Mutex<DescriptionParams>,
+        _: &DisplayHandle,
+        data_init: &mut DataInit<'_, Self>,
+    ) {
+        use wp_image_description_creator_params_v1::Request;
+        let mut p = params.lock().unwrap();
+        match request {
+            Request::SetTfNamed { tf } => p.tf = Some(u32::from(tf)),
+            Request::SetPrimariesNamed { primaries } => p.primaries = Some(u32::from(primaries)),
+            Request::SetMasteringDisplayPrimaries {
+                r_x,
+                r_y,
+                g_x,
+                g_y,
+                b_x,
+                b_y,
+                w_x,
+                w_y,
+            } => p.mastering_primaries = Some([r_x, r_y, g_x, g_y, b_x, b_y, w_x, w_y]),
+            Request::SetMasteringLuminance { min_lum, max_lum } => p.mastering_luminance = Some((min_lum, max_lum)),
+            Request::SetMaxCll { max_cll } => p.max_cll = Some(max_cll),
+            Request::SetMaxFall { max_fall } => p.max_fall = Some(max_fall),
+            Request::Create { image_description } => {
+                let Some(colour) = app.colour.as_mut() else { return };
+                let mut log = colour.log.lock().unwrap();
+                let index = log.descriptions.len();
+                log.descriptions.push(p.clone());
+                let d = data_init.init(image_description, index);
+                d.ready(index as u32 + 1);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Dispatch<WpImageDescriptionV1, usize> for App {
+    fn request(
+        _: &mut Self,
+        _: &Client,
+        _: &WpImageDescriptionV1,
+        _: wp_image_description_v1::Request,
+        _: &usize,
+        _: &DisplayHandle,
+        _: &mut DataInit<'_, Self>,
+    ) {
+    }
+}
+
+impl Dispatch<WpColorManagementSurfaceV1, WlSurface> for App {
+    fn request(
+        app: &mut Self,
+        _: &Client,
+        _: &WpColorManagementSurfaceV1,
+        request: wp_color_management_surface_v1::Request,
+        surface: &WlSurface,
+        _: &DisplayHandle,
+        _: &mut DataInit<'_, Self>,
+    ) {
+        let Some(colour) = app.colour.as_mut() else { return };
+        let state = colour.surfaces.entry(surface.id()).or_default();
+        match request {
+            wp_color_management_surface_v1::Request::SetImageDescription { image_description, .. } => {
+                state.pending_description = image_description.data::<usize>().copied();
+            }
+            wp_color_management_surface_v1::Request::UnsetImageDescription
+            | wp_color_management_surface_v1::Request::Destroy => state.pending_description = None,
             _ => {}
         }
     }
@@ -787,6 +947,7 @@ fn run(
             modifier: smithay::backend::allocator::Modifier::Linear,
         });
         dh.create_global::<App, WpColorRepresentationManagerV1, ()>(1, ());
+        dh.create_global::<App, WpColorManagerV1, ()>(1, ());
     }
     let mut dmabuf_state = DmabufState::new();
     // linux-dmabuf v5 with default feedback naming the render node, as a
