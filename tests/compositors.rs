@@ -622,9 +622,14 @@ fn weston() {
 /// reported.
 #[test]
 fn weston_colour() {
+    if in_vm() {
+        // Captures and pacing race an emulated CPU: host only.
+        eprintln!("weston colour (Debian 13 / testing): on the host's compositor stage only");
+        return;
+    }
     if !common::staged_test(
         "weston colour (Debian 13 / testing)",
-        std::env::var_os(STAGE_ENV).is_some() && !in_vm(),
+        std::env::var_os(STAGE_ENV).is_some(),
         STAGE_ENV,
         "compositor stage on the host (scripts/compositor-stage)",
     ) {
@@ -691,9 +696,14 @@ fn weston_colour() {
 /// Weston 14 offers no colour manager: nothing is described there.
 #[test]
 fn weston_hdr10_image_description() {
+    if in_vm() {
+        // Captures and pacing race an emulated CPU: host only.
+        eprintln!("weston HDR10 (Debian 13 / testing): on the host's compositor stage only");
+        return;
+    }
     if !common::staged_test(
         "weston HDR10 (Debian 13 / testing)",
-        std::env::var_os(STAGE_ENV).is_some() && !in_vm(),
+        std::env::var_os(STAGE_ENV).is_some(),
         STAGE_ENV,
         "compositor stage on the host (scripts/compositor-stage)",
     ) {
