@@ -5,6 +5,7 @@
 
 mod common;
 
+use dmabuf_interop::colour::Colorimetry;
 use std::sync::Arc;
 
 use common::*;
@@ -174,7 +175,9 @@ fn nv12_to_rgba_conversion() {
     let kernels = Kernels::new(&ctx).unwrap();
     let (w, h) = (96, 64);
     let usage = EXPORT_USAGE | vk::ImageUsageFlags::SAMPLED;
-    let nv12 = exporter.export(DrmFourcc::Nv12, w, h, usage, &[]).unwrap();
+    let mut nv12 = exporter.export(DrmFourcc::Nv12, w, h, usage, &[]).unwrap();
+    // The pattern is BT.709 limited; the conversion reads what the image says.
+    nv12.set_colorimetry(Colorimetry::BT709);
     let rgba = exporter.export(DrmFourcc::Abgr8888, w, h, usage, &[]).unwrap();
     kernels.draw_pattern(&nv12, 2).unwrap();
     kernels.nv12_to_rgba(&nv12, &rgba).unwrap();
@@ -225,7 +228,10 @@ fn composite_draws_video_and_overlay() {
         progress: Some(375),
     };
     for (fourcc, tolerance) in [(DrmFourcc::Xrgb8888, 0), (DrmFourcc::Xbgr8888, 0), (DrmFourcc::Nv12, 3)] {
-        let video = vulkan::import(&ctx, &pattern_dmabuf(&ctx, fourcc, w, h, 5), IMPORT_USAGE).unwrap();
+        // The pattern's YUV is BT.709 limited (the frame says so, as
+        // vkdmabufsrc's caps do).
+        let frame = pattern_dmabuf(&ctx, fourcc, w, h, 5).with_colorimetry(Colorimetry::BT709);
+        let video = vulkan::import(&ctx, &frame, IMPORT_USAGE).unwrap();
         kernels.composite(&video, &out, &overlay).unwrap();
         let got = &read_planes(out.dmabuf())[0];
         let stride = out.dmabuf().planes()[0].stride() as usize;
@@ -905,6 +911,8 @@ fn ycbcr_sampler_returns_rgb_in_a_shader() {
         .allocate_layout(DrmFourcc::Nv12, w, h, &layout)
         .unwrap();
     write_planes(&buf, &[luma, chroma]);
+    // The expectation below is BT.709 limited range.
+    let buf = buf.with_colorimetry(Colorimetry::BT709);
     let image = Arc::new(vulkan::import(&ctx, &buf, IMPORT_USAGE).unwrap());
     let sampler = vulkan::YcbcrSampler::new(&image).unwrap();
     // Texel centres in the middle of each quadrant, where chroma siting and

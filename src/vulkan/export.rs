@@ -1,6 +1,7 @@
 //! [`Exporter`]: `VkImage`s whose memory is a dma-buf made for them, by the
 //! driver (native export) or from a host allocator and imported.
 
+use crate::colour::Colorimetry;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 
@@ -52,6 +53,15 @@ impl ExportedImage {
     /// The image.
     pub fn image(&self) -> &VulkanImage {
         &self.image
+    }
+
+    /// States what the image's YUV samples mean (the producer knows: the
+    /// crate's pattern kernels write BT.709 limited range), for the image
+    /// and its dma-buf alike (same identity). An export starts with
+    /// GStreamer's default for its size, as every `DmaBuf` does.
+    pub fn set_colorimetry(&mut self, colorimetry: Colorimetry) {
+        self.image.colorimetry = colorimetry;
+        self.dmabuf = self.dmabuf.with_colorimetry(colorimetry);
     }
 }
 
