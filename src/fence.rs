@@ -405,12 +405,15 @@ impl Timeline {
     pub fn has_fence(&self, point: u64) -> Result<bool, FenceError> {
         match self
             .device
-            .syncobj_timeline_wait(&[self.handle], &[point], 0, true, false, true)
+            // WAIT_FOR_SUBMIT too: kernels before 6.6 answer EINVAL for a
+            // point without a fence under WAIT_AVAILABLE alone; with both
+            // and no timeout, "not yet" is ETIME on every kernel.
+            .syncobj_timeline_wait(&[self.handle], &[point], 0, true, true, true)
         {
             Ok(_) => Ok(true),
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::TIME.raw_os_error()) => Ok(false),
             Err(e) => Err(FenceError::Drm {
-                op: "DRM_IOCTL_SYNCOBJ_TIMELINE_WAIT(WAIT_AVAILABLE)",
+                op: "DRM_IOCTL_SYNCOBJ_TIMELINE_WAIT(WAIT_AVAILABLE | WAIT_FOR_SUBMIT)",
                 source: errno(&e),
             }),
         }

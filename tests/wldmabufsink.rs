@@ -518,6 +518,50 @@ fn plays_on_westons_drm_backend() {
     assert!(points > 100 && worst == 0, "worst {worst} over {points}");
 }
 
+/// An error the sink posts reaches an application's sync bus handler that
+/// reads the sink's `stats` right away (as players do) without a deadlock:
+/// the sink posts only after releasing its locks. The error: a malformed
+/// system-memory frame (10 bytes for a 64x64 BGRx frame).
+#[test]
+fn a_sync_handler_reading_stats_on_an_error_does_not_deadlock() {
+    init();
+    let weston = weston(64, 64, Renderer::Gl);
+    let pipeline = gst::parse::launch(&format!(
+        "appsrc name=src format=time caps=video/x-raw,format=BGRx,width=64,height=64,framerate=30/1 ! \
+         wldmabufsink name=sink display={}",
+        weston.socket_path().display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline.by_name("sink").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let bus = pipeline.bus().unwrap();
+    bus.set_sync_handler(move |_, msg| {
+        if let gst::MessageView::Error(e) = msg.view() {
+            let stats = sink.property::<gst::Structure>("stats");
+            let _ = tx
+                .lock()
+                .unwrap()
+                .send((format!("{:?}", e.debug()), stats.get::<u64>("frames").unwrap_or(0)));
+        }
+        gst::BusSyncReply::Pass
+    });
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let src = pipeline.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
+    let mut buffer = gst::Buffer::from_slice(vec![0u8; 10]);
+    buffer.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
+    src.push_buffer(buffer).unwrap();
+    let got = rx.recv_timeout(Duration::from_secs(10));
+    // Never set_state on a deadlocked pipeline (it would hang the test).
+    let (error, frames) = got.expect("the error reached the sync handler within 10 s (else: a deadlock)");
+    pipeline.set_state(gst::State::Null).unwrap();
+    bus.unset_sync_handler();
+    assert!(error.contains("Malformed system-memory frame"), "{error}");
+    assert_eq!(frames, 1);
+}
+
 #[test]
 fn embeds_through_gstvideooverlay_at_the_render_rectangle() {
     // As players embed waylandsink: a sync bus handler answers

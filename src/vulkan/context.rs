@@ -800,7 +800,9 @@ fn sync_fd_semaphores(instance: &ash::Instance, physical: vk::PhysicalDevice) ->
     let mut props = vk::ExternalSemaphoreProperties::default();
     // SAFETY: core 1.1 query on a valid physical device.
     unsafe { instance.get_physical_device_external_semaphore_properties(physical, &info, &mut props) };
+    // Submissions export their completion and import other fences (a
+    // compositor's release fence) as SYNC_FD payloads: both directions.
     props
         .external_semaphore_features
-        .contains(vk::ExternalSemaphoreFeatureFlags::EXPORTABLE)
+        .contains(vk::ExternalSemaphoreFeatureFlags::EXPORTABLE | vk::ExternalSemaphoreFeatureFlags::IMPORTABLE)
 }

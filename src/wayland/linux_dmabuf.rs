@@ -299,25 +299,25 @@ fn read_format_table(fd: OwnedFd, size: u32) -> Result<Vec<(u32, u64)>, FormatTa
     if !size.is_multiple_of(16) {
         return Err(FormatTableError::BadSize(size));
     }
-    // SAFETY: a private read-only mapping of `size` bytes of a file at
-    // least that large (checked above), unmapped below.
-    let ptr = unsafe {
-        rustix::mm::mmap(
-            std::ptr::null_mut(),
-            size,
-            rustix::mm::ProtFlags::READ,
-            rustix::mm::MapFlags::PRIVATE,
-            &fd,
-            0,
-        )
+    // Copied out with pread, not mapped: the file is the compositor's, and
+    // a truncation under a mapping would be SIGBUS on our side; a short
+    // read is a truncated table.
+    let mut bytes = vec![0u8; size];
+    let mut done = 0;
+    while done < size {
+        match rustix::io::pread(&fd, &mut bytes[done..], done as u64) {
+            Ok(0) => {
+                return Err(FormatTableError::Truncated {
+                    announced: size,
+                    actual: done,
+                });
+            }
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(FormatTableError::Map(e.to_string())),
+        }
     }
-    .map_err(|e| FormatTableError::Map(e.to_string()))?;
-    // SAFETY: `ptr` maps `size` readable bytes until the munmap below.
-    let bytes = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), size) };
-    let table = parse_format_table(bytes);
-    // SAFETY: unmapping exactly the mapping made above; `bytes` is dead.
-    let _ = unsafe { rustix::mm::munmap(ptr, size) };
-    table
+    parse_format_table(&bytes)
 }
 
 impl Dispatch<ZwpLinuxDmabufFeedbackV1, ()> for State {

@@ -321,20 +321,41 @@ impl WlDmaBufSink {
         Ok(true)
     }
 
+    /// Shows `buffer`; an error is posted only after every lock of ours
+    /// is released: an application's sync bus handler runs in this thread
+    /// and may read `stats` or call GstVideoOverlay, which take them.
     fn show(&self, buffer: &gst::Buffer) -> Result<(), gst::FlowError> {
+        match self.show_locked(buffer) {
+            Ok(reconfigure) => {
+                if reconfigure {
+                    self.obj().sink_pad().push_event(gst::event::Reconfigure::new());
+                }
+                Ok(())
+            }
+            Err(Failure::Flow(f)) => Err(f),
+            Err(Failure::Error(message)) => {
+                self.post_error_message(message);
+                Err(gst::FlowError::Error)
+            }
+        }
+    }
+
+    /// The work of [`show`](Self::show), under the stream and presenter
+    /// locks; true when upstream should renegotiate (the compositor's
+    /// formats changed).
+    fn show_locked(&self, buffer: &gst::Buffer) -> Result<bool, Failure> {
         let fail = |e: WaylandError| {
             let lost = matches!(e, WaylandError::Connection(_) | WaylandError::Closed);
-            if lost {
-                gst::element_imp_error!(self, gst::ResourceError::Write, ["Wayland compositor gone: {}", e]);
+            Failure::Error(if lost {
+                gst::error_msg!(gst::ResourceError::Write, ["Wayland compositor gone: {}", e])
             } else {
-                gst::element_imp_error!(self, gst::StreamError::Failed, ["Cannot show the frame: {}", e]);
-            }
-            gst::FlowError::Error
+                gst::error_msg!(gst::StreamError::Failed, ["Cannot show the frame: {}", e])
+            })
         };
         {
             let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
             if last.as_ref().is_some_and(|l| l.as_ptr() == buffer.as_ptr()) {
-                return Ok(());
+                return Ok(false);
             }
             *last = Some(buffer.clone());
         }
@@ -348,38 +369,37 @@ impl WlDmaBufSink {
         let presenter = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         if !self.wait_for_frame(presenter, timeout).map_err(fail)? {
             if self.flushing.load(Ordering::SeqCst) {
-                return Err(gst::FlowError::Flushing);
+                return Err(gst::FlowError::Flushing.into());
             }
             self.counters.lock().unwrap_or_else(|p| p.into_inner()).dropped += 1;
             gst::debug!(CAT, imp = self, "previous frame not shown yet: dropping");
-            return Ok(());
+            return Ok(false);
         }
         // The rule: check every buffer for dma-buf memory, whatever the caps.
         if is_dmabuf_buffer(buffer) {
             let dmabuf = self
                 .cache
                 .get_as(buffer, &stream.info, stream.format.modifier, stream.colorimetry)
-                .map_err(|e| {
-                    gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
-                    gst::FlowError::Error
-                })?;
+                .map_err(|e| Failure::Error(gst::error_msg!(gst::StreamError::Format, ["{}", e])))?;
             presenter.present(&dmabuf, Box::new(buffer.clone())).map_err(fail)?;
         } else if stream.format.dmabuf_feature {
-            gst::element_imp_error!(
-                self,
+            return Err(Failure::Error(gst::error_msg!(
                 gst::StreamError::Format,
                 ["System memory under memory:DMABuf caps: such buffers are never mapped"]
-            );
-            return Err(gst::FlowError::Error);
+            )));
         } else {
             let data = buffer.map_readable().map_err(|_| {
-                gst::element_imp_error!(self, gst::StreamError::Format, ["Cannot map a system-memory frame"]);
-                gst::FlowError::Error
+                Failure::Error(gst::error_msg!(
+                    gst::StreamError::Format,
+                    ["Cannot map a system-memory frame"]
+                ))
             })?;
             // Checked against the memory, as the Importer's copy path.
             let planes = checked_planes(&data, buffer, &stream.info, stream.format.fourcc).map_err(|e| {
-                gst::element_imp_error!(self, gst::StreamError::Format, ["Malformed system-memory frame: {}", e]);
-                gst::FlowError::Error
+                Failure::Error(gst::error_msg!(
+                    gst::StreamError::Format,
+                    ["Malformed system-memory frame: {}", e]
+                ))
             })?;
             presenter
                 .present_memory(
@@ -392,18 +412,29 @@ impl WlDmaBufSink {
                 )
                 .map_err(fail)?;
         }
-        if presenter.take_formats_changed() {
+        let reconfigure = presenter.take_formats_changed();
+        if reconfigure {
             gst::info!(
                 CAT,
                 imp = self,
                 "compositor's preferred formats changed: {:?}",
                 presenter.formats()
             );
-            drop(guard);
-            drop(stream_guard);
-            self.obj().sink_pad().push_event(gst::event::Reconfigure::new());
         }
-        Ok(())
+        Ok(reconfigure)
+    }
+}
+
+/// Why a frame was not shown: a flow return, or an error to post once the
+/// sink's locks are released.
+enum Failure {
+    Flow(gst::FlowError),
+    Error(gst::ErrorMessage),
+}
+
+impl From<gst::FlowError> for Failure {
+    fn from(f: gst::FlowError) -> Self {
+        Failure::Flow(f)
     }
 }
 
