@@ -145,12 +145,8 @@ impl ColourRep {
         fourcc: DrmFourcc,
         told: Option<Colorimetry>,
     ) {
-        let (Some(manager), Some(c)) = (&self.manager, told) else {
-            if let Some(o) = self.object.take() {
-                o.destroy();
-            }
-            self.set = None;
-            self.chroma_sent = false;
+        let Some(c) = told.filter(|_| self.manager.is_some()) else {
+            self.unset();
             return;
         };
         // Chroma locations are Chroma420SampleLocType: 4:2:0 formats only.
@@ -158,14 +154,10 @@ impl ColourRep {
         let location = c.chroma_site.h273().filter(|_| is_420).and_then(chroma_location);
         // A location, once set, stays until the object goes: a frame that
         // states none (or is not 4:2:0) needs a fresh object.
-        if self.chroma_sent
-            && location.is_none()
-            && let Some(o) = self.object.take()
-        {
-            o.destroy();
-            self.set = None;
-            self.chroma_sent = false;
+        if self.chroma_sent && location.is_none() {
+            self.unset();
         }
+        let Some(manager) = &self.manager else { return };
         let object = self.object.get_or_insert_with(|| manager.get_surface(surface, qh, ()));
         if self.set.is_none_or(|s| !s.same_conversion(&c)) {
             object.set_coefficients_and_range(coefficients(c.matrix), range(c.range));
@@ -181,11 +173,19 @@ impl ColourRep {
         self.set = Some(c);
     }
 
-    /// Destroys our objects (children first).
-    pub(super) fn destroy(&mut self) {
+    /// Destroys the surface's object: everything it set is unset at the
+    /// next commit.
+    fn unset(&mut self) {
         if let Some(o) = self.object.take() {
             o.destroy();
         }
+        self.set = None;
+        self.chroma_sent = false;
+    }
+
+    /// Destroys our objects (children first).
+    pub(super) fn destroy(&mut self) {
+        self.unset();
         if let Some(m) = self.manager.take() {
             m.destroy();
         }
@@ -219,11 +219,7 @@ impl Presenter {
     /// per stream) and waits up to 200 ms for the compositor's answer, so
     /// that the stream's first frame can carry it; counts a failure.
     pub(super) fn prepare_description(&mut self, c: &Colorimetry) -> Result<(), super::WaylandError> {
-        let fresh = {
-            let (cm, state) = (&mut self.colour_management, &mut self.state);
-            cm.prepare(state, &self.qh, c)
-        };
-        if fresh {
+        if self.colour_management.prepare(&mut self.state, &self.qh, c) {
             let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
             while self.colour_management.pending(&self.state) && std::time::Instant::now() < deadline {
                 self.dispatch_timeout(std::time::Duration::from_millis(10))?;

@@ -412,27 +412,23 @@ impl BaseSrcImpl for VkDmaBufSrc {
         let mut stream = dcaps::parse_caps(&wanted).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
         // The caps say what the pattern kernels write: YUV is BT.709
         // limited range (`crate::pattern`), whatever the size's default.
+        let mut colorimetry = wanted.structure(0).and_then(|s| s.get::<String>("colorimetry").ok());
         if crate::format::info(stream.fourcc).is_ok_and(|i| i.is_yuv) {
-            let asked = wanted.structure(0).and_then(|s| s.get::<String>("colorimetry").ok());
             let bt709 = |c: &str| {
                 c.parse::<gst_video::VideoColorimetry>().is_ok_and(|c| {
                     c.matrix() == gst_video::VideoColorMatrix::Bt709
                         && c.range() == gst_video::VideoColorRange::Range16_235
                 })
             };
-            match asked {
-                Some(c) if !bt709(&c) => {
+            match &colorimetry {
+                Some(c) if !bt709(c) => {
                     let msg =
                         format!("downstream asks for colorimetry {c}; the pattern is BT.709 limited range (bt709)");
                     gst::element_imp_error!(self, gst::CoreError::Negotiation, ["{}", msg]);
                     return Err(gst::loggable_error!(CAT, "{}", msg));
                 }
                 Some(_) => {}
-                None => {
-                    if let Some(s) = wanted.make_mut().structure_mut(0) {
-                        s.set("colorimetry", "bt709");
-                    }
-                }
+                None => colorimetry = Some("bt709".into()),
             }
         }
         // Renegotiation (downstream asked for another size or format): the
@@ -457,7 +453,7 @@ impl BaseSrcImpl for VkDmaBufSrc {
         }
         stream.dmabuf_feature = !state.mappable;
         let mut caps = dcaps::caps_for(&stream, state.mappable).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
-        if let Some(c) = wanted.structure(0).and_then(|s| s.get::<&str>("colorimetry").ok())
+        if let Some(c) = colorimetry
             && let Some(s) = caps.make_mut().structure_mut(0)
         {
             s.set("colorimetry", c);
