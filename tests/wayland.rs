@@ -288,6 +288,21 @@ fn refusals_are_typed_errors_before_any_request() {
         }) => {}
         other => panic!("expected FdTooSmall, got {other:?}"),
     }
+    // A plane past 32 bits over a sparse 5 GiB memfd: the DmaBuf is
+    // consistent (its file is large enough), but Weston answers such a
+    // `create` with a fatal `out_of_bounds` ("size overflow for plane 0").
+    let huge = rustix::fs::memfd_create("huge", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    rustix::fs::ftruncate(&huge, 5 << 30).unwrap();
+    let beyond_u32 = DmaBuf::builder(DrmFourcc::Xrgb8888, DrmModifier::Linear, 1024, 1_100_000)
+        .plane(huge, 0, 4096)
+        .build()
+        .unwrap();
+    match p.present(&beyond_u32, Box::new(())) {
+        Err(WaylandError::TooLarge { what, value }) => {
+            assert_eq!((what.as_str(), value), ("plane 0 stride * height", 4096 * 1_100_000));
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
     // The connection survived: a good buffer still shows, through the
     // checked `create` path too.
     // A compositor that cannot import dma-bufs at all answers `failed` even
@@ -441,4 +456,110 @@ fn yuv_that_wl_shm_lacks_is_converted_with_the_frames_matrix() {
     assert!(points > 100 && worst <= 3, "worst {worst} over {points}");
     let stats = p.stats();
     assert_eq!((stats.copies, stats.converted, stats.zero_copy), (1, 1, 0), "{stats:?}");
+}
+
+/// A compositor that accepted the connection and then stopped answering
+/// (SIGSTOP): connecting, a roundtrip and a capture are typed timeouts
+/// within their bounds, not hangs; once it answers again the connection
+/// made before goes on.
+#[test]
+fn a_compositor_that_stops_answering_is_a_timeout_not_a_hang() {
+    use dmabuf_interop::wayland::{CONNECT_TIMEOUT, ROUNDTRIP_TIMEOUT};
+    let weston = weston(320, 240, Renderer::Gl);
+    let mut p = presenter(&weston);
+    let stopped = Stopped::new(&weston);
+    let start = std::time::Instant::now();
+    match Presenter::connect_to(
+        &weston.socket_path(),
+        Target::Toplevel {
+            title: "stalled".into(),
+            app_id: "dmabuf-interop.test".into(),
+        },
+    ) {
+        Err(WaylandError::Timeout(what, bound)) => {
+            assert_eq!((what, bound), ("the registry's globals", CONNECT_TIMEOUT));
+        }
+        other => panic!("expected a Timeout, got {other:?}"),
+    }
+    // A bound, not a speed: generous for a loaded machine.
+    assert!(start.elapsed() < CONNECT_TIMEOUT * 3, "{:?}", start.elapsed());
+    match p.roundtrip() {
+        Err(WaylandError::Timeout(_, bound)) => assert_eq!(bound, ROUNDTRIP_TIMEOUT),
+        other => panic!("expected a Timeout, got {other:?}"),
+    }
+    assert!(weston.capture().is_err(), "a capture of a stopped compositor ends");
+    drop(stopped);
+    p.roundtrip().expect("the connection lives on");
+    let good = pattern_buffer(DrmFourcc::Xrgb8888, 320, 240, 2);
+    let image = show_and_capture(&weston, &mut p, &good);
+    assert_eq!(pattern_error(&image, 320, 240, 2, false).0, 0);
+}
+
+/// The first import of a new kind of buffer waits for `created`/`failed`
+/// at most 2 s. A compositor that answers later (stopped meanwhile) gets
+/// the frame the wl_shm way, later frames of the kind go without another
+/// wait, and the late answer is applied: its `wl_buffer` destroyed, the
+/// kind accepted (zero-copy from then on) or refused.
+#[test]
+fn a_late_created_is_applied_not_leaked() {
+    let weston = weston(320, 240, Renderer::Gl);
+    let mut p = presenter(&weston);
+    let first = pattern_buffer(DrmFourcc::Xrgb8888, 320, 240, 1);
+    show_and_capture(&weston, &mut p, &first);
+    // A new kind (another stride) while the compositor does not answer.
+    let wide = |frame| {
+        let buf = dmabuf_interop::alloc::best_available()
+            .unwrap()
+            .allocate(DrmFourcc::Xrgb8888, 320, 240, 512)
+            .unwrap();
+        write_planes(
+            &buf,
+            &pattern::frame_planes(DrmFourcc::Xrgb8888, 320, 240, frame).unwrap(),
+        );
+        assert_ne!(buf.planes()[0].stride(), first.planes()[0].stride());
+        buf
+    };
+    let new_kind = wide(3);
+    let stopped = Stopped::new(&weston);
+    let shown = p
+        .present(&new_kind, Box::new(()))
+        .expect("the frame goes the wl_shm way");
+    assert_ne!(shown.via, Via::LinuxDmabuf, "{shown:?}");
+    // The same kind again: no second wait (it is not asked again).
+    let again = wide(4);
+    let start = std::time::Instant::now();
+    let shown = p.present(&again, Box::new(())).unwrap();
+    assert_ne!(shown.via, Via::LinuxDmabuf, "{shown:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "asked again: {:?}",
+        start.elapsed()
+    );
+    drop(stopped);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while p.stats().late_import_answers == 0 {
+        assert!(std::time::Instant::now() < deadline, "no late answer: {:?}", p.stats());
+        p.dispatch_timeout(Duration::from_millis(50)).unwrap();
+    }
+    // Applied for the kind: a third buffer of it goes as the compositor
+    // answered: zero-copy on the host's CPU Weston, which maps memfds; the
+    // VM stage's GPU Weston refuses this kind of buffer (counted).
+    let refusals = p.stats().import_refusals;
+    let third = wide(5);
+    let image = show_and_capture(&weston, &mut p, &third);
+    assert_eq!(pattern_error(&image, 320, 240, 5, false).0, 0);
+    let stats = p.stats();
+    println!("late answer applied: {stats:?}");
+    assert_eq!(stats.late_import_answers, 1);
+    if p.formats().main_device.is_none() {
+        assert_eq!(
+            stats.zero_copy - stats.shm_zero_copy,
+            2,
+            "first and third as dma-bufs: {stats:?}"
+        );
+    } else {
+        assert!(refusals >= 1, "a refused kind is counted: {stats:?}");
+    }
+    p.roundtrip()
+        .expect("no protocol error: the late wl_buffer was destroyed, not used");
 }

@@ -58,13 +58,15 @@ pub enum WaylandError {
     /// The feedback's format table was malformed.
     #[error(transparent)]
     FormatTable(#[from] FormatTableError),
-    /// A size does not fit the protocol's `int` (a width, height or stride
-    /// above `i32::MAX`): nothing was sent, since the compositor would end
-    /// the connection.
-    #[error("{what} {value} does not fit the protocol's 32-bit int")]
+    /// A size the protocol cannot carry or the compositor would answer
+    /// with a fatal error: a width or height above `i32::MAX`, a plane
+    /// whose extents pass 32 bits, a zero stride. Nothing was sent.
+    #[error(
+        "{what} is {value}, beyond what linux-dmabuf's 32-bit fields carry (the compositor would end the connection)"
+    )]
     TooLarge {
         /// Which value.
-        what: &'static str,
+        what: String,
         /// The value.
         value: u64,
     },

@@ -21,12 +21,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use wayland_client::globals::{GlobalListContents, registry_queue_init};
 use wayland_client::protocol::{
-    wl_buffer::WlBuffer, wl_output::WlOutput, wl_registry::WlRegistry, wl_shm, wl_shm::WlShm, wl_shm_pool::WlShmPool,
+    wl_buffer::WlBuffer, wl_output::WlOutput, wl_shm, wl_shm::WlShm, wl_shm_pool::WlShmPool,
 };
 use wayland_client::{Connection, Dispatch, QueueHandle, delegate_noop};
 
+use super::globals::{CONNECT_TIMEOUT, Globals, read_within, roundtrip_within};
 use super::protocols::weston_capture::{weston_capture_source_v1 as source, weston_capture_v1 as capture};
 
 /// Oldest Weston major version we drive (capture protocol, linux-dmabuf on
@@ -393,16 +393,24 @@ impl Weston {
         let err = |e: &dyn std::fmt::Display| HeadlessError::Capture(e.to_string());
         let stream = UnixStream::connect(self.socket_path()).map_err(|e| err(&e))?;
         let conn = Connection::from_socket(stream).map_err(|e| err(&e))?;
-        let (globals, mut queue) = registry_queue_init::<CaptureState>(&conn).map_err(|e| err(&e))?;
+        let mut queue = conn.new_event_queue();
         let qh = queue.handle();
-        let output: WlOutput = globals.bind(&qh, 1..=1, ()).map_err(|e| err(&e))?;
-        let shm: WlShm = globals.bind(&qh, 1..=1, ()).map_err(|e| err(&e))?;
+        let mut state = CaptureState::default();
+        let globals = Globals::new(&conn, &mut queue, &mut state, CONNECT_TIMEOUT).map_err(|e| err(&e))?;
+        let output: WlOutput = globals.bind(&qh, 1..=1, ()).ok_or_else(|| err(&"no wl_output"))?;
+        let shm: WlShm = globals.bind(&qh, 1..=1, ()).ok_or_else(|| err(&"no wl_shm"))?;
         let factory: capture::WestonCaptureV1 = globals
             .bind(&qh, 1..=1, ())
-            .map_err(|_| err(&"weston_capture_v1 not offered (is weston running with --debug?)"))?;
+            .ok_or_else(|| err(&"weston_capture_v1 not offered (is weston running with --debug?)"))?;
         let src = factory.create(&output, capture::Source::Framebuffer, &qh, ());
-        let mut state = CaptureState::default();
-        queue.roundtrip(&mut state).map_err(|e| err(&e))?;
+        roundtrip_within(
+            &conn,
+            &mut queue,
+            &mut state,
+            CONNECT_TIMEOUT,
+            "the capture source's format",
+        )
+        .map_err(|e| err(&e))?;
         let (Some(format), Some((width, height))) = (state.format, state.size) else {
             return Err(err(&"no format/size from weston_capture_source_v1"));
         };
@@ -429,7 +437,7 @@ impl Weston {
             if Instant::now() > deadline {
                 return Err(err(&"no answer to weston_capture_source_v1.capture within 10 s"));
             }
-            queue.blocking_dispatch(&mut state).map_err(|e| err(&e))?;
+            read_within(&mut queue, &mut state, Duration::from_millis(100)).map_err(|e| err(&e))?;
         }
         let outcome = state.outcome.take().unwrap_or_default();
         buffer.destroy();
@@ -467,18 +475,6 @@ struct CaptureState {
     format: Option<u32>,
     size: Option<(u32, u32)>,
     outcome: Option<String>,
-}
-
-impl Dispatch<WlRegistry, GlobalListContents> for CaptureState {
-    fn event(
-        _: &mut Self,
-        _: &WlRegistry,
-        _: <WlRegistry as wayland_client::Proxy>::Event,
-        _: &GlobalListContents,
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
-    }
 }
 
 delegate_noop!(CaptureState: ignore WlOutput);

@@ -68,7 +68,7 @@ pub(crate) struct FeedbackBuilder {
 }
 
 /// A size the protocol carries as `int`; callers checked it fits
-/// ([`Presenter::check_ints`]).
+/// ([`Presenter::check_extents`]).
 fn int(v: u32) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
 }
@@ -143,7 +143,7 @@ impl Presenter {
             .ok_or(WaylandError::MissingGlobal("zwp_linux_dmabuf_v1"))?;
         self.check_advertised(buf)?;
         Self::check_sizes(buf)?;
-        Self::check_ints(buf)?;
+        Self::check_extents(buf)?;
         let params = dmabuf.create_params(&self.qh, ());
         let modifier: u64 = buf.modifier().into();
         for (i, plane) in buf.planes().iter().enumerate() {
@@ -162,6 +162,13 @@ impl Presenter {
     /// A new `wl_buffer` for `buf` with `create` and a wait for `created`
     /// or `failed` (a typed error instead of a fatal protocol error). Not
     /// cached: the caller owns it.
+    ///
+    /// An answer that comes after `timeout` is still handled: the params
+    /// object is kept until it arrives (destroying it first would leave a
+    /// late `created` buffer on a dead object, never destroyed on the
+    /// compositor's side); the late buffer is then destroyed and its
+    /// answer remembered for this kind of buffer (counted in
+    /// `late_import_answers`).
     pub fn create_buffer_checked(&mut self, buf: &DmaBuf, timeout: Duration) -> Result<WlBuffer, WaylandError> {
         let params = self.params_for(buf)?;
         params.create(
@@ -177,7 +184,9 @@ impl Presenter {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                params.destroy();
+                self.state
+                    .late_checks
+                    .insert(params.id(), (params, ImportKind::of(buf)));
                 return Err(WaylandError::Timeout("zwp_linux_buffer_params_v1.created", timeout));
             }
             self.dispatch_timeout(left.min(Duration::from_millis(20)))?;
@@ -186,16 +195,59 @@ impl Presenter {
         outcome.map_err(|()| Self::import_failed(buf))
     }
 
-    /// Width and height go out as `int`s: a value above `i32::MAX` would
-    /// arrive negative, which the compositor answers with a fatal
-    /// `invalid_dimensions`. (Strides and offsets are `uint`s.)
-    fn check_ints(buf: &DmaBuf) -> Result<(), WaylandError> {
+    /// Applies the answers to checks that had timed out: the kind is
+    /// accepted or refused from now on.
+    pub(super) fn apply_late_answers(&mut self) {
+        for (kind, accepted) in self.state.late_answers.drain(..) {
+            self.stats.late_import_answers += 1;
+            if !accepted {
+                self.stats.import_refusals += 1;
+            }
+            self.import_kinds.insert(kind, accepted);
+        }
+    }
+
+    /// What the compositor checks before importing, and answers with a
+    /// fatal error: width and height go out as `int`s (a value above
+    /// `i32::MAX` arrives negative: `invalid_dimensions`), and each plane's
+    /// extents must fit in 32 bits (`out_of_bounds`). Weston checks
+    /// `offset + stride` for every plane and `offset + stride * height` for
+    /// the first; wlroots `offset + stride` and `stride * height` (the full
+    /// height, whatever the plane's subsampling) for every plane and a zero
+    /// stride. A buffer over a sparse file larger than 4 GiB passes our
+    /// size checks and would fail these: nothing is sent for it.
+    fn check_extents(buf: &DmaBuf) -> Result<(), WaylandError> {
         for (what, value) in [("width", buf.width()), ("height", buf.height())] {
             if i32::try_from(value).is_err() {
                 return Err(WaylandError::TooLarge {
-                    what,
+                    what: what.into(),
                     value: value.into(),
                 });
+            }
+        }
+        let height = u64::from(buf.height());
+        for (i, plane) in buf.planes().iter().enumerate() {
+            let (offset, stride) = (u64::from(plane.offset()), u64::from(plane.stride()));
+            if stride == 0 {
+                return Err(WaylandError::TooLarge {
+                    what: format!("plane {i} stride (zero; wlroots refuses it)"),
+                    value: 0,
+                });
+            }
+            let mut checks = vec![
+                ("offset + stride", offset + stride),
+                ("stride * height", stride * height),
+            ];
+            if i == 0 {
+                checks.push(("offset + stride * height", offset + stride * height));
+            }
+            for (what, value) in checks {
+                if value > u64::from(u32::MAX) {
+                    return Err(WaylandError::TooLarge {
+                        what: format!("plane {i} {what}"),
+                        value,
+                    });
+                }
             }
         }
         Ok(())
@@ -234,6 +286,13 @@ impl Presenter {
                     self.import_kinds.insert(kind, false);
                     self.stats.import_refusals += 1;
                     Err(e)
+                }
+                // Not answered in time: this frame goes the wl_shm way,
+                // and so do later ones of the kind until the late answer
+                // comes (instead of a wait on every frame).
+                Err(WaylandError::Timeout(..)) => {
+                    self.import_kinds.insert(kind, false);
+                    Err(Self::import_failed(buf))
                 }
                 Err(e) => Err(e),
             },
@@ -391,10 +450,21 @@ impl Dispatch<ZwpLinuxBufferParamsV1, ()> for State {
     ) {
         match event {
             zwp_linux_buffer_params_v1::Event::Created { buffer } => {
-                state.created.insert(params.id(), Ok(buffer));
+                if let Some((params, kind)) = state.late_checks.remove(&params.id()) {
+                    buffer.destroy();
+                    params.destroy();
+                    state.late_answers.push((kind, true));
+                } else {
+                    state.created.insert(params.id(), Ok(buffer));
+                }
             }
             zwp_linux_buffer_params_v1::Event::Failed => {
-                state.created.insert(params.id(), Err(()));
+                if let Some((params, kind)) = state.late_checks.remove(&params.id()) {
+                    params.destroy();
+                    state.late_answers.push((kind, false));
+                } else {
+                    state.created.insert(params.id(), Err(()));
+                }
             }
             _ => {}
         }

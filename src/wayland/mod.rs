@@ -26,6 +26,7 @@ mod colour;
 mod colour_management;
 mod error;
 mod formats;
+mod globals;
 #[cfg(feature = "headless")]
 pub mod headless;
 mod linux_dmabuf;
@@ -42,6 +43,7 @@ pub use colour::{ASSUMED_UNTOLD, ColourCorrection, ColourOffer};
 pub use colour_management::ColourManagementOffer;
 pub use error::{ShmError, WaylandError};
 pub use formats::{FormatSet, FormatTableError, Tranche, parse_format_table, tranche_formats};
+pub use globals::{CONNECT_TIMEOUT, ROUNDTRIP_TIMEOUT};
 pub use linux_dmabuf::MAX_DMABUF_VERSION;
 pub use presenter::{NEVER_SHOWN_TIMEOUT, PresentStats, Presented, Presenter, SYNC_ENV, Via};
 pub use sync::SyncMode;

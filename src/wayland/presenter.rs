@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use drm_fourcc::{DrmFourcc, DrmModifier};
 use wayland_client::backend::ObjectId;
-use wayland_client::globals::registry_queue_init;
 use wayland_client::protocol::{
     wl_buffer::WlBuffer, wl_compositor::WlCompositor, wl_shm::WlShm, wl_surface::WlSurface,
 };
@@ -30,6 +29,7 @@ use super::colour::{ColourRep, Plan};
 use super::colour_management::ColourManagement;
 use super::error::WaylandError;
 use super::formats::FormatSet;
+use super::globals::{self, CONNECT_TIMEOUT, Globals, ROUNDTRIP_TIMEOUT};
 use super::linux_dmabuf::{ImportKind, MAX_DMABUF_VERSION, request_feedback};
 use super::queue::{self, State, lost};
 use super::shm::ShmBuffer;
@@ -87,6 +87,9 @@ pub struct PresentStats {
     /// showed (no frame callback within [`NEVER_SHOWN_TIMEOUT`]): demoted
     /// like refusals (and counted in `import_refusals` too).
     pub never_shown: u64,
+    /// Answers to import checks that came after their wait had given up
+    /// (the late `wl_buffer` destroyed, the answer kept for its kind).
+    pub late_import_answers: u64,
     /// `wl_buffer`s created for dma-bufs (cache misses).
     pub wl_buffers_created: u64,
     /// Frames that reused a cached `wl_buffer`.
@@ -274,26 +277,27 @@ impl Presenter {
     /// `window`: a toplevel's (title, app id), or the application's
     /// surface to embed into.
     fn build(conn: Connection, window: Result<(String, String), WlSurface>) -> Result<Self, WaylandError> {
-        let (globals, queue) = registry_queue_init::<State>(&conn).map_err(lost)?;
+        let mut queue = conn.new_event_queue();
         let qh = queue.handle();
         let mut state = State::default();
+        let globals = Globals::new(&conn, &mut queue, &mut state, CONNECT_TIMEOUT)?;
         let compositor: WlCompositor = globals
             .bind(&qh, 1..=5, ())
-            .map_err(|_| WaylandError::MissingGlobal("wl_compositor"))?;
-        let shm: Option<WlShm> = globals.bind(&qh, 1..=1, ()).ok();
-        let dmabuf: Option<ZwpLinuxDmabufV1> = globals.bind(&qh, 3..=MAX_DMABUF_VERSION, ()).ok();
-        let viewporter: Option<WpViewporter> = globals.bind(&qh, 1..=1, ()).ok();
-        let colour_manager: Option<WpColorRepresentationManagerV1> = globals.bind(&qh, 1..=1, ()).ok();
+            .ok_or(WaylandError::MissingGlobal("wl_compositor"))?;
+        let shm: Option<WlShm> = globals.bind(&qh, 1..=1, ());
+        let dmabuf: Option<ZwpLinuxDmabufV1> = globals.bind(&qh, 3..=MAX_DMABUF_VERSION, ());
+        let viewporter: Option<WpViewporter> = globals.bind(&qh, 1..=1, ());
+        let colour_manager: Option<WpColorRepresentationManagerV1> = globals.bind(&qh, 1..=1, ());
         state.colour.representation = colour_manager.is_some();
-        let colour_management: Option<WpColorManagerV1> = globals.bind(&qh, 1..=2, ()).ok();
+        let colour_management: Option<WpColorManagerV1> = globals.bind(&qh, 1..=2, ());
         state.colour_management.offered = colour_management.is_some();
         let wanted = std::env::var(SYNC_ENV).unwrap_or_default();
         let explicit_ok = dmabuf.is_some() && wanted != "implicit";
         let syncobj_manager: Option<WpLinuxDrmSyncobjManagerV1> = (explicit_ok && wanted != "explicit-sync-v1")
-            .then(|| globals.bind(&qh, 1..=1, ()).ok())
+            .then(|| globals.bind(&qh, 1..=1, ()))
             .flatten();
         let explicit_v1: Option<ZwpLinuxExplicitSynchronizationV1> = (explicit_ok && syncobj_manager.is_none())
-            .then(|| globals.bind(&qh, 1..=2, ()).ok())
+            .then(|| globals.bind(&qh, 1..=2, ()))
             .flatten();
         state.formats.dmabuf_version = dmabuf.as_ref().map_or(0, |d| d.version());
         let window = match window {
@@ -332,15 +336,16 @@ impl Presenter {
             colour: ColourRep::new(colour_manager),
             colour_management: ColourManagement::new(colour_management),
         };
-        // Globals' initial events (formats), then the first configure.
-        this.roundtrip()?;
-        this.roundtrip()?;
-        let deadline = Instant::now() + Duration::from_secs(5);
+        // Globals' initial events (formats, feedback), then the first
+        // configure, each within CONNECT_TIMEOUT.
+        this.roundtrip_within(CONNECT_TIMEOUT, "the globals' initial events")?;
+        this.roundtrip_within(CONNECT_TIMEOUT, "the linux-dmabuf feedback")?;
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
         while !this.state.configured {
             if Instant::now() > deadline {
                 return Err(WaylandError::Timeout(
                     "the first xdg_surface.configure",
-                    Duration::from_secs(5),
+                    CONNECT_TIMEOUT,
                 ));
             }
             this.dispatch_timeout(Duration::from_millis(50))?;
@@ -382,14 +387,28 @@ impl Presenter {
     }
 
     /// Sends what is queued and waits until the compositor has processed
-    /// it (and dispatches the events that came meanwhile).
+    /// it (and dispatches the events that came meanwhile), at most
+    /// [`ROUNDTRIP_TIMEOUT`]: a compositor that stopped answering is a
+    /// [`WaylandError::Timeout`].
     pub fn roundtrip(&mut self) -> Result<(), WaylandError> {
-        self.queue.roundtrip(&mut self.state).map(drop).map_err(lost)
+        self.roundtrip_within(ROUNDTRIP_TIMEOUT, "wl_display.sync (a roundtrip)")
+    }
+
+    fn roundtrip_within(&mut self, timeout: Duration, what: &'static str) -> Result<(), WaylandError> {
+        globals::roundtrip_within(&self.conn, &mut self.queue, &mut self.state, timeout, what)?;
+        self.state.poll_release_points()?;
+        if let Some(e) = self.state.feedback_error.take() {
+            return Err(e.into());
+        }
+        self.apply_late_answers();
+        self.check_shown();
+        Ok(())
     }
 
     /// Dispatches what has arrived, waiting up to `timeout` for something.
     pub fn dispatch_timeout(&mut self, timeout: Duration) -> Result<(), WaylandError> {
         queue::dispatch(&mut self.queue, &mut self.state, timeout)?;
+        self.apply_late_answers();
         self.check_shown();
         Ok(())
     }

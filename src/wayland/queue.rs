@@ -7,13 +7,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use wayland_client::backend::ObjectId;
-use wayland_client::globals::GlobalListContents;
 use wayland_client::protocol::{
     wl_buffer::WlBuffer,
     wl_callback::{self, WlCallback},
     wl_compositor::WlCompositor,
     wl_keyboard::WlKeyboard,
-    wl_registry::WlRegistry,
     wl_surface::WlSurface,
 };
 use wayland_client::{Connection, Dispatch, EventQueue, Proxy, QueueHandle, delegate_noop};
@@ -50,6 +48,17 @@ pub(crate) struct State {
     pub(super) fenced: HashMap<ObjectId, Hold>,
     pub(super) release_points_signalled: u64,
     pub(super) created: HashMap<ObjectId, Result<WlBuffer, ()>>,
+    /// Import checks that timed out, by params object: kept until the
+    /// compositor answers.
+    pub(super) late_checks: HashMap<
+        ObjectId,
+        (
+            wayland_protocols::wp::linux_dmabuf::zv1::client::zwp_linux_buffer_params_v1::ZwpLinuxBufferParamsV1,
+            super::linux_dmabuf::ImportKind,
+        ),
+    >,
+    /// Their answers (accepted?), for the presenter to apply.
+    pub(super) late_answers: Vec<(super::linux_dmabuf::ImportKind, bool)>,
     pub(super) keyboard: Option<WlKeyboard>,
     /// Keys pressed while our window had the focus (evdev codes).
     pub(super) keys: Vec<u32>,
@@ -121,45 +130,12 @@ pub(super) fn dispatch(
     state: &mut State,
     timeout: Duration,
 ) -> Result<(), WaylandError> {
-    queue.flush().map_err(lost)?;
-    queue.dispatch_pending(state).map_err(lost)?;
-    if let Some(guard) = queue.prepare_read() {
-        let ready = {
-            let fd = guard.connection_fd();
-            let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
-            let ts = rustix::event::Timespec {
-                tv_sec: timeout.as_secs() as i64,
-                tv_nsec: i64::from(timeout.subsec_nanos()),
-            };
-            match rustix::event::poll(&mut fds, Some(&ts)) {
-                Ok(n) => n > 0,
-                Err(rustix::io::Errno::INTR) => false,
-                Err(e) => return Err(lost(e)),
-            }
-        };
-        if ready {
-            guard.read().map_err(lost)?;
-        }
-    }
-    queue.dispatch_pending(state).map_err(lost)?;
+    super::globals::read_within(queue, state, timeout)?;
     state.poll_release_points()?;
     if let Some(e) = state.feedback_error.take() {
         return Err(e.into());
     }
     Ok(())
-}
-
-impl Dispatch<WlRegistry, GlobalListContents> for State {
-    fn event(
-        _: &mut Self,
-        _: &WlRegistry,
-        _: <WlRegistry as Proxy>::Event,
-        _: &GlobalListContents,
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
-        // Globals appearing later (hot-plugged outputs) are not needed.
-    }
 }
 
 delegate_noop!(State: ignore WlCompositor);

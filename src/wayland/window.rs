@@ -3,7 +3,6 @@
 //! object made here is destroyed in [`Window::destroy`], on the
 //! application's connection too.
 
-use wayland_client::globals::GlobalList;
 use wayland_client::protocol::{
     wl_compositor::WlCompositor,
     wl_keyboard::{self, WlKeyboard},
@@ -84,7 +83,7 @@ pub(super) struct Window {
 impl Window {
     /// Our own toplevel window; a seat is bound for keys.
     pub(super) fn toplevel(
-        globals: &GlobalList,
+        globals: &super::globals::Globals,
         qh: &QueueHandle<State>,
         compositor: &WlCompositor,
         viewporter: Option<&WpViewporter>,
@@ -93,7 +92,7 @@ impl Window {
     ) -> Result<Self, WaylandError> {
         let wm: XdgWmBase = globals
             .bind(qh, 1..=5, ())
-            .map_err(|_| WaylandError::MissingGlobal("xdg_wm_base"))?;
+            .ok_or(WaylandError::MissingGlobal("xdg_wm_base"))?;
         let surface = compositor.create_surface(qh, ());
         let viewport = viewporter.map(|v| v.get_viewport(&surface, qh, ()));
         let xdg = wm.get_xdg_surface(&surface, qh, ());
@@ -101,7 +100,7 @@ impl Window {
         toplevel.set_title(title);
         toplevel.set_app_id(app_id);
         surface.commit();
-        let seat = globals.bind(qh, 1..=5, ()).ok();
+        let seat = globals.bind(qh, 1..=5, ());
         Ok(Self {
             surface,
             viewport,
@@ -120,7 +119,7 @@ impl Window {
     /// parent is committed once, as waylandsink does, so that the
     /// compositor applies the new subsurface.
     pub(super) fn embedded(
-        globals: &GlobalList,
+        globals: &super::globals::Globals,
         qh: &QueueHandle<State>,
         compositor: &WlCompositor,
         viewporter: Option<&WpViewporter>,
@@ -128,7 +127,7 @@ impl Window {
     ) -> Result<Self, WaylandError> {
         let subcompositor: WlSubcompositor = globals
             .bind(qh, 1..=1, ())
-            .map_err(|_| WaylandError::MissingGlobal("wl_subcompositor"))?;
+            .ok_or(WaylandError::MissingGlobal("wl_subcompositor"))?;
         let surface = compositor.create_surface(qh, ());
         let subsurface = subcompositor.get_subsurface(&surface, parent, qh, ());
         // The subsurface lives on without its factory.

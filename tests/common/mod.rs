@@ -204,6 +204,29 @@ pub fn weston(
     .unwrap_or_else(|e| panic!("these tests need Weston 14 (run scripts/setup): {e}"))
 }
 
+/// A compositor that stopped answering: SIGSTOP on creation, SIGCONT on
+/// drop (its socket still accepts connections, as a deadlocked or swamped
+/// compositor's does).
+#[cfg(feature = "headless")]
+pub struct Stopped(rustix::process::Pid);
+
+#[cfg(feature = "headless")]
+impl Stopped {
+    pub fn new(weston: &dmabuf_interop::wayland::headless::Weston) -> Self {
+        let pid = weston.pid().expect("weston runs");
+        let pid = rustix::process::Pid::from_raw(pid as i32).expect("a pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP weston");
+        Self(pid)
+    }
+}
+
+#[cfg(feature = "headless")]
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = rustix::process::kill_process(self.0, rustix::process::Signal::CONT);
+    }
+}
+
 /// Set by `scripts/test`'s VM stage (the guest has udmabuf, dma-heap, vgem,
 /// virtio-gpu and lavapipe with modifiers): device tests must run there.
 pub const VM_STAGE_ENV: &str = "DMABUF_INTEROP_VM_STAGE";
