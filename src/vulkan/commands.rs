@@ -15,6 +15,13 @@ use crate::sync::{self, SyncAccess};
 /// each fd with the access the submission makes.
 pub(crate) type ImplicitSync<'a> = &'a [(std::os::fd::BorrowedFd<'a>, SyncAccess)];
 
+/// The longest any wait for the GPU lasts: a fence that has not signalled
+/// by then (a hung device, a dma-buf producer that never signals) is a
+/// [`VulkanError::Timeout`], and what the work uses is freed once it does
+/// signal (or leaked at the context's end if it never does), never
+/// destroyed under the GPU.
+pub const GPU_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Records commands with `record`, submits them on the context's queue and
 /// waits for the fence; everything is destroyed before returning, on every
 /// path. See [`submit_synced`] for the implicit-sync bridge.
@@ -53,7 +60,12 @@ pub(crate) fn submit_synced(
     let mut waits = Vec::new();
     if loader.is_none() {
         for fd in after {
-            crate::fence::sync_file_wait(*fd, std::time::Duration::MAX).map_err(VulkanError::Fence)?;
+            if !crate::fence::sync_file_wait(*fd, GPU_TIMEOUT).map_err(VulkanError::Fence)? {
+                return Err(VulkanError::Timeout {
+                    what: "a sync_file the work must wait for",
+                    timeout: GPU_TIMEOUT,
+                });
+            }
         }
     }
     if let Some(loader) = loader {
@@ -159,10 +171,13 @@ impl Drop for SemaphoreGuard<'_> {
 /// Work submitted to the queue and not yet known to be finished: its
 /// command pool, fence, semaphores and whatever the caller attached
 /// ([`keep`](Self::keep): images it reads or writes, their sources) live
-/// until its fence has signalled. Dropping it waits for that (so nothing
-/// the GPU uses is freed early, VUID-vkDestroyImage-image-01000,
-/// VUID-vkDestroyCommandPool-commandPool-00041); [`is_done`](Self::is_done)
-/// asks without waiting.
+/// until its fence has signalled. Dropping it waits for that, at most
+/// [`GPU_TIMEOUT`] (so nothing the GPU uses is freed early,
+/// VUID-vkDestroyImage-image-01000,
+/// VUID-vkDestroyCommandPool-commandPool-00041); past the bound (or after
+/// [`wait_timeout`](Self::wait_timeout) gave up) everything it owns is
+/// handed to the context's deferred destruction, which frees it once the
+/// fence signals. [`is_done`](Self::is_done) asks without waiting.
 pub struct Submission {
     ctx: Arc<VulkanContext>,
     pool: vk::CommandPool,
@@ -171,6 +186,8 @@ pub struct Submission {
     descriptor_pools: Vec<vk::DescriptorPool>,
     keep: Vec<Box<dyn Any + Send>>,
     sync_file: Option<OwnedFd>,
+    /// A wait already gave up: dropping does not wait again.
+    timed_out: bool,
 }
 
 impl std::fmt::Debug for Submission {
@@ -192,10 +209,29 @@ impl Submission {
         }
     }
 
-    /// Waits until the GPU has finished it, then frees what it held.
+    /// Waits until the GPU has finished it (at most [`GPU_TIMEOUT`]), then
+    /// frees what it held.
     pub fn wait(self) -> Result<(), VulkanError> {
+        self.wait_timeout(GPU_TIMEOUT)
+    }
+
+    /// Waits at most `timeout` for the GPU to finish it; past that, a
+    /// [`VulkanError::Timeout`], and what it holds is freed once the GPU
+    /// is done with it (not before).
+    pub fn wait_timeout(mut self, timeout: std::time::Duration) -> Result<(), VulkanError> {
+        let ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
         // SAFETY: our fence, submitted.
-        unsafe { self.ctx.device().wait_for_fences(&[self.fence], true, u64::MAX) }.map_err(call("vkWaitForFences"))
+        match unsafe { self.ctx.device().wait_for_fences(&[self.fence], true, ns) } {
+            Ok(()) => Ok(()),
+            Err(vk::Result::TIMEOUT) => {
+                self.timed_out = true;
+                Err(VulkanError::Timeout {
+                    what: "a submission's fence",
+                    timeout,
+                })
+            }
+            Err(e) => Err(call("vkWaitForFences")(e)),
+        }
     }
 
     /// A sync_file that signals when the GPU has finished it, where the
@@ -220,22 +256,44 @@ impl Submission {
 impl Drop for Submission {
     fn drop(&mut self) {
         let device = self.ctx.device();
-        // SAFETY: every handle is ours; the fence was submitted, and once
-        // it has signalled the queue no longer uses the command buffer,
-        // semaphores or descriptor sets.
-        unsafe {
-            let _ = device.wait_for_fences(&[self.fence], true, u64::MAX);
-            device.destroy_fence(self.fence, None);
-            device.destroy_command_pool(self.pool, None);
-            for s in self.semaphores.drain(..) {
-                device.destroy_semaphore(s, None);
-            }
-            for p in self.descriptor_pools.drain(..) {
-                device.destroy_descriptor_pool(p, None);
-            }
-        }
+        let bound = if self.timed_out {
+            0
+        } else {
+            GPU_TIMEOUT.as_nanos() as u64
+        };
+        // SAFETY: our fence, submitted.
+        let finished = !matches!(
+            unsafe { device.wait_for_fences(&[self.fence], true, bound) },
+            Err(vk::Result::TIMEOUT)
+        );
+        let pool = self.pool;
+        let semaphores = std::mem::take(&mut self.semaphores);
+        let descriptor_pools = std::mem::take(&mut self.descriptor_pools);
         // What the caller kept (images, their sources) goes after the GPU.
-        self.keep.clear();
+        let keep = std::mem::take(&mut self.keep);
+        let destroy = move |device: &ash::Device| {
+            // SAFETY: every handle is ours, and this runs once the fence
+            // has signalled (or the device is lost): the queue no longer
+            // uses the command buffer, semaphores or descriptor sets.
+            unsafe {
+                device.destroy_command_pool(pool, None);
+                for s in semaphores {
+                    device.destroy_semaphore(s, None);
+                }
+                for p in descriptor_pools {
+                    device.destroy_descriptor_pool(p, None);
+                }
+            }
+            drop(keep);
+        };
+        if finished {
+            destroy(device);
+            // SAFETY: signalled (or the device is lost).
+            unsafe { device.destroy_fence(self.fence, None) };
+        } else {
+            // Not finished within the bound: freed when it is.
+            self.ctx.retire_after(self.fence, Box::new(destroy));
+        }
         // The queue has moved on: destructions waiting for it may be ready.
         self.ctx.collect_retired();
     }
@@ -295,6 +353,7 @@ fn submit_inner(
         descriptor_pools: Vec::new(),
         keep: Vec::new(),
         sync_file: None,
+        timed_out: false,
     };
     std::mem::forget(guard);
     Ok(submission)
@@ -397,5 +456,68 @@ impl Drop for HostBuffer<'_> {
             self.ctx.device().destroy_buffer(self.buffer, None);
             self.ctx.device().free_memory(self.memory, None);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::vulkan::ContextOptions;
+
+    /// Work that cannot finish (it waits for an event the host has not
+    /// set): waiting is a typed timeout within the bound, the submission's
+    /// objects are handed to deferred destruction instead of being
+    /// destroyed under the GPU, and freed once it finishes. Runs on
+    /// lavapipe under the validation layer.
+    #[test]
+    fn a_fence_that_does_not_signal_is_a_timeout_and_nothing_is_freed_under_it() {
+        let ctx = VulkanContext::new(&ContextOptions {
+            validation: std::env::var_os("DMABUF_INTEROP_NO_VALIDATION").is_none(),
+            ..Default::default()
+        })
+        .expect("a Vulkan device (lavapipe) and the validation layer: run scripts/setup");
+        let device = ctx.device();
+        // SAFETY: valid device; destroyed at the end, after the work.
+        let event = unsafe { device.create_event(&vk::EventCreateInfo::default(), None) }.unwrap();
+        let submission = submit_inner(&ctx, &[], &[], &[], |cb| {
+            // SAFETY: recording; the event is set by the host after the
+            // submit, so srcStageMask is HOST
+            // (VUID-vkCmdWaitEvents-srcStageMask-01158) and the wait is
+            // outside any render pass (VUID-vkCmdWaitEvents-pEvents-01163).
+            unsafe {
+                device.cmd_wait_events(
+                    cb,
+                    &[event],
+                    vk::PipelineStageFlags::HOST,
+                    vk::PipelineStageFlags::ALL_COMMANDS,
+                    &[],
+                    &[],
+                    &[],
+                )
+            };
+            Ok(())
+        })
+        .unwrap();
+        let start = Instant::now();
+        match submission.wait_timeout(Duration::from_millis(300)) {
+            Err(VulkanError::Timeout { timeout, .. }) => assert_eq!(timeout, Duration::from_millis(300)),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        // A bound, not a speed: the wait and the drop did not block on.
+        assert!(start.elapsed() < GPU_TIMEOUT, "{:?}", start.elapsed());
+        assert_eq!(ctx.retired_pending(), 1, "the pool and fence wait for the GPU");
+        // SAFETY: our event.
+        unsafe { device.set_event(event) }.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ctx.collect_retired() > 0 {
+            assert!(Instant::now() < deadline, "the work never finished after the event");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // SAFETY: the only command buffer using it has finished.
+        unsafe { device.destroy_event(event, None) };
+        let messages = ctx.validation_messages();
+        assert!(messages.is_empty(), "{}", messages.join("\n"));
     }
 }

@@ -508,6 +508,11 @@ impl VulkanContext {
         self.retired.defer(&self.device, &self.queue, destroy);
     }
 
+    /// Runs `destroy` once `fence` (submitted, handed over) has signalled.
+    pub(crate) fn retire_after(&self, fence: vk::Fence, destroy: Destroy) {
+        self.retired.after_fence(fence, destroy);
+    }
+
     /// Destroys the dropped objects whose last use the queue has finished
     /// (images and samplers handed to the caller's command buffers wait for
     /// that), without blocking; returns how many still wait. This also
@@ -586,7 +591,17 @@ impl Drop for VulkanContext {
     fn drop(&mut self) {
         // Objects whose destruction waited for the queue go first, also on
         // a device the caller owns.
-        self.retired.finish(&self.device);
+        let leaked = self.retired.finish(&self.device);
+        if leaked > 0 {
+            // Work that never finished still uses objects of the device:
+            // destroying it would free them under the GPU.
+            eprintln!(
+                "dmabuf-interop: {leaked} Vulkan submission(s) did not finish within {:?}; the device is leaked, \
+                 not destroyed under them",
+                super::GPU_TIMEOUT
+            );
+            return;
+        }
         if !self.owns_handles {
             return;
         }

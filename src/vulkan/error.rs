@@ -192,6 +192,16 @@ pub enum VulkanError {
     /// for, a timeline point to export).
     #[error("fence: {0}")]
     Fence(crate::fence::FenceError),
+    /// The GPU did not finish within the bound (a fence that never
+    /// signals: a hung device, or a dma-buf fence its producer never
+    /// signals). What the work uses is freed once it does finish.
+    #[error("timed out after {timeout:?} waiting for {what}")]
+    Timeout {
+        /// What was waited for.
+        what: &'static str,
+        /// The bound.
+        timeout: std::time::Duration,
+    },
     /// Allocating host memory for the export failed.
     #[error(transparent)]
     Alloc(#[from] AllocError),

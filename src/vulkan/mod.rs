@@ -55,7 +55,7 @@ mod transfer;
 mod ycbcr;
 
 pub use cache::ImportCache;
-pub use commands::Submission;
+pub use commands::{GPU_TIMEOUT, Submission};
 pub use context::{
     Capabilities, ContextOptions, DEVICE_ENV, DeviceInfo, DeviceSelector, ListedDevice, REQUIRED_EXTENSIONS,
     VulkanContext,

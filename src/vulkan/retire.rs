@@ -85,6 +85,12 @@ impl Retired {
         }
     }
 
+    /// Destroys with `destroy` once `fence` (already submitted, now ours)
+    /// has signalled; the fence is destroyed with it.
+    pub(crate) fn after_fence(&self, fence: vk::Fence, destroy: Destroy) {
+        self.lock().push((fence, destroy));
+    }
+
     /// The fallback when no fence can be submitted (out of memory, device
     /// lost): wait for the whole device, then destroy.
     fn after_idle(device: &ash::Device, destroy: Destroy) {
@@ -94,15 +100,29 @@ impl Retired {
         destroy(device);
     }
 
-    /// Waits for every pending fence and destroys everything (the context
-    /// is going away).
-    pub(crate) fn finish(&self, device: &ash::Device) {
+    /// Waits for every pending fence (each at most [`GPU_TIMEOUT`]) and
+    /// destroys everything (the context is going away). What a fence that
+    /// never signalled still guards is leaked, not destroyed under the
+    /// GPU; the count is returned.
+    ///
+    /// [`GPU_TIMEOUT`]: super::GPU_TIMEOUT
+    pub(crate) fn finish(&self, device: &ash::Device) -> usize {
+        let mut leaked = 0;
         for (fence, destroy) in std::mem::take(&mut *self.lock()) {
+            let bound = super::GPU_TIMEOUT.as_nanos() as u64;
             // SAFETY: our fence; a lost device returns an error at once.
-            let _ = unsafe { device.wait_for_fences(&[fence], true, u64::MAX) };
-            destroy(device);
-            // SAFETY: signalled or the device is lost.
-            unsafe { device.destroy_fence(fence, None) };
+            match unsafe { device.wait_for_fences(&[fence], true, bound) } {
+                Err(vk::Result::TIMEOUT) => {
+                    std::mem::forget(destroy);
+                    leaked += 1;
+                }
+                _ => {
+                    destroy(device);
+                    // SAFETY: signalled or the device is lost.
+                    unsafe { device.destroy_fence(fence, None) };
+                }
+            }
         }
+        leaked
     }
 }
