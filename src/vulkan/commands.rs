@@ -22,17 +22,6 @@ pub(crate) type ImplicitSync<'a> = &'a [(std::os::fd::BorrowedFd<'a>, SyncAccess
 /// destroyed under the GPU.
 pub const GPU_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Records commands with `record`, submits them on the context's queue and
-/// waits for the fence; everything is destroyed before returning, on every
-/// path. See [`submit_synced`] for the implicit-sync bridge.
-pub(crate) fn submit_and_wait_synced(
-    ctx: &Arc<VulkanContext>,
-    implicit: ImplicitSync<'_>,
-    record: impl FnOnce(vk::CommandBuffer) -> Result<(), VulkanError>,
-) -> Result<(), VulkanError> {
-    submit_synced(ctx, implicit, &[], record)?.wait()
-}
-
 /// Records commands with `record` and submits them on the context's queue
 /// without waiting: the [`Submission`] owns what the GPU still uses.
 ///

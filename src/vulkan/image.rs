@@ -207,8 +207,11 @@ impl VulkanImage {
     /// # Safety
     ///
     /// `cb` is a command buffer of this image's device in the recording
-    /// state, and it is submitted (if at all) to the context's queue
-    /// ([`VulkanContext::lock_queue`]) before this image is dropped. Dropping
+    /// state, and it is submitted to the context's queue
+    /// ([`VulkanContext::lock_queue`]) before this image is dropped or
+    /// acquired again (the image's layout bookkeeping counts this acquire
+    /// as done: a command buffer never submitted would leave the next
+    /// acquire starting from the wrong layout). Dropping
     /// the image after that submission is safe: its destruction waits until
     /// the queue has finished it.
     pub unsafe fn cmd_acquire(
@@ -220,6 +223,8 @@ impl VulkanImage {
     ) {
         self.handed_out.store(true, Ordering::Release);
         self.record_acquire(cb, new_layout, dst_stage, dst_access);
+        // The caller submits it (the contract above).
+        self.acquire_submitted();
     }
 
     /// Makes the image's destruction wait for the queue (it is used in a
@@ -228,8 +233,27 @@ impl VulkanImage {
         self.handed_out.store(true, Ordering::Release);
     }
 
-    /// [`cmd_acquire`](Self::cmd_acquire) for the crate's own submissions,
-    /// which are waited for before they return.
+    /// The layout the next acquire starts from: `UNDEFINED` until an
+    /// acquire was submitted, then `GENERAL` (where every release leaves
+    /// the image).
+    pub(crate) fn next_acquire_from(&self) -> vk::ImageLayout {
+        if self.acquired_before.load(Ordering::Acquire) {
+            vk::ImageLayout::GENERAL
+        } else {
+            vk::ImageLayout::UNDEFINED
+        }
+    }
+
+    /// Records that a command buffer with this image's acquire (and
+    /// release) was submitted: only then has the image left its initial
+    /// layout. A recording or submit that failed leaves it as it was.
+    pub(crate) fn acquire_submitted(&self) {
+        self.acquired_before.store(true, Ordering::Release);
+    }
+
+    /// [`cmd_acquire`](Self::cmd_acquire) for the crate's own submissions:
+    /// the layout bookkeeping moves on only at
+    /// [`acquire_submitted`](Self::acquire_submitted), after the submit.
     pub(crate) fn record_acquire(
         &self,
         cb: vk::CommandBuffer,
@@ -237,11 +261,7 @@ impl VulkanImage {
         dst_stage: vk::PipelineStageFlags,
         dst_access: vk::AccessFlags,
     ) {
-        let old_layout = if self.acquired_before.swap(true, Ordering::AcqRel) {
-            vk::ImageLayout::GENERAL
-        } else {
-            vk::ImageLayout::UNDEFINED
-        };
+        let old_layout = self.next_acquire_from();
         let barrier = vk::ImageMemoryBarrier::default()
             .src_access_mask(vk::AccessFlags::empty())
             .dst_access_mask(dst_access)
@@ -363,4 +383,55 @@ pub(super) fn create_views(ctx: &VulkanContext, image: &mut VulkanImage) -> Resu
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::alloc::{Allocator, MemfdAllocator};
+    use crate::vulkan::ContextOptions;
+    use crate::vulkan::commands::submit_synced;
+
+    /// A recording that fails after its acquire barrier (as a kernel's
+    /// descriptor allocation can) submits nothing: the image is still in
+    /// its initial layout, and the next acquire must start from there.
+    /// Before, the bookkeeping flipped at record time and the next acquire
+    /// claimed GENERAL for an image never transitioned.
+    #[test]
+    fn a_failed_recording_leaves_the_next_acquire_from_the_initial_layout() {
+        let ctx = Arc::new(
+            crate::vulkan::VulkanContext::new(&ContextOptions {
+                validation: std::env::var_os("DMABUF_INTEROP_NO_VALIDATION").is_none(),
+                ..Default::default()
+            })
+            .expect("a Vulkan device (lavapipe) and the validation layer: run scripts/setup"),
+        );
+        let buf = MemfdAllocator::new().allocate(DrmFourcc::Xrgb8888, 16, 8, 64).unwrap();
+        let want: Vec<u8> = (0..16 * 8 * 4).map(|i| i as u8).collect();
+        buf.map(crate::mapping::MapAccess::ReadWrite)
+            .unwrap()
+            .write_rows(0, &want, 64)
+            .unwrap();
+        let image = crate::vulkan::import(&ctx, &buf, vk::ImageUsageFlags::TRANSFER_SRC).unwrap();
+        let failed = submit_synced(&ctx, &[], &[], |cb| {
+            image.record_acquire(
+                cb,
+                vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                vk::PipelineStageFlags::TRANSFER,
+                vk::AccessFlags::TRANSFER_READ,
+            );
+            Err(VulkanError::Usage("a recording that fails after its acquire"))
+        });
+        assert!(matches!(failed, Err(VulkanError::Usage(_))), "{failed:?}");
+        // lavapipe ignores layouts and the validation layer does not follow
+        // foreign-queue acquires across submissions, so the bookkeeping
+        // itself is what is checked.
+        assert_eq!(image.next_acquire_from(), vk::ImageLayout::UNDEFINED);
+        assert_eq!(image.download().unwrap(), vec![want]);
+        assert_eq!(image.next_acquire_from(), vk::ImageLayout::GENERAL);
+        let messages = ctx.validation_messages();
+        assert!(messages.is_empty(), "{}", messages.join("\n"));
+    }
 }

@@ -371,6 +371,7 @@ impl Kernels {
             );
             Ok(())
         })?;
+        image.acquire_submitted();
         submission.adopt_descriptor_pool(pool.release());
         Ok(submission)
     }
@@ -499,6 +500,8 @@ impl Kernels {
             );
             Ok(())
         })?;
+        src.acquire_submitted();
+        dst.acquire_submitted();
         submission.adopt_descriptor_pool(pool.release());
         Ok(submission)
     }

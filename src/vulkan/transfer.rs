@@ -3,7 +3,7 @@
 
 use ash::vk;
 
-use super::commands::{HostBuffer, submit_and_wait_synced};
+use super::commands::{HostBuffer, submit_synced};
 use super::error::VulkanError;
 use super::format::{image_extent, plane_aspect};
 use super::image::VulkanImage;
@@ -79,7 +79,7 @@ impl VulkanImage {
         let (offsets, total) = staging_offsets(&sizes);
         let staging = HostBuffer::new(&self.ctx, total, vk::BufferUsageFlags::TRANSFER_DST)?;
         let regions = self.copy_regions(&offsets);
-        submit_and_wait_synced(&self.ctx, &self.implicit_sync(SyncAccess::Read), |cb| {
+        let submission = submit_synced(&self.ctx, &self.implicit_sync(SyncAccess::Read), &[], |cb| {
             self.record_acquire(
                 cb,
                 vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
@@ -120,6 +120,8 @@ impl VulkanImage {
             };
             Ok(())
         })?;
+        self.acquire_submitted();
+        let staging = wait_keeping(submission, staging)?;
         staging.with_bytes(|bytes| {
             offsets
                 .iter()
@@ -152,7 +154,7 @@ impl VulkanImage {
             }
         })?;
         let regions = self.copy_regions(&offsets);
-        submit_and_wait_synced(&self.ctx, &self.implicit_sync(SyncAccess::Write), |cb| {
+        let submission = submit_synced(&self.ctx, &self.implicit_sync(SyncAccess::Write), &[], |cb| {
             self.record_acquire(
                 cb,
                 vk::ImageLayout::TRANSFER_DST_OPTIMAL,
@@ -176,7 +178,24 @@ impl VulkanImage {
                 vk::AccessFlags::TRANSFER_WRITE,
             );
             Ok(())
-        })
+        })?;
+        self.acquire_submitted();
+        wait_keeping(submission, staging).map(drop)
+    }
+}
+
+/// Waits for `submission`, then hands `staging` back. If the GPU did not
+/// finish within the bound, the staging buffer it copies from or into is
+/// leaked rather than freed under it.
+fn wait_keeping<T>(submission: super::Submission, staging: T) -> Result<T, VulkanError> {
+    match submission.wait() {
+        Ok(()) => Ok(staging),
+        Err(e) => {
+            if matches!(e, VulkanError::Timeout { .. }) {
+                std::mem::forget(staging);
+            }
+            Err(e)
+        }
     }
 }
 
