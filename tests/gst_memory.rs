@@ -83,6 +83,40 @@ fn planes_in_separate_files_become_separate_memories() {
     assert_eq!(read_planes(&back), read_planes(&src));
 }
 
+/// A compression modifier's auxiliary plane (Y-tiled CCS: XRGB data plus
+/// its metadata plane, as GPUs export it) travels as a second memory and a
+/// second VideoMeta plane, beyond the format's one plane: reading the
+/// buffer back keeps it (it was dropped, leaving a buffer the importer
+/// would read uncompressed). For LINEAR, where no auxiliary plane exists,
+/// the extra plane is a typed error.
+#[test]
+fn auxiliary_planes_of_a_vendor_modifier_travel_with_the_buffer() {
+    init();
+    let (w, h) = (64u32, 32u32);
+    let memfd = |size: u64| {
+        let fd = rustix::fs::memfd_create("plane", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&fd, size).unwrap();
+        fd
+    };
+    let ccs = DrmModifier::I915_y_tiled_ccs;
+    let src = DmaBuf::builder(DrmFourcc::Xrgb8888, ccs, w, h)
+        .plane(memfd(w as u64 * 4 * h as u64), 0, w * 4)
+        .plane(memfd(4096), 0, 128)
+        .build()
+        .unwrap();
+    let buffer = dgst::buffer_from_dmabuf(&src).unwrap();
+    assert_eq!(buffer.n_memory(), 2);
+    assert_eq!(buffer.meta::<gst_video::VideoMeta>().unwrap().n_planes(), 2);
+    let info = video_info(DrmFourcc::Xrgb8888, w, h);
+    let back = dgst::dmabuf_from_buffer(&buffer, &info, ccs).unwrap();
+    assert_eq!(back.planes().len(), 2, "the auxiliary plane is kept");
+    assert_eq!(back.id(), src.id());
+    match dgst::dmabuf_from_buffer(&buffer, &info, DrmModifier::Linear) {
+        Err(MemoryError::DmaBuf(dmabuf_interop::DmaBufError::WrongPlaneCount { given: 2, max: 1, .. })) => {}
+        other => panic!("expected WrongPlaneCount, got {other:?}"),
+    }
+}
+
 #[test]
 fn system_memory_is_never_taken_for_dmabuf() {
     init();

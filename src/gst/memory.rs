@@ -259,7 +259,10 @@ pub fn dmabuf_from_buffer(
     let (offsets, strides) = plane_layout(buffer, info);
     let mut builder =
         DmaBuf::builder(fourcc, modifier, info.width(), info.height()).colorimetry(super::caps::colorimetry_of(info));
-    for (plane, (&offset, &stride)) in offsets.iter().zip(&strides).enumerate().take(info.n_planes() as usize) {
+    // Every plane the meta describes, auxiliary ones (a compression
+    // modifier's metadata planes, beyond the format's count) included;
+    // the builder checks the count against the modifier.
+    for (plane, (&offset, &stride)) in offsets.iter().zip(&strides).enumerate() {
         let (fd, mem_offset, _, start) = memories
             .iter()
             .find(|(_, _, size, start)| offset >= *start && offset < start + size)

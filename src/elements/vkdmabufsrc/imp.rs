@@ -96,16 +96,25 @@ fn video_structure() -> gst::structure::Builder {
 /// is what a downstream accepting anything gets), then every non-LINEAR
 /// modifier the device exports natively for that format (`native`: a tiled
 /// image's mapping is meaningless, so such buffers go under
-/// `memory:DMABuf` too).
-pub(super) fn dma_drm_pairs(native: impl Fn(DrmFourcc) -> Vec<DrmModifier>) -> Vec<(DrmFourcc, DrmModifier)> {
+/// `memory:DMABuf` too). `native` gives each modifier with its
+/// memory-plane count: a modifier with more memory planes than the format
+/// has (the auxiliary compression planes of CCS and DCC modifiers) is left
+/// out, since GStreamer elements read a frame's planes by the format's
+/// count (waylandsink, videoconvert's importers) and would drop them.
+pub(super) fn dma_drm_pairs(native: impl Fn(DrmFourcc) -> Vec<(DrmModifier, usize)>) -> Vec<(DrmFourcc, DrmModifier)> {
     let fourccs: Vec<DrmFourcc> = FORMATS
         .iter()
         .filter_map(|f| dcaps::fourcc_of(gst_video::VideoFormat::from_string(f)))
         .collect();
     let mut pairs: Vec<(DrmFourcc, DrmModifier)> = fourccs.iter().map(|&f| (f, DrmModifier::Linear)).collect();
     for &f in &fourccs {
-        for m in native(f) {
-            if m != DrmModifier::Linear && m != DrmModifier::Invalid && !pairs.contains(&(f, m)) {
+        let format_planes = crate::format::info(f).map_or(0, |i| i.plane_count());
+        for (m, memory_planes) in native(f) {
+            if m != DrmModifier::Linear
+                && m != DrmModifier::Invalid
+                && memory_planes == format_planes
+                && !pairs.contains(&(f, m))
+            {
                 pairs.push((f, m));
             }
         }
@@ -380,7 +389,18 @@ impl BaseSrcImpl for VkDmaBufSrc {
         let pairs = if non_mappable && dcaps::runtime_has_dma_drm() {
             let ctx = self.context().map_err(|e| gst::loggable_error!(CAT, "{:?}", e))?;
             let exporter = Exporter::new(&ctx).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
-            dma_drm_pairs(|f| exporter.native_export_modifiers(f, RING_USAGE).unwrap_or_default())
+            dma_drm_pairs(|f| {
+                let planes = crate::vulkan::modifiers(&ctx, f).unwrap_or_default();
+                exporter
+                    .native_export_modifiers(f, RING_USAGE)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|m| {
+                        let listed = planes.iter().find(|s| s.modifier == m)?;
+                        Some((m, listed.plane_count))
+                    })
+                    .collect()
+            })
         } else {
             Vec::new()
         };
@@ -496,8 +516,11 @@ impl BaseSrcImpl for VkDmaBufSrc {
             gst::element_imp_error!(self, gst::CoreError::Negotiation, ["{}", msg]);
             return Err(gst::loggable_error!(CAT, "{}", msg));
         }
-        let default_layout =
-            slots[0].offsets[..] == defaults.offset()[..planes] && slots[0].strides[..] == defaults.stride()[..planes];
+        // An export with more memory planes than the format (auxiliary
+        // planes) is never GStreamer's default layout.
+        let default_layout = planes == defaults.n_planes() as usize
+            && slots[0].offsets[..] == defaults.offset()[..]
+            && slots[0].strides[..] == defaults.stride()[..];
         if !video_meta && !default_layout {
             let msg = format!(
                 "downstream does not read GstVideoMeta, and the exported layout (offsets {:?}, strides {:?}) \
@@ -506,8 +529,8 @@ impl BaseSrcImpl for VkDmaBufSrc {
                  not pad",
                 slots[0].offsets,
                 slots[0].strides,
-                &defaults.offset()[..planes],
-                &defaults.stride()[..planes],
+                defaults.offset(),
+                defaults.stride(),
             );
             gst::element_imp_error!(self, gst::CoreError::Negotiation, ["{}", msg]);
             return Err(gst::loggable_error!(CAT, "{}", msg));
@@ -699,15 +722,24 @@ mod tests {
     fn dma_drm_offer_is_linear_first_then_the_devices_tiled_modifiers() {
         gst::init().unwrap();
         let x_tiled = DrmModifier::I915_x_tiled;
+        // Y-tiled CCS: XRGB plus an auxiliary compression plane.
+        let ccs = DrmModifier::I915_y_tiled_ccs;
         let pairs = dma_drm_pairs(|f| match f {
-            DrmFourcc::Xrgb8888 => vec![DrmModifier::Linear, x_tiled, DrmModifier::Invalid, x_tiled],
-            _ => vec![DrmModifier::Linear],
+            DrmFourcc::Xrgb8888 => vec![
+                (DrmModifier::Linear, 1),
+                (x_tiled, 1),
+                (ccs, 2),
+                (DrmModifier::Invalid, 1),
+                (x_tiled, 1),
+            ],
+            _ => vec![(DrmModifier::Linear, 1)],
         });
         let names: Vec<String> = pairs.iter().map(|&(f, m)| dcaps::drm_format_string(f, m)).collect();
         assert_eq!(
             names,
             ["XR24", "AR24", "XB24", "AB24", "NV12", "XR24:0x0100000000000001"],
-            "LINEAR for every format first (the host path), then each tiled modifier once, never INVALID"
+            "LINEAR for every format first (the host path), then each tiled modifier once, never INVALID, \
+             never one with more memory planes than the format"
         );
         // A device without native export (lavapipe on a bare host): LINEAR only.
         assert_eq!(dma_drm_pairs(|_| Vec::new()).len(), FORMATS.len());
