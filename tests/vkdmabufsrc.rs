@@ -125,6 +125,46 @@ fn pushes_dmabufs_with_the_pattern() {
     }
 }
 
+/// videorate duplicates frames by shallow copies that share the ring
+/// buffer's memory; GStreamer's pool then discards the ring buffer (its
+/// memory is not exclusive) and asks for one past the ring. That ended the
+/// stream with a bare flow error; now the discarded slot is used again once
+/// the copy is gone, and no frame changes while a copy of it travels.
+#[test]
+fn shallow_copies_downstream_do_not_end_the_stream_or_change_frames() {
+    init();
+    let importer = Importer::new().unwrap();
+    let (w, h) = (64u32, 48u32);
+    let mut last = 0u64;
+    let (error, count) = run_with(
+        &format!(
+            "vkdmabufsrc num-buffers=30 ! video/x-raw,format=BGRx,width={w},height={h},framerate=30/1 ! videorate \
+             ! video/x-raw,framerate=60/1"
+        ),
+        &importer,
+        |i, frame| {
+            let pts = frame.sample().buffer().unwrap().pts().expect("pts");
+            // videorate repeats the source frame nearest to the output's
+            // time (30 fps in): one of the two around it.
+            let near = pts.nseconds() * 30 / 1_000_000_000;
+            let got = read_planes(&frame.dmabuf);
+            let shown = (near.saturating_sub(1)..=near + 1)
+                .find(|&n| got == pattern::frame_planes(DrmFourcc::Xrgb8888, w, h, n as u32).unwrap());
+            let Some(shown) = shown else {
+                panic!(
+                    "output frame {i} (pts {pts}) is none of source frames {}..={}",
+                    near.saturating_sub(1),
+                    near + 1
+                )
+            };
+            assert!(shown >= last, "frame {i} went back from source frame {last} to {shown}");
+            last = shown;
+        },
+    );
+    assert_eq!(error, None);
+    assert!(count >= 58, "30 frames at 30 fps as 60 fps: {count}");
+}
+
 /// NV12 caps state what the pattern kernels write (BT.709 limited, not
 /// the BT.601 that GStreamer assumes at SD), and the frames carry it; a
 /// downstream demand for another matrix is a negotiation error naming it.

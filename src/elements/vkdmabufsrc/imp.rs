@@ -648,7 +648,15 @@ impl PushSrcImpl for VkDmaBufSrc {
             let pool = self.pool().ok_or(gst::FlowError::NotNegotiated)?;
             // Waits, holding no lock, until downstream has released a ring
             // buffer (unlock() makes it return Flushing).
-            let mut buffer = pool.acquire_buffer(None)?;
+            let mut buffer = match pool.acquire_buffer(None) {
+                Ok(b) => b,
+                Err(gst::FlowError::Error) => {
+                    let why = pool.take_error().unwrap_or_else(|| "the ring pool failed".into());
+                    gst::element_imp_error!(self, gst::ResourceError::NoSpaceLeft, ["{}", why]);
+                    return Err(gst::FlowError::Error);
+                }
+                Err(e) => return Err(e),
+            };
             let Some(index) = pool.slot_of(&buffer) else {
                 continue;
             };

@@ -3,9 +3,21 @@
 //! image: the image's dma-buf memories, plus a `VideoMeta` when downstream
 //! supports it); GStreamer hands a buffer back to the pool when downstream
 //! drops its last reference, and `acquire_buffer` waits for one. No
-//! refcount is read, no sleep loop.
+//! refcount is read.
+//!
+//! One case needs more: GstBufferPool's release discards (frees) a buffer
+//! whose memory another buffer still shares, as a shallow copy made
+//! downstream does (`videorate` duplicating a frame, any
+//! `gst_buffer_make_writable` of a buffer held twice). The pool then asks
+//! `alloc_buffer` for a replacement past the ring. The replacement is the
+//! discarded slot's image again, once no other buffer shares its memory
+//! (the copy is gone: writing it earlier would change a frame still
+//! travelling downstream), waited for at most [`REUSE_TIMEOUT`]; past
+//! that, a typed error the element reports.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use gstreamer as gst;
 use gstreamer::glib;
@@ -41,8 +53,15 @@ impl RingPool {
             next: 0,
             video_meta,
             first_memories: Vec::new(),
+            discarded: Vec::new(),
+            error: None,
         };
         pool
+    }
+
+    /// Why the last `alloc_buffer` failed, if it did (the element posts it).
+    pub fn take_error(&self) -> Option<String> {
+        self.imp().inner.lock().unwrap_or_else(|p| p.into_inner()).error.take()
     }
 
     /// Which slot `buffer` (one of ours) carries, by its first memory.
@@ -54,6 +73,26 @@ impl RingPool {
         let inner = self.imp().inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.first_memories.iter().position(|&m| m == first)
     }
+}
+
+/// How long a replacement for a discarded ring buffer waits for the copy
+/// that shares its memory to go.
+pub const REUSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether no buffer shares `memory` (an exclusive write lock, which fails
+/// while another buffer holds it, taken and released at once).
+fn unshared(memory: &gst::Memory) -> bool {
+    let flags = gst::ffi::GST_LOCK_FLAG_EXCLUSIVE | gst::ffi::GST_LOCK_FLAG_WRITE;
+    let object = memory.as_ptr() as *mut gst::ffi::GstMiniObject;
+    // SAFETY: a valid memory we hold a reference to; a lock taken is
+    // released at once with the same flags.
+    unsafe {
+        if gst::ffi::gst_mini_object_lock(object, flags) == glib::ffi::GFALSE {
+            return false;
+        }
+        gst::ffi::gst_mini_object_unlock(object, flags);
+    }
+    true
 }
 
 mod imp {
@@ -68,11 +107,83 @@ mod imp {
         /// Address of each slot's first memory (identity only, never
         /// dereferenced).
         pub first_memories: Vec<usize>,
+        /// Slots whose buffer GstBufferPool discarded (see the module docs).
+        pub discarded: Vec<usize>,
+        /// Why the last allocation failed.
+        pub error: Option<String>,
     }
 
     #[derive(Default)]
     pub struct RingPool {
         pub inner: Mutex<Inner>,
+        pub flushing: AtomicBool,
+    }
+
+    impl RingPool {
+        /// The buffer of slot `index`: its memories and VideoMeta.
+        fn buffer_of(&self, inner: &Inner, index: usize) -> Result<gst::Buffer, gst::FlowError> {
+            let slot = &inner.slots[index];
+            let mut buffer = gst::Buffer::new();
+            {
+                let b = buffer.make_mut();
+                for m in &slot.memories {
+                    b.append_memory(m.clone());
+                }
+                if let Some((format, width, height)) = inner.video_meta {
+                    gst_video::VideoMeta::add_full(
+                        b,
+                        gst_video::VideoFrameFlags::empty(),
+                        format,
+                        width,
+                        height,
+                        &slot.offsets,
+                        &slot.strides,
+                    )
+                    .map_err(|_| gst::FlowError::Error)?;
+                }
+            }
+            Ok(buffer)
+        }
+
+        /// A discarded slot's buffer again, once no copy shares its memory.
+        fn reuse_discarded(&self) -> Result<gst::Buffer, gst::FlowError> {
+            let deadline = Instant::now() + REUSE_TIMEOUT;
+            loop {
+                {
+                    let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+                    let Some(at) = inner
+                        .discarded
+                        .iter()
+                        .position(|&i| inner.slots[i].memories.iter().all(unshared))
+                    else {
+                        if inner.discarded.is_empty() {
+                            inner.error = Some(format!(
+                                "all {} ring buffers are in use and none was discarded",
+                                inner.slots.len()
+                            ));
+                            return Err(gst::FlowError::Error);
+                        }
+                        if Instant::now() >= deadline {
+                            inner.error = Some(format!(
+                                "a ring buffer's memory is still shared by a copy downstream after {REUSE_TIMEOUT:?} \
+                                 (an element keeps shallow copies of {} frames): raise ring-size, or copy the \
+                                 frames (videoconvert) before that element",
+                                inner.discarded.len()
+                            ));
+                            return Err(gst::FlowError::Error);
+                        }
+                        drop(inner);
+                        if self.flushing.load(Ordering::Acquire) {
+                            return Err(gst::FlowError::Flushing);
+                        }
+                        std::thread::sleep(Duration::from_millis(2));
+                        continue;
+                    };
+                    let index = inner.discarded.swap_remove(at);
+                    return self.buffer_of(&inner, index);
+                }
+            }
+        }
     }
 
     #[glib::object_subclass]
@@ -96,36 +207,50 @@ mod imp {
                 let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
                 inner.next = 0;
                 inner.first_memories.clear();
+                inner.discarded.clear();
+                inner.error = None;
             }
             self.parent_start()
         }
 
         fn alloc_buffer(&self, _params: Option<&gst::BufferPoolAcquireParams>) -> Result<gst::Buffer, gst::FlowError> {
             let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            // One buffer per image: the pool's max is the ring size.
-            let slot = inner.slots.get(inner.next).cloned().ok_or(gst::FlowError::Error)?;
-            let mut buffer = gst::Buffer::new();
-            {
-                let b = buffer.make_mut();
-                for m in &slot.memories {
-                    b.append_memory(m.clone());
-                }
-                if let Some((format, width, height)) = inner.video_meta {
-                    gst_video::VideoMeta::add_full(
-                        b,
-                        gst_video::VideoFrameFlags::empty(),
-                        format,
-                        width,
-                        height,
-                        &slot.offsets,
-                        &slot.strides,
-                    )
-                    .map_err(|_| gst::FlowError::Error)?;
-                }
+            // One buffer per image: the pool's max is the ring size. Past
+            // it, a slot whose buffer was discarded.
+            if inner.next >= inner.slots.len() {
+                drop(inner);
+                return self.reuse_discarded();
             }
+            let index = inner.next;
+            let buffer = self.buffer_of(&inner, index)?;
             inner.first_memories.push(buffer.peek_memory(0).as_ptr() as usize);
             inner.next += 1;
             Ok(buffer)
+        }
+
+        fn free_buffer(&self, buffer: gst::Buffer) {
+            // Discarded while active (its memory shared by a copy): the
+            // slot waits for reuse. At stop, start() forgets them all.
+            if buffer.n_memory() > 0 {
+                let first = buffer.peek_memory(0).as_ptr() as usize;
+                let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(index) = inner.first_memories.iter().position(|&m| m == first)
+                    && !inner.discarded.contains(&index)
+                {
+                    inner.discarded.push(index);
+                }
+            }
+            self.parent_free_buffer(buffer);
+        }
+
+        fn flush_start(&self) {
+            self.flushing.store(true, Ordering::Release);
+            self.parent_flush_start();
+        }
+
+        fn flush_stop(&self) {
+            self.flushing.store(false, Ordering::Release);
+            self.parent_flush_stop();
         }
     }
 }
