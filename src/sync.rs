@@ -114,6 +114,37 @@ pub fn import_sync_file(
     sys::import_sync_file(dmabuf, access.flags() as u32, sync_file).map_err(|e| classify(OP, dmabuf, e))
 }
 
+/// Waits on the CPU, at most `timeout`, for the fences of kernel dma-buf
+/// `dmabuf` that an access of kind `access` must wait for (poll: `POLLIN`
+/// waits for writers, `POLLOUT` for readers and writers; dma-bufs have
+/// answered poll since long before the sync_file ioctls, so this is the
+/// fallback where those are missing). False on timeout.
+pub fn wait_implicit(
+    dmabuf: BorrowedFd<'_>,
+    access: SyncAccess,
+    timeout: std::time::Duration,
+) -> Result<bool, SyncError> {
+    let flags = match access {
+        SyncAccess::Read => rustix::event::PollFlags::IN,
+        SyncAccess::Write | SyncAccess::ReadWrite => rustix::event::PollFlags::OUT,
+    };
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ts = rustix::event::Timespec {
+            tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        let mut fds = [rustix::event::PollFd::new(&dmabuf, flags)];
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(Errno::INTR) => continue,
+            Err(source) => return Err(SyncError::Ioctl { op: "poll", source }),
+        }
+    }
+}
+
 /// Whether CPU access to an fd had to be bracketed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CpuSync {

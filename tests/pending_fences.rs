@@ -79,6 +79,39 @@ fn a_read_waits_for_a_pending_vgem_fence() {
     assert_no_validation_messages(&ctx);
 }
 
+/// The CPU fallback for kernels without the sync_file ioctls (before 6.0)
+/// and devices without SYNC_FD semaphores: poll on the dma-buf waits for a
+/// pending writer's fence, within its bound, and returns once it signals.
+#[test]
+fn the_poll_fallback_waits_for_a_pending_fence_within_its_bound() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(card) = vgem_card() else {
+        device_test("vgem (modprobe vgem)", false);
+        return;
+    };
+    let vgem = VgemBuffer::new(&card, 64, 48);
+    let fd = vgem.buf.planes()[0].fd();
+    let fence = vgem.attach_write_fence();
+    assert_eq!(
+        sync::wait_implicit(fd, SyncAccess::Read, Duration::from_millis(200)),
+        Ok(false),
+        "a reader waits for the pending writer"
+    );
+    assert_eq!(
+        sync::wait_implicit(fd, SyncAccess::Write, Duration::from_millis(200)),
+        Ok(false)
+    );
+    vgem.signal(fence);
+    assert_eq!(
+        sync::wait_implicit(fd, SyncAccess::Read, Duration::from_secs(5)),
+        Ok(true)
+    );
+    assert_eq!(
+        sync::wait_implicit(fd, SyncAccess::Write, Duration::from_secs(5)),
+        Ok(true)
+    );
+}
+
 #[test]
 fn a_composite_waits_for_its_input_and_leaves_a_finished_output() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());

@@ -57,15 +57,34 @@ pub(crate) fn submit_synced(
             }
         }
     }
-    if let Some(loader) = loader {
-        let implicit_fences = implicit.iter().filter_map(|&(fd, access)| {
-            // A writer waits for readers and writers, a reader for writers.
-            match sync::export_sync_file(fd, access) {
-                Ok(fence) => Some(Ok(fence)),
+    // The kernel dma-bufs' implicit fences (a writer waits for readers and
+    // writers, a reader for writers): as semaphore payloads where the
+    // device imports SYNC_FD and the kernel exports sync_files (6.0+),
+    // else on the CPU (poll) before submitting, so no path skips them.
+    let mut gpu_waits = Vec::new();
+    for &(fd, access) in implicit {
+        let exported = match loader {
+            Some(_) => match sync::export_sync_file(fd, access) {
+                Ok(fence) => Some(fence),
                 Err(sync::SyncError::Unsupported { .. }) => None,
-                Err(e) => Some(Err(VulkanError::Sync(e))),
+                Err(e) => return Err(VulkanError::Sync(e)),
+            },
+            None => None,
+        };
+        match exported {
+            Some(fence) => gpu_waits.push(fence),
+            None if sync::is_kernel_dmabuf(fd) && !sync::wait_implicit(fd, access, GPU_TIMEOUT)? => {
+                return Err(VulkanError::Timeout {
+                    what: "a dma-buf's implicit fences",
+                    timeout: GPU_TIMEOUT,
+                });
             }
-        });
+            // Waited for on the CPU, or a memfd stand-in (no fences).
+            None => {}
+        }
+    }
+    if let Some(loader) = loader {
+        let implicit_fences = gpu_waits.into_iter().map(Ok);
         let explicit_fences = after
             .iter()
             .map(|fd| crate::fence::dup(*fd, "dup of a sync_file").map_err(VulkanError::Fence));
@@ -97,7 +116,9 @@ pub(crate) fn submit_synced(
     // From here on the submission owns the semaphores (destroyed after its
     // fence).
     submission.semaphores = std::mem::take(&mut semaphores.list);
+    let kernel_dmabufs = implicit.iter().filter(|(fd, _)| sync::is_kernel_dmabuf(*fd)).count();
     let (Some(loader), Some(signal)) = (loader, signal) else {
+        submission.attached = kernel_dmabufs == 0;
         return Ok(submission);
     };
     let info = vk::SemaphoreGetFdInfoKHR::default()
@@ -108,18 +129,25 @@ pub(crate) fn submit_synced(
     // SAFETY: created exportable as SYNC_FD, its signal operation submitted
     // (VUID-VkSemaphoreGetFdInfoKHR-handleType-03254).
     let raw = unsafe { loader.get_semaphore_fd(&info) }.map_err(call("vkGetSemaphoreFdKHR"))?;
-    // -1 means already signalled: nothing to attach or hand on.
+    // -1 means already signalled: nothing to attach or hand on (the work
+    // is done, which orders every later reader).
     if raw < 0 {
+        submission.attached = true;
         return Ok(submission);
     }
     // SAFETY: vkGetSemaphoreFdKHR transferred ownership of `raw` to us.
     let sync_file = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut attached = 0;
     for &(fd, access) in implicit {
         match sync::import_sync_file(fd, sync_file.as_fd(), access) {
-            Ok(()) | Err(sync::SyncError::Unsupported { .. }) => {}
+            Ok(()) => attached += 1,
+            // A memfd (nothing to attach) or a kernel before 6.0 (the
+            // dma-buf does not carry our completion: `attached` says so).
+            Err(sync::SyncError::Unsupported { .. }) => {}
             Err(e) => return Err(VulkanError::Sync(e)),
         }
     }
+    submission.attached = attached == kernel_dmabufs;
     submission.sync_file = Some(sync_file);
     Ok(submission)
 }
@@ -177,6 +205,8 @@ pub struct Submission {
     sync_file: Option<OwnedFd>,
     /// A wait already gave up: dropping does not wait again.
     timed_out: bool,
+    /// Its completion is attached to every kernel dma-buf it touched.
+    attached: bool,
 }
 
 impl std::fmt::Debug for Submission {
@@ -228,6 +258,16 @@ impl Submission {
     /// own).
     pub fn sync_file(&self) -> Option<OwnedFd> {
         self.sync_file.as_ref().and_then(|f| f.try_clone().ok())
+    }
+
+    /// Whether every kernel dma-buf the work touched carries its
+    /// completion as an implicit fence (`DMA_BUF_IOCTL_IMPORT_SYNC_FILE`
+    /// succeeded on each; true when it touched none). Only then may the
+    /// buffers go to implicitly synchronised consumers without a wait;
+    /// false on kernels before 6.0, devices without SYNC_FD semaphores,
+    /// and for memfd stand-ins (which carry no fences).
+    pub fn fenced_on_dmabufs(&self) -> bool {
+        self.attached
     }
 
     /// Keeps `value` alive until the submission has finished (e.g. the
@@ -343,6 +383,7 @@ fn submit_inner(
         keep: Vec::new(),
         sync_file: None,
         timed_out: false,
+        attached: false,
     };
     std::mem::forget(guard);
     Ok(submission)

@@ -686,7 +686,7 @@ impl PushSrcImpl for VkDmaBufSrc {
             // seeks go on meanwhile).
             let mut submission = kernels.draw_pattern_submit(&image, frame as u32).map_err(failed)?;
             submission.keep(Arc::clone(&image));
-            if image.dmabuf().is_kernel_dmabuf() && submission.sync_file().is_some() {
+            if image.dmabuf().is_kernel_dmabuf() && submission.fenced_on_dmabufs() {
                 // The drawing's completion is on the dma-buf as its implicit
                 // write fence: downstream readers (a sink exporting it as
                 // its acquire fence, a compositor, a mapping) wait for it,
@@ -701,7 +701,8 @@ impl PushSrcImpl for VkDmaBufSrc {
                 drop(previous);
                 self.gpu_fenced.fetch_add(1, Ordering::Relaxed);
             } else {
-                // A memfd stand-in carries no fences: wait here.
+                // A memfd stand-in carries no fences, and a kernel before
+                // 6.0 does not take ours: wait here.
                 submission.wait().map_err(failed)?;
             }
             // Fresh from the pool: one reference, writable.
