@@ -157,6 +157,85 @@ fn a_fast_producer_never_gets_a_buffer_the_compositor_holds() {
     assert!(stat(&run, "releases") + 3 >= stat(&run, "shown"), "{stats}");
 }
 
+/// A frame dropped because the compositor had not shown the one before
+/// (a slow first repaint, a stalled compositor) is held, and shown at EOS
+/// if nothing newer came: the stream's last picture stays on screen, not
+/// a stale one. (Seen in the VM stage: the first repaint took longer than
+/// the whole 10-frame stream, 9 frames were dropped, the first one stayed.)
+#[test]
+fn the_last_frame_dropped_while_the_compositor_was_busy_is_shown_at_eos() {
+    init();
+    let weston = weston(64, 48, Renderer::Gl);
+    let pipeline = gst::Pipeline::new();
+    let src = gst_app::AppSrc::builder()
+        .format(gst::Format::Time)
+        .caps(
+            &"video/x-raw,format=BGRx,width=64,height=48,framerate=30/1"
+                .parse::<gst::Caps>()
+                .unwrap(),
+        )
+        .build();
+    let sink = gst::ElementFactory::make("wldmabufsink")
+        .property("display", weston.socket_path().to_str().unwrap())
+        .property("frame-timeout", 20u32)
+        .property("sync", false)
+        .build()
+        .unwrap();
+    pipeline.add_many([src.upcast_ref(), &sink]).unwrap();
+    src.link(&sink).unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let stat = |name: &str| sink.property::<gst::Structure>("stats").get::<u64>(name).unwrap();
+    let wait_for = |name: &str, value: u64| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while stat(name) < value {
+            assert!(Instant::now() < deadline, "{name} never reached {value}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let push = |i: u8| {
+        let mut buffer = gst::Buffer::from_mut_slice(vec![i * 40; 64 * 48 * 4]);
+        buffer
+            .get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(u64::from(i) * 33));
+        src.push_buffer(buffer).unwrap();
+    };
+    push(0);
+    wait_for("shown", 1);
+    // The compositor stops answering: the first frame's callback does not
+    // come, frames 1-5 are dropped (the latest held).
+    let stopped = common::Stopped::new(&weston);
+    for i in 1..=5 {
+        push(i);
+    }
+    wait_for("frames", 6);
+    drop(stopped);
+    src.end_of_stream().unwrap();
+    let msg = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(20),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("EOS");
+    assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
+    let stats = sink.property::<gst::Structure>("stats");
+    println!("{stats}");
+    assert_eq!(
+        (stat("shown"), stat("dropped"), stat("copies")),
+        (2, 4, 2),
+        "the first frame, then the held last one: {stats}"
+    );
+    let image = weston.capture().unwrap();
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(
+        image.pixel(32, 24).unwrap(),
+        [200, 200, 200, 255],
+        "the last frame's grey"
+    );
+}
+
 #[test]
 fn system_memory_is_copied_into_shm_and_counted() {
     init();

@@ -101,6 +101,10 @@ struct Stream {
     colorimetry: Colorimetry,
 }
 
+/// How long the frame held back at EOS waits for the compositor to show
+/// the one before it.
+const HELD_FRAME_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Default)]
 pub struct WlDmaBufSink {
     settings: Mutex<Settings>,
@@ -112,6 +116,10 @@ pub struct WlDmaBufSink {
     /// The buffer shown last: basesink hands the preroll buffer to
     /// show_frame twice (preroll, then render); it is shown once.
     last: Mutex<Option<gst::Buffer>>,
+    /// The latest frame dropped because the compositor had not shown the
+    /// previous one yet: shown at EOS if no later frame replaced it, so
+    /// the stream's last picture is what stays on screen.
+    held: Mutex<Option<gst::Buffer>>,
     flushing: AtomicBool,
     /// One `DmaBuf` per upstream storage, so the Presenter's wl_buffer
     /// cache hits; cleared on stop.
@@ -325,7 +333,27 @@ impl WlDmaBufSink {
     /// is released: an application's sync bus handler runs in this thread
     /// and may read `stats` or call GstVideoOverlay, which take them.
     fn show(&self, buffer: &gst::Buffer) -> Result<(), gst::FlowError> {
-        match self.show_locked(buffer) {
+        let timeout = Duration::from_millis(u64::from(
+            self.settings.lock().unwrap_or_else(|p| p.into_inner()).frame_timeout_ms,
+        ));
+        self.show_with(buffer, timeout, false)
+    }
+
+    /// Shows the frame held back at EOS (see `held`), waiting up to
+    /// [`HELD_FRAME_TIMEOUT`] for the compositor to show the one before.
+    fn show_held(&self) {
+        let Some(buffer) = self.held.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let _ = self.show_with(&buffer, HELD_FRAME_TIMEOUT, true);
+    }
+
+    /// [`show`](Self::show) with the wait for the previous frame;
+    /// `reshow`: the held frame again (already counted, and counted as
+    /// dropped until now).
+    fn show_with(&self, buffer: &gst::Buffer, timeout: Duration, reshow: bool) -> Result<(), gst::FlowError> {
+        match self.show_locked(buffer, timeout, reshow) {
             Ok(reconfigure) => {
                 if reconfigure {
                     self.obj().sink_pad().push_event(gst::event::Reconfigure::new());
@@ -343,7 +371,7 @@ impl WlDmaBufSink {
     /// The work of [`show`](Self::show), under the stream and presenter
     /// locks; true when upstream should renegotiate (the compositor's
     /// formats changed).
-    fn show_locked(&self, buffer: &gst::Buffer) -> Result<bool, Failure> {
+    fn show_locked(&self, buffer: &gst::Buffer, timeout: Duration, reshow: bool) -> Result<bool, Failure> {
         let fail = |e: WaylandError| {
             let lost = matches!(e, WaylandError::Connection(_) | WaylandError::Closed);
             Failure::Error(if lost {
@@ -359,10 +387,9 @@ impl WlDmaBufSink {
             }
             *last = Some(buffer.clone());
         }
-        self.counters.lock().unwrap_or_else(|p| p.into_inner()).frames += 1;
-        let timeout = Duration::from_millis(u64::from(
-            self.settings.lock().unwrap_or_else(|p| p.into_inner()).frame_timeout_ms,
-        ));
+        if !reshow {
+            self.counters.lock().unwrap_or_else(|p| p.into_inner()).frames += 1;
+        }
         let stream_guard = self.stream.lock().unwrap_or_else(|p| p.into_inner());
         let stream = stream_guard.as_ref().ok_or(gst::FlowError::NotNegotiated)?;
         let mut guard = self.presenter.lock().unwrap_or_else(|p| p.into_inner());
@@ -371,9 +398,18 @@ impl WlDmaBufSink {
             if self.flushing.load(Ordering::SeqCst) {
                 return Err(gst::FlowError::Flushing.into());
             }
-            self.counters.lock().unwrap_or_else(|p| p.into_inner()).dropped += 1;
+            if !reshow {
+                self.counters.lock().unwrap_or_else(|p| p.into_inner()).dropped += 1;
+                *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some(buffer.clone());
+            }
             gst::debug!(CAT, imp = self, "previous frame not shown yet: dropping");
             return Ok(false);
+        }
+        if reshow {
+            self.counters.lock().unwrap_or_else(|p| p.into_inner()).dropped -= 1;
+        } else {
+            // A newer frame goes: the held one is stale.
+            *self.held.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
         // The rule: check every buffer for dma-buf memory, whatever the caps.
         if is_dmabuf_buffer(buffer) {
@@ -716,6 +752,7 @@ impl ElementImpl for WlDmaBufSink {
             gst::StateChange::PausedToReady | gst::StateChange::ReadyToNull
         ) {
             *self.last.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            *self.held.lock().unwrap_or_else(|p| p.into_inner()) = None;
             self.cache.clear();
         }
         if transition == gst::StateChange::ReadyToNull {
@@ -777,7 +814,11 @@ impl BaseSinkImpl for WlDmaBufSink {
     }
 
     fn event(&self, event: gst::Event) -> bool {
+        if let gst::EventView::FlushStart(_) = event.view() {
+            *self.held.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
         if let gst::EventView::Eos(_) = event.view() {
+            self.show_held();
             let stats = self.stats_structure();
             gst::info!(CAT, imp = self, "{}", stats);
             let _ = self
