@@ -24,6 +24,7 @@
 mod buffers;
 mod colour;
 mod colour_management;
+mod connect;
 mod error;
 mod formats;
 mod globals;
@@ -35,6 +36,7 @@ mod presenter;
 mod protocols;
 mod queue;
 mod shm;
+mod stats;
 mod sync;
 mod window;
 
@@ -45,7 +47,8 @@ pub use error::{ShmError, WaylandError};
 pub use formats::{FormatSet, FormatTableError, Tranche, parse_format_table, tranche_formats};
 pub use globals::{CONNECT_TIMEOUT, ROUNDTRIP_TIMEOUT};
 pub use linux_dmabuf::MAX_DMABUF_VERSION;
-pub use presenter::{NEVER_SHOWN_TIMEOUT, PresentStats, Presented, Presenter, SYNC_ENV, Via};
+pub use presenter::{NEVER_SHOWN_TIMEOUT, Presenter, SYNC_ENV};
+pub use stats::{PresentStats, Presented, Via};
 pub use sync::SyncMode;
 pub use wayland_client;
 pub use window::{Target, fit};

@@ -7,18 +7,13 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use drm_fourcc::{DrmFourcc, DrmModifier};
-use wayland_client::backend::ObjectId;
 use wayland_client::protocol::{
     wl_buffer::WlBuffer, wl_compositor::WlCompositor, wl_shm::WlShm, wl_surface::WlSurface,
 };
 use wayland_client::{Connection, EventQueue, Proxy, QueueHandle};
-use wayland_protocols::wp::color_management::v1::client::wp_color_manager_v1::WpColorManagerV1;
-use wayland_protocols::wp::color_representation::v1::client::wp_color_representation_manager_v1::WpColorRepresentationManagerV1;
 use wayland_protocols::wp::linux_dmabuf::zv1::client::{
     zwp_linux_dmabuf_feedback_v1::ZwpLinuxDmabufFeedbackV1, zwp_linux_dmabuf_v1::ZwpLinuxDmabufV1,
 };
@@ -29,18 +24,17 @@ use super::colour::{ColourRep, Plan};
 use super::colour_management::ColourManagement;
 use super::error::WaylandError;
 use super::formats::FormatSet;
-use super::globals::{self, CONNECT_TIMEOUT, Globals, ROUNDTRIP_TIMEOUT};
-use super::linux_dmabuf::{ImportKind, MAX_DMABUF_VERSION, request_feedback};
+use super::globals::{self, ROUNDTRIP_TIMEOUT};
+use super::linux_dmabuf::ImportKind;
 use super::queue::{self, State, lost};
 use super::shm::ShmBuffer;
-use super::sync::{DrmSyncobj, Explicit, ExplicitV1, SyncMode};
-use super::window::{Target, Window, fit};
+pub(super) use super::stats::{PresentStats, Presented, Via};
+use super::sync::{Explicit, SyncMode};
+use super::window::{Window, fit};
 use crate::colour::Colorimetry;
 use crate::convert;
 use crate::dmabuf::{BufferId, DmaBuf, ModifierName};
 use crate::fence::Fence;
-use wayland_protocols::wp::linux_drm_syncobj::v1::client::wp_linux_drm_syncobj_manager_v1::WpLinuxDrmSyncobjManagerV1;
-use wayland_protocols::wp::linux_explicit_synchronization::zv1::client::zwp_linux_explicit_synchronization_v1::ZwpLinuxExplicitSynchronizationV1;
 
 /// `DMABUF_INTEROP_SYNC=implicit` keeps a presenter off explicit sync even
 /// where the compositor offers it (comparisons, debugging);
@@ -66,114 +60,18 @@ fn wait_ready(acquire: &Fence) -> Result<(), WaylandError> {
     }
 }
 
-/// Counters a player shows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PresentStats {
-    /// Frames committed.
-    pub presented: u64,
-    /// Of those, shown without a copy: linux-dmabuf `wl_buffer`s, and
-    /// `wl_shm` buffers over the frame's own memory (`shm_zero_copy`).
-    pub zero_copy: u64,
-    /// Of the zero-copy frames, those sent as `wl_shm` buffers over the
-    /// frame's own memory (a memfd or udmabuf the compositor maps), where
-    /// linux-dmabuf is missing or refused the kind.
-    pub shm_zero_copy: u64,
-    /// Of those, copied into `wl_shm`.
-    pub copies: u64,
-    /// Of the copies, those converted on the CPU into XRGB8888 (the
-    /// compositor takes the format neither as a dma-buf nor by `wl_shm`).
-    pub converted: u64,
-    /// Kinds of buffer the compositor accepted (`created`) but never
-    /// showed (no frame callback within [`NEVER_SHOWN_TIMEOUT`]): demoted
-    /// like refusals (and counted in `import_refusals` too).
-    pub never_shown: u64,
-    /// Answers to import checks that came after their wait had given up
-    /// (the late `wl_buffer` destroyed, the answer kept for its kind).
-    pub late_import_answers: u64,
-    /// `wl_buffer`s created for dma-bufs (cache misses).
-    pub wl_buffers_created: u64,
-    /// Frames that reused a cached `wl_buffer`.
-    pub cache_hits: u64,
-    /// Frames whose buffer the compositor had not released yet when it
-    /// came back: a producer wrote into a buffer still on screen. Must stay 0.
-    pub reused_before_release: u64,
-    /// `wl_buffer.release` events received.
-    pub releases: u64,
-    /// Kinds of buffer (format, modifier, layout, fd kind) the compositor
-    /// refused with `failed`; frames of those kinds go the `wl_shm` way.
-    pub import_refusals: u64,
-    /// How frames are synchronised with the compositor.
-    pub sync: SyncMode,
-    /// Commits that carried explicit sync (acquire and release points, or
-    /// an acquire fence and a release object).
-    pub explicit_sync_commits: u64,
-    /// Buffers handed back by explicit sync: their release point
-    /// signalled, or their release event came and its fence signalled, or
-    /// they were taken back with that fence (`Presenter::take_release`).
-    pub release_points_signalled: u64,
-    /// YUV frames committed with their matrix and range told to the
-    /// compositor (`wp_color_representation_v1`).
-    pub colour_told: u64,
-    /// YUV frames converted to RGB because the compositor could not be
-    /// told their matrix and range and would misread them (also counted
-    /// in `converted`; see [`ColourCorrection`](super::ColourCorrection)).
-    pub colour_converted: u64,
-    /// YUV frames sent neither told nor converted whose matrix and range
-    /// differ from what the compositor is assumed to read (no conversion
-    /// path, or `ColourCorrection::Never`): shown with wrong colours.
-    pub colour_uncorrected: u64,
-    /// Frames committed with a `wp_color_management_v1` image description
-    /// (the stream's transfer function and primaries, HDR10 metadata).
-    pub colour_described: u64,
-    /// Image descriptions the compositor answered `failed` for.
-    pub colour_description_failures: u64,
-}
-
-/// How a frame went out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Presented {
-    /// The `wl_buffer` came from the cache.
-    pub cache_hit: bool,
-    /// The path the frame took.
-    pub via: Via,
-}
-
-/// The paths a frame can take to the compositor, best first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Via {
-    /// A linux-dmabuf `wl_buffer` (zero copy).
-    LinuxDmabuf,
-    /// A `wl_shm` buffer over the frame's own memory (zero copy).
-    ShmZeroCopy,
-    /// Copied into a `wl_shm` buffer of the same format.
-    ShmCopy,
-    /// Converted on the CPU into an XRGB8888 `wl_shm` buffer.
-    Converted,
-}
-
-impl Presented {
-    fn new(via: Via, cache_hit: bool) -> Self {
-        Self { cache_hit, via }
-    }
-
-    /// No copy: [`Via::LinuxDmabuf`] or [`Via::ShmZeroCopy`].
-    pub fn zero_copy(&self) -> bool {
-        matches!(self.via, Via::LinuxDmabuf | Via::ShmZeroCopy)
-    }
-}
-
 /// Shows `DmaBuf`s on one Wayland surface. See the module docs.
 pub struct Presenter {
-    conn: Connection,
-    queue: EventQueue<State>,
+    pub(super) conn: Connection,
+    pub(super) queue: EventQueue<State>,
     pub(super) qh: QueueHandle<State>,
     pub(super) state: State,
     // wl_compositor has no destructor request; its proxy goes with us.
-    _compositor: WlCompositor,
+    pub(super) _compositor: WlCompositor,
     pub(super) shm: Option<WlShm>,
     pub(super) dmabuf: Option<ZwpLinuxDmabufV1>,
-    feedbacks: Vec<ZwpLinuxDmabufFeedbackV1>,
-    viewporter: Option<WpViewporter>,
+    pub(super) feedbacks: Vec<ZwpLinuxDmabufFeedbackV1>,
+    pub(super) viewporter: Option<WpViewporter>,
     pub(super) window: Window,
     pub(super) cache: HashMap<BufferId, CacheEntry>,
     /// Kinds of buffer tried with `create`: accepted (`created`) or
@@ -184,19 +82,19 @@ pub struct Presenter {
     pub(super) shm_buffers: Vec<ShmBuffer>,
     /// The first commit of a linux-dmabuf kind not yet seen shown, and
     /// when (see `check_shown`).
-    unconfirmed: Option<(ImportKind, Instant)>,
+    pub(super) unconfirmed: Option<(ImportKind, Instant)>,
     /// Kinds whose commit was shown (a frame callback came).
-    confirmed_kinds: std::collections::HashSet<ImportKind>,
+    pub(super) confirmed_kinds: std::collections::HashSet<ImportKind>,
     /// Files the compositor could not map as `wl_shm` pools (see
     /// `shm_wl_buffer_for`).
     pub(super) shm_unmappable: std::collections::HashSet<(u64, u64)>,
     pub(super) stats: PresentStats,
     /// The application's render rectangle size (embedding only).
-    render_size: Option<(u32, u32)>,
+    pub(super) render_size: Option<(u32, u32)>,
     /// Explicit sync, where offered and usable.
-    explicit: Option<Explicit>,
+    pub(super) explicit: Option<Explicit>,
     /// Why explicit sync is not used although the compositor offers it.
-    sync_fallback: Option<String>,
+    pub(super) sync_fallback: Option<String>,
     /// `wp_color_representation_v1` and the colour-correction rule.
     pub(super) colour: ColourRep,
     /// `wp_color_management_v1` image descriptions.
@@ -213,179 +111,6 @@ impl std::fmt::Debug for Presenter {
 }
 
 impl Presenter {
-    /// Connects through `WAYLAND_DISPLAY` / `WAYLAND_SOCKET` and opens a
-    /// window.
-    pub fn connect(target: Target) -> Result<Self, WaylandError> {
-        match target {
-            Target::Foreign { display, surface } => {
-                // SAFETY: the caller of `Target::Foreign` promises a live
-                // wl_display and a wl_surface of it that outlive us.
-                unsafe { Self::with_foreign(display, surface) }
-            }
-            toplevel => {
-                let conn = Connection::connect_to_env().map_err(|e| WaylandError::Connect(e.to_string()))?;
-                Self::with_connection(conn, toplevel)
-            }
-        }
-    }
-
-    /// Connects to the compositor listening on `socket` (a path) and opens
-    /// a window.
-    pub fn connect_to(socket: &Path, target: Target) -> Result<Self, WaylandError> {
-        let stream =
-            UnixStream::connect(socket).map_err(|e| WaylandError::Connect(format!("{}: {e}", socket.display())))?;
-        let conn = Connection::from_socket(stream).map_err(|e| WaylandError::Connect(e.to_string()))?;
-        Self::with_connection(conn, target)
-    }
-
-    /// Presents into an application's surface on the application's own
-    /// connection (we use a private event queue on it): frames go to a
-    /// subsurface of ours, so the application's surface, its buffer and its
-    /// viewport stay untouched; everything we create on the connection is
-    /// destroyed when the presenter is dropped.
-    ///
-    /// # Safety
-    /// `display` must be a live `wl_display*` and `surface` a live
-    /// `wl_surface*` created on it; both must outlive the presenter.
-    pub unsafe fn with_foreign(
-        display: *mut std::ffi::c_void,
-        surface: *mut std::ffi::c_void,
-    ) -> Result<Self, WaylandError> {
-        if display.is_null() || surface.is_null() {
-            return Err(WaylandError::Connect("null wl_display or wl_surface handle".into()));
-        }
-        // SAFETY: the caller guarantees a live wl_display.
-        let backend = unsafe { wayland_backend::client::Backend::from_foreign_display(display.cast()) };
-        let conn = Connection::from_backend(backend);
-        // SAFETY: the caller guarantees a live wl_surface on that display.
-        let id = unsafe { ObjectId::from_ptr(WlSurface::interface(), surface.cast()) }
-            .map_err(|_| WaylandError::Connect("the surface handle is not a wl_surface".into()))?;
-        let surface = WlSurface::from_id(&conn, id).map_err(|_| WaylandError::Connect("invalid wl_surface".into()))?;
-        Self::build(conn, Err(surface))
-    }
-
-    /// Uses an existing connection and opens a window on it.
-    pub fn with_connection(conn: Connection, target: Target) -> Result<Self, WaylandError> {
-        match target {
-            Target::Toplevel { title, app_id } => Self::build(conn, Ok((title, app_id))),
-            Target::Foreign { .. } => Err(WaylandError::Connect(
-                "a foreign surface comes with its own connection (Presenter::with_foreign)".into(),
-            )),
-        }
-    }
-
-    /// `window`: a toplevel's (title, app id), or the application's
-    /// surface to embed into.
-    fn build(conn: Connection, window: Result<(String, String), WlSurface>) -> Result<Self, WaylandError> {
-        let mut queue = conn.new_event_queue();
-        let qh = queue.handle();
-        let mut state = State::default();
-        let globals = Globals::new(&conn, &mut queue, &mut state, CONNECT_TIMEOUT)?;
-        let compositor: WlCompositor = globals
-            .bind(&qh, 1..=5, ())
-            .ok_or(WaylandError::MissingGlobal("wl_compositor"))?;
-        let shm: Option<WlShm> = globals.bind(&qh, 1..=1, ());
-        let dmabuf: Option<ZwpLinuxDmabufV1> = globals.bind(&qh, 3..=MAX_DMABUF_VERSION, ());
-        let viewporter: Option<WpViewporter> = globals.bind(&qh, 1..=1, ());
-        let colour_manager: Option<WpColorRepresentationManagerV1> = globals.bind(&qh, 1..=1, ());
-        state.colour.representation = colour_manager.is_some();
-        let colour_management: Option<WpColorManagerV1> = globals.bind(&qh, 1..=2, ());
-        state.colour_management.offered = colour_management.is_some();
-        let wanted = std::env::var(SYNC_ENV).unwrap_or_default();
-        let explicit_ok = dmabuf.is_some() && wanted != "implicit";
-        let syncobj_manager: Option<WpLinuxDrmSyncobjManagerV1> = (explicit_ok && wanted != "explicit-sync-v1")
-            .then(|| globals.bind(&qh, 1..=1, ()))
-            .flatten();
-        let explicit_v1: Option<ZwpLinuxExplicitSynchronizationV1> = (explicit_ok && syncobj_manager.is_none())
-            .then(|| globals.bind(&qh, 1..=2, ()))
-            .flatten();
-        state.formats.dmabuf_version = dmabuf.as_ref().map_or(0, |d| d.version());
-        let window = match window {
-            Ok((title, app_id)) => Window::toplevel(&globals, &qh, &compositor, viewporter.as_ref(), title, app_id)?,
-            Err(parent) => {
-                // No xdg configure to wait for: the application owns the role.
-                state.configured = true;
-                Window::embedded(&globals, &qh, &compositor, viewporter.as_ref(), &parent)?
-            }
-        };
-        let feedbacks = match &dmabuf {
-            Some(d) => request_feedback(d, &window.surface, &qh, &mut state),
-            None => Vec::new(),
-        };
-        let mut this = Self {
-            conn,
-            queue,
-            qh,
-            state,
-            _compositor: compositor,
-            shm,
-            dmabuf,
-            feedbacks,
-            viewporter,
-            window,
-            cache: HashMap::new(),
-            import_kinds: HashMap::new(),
-            shm_buffers: Vec::new(),
-            shm_unmappable: std::collections::HashSet::new(),
-            unconfirmed: None,
-            confirmed_kinds: std::collections::HashSet::new(),
-            stats: PresentStats::default(),
-            render_size: None,
-            explicit: None,
-            sync_fallback: None,
-            colour: ColourRep::new(colour_manager),
-            colour_management: ColourManagement::new(colour_management),
-        };
-        // Globals' initial events (formats, feedback), then the first
-        // configure, each within CONNECT_TIMEOUT.
-        this.roundtrip_within(CONNECT_TIMEOUT, "the globals' initial events")?;
-        this.roundtrip_within(CONNECT_TIMEOUT, "the linux-dmabuf feedback")?;
-        let deadline = Instant::now() + CONNECT_TIMEOUT;
-        while !this.state.configured {
-            if Instant::now() > deadline {
-                return Err(WaylandError::Timeout(
-                    "the first xdg_surface.configure",
-                    CONNECT_TIMEOUT,
-                ));
-            }
-            this.dispatch_timeout(Duration::from_millis(50))?;
-        }
-        if let Some(e) = this.state.feedback_error.take() {
-            return Err(e.into());
-        }
-        this.state.formats_changed = false;
-        if let Some(manager) = syncobj_manager {
-            // The timeline lives on the compositor's main device where the
-            // feedback named one (known after the roundtrips above).
-            match DrmSyncobj::new(manager, this.state.formats.main_device, &this.qh) {
-                Ok(s) => this.explicit = Some(Explicit::Syncobj(s)),
-                Err((manager, e)) => {
-                    manager.destroy();
-                    this.sync_fallback = Some(e.to_string());
-                }
-            }
-        }
-        if let Some(global) = explicit_v1 {
-            // Only where the compositor names a render device: Weston's
-            // headless backend offers the protocol "to enable testing"
-            // whatever its renderer can do, and without native fence sync
-            // answers the first get_release with a fatal error ("Failed to
-            // create release fence"). A compositor that makes release
-            // fences has a device, and says so in its linux-dmabuf feedback.
-            if this.state.formats.main_device.is_some() {
-                this.explicit = Some(Explicit::V1(ExplicitV1::new(global)));
-            } else {
-                global.destroy();
-                this.sync_fallback = Some(
-                    "zwp_linux_explicit_synchronization_v1 is offered, but the compositor names no render \
-                     device (linux-dmabuf feedback), so it may not make release fences"
-                        .into(),
-                );
-            }
-        }
-        Ok(this)
-    }
-
     /// Sends what is queued and waits until the compositor has processed
     /// it (and dispatches the events that came meanwhile), at most
     /// [`ROUNDTRIP_TIMEOUT`]: a compositor that stopped answering is a
@@ -394,7 +119,7 @@ impl Presenter {
         self.roundtrip_within(ROUNDTRIP_TIMEOUT, "wl_display.sync (a roundtrip)")
     }
 
-    fn roundtrip_within(&mut self, timeout: Duration, what: &'static str) -> Result<(), WaylandError> {
+    pub(super) fn roundtrip_within(&mut self, timeout: Duration, what: &'static str) -> Result<(), WaylandError> {
         globals::roundtrip_within(&self.conn, &mut self.queue, &mut self.state, timeout, what)?;
         self.state.poll_release_points()?;
         if let Some(e) = self.state.feedback_error.take() {

@@ -14,14 +14,20 @@ use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 use gstreamer_video::subclass::prelude::*;
 
-use crate::DrmModifier;
 use crate::colour::Colorimetry;
-use crate::gst::caps::{self as dcaps, CAPS_FEATURE_MEMORY_DMABUF, StreamFormat};
+use crate::gst::caps::{self as dcaps, StreamFormat};
 use crate::gst::colorimetry::colorimetry_from_caps;
 use crate::gst::importer::checked_planes;
 use crate::gst::memory::{DmaBufCache, is_dmabuf_buffer};
 use crate::gst::{DmaBufPoolAllocator, importer::propose_allocation};
-use crate::wayland::{ColourCorrection, FormatSet, Presenter, Target, WaylandError};
+use crate::wayland::{Presenter, Target, WaylandError};
+
+mod caps;
+mod overlay;
+mod properties;
+
+use caps::{caps_for_formats, template_caps};
+use properties::Settings;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -33,51 +39,6 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 /// Context types under which applications share their `wl_display*`.
 const DISPLAY_CONTEXT_TYPES: [&str; 2] = ["GstWlDisplayHandleContextType", "GstWaylandDisplayHandleContextType"];
-
-#[derive(Debug, Clone)]
-struct Settings {
-    display: Option<String>,
-    frame_timeout_ms: u32,
-    colour_correction: ColourCorrectionMode,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            display: None,
-            frame_timeout_ms: 100,
-            colour_correction: ColourCorrectionMode::Auto,
-        }
-    }
-}
-
-/// The `colour-correction` property (see [`ColourCorrection`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, glib::Enum)]
-#[repr(i32)]
-#[enum_type(name = "DmabufInteropColourCorrection")]
-pub enum ColourCorrectionMode {
-    /// Convert YUV frames to RGB only when the compositor cannot be told
-    /// their matrix and range and would misread them.
-    #[default]
-    #[enum_value(name = "Auto: convert only what the compositor would show wrong", nick = "auto")]
-    Auto,
-    /// Never convert for colour's sake.
-    #[enum_value(name = "Never: tell the compositor where possible, else send as is", nick = "never")]
-    Never,
-    /// Convert every YUV frame that can be converted.
-    #[enum_value(name = "Always: convert every convertible YUV frame to RGB", nick = "always")]
-    Always,
-}
-
-impl From<ColourCorrectionMode> for ColourCorrection {
-    fn from(m: ColourCorrectionMode) -> Self {
-        match m {
-            ColourCorrectionMode::Auto => ColourCorrection::Auto,
-            ColourCorrectionMode::Never => ColourCorrection::Never,
-            ColourCorrectionMode::Always => ColourCorrection::Always,
-        }
-    }
-}
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Counters {
@@ -126,101 +87,6 @@ pub struct WlDmaBufSink {
     cache: DmaBufCache,
     /// GstVideoOverlay's render rectangle, applied to each new presenter.
     render_rectangle: Mutex<Option<(i32, i32, i32, i32)>>,
-}
-
-/// Everything the sink may take: on GStreamer >= 1.24 `memory:DMABuf` is
-/// `format=DMA_DRM` (any drm-format: the compositor decides, see
-/// [`caps_for_formats`]) plus plain formats; on 1.22 both structures list
-/// the formats.
-fn template_caps() -> gst::Caps {
-    let formats: Vec<&str> = dcaps::VIDEO_FORMATS.iter().map(|(_, f)| f.to_str().as_str()).collect();
-    if dcaps::runtime_has_dma_drm() {
-        let mut caps = caps_with(&formats, &[]);
-        let dma_drm = gst::Structure::builder("video/x-raw")
-            .field("format", "DMA_DRM")
-            .field("width", gst::IntRange::new(1, i32::MAX))
-            .field("height", gst::IntRange::new(1, i32::MAX))
-            .field(
-                "framerate",
-                gst::FractionRange::new(gst::Fraction::new(0, 1), gst::Fraction::new(i32::MAX, 1)),
-            )
-            .build();
-        prepend_dmabuf(&mut caps, dma_drm);
-        caps
-    } else {
-        caps_with(&formats, &formats)
-    }
-}
-
-/// Puts `structure` under `memory:DMABuf` in front of `caps` (preferred).
-fn prepend_dmabuf(caps: &mut gst::Caps, structure: gst::Structure) {
-    let mut out = gst::Caps::new_empty();
-    {
-        let out = out.make_mut();
-        out.append_structure_full(structure, Some(gst::CapsFeatures::new([CAPS_FEATURE_MEMORY_DMABUF])));
-        for (s, f) in caps.iter_with_features() {
-            out.append_structure_full(s.to_owned(), Some(f.to_owned()));
-        }
-    }
-    *caps = out;
-}
-
-fn caps_with(plain: &[&str], dmabuf: &[&str]) -> gst::Caps {
-    let structure = |formats: &[&str]| {
-        gst::Structure::builder("video/x-raw")
-            .field("format", gst::List::new(formats.iter().copied()))
-            .field("width", gst::IntRange::new(1, i32::MAX))
-            .field("height", gst::IntRange::new(1, i32::MAX))
-            .field(
-                "framerate",
-                gst::FractionRange::new(gst::Fraction::new(0, 1), gst::Fraction::new(i32::MAX, 1)),
-            )
-            .build()
-    };
-    let mut caps = gst::Caps::builder_full();
-    if !dmabuf.is_empty() {
-        caps = caps.structure_with_features(structure(dmabuf), gst::CapsFeatures::new([CAPS_FEATURE_MEMORY_DMABUF]));
-    }
-    if !plain.is_empty() {
-        caps = caps.structure(structure(plain));
-    }
-    caps.build()
-}
-
-/// Caps for what this compositor takes. Plain caps: every format with a
-/// path that cannot fail mid-stream, best first: those shown with zero
-/// copies as LINEAR dma-bufs, then those `wl_shm` takes (zero copy over a
-/// memfd pool, else copied), then, wherever `wl_shm` exists, every other
-/// format of the table (converted on the CPU into XRGB8888, counted).
-/// `memory:DMABuf`: on GStreamer >= 1.24 a DMA_DRM structure with every
-/// (fourcc, modifier) pair the compositor advertises (v4/v5 feedback
-/// tranches or v3 modifier events; INVALID left out) for fourccs GStreamer
-/// and our format table know; on 1.22 the LINEAR zero-copy formats.
-fn caps_for_formats(set: &FormatSet) -> gst::Caps {
-    let mut dmabuf = Vec::new();
-    let (mut shm, mut converted) = (Vec::new(), Vec::new());
-    let mut pairs = Vec::new();
-    let has_shm = !set.shm.is_empty();
-    for (fourcc, format) in dcaps::VIDEO_FORMATS {
-        let name = format.to_str().as_str();
-        if set.supports_dmabuf(*fourcc, DrmModifier::Linear) {
-            dmabuf.push(name);
-        } else if set.supports_shm(*fourcc) {
-            shm.push(name);
-        } else if has_shm && crate::convert::can_convert(*fourcc) {
-            converted.push(name);
-        }
-        pairs.extend(set.modifiers(*fourcc).into_iter().map(|m| (*fourcc, m)));
-    }
-    let plain: Vec<&str> = dmabuf.iter().chain(&shm).chain(&converted).copied().collect();
-    if !dcaps::runtime_has_dma_drm() {
-        return caps_with(&plain, &dmabuf);
-    }
-    let mut caps = caps_with(&plain, &[]);
-    if let Some(dma_drm) = dcaps::dma_drm_structure(pairs) {
-        prepend_dmabuf(&mut caps, dma_drm);
-    }
-    caps
 }
 
 impl WlDmaBufSink {
@@ -480,217 +346,6 @@ impl ObjectSubclass for WlDmaBufSink {
     type Type = super::WlDmaBufSink;
     type ParentType = gst_video::VideoSink;
     type Interfaces = (gst_video::VideoOverlay,);
-}
-
-// GstVideoOverlay. gstreamer-video 0.25 has no subclass trait for it, so the
-// interface's C vtable is filled here; each entry forwards to a safe method.
-// SAFETY: the vtable functions below match GstVideoOverlayInterface's
-// signatures, and GLib calls them only on instances of this type.
-unsafe impl IsImplementable<WlDmaBufSink> for gst_video::VideoOverlay {
-    fn interface_init(iface: &mut glib::Interface<Self>) {
-        let iface: &mut gst_video::ffi::GstVideoOverlayInterface = iface.as_mut();
-        iface.set_window_handle = Some(overlay_set_window_handle);
-        iface.expose = Some(overlay_expose);
-        iface.set_render_rectangle = Some(overlay_set_render_rectangle);
-        iface.handle_events = Some(overlay_handle_events);
-    }
-}
-
-/// The sink behind an interface pointer.
-///
-/// # Safety
-/// `overlay` is an instance of `WlDmaBufSink` (GLib dispatches this
-/// interface's vtable only on instances of the type that installed it).
-unsafe fn sink_of<'a>(overlay: *mut gst_video::ffi::GstVideoOverlay) -> &'a WlDmaBufSink {
-    // SAFETY: see the function's contract; the instance outlives the call.
-    let instance = unsafe { &*(overlay as *mut <WlDmaBufSink as ObjectSubclass>::Instance) };
-    instance.imp()
-}
-
-unsafe extern "C" fn overlay_set_window_handle(overlay: *mut gst_video::ffi::GstVideoOverlay, handle: usize) {
-    // SAFETY: called by GstVideoOverlay on our instance.
-    unsafe { sink_of(overlay) }.set_window_handle(handle);
-}
-
-unsafe extern "C" fn overlay_expose(overlay: *mut gst_video::ffi::GstVideoOverlay) {
-    // SAFETY: called by GstVideoOverlay on our instance.
-    unsafe { sink_of(overlay) }.expose();
-}
-
-unsafe extern "C" fn overlay_set_render_rectangle(
-    overlay: *mut gst_video::ffi::GstVideoOverlay,
-    x: i32,
-    y: i32,
-    width: i32,
-    height: i32,
-) {
-    // SAFETY: called by GstVideoOverlay on our instance.
-    unsafe { sink_of(overlay) }.set_render_rectangle(x, y, width, height);
-}
-
-unsafe extern "C" fn overlay_handle_events(_: *mut gst_video::ffi::GstVideoOverlay, _: glib::ffi::gboolean) {
-    // Embedded, the application owns input (our subsurface takes none);
-    // our own window only reads keys. Nothing to switch.
-}
-
-impl WlDmaBufSink {
-    /// `gst_video_overlay_set_window_handle`: the application's
-    /// `wl_surface*` (0: a window of our own). Taken at the next NULL->READY,
-    /// as waylandsink does before it made its window.
-    fn set_window_handle(&self, handle: usize) {
-        if self.presenter.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
-            gst::warning!(
-                CAT,
-                imp = self,
-                "window handle {handle:#x} set while the sink shows video: taken at the next start"
-            );
-        }
-        self.foreign.lock().unwrap_or_else(|p| p.into_inner()).surface = handle;
-    }
-
-    /// `gst_video_overlay_expose`: show the current frame again.
-    fn expose(&self) {
-        if let Some(p) = self.presenter.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
-            && let Err(e) = p.expose()
-        {
-            gst::warning!(CAT, imp = self, "expose: {e}");
-        }
-    }
-
-    /// `gst_video_overlay_set_render_rectangle`: where video goes in the
-    /// application's surface (-1 sizes: the whole buffer size, at x, y).
-    fn set_render_rectangle(&self, x: i32, y: i32, width: i32, height: i32) {
-        let rect = (x, y, width, height);
-        *self.render_rectangle.lock().unwrap_or_else(|p| p.into_inner()) = Some(rect);
-        if let Some(p) = self.presenter.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-            p.set_render_rectangle(Some(rect));
-        }
-    }
-}
-
-impl ObjectImpl for WlDmaBufSink {
-    fn properties() -> &'static [glib::ParamSpec] {
-        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            vec![
-                glib::ParamSpecString::builder("display")
-                    .nick("Display")
-                    .blurb("Wayland socket name (in XDG_RUNTIME_DIR) or path; default: WAYLAND_DISPLAY")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("frame-timeout")
-                    .nick("Frame timeout")
-                    .blurb(
-                        "Milliseconds a frame waits for the previous one to be shown (frame callback) before \
-                         it is dropped",
-                    )
-                    .minimum(1)
-                    .maximum(10_000)
-                    .default_value(100)
-                    .mutable_playing()
-                    .build(),
-                glib::ParamSpecUInt64::builder("window-handle")
-                    .nick("Window handle")
-                    .blurb(
-                        "The application's wl_surface* to show video in instead of a window of our own \
-                         (GstVideoOverlay-style embedding; set before READY, e.g. from a sync bus handler \
-                         on the prepare-window-handle element message)",
-                    )
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("display-handle")
-                    .nick("Display handle")
-                    .blurb(
-                        "The application's wl_display* that window-handle belongs to (or a \
-                         GstWlDisplayHandleContextType context with a 'display' pointer)",
-                    )
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecEnum::builder_with_default("colour-correction", ColourCorrectionMode::Auto)
-                    .nick("Colour correction")
-                    .blurb(
-                        "When YUV frames are converted to RGB on the CPU instead of sent as they are: auto \
-                         (when the compositor cannot be told their matrix and range by \
-                         wp_color_representation_v1 and would misread them: without the protocol, \
-                         compositors read YUV as BT.601 limited), never, always",
-                    )
-                    .mutable_playing()
-                    .build(),
-                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
-                    .nick("Statistics")
-                    .blurb(
-                        "frames, shown, zero-copy (linux-dmabuf and wl_shm over the frame's own memfd), \
-                         shm-zero-copy (of those, the wl_shm ones), copies, converted (of the copies, those \
-                         converted into XRGB8888 on the CPU), dropped, wl-buffers, cache-hits, releases, \
-                         reused-before-release, import-refusals (kinds of buffer the compositor \
-                         answered `failed` for, or accepted and never showed; their frames go the wl_shm \
-                         way), never-shown (of those, the accepted-but-never-shown ones), sync \
-                         (implicit, linux-drm-syncobj-v1 or linux-explicit-synchronization-v1), explicit-sync-commits, \
-                         release-points-signalled, colour-told (YUV frames whose matrix and range the \
-                         compositor was told: wp_color_representation_v1), colour-converted (YUV frames \
-                         converted to RGB because the compositor could not be told and would misread them), \
-                         colour-uncorrected (YUV frames shown neither told nor converted although the \
-                         compositor is not assumed to read them right), colour-described (frames with a \
-                         wp_color_management_v1 image description: transfer, primaries, HDR10 metadata), \
-                         colour-description-failures (descriptions the compositor answered failed for)",
-                    )
-                    .read_only()
-                    .build(),
-            ]
-        });
-        PROPS.as_ref()
-    }
-
-    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = self.settings.lock().unwrap_or_else(|p| p.into_inner());
-        match pspec.name() {
-            "display" => s.display = value.get().unwrap_or(None),
-            "frame-timeout" => s.frame_timeout_ms = value.get().unwrap_or(100),
-            "colour-correction" => {
-                s.colour_correction = value.get().unwrap_or_default();
-                let policy = s.colour_correction.into();
-                drop(s);
-                if let Some(p) = self.presenter.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-                    p.set_colour_correction(policy);
-                }
-            }
-            "window-handle" => {
-                self.foreign.lock().unwrap_or_else(|p| p.into_inner()).surface =
-                    value.get::<u64>().unwrap_or(0) as usize
-            }
-            "display-handle" => {
-                self.foreign.lock().unwrap_or_else(|p| p.into_inner()).display =
-                    value.get::<u64>().unwrap_or(0) as usize
-            }
-            other => gst::warning!(CAT, imp = self, "unknown property {other}"),
-        }
-    }
-
-    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        match pspec.name() {
-            "display" => self
-                .settings
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .display
-                .to_value(),
-            "frame-timeout" => self
-                .settings
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .frame_timeout_ms
-                .to_value(),
-            "colour-correction" => self
-                .settings
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .colour_correction
-                .to_value(),
-            "stats" => self.stats_structure().to_value(),
-            "window-handle" => (self.foreign.lock().unwrap_or_else(|p| p.into_inner()).surface as u64).to_value(),
-            "display-handle" => (self.foreign.lock().unwrap_or_else(|p| p.into_inner()).display as u64).to_value(),
-            _ => glib::Value::from_type(pspec.value_type()),
-        }
-    }
 }
 
 impl GstObjectImpl for WlDmaBufSink {}

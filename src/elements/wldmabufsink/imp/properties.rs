@@ -1,0 +1,182 @@
+//! The sink's settings and properties (`display`, `frame-timeout`,
+//! `colour-correction`, the read-only `stats`, ...).
+
+use std::sync::LazyLock;
+
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer::prelude::*;
+use gstreamer::subclass::prelude::*;
+
+use super::{CAT, WlDmaBufSink};
+use crate::wayland::ColourCorrection;
+
+#[derive(Debug, Clone)]
+pub(super) struct Settings {
+    pub(super) display: Option<String>,
+    pub(super) frame_timeout_ms: u32,
+    pub(super) colour_correction: ColourCorrectionMode,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            display: None,
+            frame_timeout_ms: 100,
+            colour_correction: ColourCorrectionMode::Auto,
+        }
+    }
+}
+
+/// The `colour-correction` property (see [`ColourCorrection`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, glib::Enum)]
+#[repr(i32)]
+#[enum_type(name = "DmabufInteropColourCorrection")]
+pub enum ColourCorrectionMode {
+    /// Convert YUV frames to RGB only when the compositor cannot be told
+    /// their matrix and range and would misread them.
+    #[default]
+    #[enum_value(name = "Auto: convert only what the compositor would show wrong", nick = "auto")]
+    Auto,
+    /// Never convert for colour's sake.
+    #[enum_value(name = "Never: tell the compositor where possible, else send as is", nick = "never")]
+    Never,
+    /// Convert every YUV frame that can be converted.
+    #[enum_value(name = "Always: convert every convertible YUV frame to RGB", nick = "always")]
+    Always,
+}
+
+impl From<ColourCorrectionMode> for ColourCorrection {
+    fn from(m: ColourCorrectionMode) -> Self {
+        match m {
+            ColourCorrectionMode::Auto => ColourCorrection::Auto,
+            ColourCorrectionMode::Never => ColourCorrection::Never,
+            ColourCorrectionMode::Always => ColourCorrection::Always,
+        }
+    }
+}
+
+impl ObjectImpl for WlDmaBufSink {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("display")
+                    .nick("Display")
+                    .blurb("Wayland socket name (in XDG_RUNTIME_DIR) or path; default: WAYLAND_DISPLAY")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("frame-timeout")
+                    .nick("Frame timeout")
+                    .blurb(
+                        "Milliseconds a frame waits for the previous one to be shown (frame callback) before \
+                         it is dropped",
+                    )
+                    .minimum(1)
+                    .maximum(10_000)
+                    .default_value(100)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt64::builder("window-handle")
+                    .nick("Window handle")
+                    .blurb(
+                        "The application's wl_surface* to show video in instead of a window of our own \
+                         (GstVideoOverlay-style embedding; set before READY, e.g. from a sync bus handler \
+                         on the prepare-window-handle element message)",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("display-handle")
+                    .nick("Display handle")
+                    .blurb(
+                        "The application's wl_display* that window-handle belongs to (or a \
+                         GstWlDisplayHandleContextType context with a 'display' pointer)",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("colour-correction", ColourCorrectionMode::Auto)
+                    .nick("Colour correction")
+                    .blurb(
+                        "When YUV frames are converted to RGB on the CPU instead of sent as they are: auto \
+                         (when the compositor cannot be told their matrix and range by \
+                         wp_color_representation_v1 and would misread them: without the protocol, \
+                         compositors read YUV as BT.601 limited), never, always",
+                    )
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb(
+                        "frames, shown, zero-copy (linux-dmabuf and wl_shm over the frame's own memfd), \
+                         shm-zero-copy (of those, the wl_shm ones), copies, converted (of the copies, those \
+                         converted into XRGB8888 on the CPU), dropped, wl-buffers, cache-hits, releases, \
+                         reused-before-release, import-refusals (kinds of buffer the compositor \
+                         answered `failed` for, or accepted and never showed; their frames go the wl_shm \
+                         way), never-shown (of those, the accepted-but-never-shown ones), sync \
+                         (implicit, linux-drm-syncobj-v1 or linux-explicit-synchronization-v1), explicit-sync-commits, \
+                         release-points-signalled, colour-told (YUV frames whose matrix and range the \
+                         compositor was told: wp_color_representation_v1), colour-converted (YUV frames \
+                         converted to RGB because the compositor could not be told and would misread them), \
+                         colour-uncorrected (YUV frames shown neither told nor converted although the \
+                         compositor is not assumed to read them right), colour-described (frames with a \
+                         wp_color_management_v1 image description: transfer, primaries, HDR10 metadata), \
+                         colour-description-failures (descriptions the compositor answered failed for)",
+                    )
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPS.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap_or_else(|p| p.into_inner());
+        match pspec.name() {
+            "display" => s.display = value.get().unwrap_or(None),
+            "frame-timeout" => s.frame_timeout_ms = value.get().unwrap_or(100),
+            "colour-correction" => {
+                s.colour_correction = value.get().unwrap_or_default();
+                let policy = s.colour_correction.into();
+                drop(s);
+                if let Some(p) = self.presenter.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                    p.set_colour_correction(policy);
+                }
+            }
+            "window-handle" => {
+                self.foreign.lock().unwrap_or_else(|p| p.into_inner()).surface =
+                    value.get::<u64>().unwrap_or(0) as usize
+            }
+            "display-handle" => {
+                self.foreign.lock().unwrap_or_else(|p| p.into_inner()).display =
+                    value.get::<u64>().unwrap_or(0) as usize
+            }
+            other => gst::warning!(CAT, imp = self, "unknown property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        match pspec.name() {
+            "display" => self
+                .settings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .display
+                .to_value(),
+            "frame-timeout" => self
+                .settings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .frame_timeout_ms
+                .to_value(),
+            "colour-correction" => self
+                .settings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .colour_correction
+                .to_value(),
+            "stats" => self.stats_structure().to_value(),
+            "window-handle" => (self.foreign.lock().unwrap_or_else(|p| p.into_inner()).surface as u64).to_value(),
+            "display-handle" => (self.foreign.lock().unwrap_or_else(|p| p.into_inner()).display as u64).to_value(),
+            _ => glib::Value::from_type(pspec.value_type()),
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! What the presenter counts ([`PresentStats`]) and how each frame went
+//! out ([`Presented`], [`Via`]): plain data a player shows and tests assert.
+
+use super::sync::SyncMode;
+
+/// Counters a player shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PresentStats {
+    /// Frames committed.
+    pub presented: u64,
+    /// Of those, shown without a copy: linux-dmabuf `wl_buffer`s, and
+    /// `wl_shm` buffers over the frame's own memory (`shm_zero_copy`).
+    pub zero_copy: u64,
+    /// Of the zero-copy frames, those sent as `wl_shm` buffers over the
+    /// frame's own memory (a memfd or udmabuf the compositor maps), where
+    /// linux-dmabuf is missing or refused the kind.
+    pub shm_zero_copy: u64,
+    /// Of those, copied into `wl_shm`.
+    pub copies: u64,
+    /// Of the copies, those converted on the CPU into XRGB8888 (the
+    /// compositor takes the format neither as a dma-buf nor by `wl_shm`).
+    pub converted: u64,
+    /// Kinds of buffer the compositor accepted (`created`) but never
+    /// showed (no frame callback within [`NEVER_SHOWN_TIMEOUT`](super::NEVER_SHOWN_TIMEOUT)): demoted
+    /// like refusals (and counted in `import_refusals` too).
+    pub never_shown: u64,
+    /// Answers to import checks that came after their wait had given up
+    /// (the late `wl_buffer` destroyed, the answer kept for its kind).
+    pub late_import_answers: u64,
+    /// `wl_buffer`s created for dma-bufs (cache misses).
+    pub wl_buffers_created: u64,
+    /// Frames that reused a cached `wl_buffer`.
+    pub cache_hits: u64,
+    /// Frames whose buffer the compositor had not released yet when it
+    /// came back: a producer wrote into a buffer still on screen. Must stay 0.
+    pub reused_before_release: u64,
+    /// `wl_buffer.release` events received.
+    pub releases: u64,
+    /// Kinds of buffer (format, modifier, layout, fd kind) the compositor
+    /// refused with `failed`; frames of those kinds go the `wl_shm` way.
+    pub import_refusals: u64,
+    /// How frames are synchronised with the compositor.
+    pub sync: SyncMode,
+    /// Commits that carried explicit sync (acquire and release points, or
+    /// an acquire fence and a release object).
+    pub explicit_sync_commits: u64,
+    /// Buffers handed back by explicit sync: their release point
+    /// signalled, or their release event came and its fence signalled, or
+    /// they were taken back with that fence (`Presenter::take_release`).
+    pub release_points_signalled: u64,
+    /// YUV frames committed with their matrix and range told to the
+    /// compositor (`wp_color_representation_v1`).
+    pub colour_told: u64,
+    /// YUV frames converted to RGB because the compositor could not be
+    /// told their matrix and range and would misread them (also counted
+    /// in `converted`; see [`ColourCorrection`](super::ColourCorrection)).
+    pub colour_converted: u64,
+    /// YUV frames sent neither told nor converted whose matrix and range
+    /// differ from what the compositor is assumed to read (no conversion
+    /// path, or `ColourCorrection::Never`): shown with wrong colours.
+    pub colour_uncorrected: u64,
+    /// Frames committed with a `wp_color_management_v1` image description
+    /// (the stream's transfer function and primaries, HDR10 metadata).
+    pub colour_described: u64,
+    /// Image descriptions the compositor answered `failed` for.
+    pub colour_description_failures: u64,
+}
+
+/// How a frame went out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Presented {
+    /// The `wl_buffer` came from the cache.
+    pub cache_hit: bool,
+    /// The path the frame took.
+    pub via: Via,
+}
+
+/// The paths a frame can take to the compositor, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// A linux-dmabuf `wl_buffer` (zero copy).
+    LinuxDmabuf,
+    /// A `wl_shm` buffer over the frame's own memory (zero copy).
+    ShmZeroCopy,
+    /// Copied into a `wl_shm` buffer of the same format.
+    ShmCopy,
+    /// Converted on the CPU into an XRGB8888 `wl_shm` buffer.
+    Converted,
+}
+
+impl Presented {
+    pub(super) fn new(via: Via, cache_hit: bool) -> Self {
+        Self { cache_hit, via }
+    }
+
+    /// No copy: [`Via::LinuxDmabuf`] or [`Via::ShmZeroCopy`].
+    pub fn zero_copy(&self) -> bool {
+        matches!(self.via, Via::LinuxDmabuf | Via::ShmZeroCopy)
+    }
+}
