@@ -1,14 +1,16 @@
 //! The Vulkan context: instance, device and queue with what dma-buf interop
 //! needs, created here or wrapped from the caller's.
 
-use std::ffi::{CStr, CString, c_void};
+use std::ffi::CStr;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ash::{ext, khr, vk};
 
+use super::device_select::{DeviceSelector, candidates, choose_device, device_info_of, sync_fd_semaphores};
 use super::error::{VulkanError, call};
 use super::retire::{Destroy, Retired};
+use super::validation::{Validation, create_messenger};
 
 /// Environment variable that overrides the device choice: a substring of the
 /// device name (`llvmpipe`), a DRM node path (`/dev/dri/renderD128`) or an
@@ -21,47 +23,6 @@ pub const REQUIRED_EXTENSIONS: [&CStr; 3] = [
     ext::external_memory_dma_buf::NAME,
     ext::queue_family_foreign::NAME,
 ];
-
-/// Which device to use.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum DeviceSelector {
-    /// The first suitable device, preferring discrete, then integrated GPUs,
-    /// then anything else (lavapipe).
-    #[default]
-    Default,
-    /// The first suitable device whose name contains this text.
-    Name(String),
-    /// The device behind this DRM node (`/dev/dri/renderD128`), matched via
-    /// `VK_EXT_physical_device_drm`.
-    DrmNode(std::path::PathBuf),
-    /// The n-th device the loader lists.
-    Index(usize),
-}
-
-impl DeviceSelector {
-    fn from_env() -> Option<Self> {
-        let value = std::env::var(DEVICE_ENV).ok()?;
-        let value = value.trim();
-        Some(if value.starts_with("/dev/") {
-            DeviceSelector::DrmNode(value.into())
-        } else if let Some(index) = value.strip_prefix('#').and_then(|n| n.parse().ok()) {
-            DeviceSelector::Index(index)
-        } else {
-            DeviceSelector::Name(value.to_owned())
-        })
-    }
-}
-
-impl fmt::Display for DeviceSelector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DeviceSelector::Default => f.write_str("any device with dma-buf support"),
-            DeviceSelector::Name(n) => write!(f, "name containing {n:?}"),
-            DeviceSelector::DrmNode(p) => write!(f, "DRM node {}", p.display()),
-            DeviceSelector::Index(i) => write!(f, "device #{i}"),
-        }
-    }
-}
 
 /// Options for [`VulkanContext::new`].
 #[derive(Debug, Clone, Default)]
@@ -114,13 +75,6 @@ pub struct ListedDevice {
     pub usable: Result<(), VulkanError>,
 }
 
-struct Validation {
-    loader: ext::debug_utils::Instance,
-    messenger: vk::DebugUtilsMessengerEXT,
-    // Read by the callback through a raw pointer; freed after the messenger.
-    messages: Box<Mutex<Vec<String>>>,
-}
-
 /// Instance, device and queue with dma-buf interop enabled. Shared as
 /// `Arc<VulkanContext>` by everything made from it.
 pub struct VulkanContext {
@@ -148,114 +102,6 @@ impl fmt::Debug for VulkanContext {
             .field("owns_handles", &self.owns_handles)
             .finish()
     }
-}
-
-struct Candidate {
-    physical: vk::PhysicalDevice,
-    name: String,
-    device_type: vk::PhysicalDeviceType,
-    api_version: u32,
-    extensions: Vec<CString>,
-    queue_family: Option<u32>,
-    render_node: Option<(i64, i64)>,
-}
-
-impl Candidate {
-    fn has(&self, name: &CStr) -> bool {
-        self.extensions.iter().any(|e| e.as_c_str() == name)
-    }
-
-    /// Why this device cannot be used, if it cannot.
-    fn unsuitable(&self) -> Option<VulkanError> {
-        if vk::api_version_major(self.api_version) == 1 && vk::api_version_minor(self.api_version) < 2 {
-            return Some(VulkanError::TooOld {
-                device: self.name.clone(),
-                version: format!(
-                    "{}.{}",
-                    vk::api_version_major(self.api_version),
-                    vk::api_version_minor(self.api_version)
-                ),
-            });
-        }
-        for ext in REQUIRED_EXTENSIONS {
-            if !self.has(ext) {
-                return Some(VulkanError::MissingExtension {
-                    device: self.name.clone(),
-                    extension: ext.to_string_lossy().into_owned(),
-                    needed_for: "dma-buf import and export",
-                });
-            }
-        }
-        if self.queue_family.is_none() {
-            return Some(VulkanError::Usage("the device has no compute queue"));
-        }
-        None
-    }
-}
-
-unsafe extern "system" fn debug_callback(
-    severity: vk::DebugUtilsMessageSeverityFlagsEXT,
-    types: vk::DebugUtilsMessageTypeFlagsEXT,
-    data: *const vk::DebugUtilsMessengerCallbackDataEXT<'_>,
-    user: *mut c_void,
-) -> vk::Bool32 {
-    // SAFETY: the loader passes a valid callback-data pointer for the duration
-    // of the call; `user` is the Box<Mutex<Vec<String>>> owned by the
-    // context, which destroys the messenger before freeing it.
-    let (message, messages) = unsafe {
-        let message = data
-            .as_ref()
-            .and_then(|d| d.message_as_c_str())
-            .map(|m| m.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        (message, &*(user as *const Mutex<Vec<String>>))
-    };
-    if is_outdated_layer_check(&message) {
-        return vk::FALSE;
-    }
-    let text = format!("[{severity:?} {types:?}] {message}");
-    eprintln!("vulkan validation: {text}");
-    if let Ok(mut list) = messages.lock() {
-        list.push(text);
-    }
-    vk::FALSE
-}
-
-/// Messages of older validation layers (Debian 12 ships 1.3.239) for rules
-/// the current specification no longer has. First: VUID-VkImageCreateInfo-pNext-06722
-/// applies to images whose format is *not* multi-planar since the rule was
-/// split; for multi-planar images VUID-VkImageCreateInfo-pNext-10062 allows
-/// the plane formats in `VkImageFormatListCreateInfo`, which DRM format
-/// modifier tiling requires (VUID-VkImageCreateInfo-tiling-02353) for
-/// per-plane views. Old layers report every plane format as incompatible.
-///
-/// And one miscomputation of the same layer: for an image created with
-/// `VkImageDrmFormatModifierExplicitCreateInfoEXT` (an imported dma-buf) it
-/// takes the format features as 0x0 and reports every transfer from it
-/// (VUID-vkCmdCopyImageToBuffer-srcImage-01998), although
-/// `vkGetImageDrmFormatModifierPropertiesEXT` returns the modifier the
-/// device lists with TRANSFER_SRC (checked on lavapipe in the VM stage; the
-/// probe prints each modifier's features). Our own check,
-/// `usage_supported` in `image.rs`, refuses usages whose features the
-/// modifier lacks before any image is created.
-fn is_outdated_layer_check(message: &str) -> bool {
-    let multi_planar_format_list = message.contains("VUID-VkImageCreateInfo-pNext-06722")
-        && message
-            .split_once("VkImageCreateInfo::format (")
-            .is_some_and(|(_, rest)| rest.split(')').next().is_some_and(|f| f.contains("PLANE_")));
-    let zero_modifier_features = message.contains("VUID-vkCmdCopyImageToBuffer-srcImage-01998")
-        && message.contains("VkFormatFeatureFlags (0x0)")
-        && message.contains("VK_IMAGE_TILING_DRM_FORMAT_MODIFIER_EXT");
-    multi_planar_format_list || zero_modifier_features
-}
-
-fn c_string_field(bytes: &[std::ffi::c_char]) -> String {
-    // SAFETY: Vulkan fixed-size name fields are NUL-terminated within their
-    // array (the spec guarantees it); CStr::from_bytes_until_nul checks it.
-    let bytes: &[u8] = unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast(), bytes.len()) };
-    CStr::from_bytes_until_nul(bytes)
-        .map(|c| c.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 impl VulkanContext {
@@ -659,165 +505,4 @@ impl Drop for InstanceGuard {
             self.instance.destroy_instance(None);
         }
     }
-}
-
-fn create_messenger(entry: &ash::Entry, instance: &ash::Instance) -> Result<Validation, VulkanError> {
-    let loader = ext::debug_utils::Instance::new(entry, instance);
-    let messages: Box<Mutex<Vec<String>>> = Box::default();
-    let info = vk::DebugUtilsMessengerCreateInfoEXT::default()
-        .message_severity(vk::DebugUtilsMessageSeverityFlagsEXT::WARNING | vk::DebugUtilsMessageSeverityFlagsEXT::ERROR)
-        .message_type(vk::DebugUtilsMessageTypeFlagsEXT::VALIDATION | vk::DebugUtilsMessageTypeFlagsEXT::PERFORMANCE)
-        .pfn_user_callback(Some(debug_callback))
-        .user_data((&*messages as *const Mutex<Vec<String>>).cast_mut().cast());
-    // SAFETY: the user-data pointer stays valid (boxed) until the messenger is
-    // destroyed, which Validation's owners do before dropping the box.
-    let messenger =
-        unsafe { loader.create_debug_utils_messenger(&info, None) }.map_err(call("vkCreateDebugUtilsMessengerEXT"))?;
-    Ok(Validation {
-        loader,
-        messenger,
-        messages,
-    })
-}
-
-fn candidates(instance: &ash::Instance) -> Result<Vec<Candidate>, VulkanError> {
-    // SAFETY: plain queries on a valid instance.
-    let physicals = unsafe { instance.enumerate_physical_devices() }.map_err(call("vkEnumeratePhysicalDevices"))?;
-    let mut out = Vec::with_capacity(physicals.len());
-    for physical in physicals {
-        // SAFETY: `physical` comes from this instance.
-        let props = unsafe { instance.get_physical_device_properties(physical) };
-        // SAFETY: as above.
-        let extensions: Vec<CString> = unsafe { instance.enumerate_device_extension_properties(physical) }
-            .map_err(call("vkEnumerateDeviceExtensionProperties"))?
-            .iter()
-            .filter_map(|e| e.extension_name_as_c_str().ok().map(CStr::to_owned))
-            .collect();
-        // SAFETY: as above.
-        let families = unsafe { instance.get_physical_device_queue_family_properties(physical) };
-        let queue_family = families
-            .iter()
-            .position(|f| f.queue_flags.contains(vk::QueueFlags::COMPUTE))
-            .and_then(|i| u32::try_from(i).ok());
-        let has_drm = extensions
-            .iter()
-            .any(|e| e.as_c_str() == ext::physical_device_drm::NAME);
-        let render_node = has_drm.then(|| {
-            let mut drm = vk::PhysicalDeviceDrmPropertiesEXT::default();
-            let mut props2 = vk::PhysicalDeviceProperties2::default().push_next(&mut drm);
-            // SAFETY: the extension is supported, so the chained struct is valid.
-            unsafe { instance.get_physical_device_properties2(physical, &mut props2) };
-            (drm.has_render == vk::TRUE).then_some((drm.render_major, drm.render_minor))
-        });
-        out.push(Candidate {
-            physical,
-            name: c_string_field(&props.device_name),
-            device_type: props.device_type,
-            api_version: props.api_version,
-            extensions,
-            queue_family,
-            render_node: render_node.flatten(),
-        });
-    }
-    Ok(out)
-}
-
-fn choose_device(instance: &ash::Instance, selector: &DeviceSelector) -> Result<Candidate, VulkanError> {
-    let list = candidates(instance)?;
-    let wanted_node = match selector {
-        DeviceSelector::DrmNode(path) => Some(
-            rustix::fs::stat(path)
-                .map(|st| {
-                    let rdev = st.st_rdev;
-                    (i64::from(rustix::fs::major(rdev)), i64::from(rustix::fs::minor(rdev)))
-                })
-                .map_err(|e| VulkanError::NoDevice {
-                    wanted: selector.to_string(),
-                    available: format!("cannot stat the node: {e}"),
-                })?,
-        ),
-        _ => None,
-    };
-    let matches = |(index, c): &(usize, &Candidate)| match selector {
-        DeviceSelector::Default => true,
-        DeviceSelector::Name(n) => c.name.contains(n.as_str()),
-        DeviceSelector::Index(i) => index == i,
-        DeviceSelector::DrmNode(_) => c.render_node.is_some() && c.render_node == wanted_node,
-    };
-    let rank = |c: &Candidate| match c.device_type {
-        vk::PhysicalDeviceType::DISCRETE_GPU => 0,
-        vk::PhysicalDeviceType::INTEGRATED_GPU => 1,
-        vk::PhysicalDeviceType::VIRTUAL_GPU => 2,
-        _ => 3,
-    };
-    let mut selected: Vec<usize> = list.iter().enumerate().filter(matches).map(|(i, _)| i).collect();
-    selected.sort_by_key(|&i| rank(&list[i]));
-    let mut first_problem = None;
-    for &i in &selected {
-        match list[i].unsuitable() {
-            None => {
-                let mut list = list;
-                return Ok(list.swap_remove(i));
-            }
-            Some(problem) => {
-                first_problem.get_or_insert(problem);
-            }
-        }
-    }
-    // A single matching device that is unsuitable: say exactly why.
-    if selected.len() == 1
-        && let Some(problem) = first_problem
-    {
-        return Err(problem);
-    }
-    let available = list
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let verdict = c.unsuitable().map_or("usable".to_owned(), |e| e.to_string());
-            format!("#{i} {:?} ({verdict})", c.name)
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
-    Err(VulkanError::NoDevice {
-        wanted: selector.to_string(),
-        available: if available.is_empty() { "none".into() } else { available },
-    })
-}
-
-fn device_info_of(instance: &ash::Instance, physical: vk::PhysicalDevice) -> DeviceInfo {
-    let mut driver = vk::PhysicalDeviceDriverProperties::default();
-    let mut props2 = vk::PhysicalDeviceProperties2::default().push_next(&mut driver);
-    // SAFETY: valid physical device; driver properties are core in 1.2.
-    unsafe { instance.get_physical_device_properties2(physical, &mut props2) };
-    let props = props2.properties;
-    let v = props.api_version;
-    DeviceInfo {
-        name: c_string_field(&props.device_name),
-        driver: format!(
-            "{} {}",
-            c_string_field(&driver.driver_name),
-            c_string_field(&driver.driver_info)
-        ),
-        api_version: format!(
-            "{}.{}.{}",
-            vk::api_version_major(v),
-            vk::api_version_minor(v),
-            vk::api_version_patch(v)
-        ),
-        device_type: props.device_type,
-    }
-}
-
-fn sync_fd_semaphores(instance: &ash::Instance, physical: vk::PhysicalDevice) -> bool {
-    let info =
-        vk::PhysicalDeviceExternalSemaphoreInfo::default().handle_type(vk::ExternalSemaphoreHandleTypeFlags::SYNC_FD);
-    let mut props = vk::ExternalSemaphoreProperties::default();
-    // SAFETY: core 1.1 query on a valid physical device.
-    unsafe { instance.get_physical_device_external_semaphore_properties(physical, &info, &mut props) };
-    // Submissions export their completion and import other fences (a
-    // compositor's release fence) as SYNC_FD payloads: both directions.
-    props
-        .external_semaphore_features
-        .contains(vk::ExternalSemaphoreFeatureFlags::EXPORTABLE | vk::ExternalSemaphoreFeatureFlags::IMPORTABLE)
 }

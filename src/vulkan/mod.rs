@@ -42,6 +42,7 @@
 mod cache;
 mod commands;
 mod context;
+mod device_select;
 mod error;
 mod export;
 mod format;
@@ -52,14 +53,15 @@ mod memory;
 mod retire;
 mod support;
 mod transfer;
+mod validation;
 mod ycbcr;
 
 pub use cache::ImportCache;
 pub use commands::{GPU_TIMEOUT, Submission};
 pub use context::{
-    Capabilities, ContextOptions, DEVICE_ENV, DeviceInfo, DeviceSelector, ListedDevice, REQUIRED_EXTENSIONS,
-    VulkanContext,
+    Capabilities, ContextOptions, DEVICE_ENV, DeviceInfo, ListedDevice, REQUIRED_EXTENSIONS, VulkanContext,
 };
+pub use device_select::DeviceSelector;
 pub use error::VulkanError;
 pub use export::{ExportBackend, ExportedImage, Exporter};
 pub use format::{VK_FORMATS, VkFormatInfo, fourccs_for, vk_format};

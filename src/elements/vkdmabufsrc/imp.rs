@@ -14,12 +14,18 @@ use gstreamer_base::subclass::prelude::*;
 use gstreamer_video as gst_video;
 
 use super::pool::{RingPool, SlotMemories};
+use crate::DrmModifier;
 use crate::alloc::AllocatorKind;
 use crate::gst::caps::{self as dcaps, StreamFormat};
 use crate::gst::memory::buffer_from_dmabuf;
 use crate::vulkan::ash::vk;
 use crate::vulkan::{ContextOptions, ExportedImage, Exporter, Kernels, VulkanContext};
-use crate::{DrmFourcc, DrmModifier};
+
+mod caps;
+mod properties;
+
+use caps::{caps_of, dma_drm_pairs, template_caps};
+use properties::Settings;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -35,23 +41,6 @@ const FORMATS: [&str; 5] = ["BGRx", "BGRA", "RGBx", "RGBA", "NV12"];
 /// (storage), downloads read them.
 const RING_USAGE: vk::ImageUsageFlags =
     vk::ImageUsageFlags::from_raw(vk::ImageUsageFlags::STORAGE.as_raw() | vk::ImageUsageFlags::TRANSFER_SRC.as_raw());
-
-#[derive(Debug, Clone, Copy)]
-struct Settings {
-    is_live: bool,
-    non_mappable: bool,
-    ring_size: u32,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            is_live: false,
-            non_mappable: false,
-            ring_size: 4,
-        }
-    }
-}
 
 struct State {
     /// Each slot's last drawing, where it was not waited for (kernel
@@ -78,83 +67,6 @@ pub struct VkDmaBufSrc {
     flushing: AtomicBool,
     /// Frames pushed without a CPU wait for their drawing.
     gpu_fenced: std::sync::atomic::AtomicU64,
-}
-
-/// Width, height and framerate ranges on a `video/x-raw` structure.
-fn video_structure() -> gst::structure::Builder {
-    gst::Structure::builder("video/x-raw")
-        .field("width", gst::IntRange::new(1, 16384))
-        .field("height", gst::IntRange::new(1, 16384))
-        .field(
-            "framerate",
-            gst::FractionRange::new(gst::Fraction::new(0, 1), gst::Fraction::new(i32::MAX, 1)),
-        )
-}
-
-/// The (fourcc, modifier) pairs non-mappable output can take on 1.24+:
-/// LINEAR for every format (the sealed-memfd host path, first, so that it
-/// is what a downstream accepting anything gets), then every non-LINEAR
-/// modifier the device exports natively for that format (`native`: a tiled
-/// image's mapping is meaningless, so such buffers go under
-/// `memory:DMABuf` too). `native` gives each modifier with its
-/// memory-plane count: a modifier with more memory planes than the format
-/// has (the auxiliary compression planes of CCS and DCC modifiers) is left
-/// out, since GStreamer elements read a frame's planes by the format's
-/// count (waylandsink, videoconvert's importers) and would drop them.
-pub(super) fn dma_drm_pairs(native: impl Fn(DrmFourcc) -> Vec<(DrmModifier, usize)>) -> Vec<(DrmFourcc, DrmModifier)> {
-    let fourccs: Vec<DrmFourcc> = FORMATS
-        .iter()
-        .filter_map(|f| dcaps::fourcc_of(gst_video::VideoFormat::from_string(f)))
-        .collect();
-    let mut pairs: Vec<(DrmFourcc, DrmModifier)> = fourccs.iter().map(|&f| (f, DrmModifier::Linear)).collect();
-    for &f in &fourccs {
-        let format_planes = crate::format::info(f).map_or(0, |i| i.plane_count());
-        for (m, memory_planes) in native(f) {
-            if m != DrmModifier::Linear
-                && m != DrmModifier::Invalid
-                && memory_planes == format_planes
-                && !pairs.contains(&(f, m))
-            {
-                pairs.push((f, m));
-            }
-        }
-    }
-    pairs
-}
-
-/// What the source can produce: mappable buffers under plain caps, and
-/// non-mappable ones under `memory:DMABuf` in the running GStreamer's style
-/// (1.22: `format=NV12`; 1.24+: `format=DMA_DRM, drm-format=NV12` or
-/// `NV12:0x...`). `dmabuf`: `None` for no dma-buf structure, `Some(None)`
-/// for any drm-format (the template), `Some(Some(pairs))` for exactly
-/// those (the offer, from [`dma_drm_pairs`]).
-fn caps_of(plain: bool, dmabuf: Option<Option<&[(DrmFourcc, DrmModifier)]>>) -> gst::Caps {
-    let mut caps = gst::Caps::new_empty();
-    let caps_mut = caps.make_mut();
-    if plain {
-        caps_mut.append_structure(video_structure().field("format", gst::List::new(FORMATS)).build());
-    }
-    if let Some(pairs) = dmabuf {
-        let structure = if dcaps::runtime_has_dma_drm() {
-            let mut s = video_structure().field("format", "DMA_DRM");
-            if let Some(pairs) = pairs {
-                let drm: Vec<String> = pairs.iter().map(|&(f, m)| dcaps::drm_format_string(f, m)).collect();
-                s = s.field("drm-format", gst::List::new(drm));
-            }
-            s.build()
-        } else {
-            video_structure().field("format", gst::List::new(FORMATS)).build()
-        };
-        caps_mut.append_structure_full(
-            structure,
-            Some(gst::CapsFeatures::new([dcaps::CAPS_FEATURE_MEMORY_DMABUF])),
-        );
-    }
-    caps
-}
-
-fn template_caps() -> gst::Caps {
-    caps_of(true, Some(None))
 }
 
 impl VkDmaBufSrc {
@@ -269,78 +181,6 @@ impl ObjectSubclass for VkDmaBufSrc {
     const NAME: &'static str = "DmabufInteropVkDmaBufSrc";
     type Type = super::VkDmaBufSrc;
     type ParentType = gst_base::PushSrc;
-}
-
-impl ObjectImpl for VkDmaBufSrc {
-    fn properties() -> &'static [glib::ParamSpec] {
-        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            vec![
-                glib::ParamSpecBoolean::builder("is-live")
-                    .nick("Is live")
-                    .blurb("Act as a live source (timestamps follow the clock)")
-                    .default_value(false)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecBoolean::builder("non-mappable")
-                    .nick("Non-mappable")
-                    .blurb(
-                        "Seal the memfds against new writable mappings so the buffers cannot be mapped \
-                         READWRITE: caps then carry memory:DMABuf (for testing the caps-feature rules)",
-                    )
-                    .default_value(false)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("ring-size")
-                    .nick("Ring size")
-                    .blurb("Exported images rendered into in turn (at least 2)")
-                    .minimum(2)
-                    .maximum(64)
-                    .default_value(4)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("gpu-fenced-frames")
-                    .nick("GPU-fenced frames")
-                    .blurb(
-                        "Frames pushed without a CPU wait for their drawing: its completion travels as the \
-                         kernel dma-buf's implicit fence (memfd stand-ins are waited for)",
-                    )
-                    .read_only()
-                    .build(),
-            ]
-        });
-        PROPS.as_ref()
-    }
-
-    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = self.settings.lock().unwrap_or_else(|p| p.into_inner());
-        match pspec.name() {
-            "is-live" => {
-                s.is_live = value.get().unwrap_or(false);
-                self.obj().set_live(s.is_live);
-            }
-            "non-mappable" => s.non_mappable = value.get().unwrap_or(false),
-            "ring-size" => s.ring_size = value.get().unwrap_or(4),
-            other => gst::warning!(CAT, imp = self, "unknown property {other}"),
-        }
-    }
-
-    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        let s = self.settings.lock().unwrap_or_else(|p| p.into_inner());
-        match pspec.name() {
-            "is-live" => s.is_live.to_value(),
-            "non-mappable" => s.non_mappable.to_value(),
-            "ring-size" => s.ring_size.to_value(),
-            "gpu-fenced-frames" => self.gpu_fenced.load(Ordering::Relaxed).to_value(),
-            _ => glib::Value::from_type(pspec.value_type()),
-        }
-    }
-
-    fn constructed(&self) {
-        self.parent_constructed();
-        let obj = self.obj();
-        obj.set_format(gst::Format::Time);
-        obj.set_live(false);
-    }
 }
 
 impl GstObjectImpl for VkDmaBufSrc {}
@@ -720,37 +560,5 @@ impl PushSrcImpl for VkDmaBufSrc {
             b.set_offset_end(frame + 1);
             return Ok(CreateSuccess::NewBuffer(buffer));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dma_drm_offer_is_linear_first_then_the_devices_tiled_modifiers() {
-        gst::init().unwrap();
-        let x_tiled = DrmModifier::I915_x_tiled;
-        // Y-tiled CCS: XRGB plus an auxiliary compression plane.
-        let ccs = DrmModifier::I915_y_tiled_ccs;
-        let pairs = dma_drm_pairs(|f| match f {
-            DrmFourcc::Xrgb8888 => vec![
-                (DrmModifier::Linear, 1),
-                (x_tiled, 1),
-                (ccs, 2),
-                (DrmModifier::Invalid, 1),
-                (x_tiled, 1),
-            ],
-            _ => vec![(DrmModifier::Linear, 1)],
-        });
-        let names: Vec<String> = pairs.iter().map(|&(f, m)| dcaps::drm_format_string(f, m)).collect();
-        assert_eq!(
-            names,
-            ["XR24", "AR24", "XB24", "AB24", "NV12", "XR24:0x0100000000000001"],
-            "LINEAR for every format first (the host path), then each tiled modifier once, never INVALID, \
-             never one with more memory planes than the format"
-        );
-        // A device without native export (lavapipe on a bare host): LINEAR only.
-        assert_eq!(dma_drm_pairs(|_| Vec::new()).len(), FORMATS.len());
     }
 }
