@@ -350,6 +350,58 @@ fn weston_dying_mid_stream_is_an_error_within_a_second() {
     rx.recv_timeout(Duration::from_secs(5)).expect("set_state(Null) hung");
 }
 
+/// The compositor restarted: the same pipeline, pointed at the new one,
+/// plays again; a compositor that accepts the connection and then does
+/// not answer (stopped) is a bounded error at startup, not a hang.
+#[test]
+fn after_a_compositor_restart_a_pipeline_plays_and_a_stalled_one_is_a_bounded_error() {
+    init();
+    let run = |socket: &std::path::Path| -> Result<u64, String> {
+        let pipeline = gst::parse::launch(
+            "videotestsrc num-buffers=15 ! video/x-raw,format=BGRx,width=320,height=240,framerate=30/1 ! \
+             wldmabufsink name=sink",
+        )
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let sink = pipeline.by_name("sink").unwrap();
+        sink.set_property("display", socket.to_str().unwrap());
+        let _ = pipeline.set_state(gst::State::Playing);
+        let msg = pipeline
+            .bus()
+            .unwrap()
+            .timed_pop_filtered(
+                gst::ClockTime::from_seconds(30),
+                &[gst::MessageType::Eos, gst::MessageType::Error],
+            )
+            .expect("EOS or an error");
+        let shown = sink.property::<gst::Structure>("stats").get::<u64>("shown").unwrap();
+        pipeline.set_state(gst::State::Null).unwrap();
+        match msg.view() {
+            gst::MessageView::Eos(_) => Ok(shown),
+            gst::MessageView::Error(e) => Err(format!("{} {:?}", e.error(), e.debug())),
+            _ => unreachable!(),
+        }
+    };
+    let mut first = weston(320, 240, Renderer::Gl);
+    assert!(run(&first.socket_path()).unwrap() >= at_least(10));
+    first.kill();
+    let second = weston(320, 240, Renderer::Gl);
+    let shown = run(&second.socket_path()).expect("plays on the restarted compositor");
+    assert!(shown >= at_least(10), "{shown}");
+    let stopped = common::Stopped::new(&second);
+    let start = Instant::now();
+    let error = run(&second.socket_path()).expect_err("a stalled compositor is an error");
+    let elapsed = start.elapsed();
+    drop(stopped);
+    println!("stalled compositor: error after {elapsed:?}: {error}");
+    assert!(error.contains("timed out"), "{error}");
+    assert!(
+        elapsed < dmabuf_interop::wayland::CONNECT_TIMEOUT * 3,
+        "a bound, not a speed: {elapsed:?}"
+    );
+}
+
 mod app {
     //! A minimal application of our own: its own connection (libwayland),
     //! a toplevel showing its own content (a grey wl_shm buffer, scaled by
