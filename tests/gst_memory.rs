@@ -25,6 +25,13 @@ fn pattern_buf(fourcc: DrmFourcc, w: u32, h: u32, frame: u32) -> DmaBuf {
     buf
 }
 
+/// An empty memfd of `size` bytes.
+fn memfd(size: u64) -> std::os::fd::OwnedFd {
+    let fd = rustix::fs::memfd_create("plane", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    rustix::fs::ftruncate(&fd, size).unwrap();
+    fd
+}
+
 fn video_info(fourcc: DrmFourcc, w: u32, h: u32) -> gst_video::VideoInfo {
     gst_video::VideoInfo::builder(dgst::caps::video_format(fourcc).unwrap(), w, h)
         .build()
@@ -61,11 +68,6 @@ fn round_trip_keeps_identity_layout_and_pixels() {
 fn planes_in_separate_files_become_separate_memories() {
     init();
     let (w, h) = (64u32, 32u32);
-    let memfd = |size: u64| {
-        let fd = rustix::fs::memfd_create("plane", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
-        rustix::fs::ftruncate(&fd, size).unwrap();
-        fd
-    };
     let src = DmaBuf::builder(DrmFourcc::Yuv420, DrmModifier::Linear, w, h)
         .plane(memfd(4096), 0, 64)
         .plane(memfd(4096), 128, 32)
@@ -93,11 +95,6 @@ fn planes_in_separate_files_become_separate_memories() {
 fn auxiliary_planes_of_a_vendor_modifier_travel_with_the_buffer() {
     init();
     let (w, h) = (64u32, 32u32);
-    let memfd = |size: u64| {
-        let fd = rustix::fs::memfd_create("plane", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
-        rustix::fs::ftruncate(&fd, size).unwrap();
-        fd
-    };
     let ccs = DrmModifier::I915_y_tiled_ccs;
     let src = DmaBuf::builder(DrmFourcc::Xrgb8888, ccs, w, h)
         .plane(memfd(w as u64 * 4 * h as u64), 0, w * 4)

@@ -157,15 +157,12 @@ fn a_fast_producer_never_gets_a_buffer_the_compositor_holds() {
     assert!(stat(&run, "releases") + 3 >= stat(&run, "shown"), "{stats}");
 }
 
-/// A frame dropped because the compositor had not shown the one before
-/// (a slow first repaint, a stalled compositor) is held, and shown at EOS
-/// if nothing newer came: the stream's last picture stays on screen, not
-/// a stale one. (Seen in the VM stage: the first repaint took longer than
-/// the whole 10-frame stream, 9 frames were dropped, the first one stayed.)
-#[test]
-fn the_last_frame_dropped_while_the_compositor_was_busy_is_shown_at_eos() {
-    init();
-    let weston = weston(64, 48, Renderer::Gl);
+/// `appsrc` (64x48 BGRx system memory at 30 fps) into a wldmabufsink on
+/// `weston`, with `props` set on the sink's builder.
+fn appsrc_into_sink(
+    weston: &Weston,
+    props: impl FnOnce(gst::element_factory::ElementBuilder<'_>) -> gst::element_factory::ElementBuilder<'_>,
+) -> (gst::Pipeline, gst_app::AppSrc, gst::Element) {
     let pipeline = gst::Pipeline::new();
     let src = gst_app::AppSrc::builder()
         .format(gst::Format::Time)
@@ -175,14 +172,26 @@ fn the_last_frame_dropped_while_the_compositor_was_busy_is_shown_at_eos() {
                 .unwrap(),
         )
         .build();
-    let sink = gst::ElementFactory::make("wldmabufsink")
-        .property("display", weston.socket_path().to_str().unwrap())
-        .property("frame-timeout", 20u32)
-        .property("sync", false)
-        .build()
-        .unwrap();
+    let sink =
+        props(gst::ElementFactory::make("wldmabufsink").property("display", weston.socket_path().to_str().unwrap()))
+            .build()
+            .unwrap();
     pipeline.add_many([src.upcast_ref(), &sink]).unwrap();
     src.link(&sink).unwrap();
+    (pipeline, src, sink)
+}
+
+/// A frame dropped because the compositor had not shown the one before
+/// (a slow first repaint, a stalled compositor) is held, and shown at EOS
+/// if nothing newer came: the stream's last picture stays on screen, not
+/// a stale one. (Seen in the VM stage: the first repaint took longer than
+/// the whole 10-frame stream, 9 frames were dropped, the first one stayed.)
+#[test]
+fn the_last_frame_dropped_while_the_compositor_was_busy_is_shown_at_eos() {
+    init();
+    let weston = weston(64, 48, Renderer::Gl);
+    let (pipeline, src, sink) =
+        appsrc_into_sink(&weston, |b| b.property("frame-timeout", 20u32).property("sync", false));
     pipeline.set_state(gst::State::Playing).unwrap();
     let stat = |name: &str| sink.property::<gst::Structure>("stats").get::<u64>(name).unwrap();
     let wait_for = |name: &str, value: u64| {
@@ -240,22 +249,7 @@ fn the_last_frame_dropped_while_the_compositor_was_busy_is_shown_at_eos() {
 fn system_memory_is_copied_into_shm_and_counted() {
     init();
     let weston = weston(64, 48, Renderer::Gl);
-    let pipeline = gst::Pipeline::new();
-    let src = gst_app::AppSrc::builder()
-        .format(gst::Format::Time)
-        .caps(
-            &"video/x-raw,format=BGRx,width=64,height=48,framerate=30/1"
-                .parse::<gst::Caps>()
-                .unwrap(),
-        )
-        .build();
-    let sink = gst::ElementFactory::make("wldmabufsink")
-        .property("display", weston.socket_path().to_str().unwrap())
-        .property("max-lateness", -1i64)
-        .build()
-        .unwrap();
-    pipeline.add_many([src.upcast_ref(), &sink]).unwrap();
-    src.link(&sink).unwrap();
+    let (pipeline, src, sink) = appsrc_into_sink(&weston, |b| b.property("max-lateness", -1i64));
     pipeline.set_state(gst::State::Playing).unwrap();
     for i in 0..10u8 {
         let mut buffer = gst::Buffer::from_mut_slice(vec![i * 20; 64 * 48 * 4]);
