@@ -30,6 +30,30 @@ pub fn vulkan() -> Arc<VulkanContext> {
     })
 }
 
+/// A memfd dma-buf in the driver's LINEAR layout (for sampling and
+/// transfers) holding pattern frame `frame`.
+#[cfg(feature = "vulkan")]
+pub fn pattern_dmabuf(
+    ctx: &Arc<VulkanContext>,
+    fourcc: dmabuf_interop::DrmFourcc,
+    w: u32,
+    h: u32,
+    frame: u32,
+) -> DmaBuf {
+    use dmabuf_interop::alloc::Allocator;
+    use dmabuf_interop::vulkan::ash::vk;
+    let usage = vk::ImageUsageFlags::TRANSFER_SRC | vk::ImageUsageFlags::SAMPLED;
+    let layout = dmabuf_interop::vulkan::linear_layout(ctx, fourcc, w, h, usage).expect("driver layout");
+    let buf = dmabuf_interop::alloc::MemfdAllocator::new()
+        .allocate_layout(fourcc, w, h, &layout)
+        .expect("allocate");
+    write_planes(
+        &buf,
+        &dmabuf_interop::pattern::frame_planes(fourcc, w, h, frame).unwrap(),
+    );
+    buf
+}
+
 /// Fails the test if the validation layer said anything.
 #[cfg(feature = "vulkan")]
 pub fn assert_no_validation_messages(ctx: &VulkanContext) {
