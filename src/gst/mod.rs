@@ -9,6 +9,23 @@
 //!   [`crate::alloc`]), so proposed pools make upstream write into dma-bufs.
 //! - [`Importer`]: an appsink that proposes that pool and hands the
 //!   application one `DmaBuf` per sample, with zero-copy/copy counters.
+//!
+//! ```no_run
+//! use dmabuf_interop::alloc::{self, Allocator};
+//! use dmabuf_interop::gst::{buffer_from_dmabuf, dmabuf_from_buffer};
+//! use dmabuf_interop::{DrmFourcc, DrmModifier};
+//! use gstreamer_video as gst_video;
+//!
+//! gstreamer::init()?;
+//! let frame = alloc::best_available()?.allocate(DrmFourcc::Xrgb8888, 64, 48, 64)?;
+//! // GstDmaBufAllocator memory with a VideoMeta, ready to push.
+//! let buffer = buffer_from_dmabuf(&frame)?;
+//! // And back, as a sink reads it (plain caps: LINEAR).
+//! let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Bgrx, 64, 48).build()?;
+//! let back = dmabuf_from_buffer(&buffer, &info, DrmModifier::Linear)?;
+//! assert_eq!(back.id(), frame.id(), "the same storage, not a copy");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod allocator;
 pub mod caps;

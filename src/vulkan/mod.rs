@@ -12,6 +12,22 @@
 //! - [`Kernels`]: the moving test pattern and NV12 -> RGBA compute shaders.
 //! - [`YcbcrSampler`]: sample YUV images as RGB through a YCbCr conversion.
 //!
+//! ```no_run
+//! use dmabuf_interop::DrmFourcc;
+//! use dmabuf_interop::alloc::{self, Allocator};
+//! use dmabuf_interop::vulkan::{self, ContextOptions, VulkanContext, ash::vk};
+//!
+//! let ctx = VulkanContext::new(&ContextOptions::default())?;
+//! // A frame some producer wrote (here: a fresh buffer of this machine's
+//! // best allocator), imported without a copy.
+//! let frame = alloc::best_available()?.allocate(DrmFourcc::Xrgb8888, 640, 480, 256)?;
+//! let image = vulkan::import(&ctx, &frame, vk::ImageUsageFlags::SAMPLED | vk::ImageUsageFlags::TRANSFER_SRC)?;
+//! // What Vulkan sees, read back through a staging buffer.
+//! let planes = image.download()?;
+//! assert_eq!(planes[0].len(), 640 * 4 * 480);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Synchronisation rules
 //!
 //! **Exported images** (Vulkan writes, others read): the dma-buf holds the

@@ -19,6 +19,30 @@
 //! - [`headless`] (feature `headless`): a private headless Weston 14 with
 //!   output capture, for tests, the viewer and users' CI.
 //!
+//! Every wait is bounded: connecting ([`CONNECT_TIMEOUT`]), roundtrips
+//! ([`ROUNDTRIP_TIMEOUT`]), the first import check of a kind of buffer;
+//! a compositor that stops answering is a [`WaylandError::Timeout`].
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use dmabuf_interop::DrmFourcc;
+//! use dmabuf_interop::alloc::{self, Allocator};
+//! use dmabuf_interop::wayland::{Presenter, Target};
+//!
+//! let mut presenter = Presenter::connect(Target::Toplevel {
+//!     title: "video".into(),
+//!     app_id: "org.example.player".into(),
+//! })?;
+//! let frame = alloc::best_available()?.allocate(DrmFourcc::Xrgb8888, 640, 480, 256)?;
+//! // The keep-alive (here nothing) is dropped when the compositor
+//! // releases the buffer.
+//! let shown = presenter.present(&frame, Box::new(()))?;
+//! presenter.wait_frame(Duration::from_millis(100))?;
+//! println!("{:?}: {:?}", shown.via, presenter.stats());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! [`BufferId`]: crate::BufferId
 
 mod buffers;
