@@ -180,18 +180,7 @@ pub(crate) fn dup(fd: BorrowedFd<'_>, what: &'static str) -> Result<OwnedFd, Fen
 
 /// Waits up to `timeout` for a sync_file to signal (poll for POLLIN).
 pub fn sync_file_wait(sync_file: BorrowedFd<'_>, timeout: Duration) -> Result<bool, FenceError> {
-    let mut fds = [rustix::event::PollFd::new(&sync_file, rustix::event::PollFlags::IN)];
-    let ts = rustix::event::Timespec {
-        tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
-        tv_nsec: i64::from(timeout.subsec_nanos()),
-    };
-    loop {
-        match rustix::event::poll(&mut fds, Some(&ts)) {
-            Ok(n) => return Ok(n > 0),
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(FenceError::Poll(e)),
-        }
-    }
+    crate::sys::poll_one(sync_file, rustix::event::PollFlags::IN, timeout).map_err(FenceError::Poll)
 }
 
 fn same_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> bool {

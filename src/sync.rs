@@ -128,21 +128,7 @@ pub fn wait_implicit(
         SyncAccess::Read => rustix::event::PollFlags::IN,
         SyncAccess::Write | SyncAccess::ReadWrite => rustix::event::PollFlags::OUT,
     };
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let ts = rustix::event::Timespec {
-            tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
-            tv_nsec: i64::from(left.subsec_nanos()),
-        };
-        let mut fds = [rustix::event::PollFd::new(&dmabuf, flags)];
-        match rustix::event::poll(&mut fds, Some(&ts)) {
-            Ok(0) => return Ok(false),
-            Ok(_) => return Ok(true),
-            Err(Errno::INTR) => continue,
-            Err(source) => return Err(SyncError::Ioctl { op: "poll", source }),
-        }
-    }
+    sys::poll_one(dmabuf, flags, timeout).map_err(|source| SyncError::Ioctl { op: "poll", source })
 }
 
 /// Whether CPU access to an fd had to be bracketed.

@@ -69,6 +69,29 @@ pub(crate) fn fd_info(fd: BorrowedFd<'_>) -> Result<FdInfo, Errno> {
 
 // ---------------------------------------------------------------- dma-buf.h
 
+/// Waits up to `timeout` for `flags` on `fd` (poll(2)); true when ready.
+/// An interrupted poll is retried with what is left of the timeout.
+pub(crate) fn poll_one(
+    fd: BorrowedFd<'_>,
+    flags: rustix::event::PollFlags,
+    timeout: std::time::Duration,
+) -> Result<bool, Errno> {
+    let deadline = std::time::Instant::now().checked_add(timeout);
+    loop {
+        let left = deadline.map_or(timeout, |d| d.saturating_duration_since(std::time::Instant::now()));
+        let ts = rustix::event::Timespec {
+            tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        let mut fds = [rustix::event::PollFd::new(&fd, flags)];
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(n) => return Ok(n > 0),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 pub(crate) const DMA_BUF_SYNC_READ: u64 = 1 << 0;
 pub(crate) const DMA_BUF_SYNC_WRITE: u64 = 1 << 1;
 pub(crate) const DMA_BUF_SYNC_START: u64 = 0;

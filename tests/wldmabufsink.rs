@@ -181,6 +181,28 @@ fn appsrc_into_sink(
     (pipeline, src, sink)
 }
 
+/// Frame `index` of the 30 fps appsrc stream: 64x48 BGRx of one grey `value`.
+fn grey_frame(value: u8, index: u8) -> gst::Buffer {
+    let mut buffer = gst::Buffer::from_mut_slice(vec![value; 64 * 48 * 4]);
+    buffer
+        .get_mut()
+        .unwrap()
+        .set_pts(gst::ClockTime::from_mseconds(u64::from(index) * 33));
+    buffer
+}
+
+/// The pipeline's EOS or error message, waited for at most `seconds`.
+fn eos_or_error(pipeline: &gst::Pipeline, seconds: u64) -> gst::Message {
+    pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(seconds),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("EOS or an error")
+}
+
 /// A frame dropped because the compositor had not shown the one before
 /// (a slow first repaint, a stalled compositor) is held, and shown at EOS
 /// if nothing newer came: the stream's last picture stays on screen, not
@@ -201,14 +223,7 @@ fn the_last_frame_dropped_while_the_compositor_was_busy_is_shown_at_eos() {
             std::thread::sleep(Duration::from_millis(10));
         }
     };
-    let push = |i: u8| {
-        let mut buffer = gst::Buffer::from_mut_slice(vec![i * 40; 64 * 48 * 4]);
-        buffer
-            .get_mut()
-            .unwrap()
-            .set_pts(gst::ClockTime::from_mseconds(u64::from(i) * 33));
-        src.push_buffer(buffer).unwrap();
-    };
+    let push = |i: u8| src.push_buffer(grey_frame(i * 40, i)).unwrap();
     push(0);
     wait_for("shown", 1);
     // The compositor stops answering: the first frame's callback does not
@@ -220,14 +235,7 @@ fn the_last_frame_dropped_while_the_compositor_was_busy_is_shown_at_eos() {
     wait_for("frames", 6);
     drop(stopped);
     src.end_of_stream().unwrap();
-    let msg = pipeline
-        .bus()
-        .unwrap()
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(20),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .expect("EOS");
+    let msg = eos_or_error(&pipeline, 20);
     assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
     let stats = sink.property::<gst::Structure>("stats");
     println!("{stats}");
@@ -252,21 +260,10 @@ fn system_memory_is_copied_into_shm_and_counted() {
     let (pipeline, src, sink) = appsrc_into_sink(&weston, |b| b.property("max-lateness", -1i64));
     pipeline.set_state(gst::State::Playing).unwrap();
     for i in 0..10u8 {
-        let mut buffer = gst::Buffer::from_mut_slice(vec![i * 20; 64 * 48 * 4]);
-        buffer
-            .get_mut()
-            .unwrap()
-            .set_pts(gst::ClockTime::from_mseconds(u64::from(i) * 33));
-        src.push_buffer(buffer).unwrap();
+        src.push_buffer(grey_frame(i * 20, i)).unwrap();
     }
     src.end_of_stream().unwrap();
-    let bus = pipeline.bus().unwrap();
-    let msg = bus
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(20),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .expect("EOS");
+    let msg = eos_or_error(&pipeline, 20);
     assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
     let image = weston.capture().unwrap();
     let stats = sink.property::<gst::Structure>("stats");
@@ -361,14 +358,7 @@ fn after_a_compositor_restart_a_pipeline_plays_and_a_stalled_one_is_a_bounded_er
         let sink = pipeline.by_name("sink").unwrap();
         sink.set_property("display", socket.to_str().unwrap());
         let _ = pipeline.set_state(gst::State::Playing);
-        let msg = pipeline
-            .bus()
-            .unwrap()
-            .timed_pop_filtered(
-                gst::ClockTime::from_seconds(30),
-                &[gst::MessageType::Eos, gst::MessageType::Error],
-            )
-            .expect("EOS or an error");
+        let msg = eos_or_error(&pipeline, 30);
         let shown = sink.property::<gst::Structure>("stats").get::<u64>("shown").unwrap();
         pipeline.set_state(gst::State::Null).unwrap();
         match msg.view() {

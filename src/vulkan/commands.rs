@@ -494,7 +494,6 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::vulkan::ContextOptions;
 
     /// Work that cannot finish (it waits for an event the host has not
     /// set): waiting is a typed timeout within the bound, the submission's
@@ -503,19 +502,15 @@ mod tests {
     /// lavapipe under the validation layer.
     #[test]
     fn a_fence_that_does_not_signal_is_a_timeout_and_nothing_is_freed_under_it() {
-        let ctx = VulkanContext::new(&ContextOptions {
-            validation: std::env::var_os("DMABUF_INTEROP_NO_VALIDATION").is_none(),
-            ..Default::default()
-        })
-        .expect("a Vulkan device (lavapipe) and the validation layer: run scripts/setup");
+        let ctx = crate::vulkan::context::test_context();
         let device = ctx.device();
         // SAFETY: valid device; destroyed at the end, after the work.
         let event = unsafe { device.create_event(&vk::EventCreateInfo::default(), None) }.unwrap();
         let submission = submit_inner(&ctx, &[], &[], &[], |cb| {
-            // SAFETY: recording; the event is set by the host after the
-            // submit, so srcStageMask is HOST
-            // (VUID-vkCmdWaitEvents-srcStageMask-01158) and the wait is
-            // outside any render pass (VUID-vkCmdWaitEvents-pEvents-01163).
+            // The host sets the event after the submit, so srcStageMask is
+            // HOST (VUID-vkCmdWaitEvents-srcStageMask-01158), and the wait
+            // is outside any render pass (VUID-vkCmdWaitEvents-pEvents-01163).
+            // SAFETY: a command buffer in the recording state; the rules above.
             unsafe {
                 device.cmd_wait_events(
                     cb,

@@ -506,3 +506,14 @@ impl Drop for InstanceGuard {
         }
     }
 }
+
+/// The unit tests' context: the machine's device (lavapipe in CI) under the
+/// validation layer (`DMABUF_INTEROP_NO_VALIDATION=1` runs without it).
+#[cfg(test)]
+pub(crate) fn test_context() -> Arc<VulkanContext> {
+    VulkanContext::new(&ContextOptions {
+        validation: std::env::var_os("DMABUF_INTEROP_NO_VALIDATION").is_none(),
+        ..Default::default()
+    })
+    .expect("a Vulkan device (lavapipe) and the validation layer: run scripts/setup")
+}

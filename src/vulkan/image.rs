@@ -387,11 +387,8 @@ pub(super) fn create_views(ctx: &VulkanContext, image: &mut VulkanImage) -> Resu
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::alloc::{Allocator, MemfdAllocator};
-    use crate::vulkan::ContextOptions;
     use crate::vulkan::commands::submit_synced;
 
     /// A recording that fails after its acquire barrier (as a kernel's
@@ -401,13 +398,7 @@ mod tests {
     /// claimed GENERAL for an image never transitioned.
     #[test]
     fn a_failed_recording_leaves_the_next_acquire_from_the_initial_layout() {
-        let ctx = Arc::new(
-            crate::vulkan::VulkanContext::new(&ContextOptions {
-                validation: std::env::var_os("DMABUF_INTEROP_NO_VALIDATION").is_none(),
-                ..Default::default()
-            })
-            .expect("a Vulkan device (lavapipe) and the validation layer: run scripts/setup"),
-        );
+        let ctx = crate::vulkan::context::test_context();
         let buf = MemfdAllocator::new().allocate(DrmFourcc::Xrgb8888, 16, 8, 64).unwrap();
         let want: Vec<u8> = (0..16 * 8 * 4).map(|i| i as u8).collect();
         buf.map(crate::mapping::MapAccess::ReadWrite)

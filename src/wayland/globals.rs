@@ -166,19 +166,7 @@ pub(crate) fn read_within<D: 'static>(
     queue.flush().map_err(lost)?;
     queue.dispatch_pending(state).map_err(lost)?;
     if let Some(guard) = queue.prepare_read() {
-        let ready = {
-            let fd = guard.connection_fd();
-            let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
-            let ts = rustix::event::Timespec {
-                tv_sec: timeout.as_secs() as i64,
-                tv_nsec: i64::from(timeout.subsec_nanos()),
-            };
-            match rustix::event::poll(&mut fds, Some(&ts)) {
-                Ok(n) => n > 0,
-                Err(rustix::io::Errno::INTR) => false,
-                Err(e) => return Err(lost(e)),
-            }
-        };
+        let ready = crate::sys::poll_one(guard.connection_fd(), rustix::event::PollFlags::IN, timeout).map_err(lost)?;
         if ready {
             guard.read().map_err(lost)?;
         }

@@ -26,7 +26,7 @@ use super::error::WaylandError;
 use super::formats::FormatSet;
 use super::globals::{self, ROUNDTRIP_TIMEOUT};
 use super::linux_dmabuf::ImportKind;
-use super::queue::{self, State, lost};
+use super::queue::{State, lost};
 use super::shm::ShmBuffer;
 pub(super) use super::stats::{PresentStats, Presented, Via};
 use super::sync::{Explicit, SyncMode};
@@ -121,18 +121,22 @@ impl Presenter {
 
     pub(super) fn roundtrip_within(&mut self, timeout: Duration, what: &'static str) -> Result<(), WaylandError> {
         globals::roundtrip_within(&self.conn, &mut self.queue, &mut self.state, timeout, what)?;
-        self.state.poll_release_points()?;
-        if let Some(e) = self.state.feedback_error.take() {
-            return Err(e.into());
-        }
-        self.apply_late_answers();
-        self.check_shown();
-        Ok(())
+        self.settle()
     }
 
-    /// Dispatches what has arrived, waiting up to `timeout` for something.
+    /// Dispatches what has arrived, waiting up to `timeout` for something
+    /// (reading the socket ourselves, so that this also works on an
+    /// application's connection).
     pub fn dispatch_timeout(&mut self, timeout: Duration) -> Result<(), WaylandError> {
-        queue::dispatch(&mut self.queue, &mut self.state, timeout)?;
+        globals::read_within(&mut self.queue, &mut self.state, timeout)?;
+        self.settle()
+    }
+
+    /// What follows every read of events: the state's
+    /// ([`State::settle`]), then late import answers and the never-shown
+    /// check.
+    fn settle(&mut self) -> Result<(), WaylandError> {
+        self.state.settle()?;
         self.apply_late_answers();
         self.check_shown();
         Ok(())

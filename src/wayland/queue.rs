@@ -1,10 +1,9 @@
 //! The connection's event side: [`State`], which every event handler
-//! updates, and dispatching with a time limit on our own event queue (also
-//! on an application's connection, where the application reads its own).
+//! updates, and what follows every read of events ([`State::settle`]);
+//! reading with a time limit is `globals::read_within`.
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::time::Duration;
 
 use wayland_client::backend::ObjectId;
 use wayland_client::protocol::{
@@ -14,7 +13,7 @@ use wayland_client::protocol::{
     wl_keyboard::WlKeyboard,
     wl_surface::WlSurface,
 };
-use wayland_client::{Connection, Dispatch, EventQueue, Proxy, QueueHandle, delegate_noop};
+use wayland_client::{Connection, Dispatch, Proxy, QueueHandle, delegate_noop};
 
 use super::error::WaylandError;
 use super::formats::{FormatSet, FormatTableError};
@@ -100,6 +99,17 @@ impl State {
         }
     }
 
+    /// What follows every read of events: buffers whose release point
+    /// signalled are freed, and a malformed feedback format table is the
+    /// error it is.
+    pub(super) fn settle(&mut self) -> Result<(), WaylandError> {
+        self.poll_release_points()?;
+        match self.feedback_error.take() {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
     /// Frees the buffers whose release point has signalled.
     pub(super) fn poll_release_points(&mut self) -> Result<(), WaylandError> {
         let mut done = Vec::new();
@@ -120,22 +130,6 @@ impl State {
 /// A broken connection, as an error.
 pub(super) fn lost(e: impl std::fmt::Display) -> WaylandError {
     WaylandError::Connection(e.to_string())
-}
-
-/// Flushes, then dispatches what has arrived on `queue`, waiting up to
-/// `timeout` for something (reading the socket ourselves, so that this also
-/// works on an application's connection).
-pub(super) fn dispatch(
-    queue: &mut EventQueue<State>,
-    state: &mut State,
-    timeout: Duration,
-) -> Result<(), WaylandError> {
-    super::globals::read_within(queue, state, timeout)?;
-    state.poll_release_points()?;
-    if let Some(e) = state.feedback_error.take() {
-        return Err(e.into());
-    }
-    Ok(())
 }
 
 delegate_noop!(State: ignore WlCompositor);

@@ -149,39 +149,36 @@ mod imp {
         fn reuse_discarded(&self) -> Result<gst::Buffer, gst::FlowError> {
             let deadline = Instant::now() + REUSE_TIMEOUT;
             loop {
+                let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(at) = inner
+                    .discarded
+                    .iter()
+                    .position(|&i| inner.slots[i].memories.iter().all(unshared))
                 {
-                    let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-                    let Some(at) = inner
-                        .discarded
-                        .iter()
-                        .position(|&i| inner.slots[i].memories.iter().all(unshared))
-                    else {
-                        if inner.discarded.is_empty() {
-                            inner.error = Some(format!(
-                                "all {} ring buffers are in use and none was discarded",
-                                inner.slots.len()
-                            ));
-                            return Err(gst::FlowError::Error);
-                        }
-                        if Instant::now() >= deadline {
-                            inner.error = Some(format!(
-                                "a ring buffer's memory is still shared by a copy downstream after {REUSE_TIMEOUT:?} \
-                                 (an element keeps shallow copies of {} frames): raise ring-size, or copy the \
-                                 frames (videoconvert) before that element",
-                                inner.discarded.len()
-                            ));
-                            return Err(gst::FlowError::Error);
-                        }
-                        drop(inner);
-                        if self.flushing.load(Ordering::Acquire) {
-                            return Err(gst::FlowError::Flushing);
-                        }
-                        std::thread::sleep(Duration::from_millis(2));
-                        continue;
-                    };
                     let index = inner.discarded.swap_remove(at);
                     return self.buffer_of(&inner, index);
                 }
+                if inner.discarded.is_empty() {
+                    inner.error = Some(format!(
+                        "all {} ring buffers are in use and none was discarded",
+                        inner.slots.len()
+                    ));
+                    return Err(gst::FlowError::Error);
+                }
+                if Instant::now() >= deadline {
+                    inner.error = Some(format!(
+                        "a ring buffer's memory is still shared by a copy downstream after {REUSE_TIMEOUT:?} \
+                         (an element keeps shallow copies of {} frames): raise ring-size, or copy the frames \
+                         (videoconvert) before that element",
+                        inner.discarded.len()
+                    ));
+                    return Err(gst::FlowError::Error);
+                }
+                drop(inner);
+                if self.flushing.load(Ordering::Acquire) {
+                    return Err(gst::FlowError::Flushing);
+                }
+                std::thread::sleep(Duration::from_millis(2));
             }
         }
     }
