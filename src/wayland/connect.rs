@@ -27,6 +27,7 @@ use super::presenter::{Presenter, SYNC_ENV};
 use super::queue::State;
 use super::stats::PresentStats;
 use super::sync::{DrmSyncobj, Explicit, ExplicitV1};
+use super::view::View;
 use super::window::{Target, Window};
 
 impl Presenter {
@@ -118,7 +119,15 @@ impl Presenter {
             .flatten();
         state.formats.dmabuf_version = dmabuf.as_ref().map_or(0, |d| d.version());
         let window = match window {
-            Ok((title, app_id)) => Window::toplevel(&globals, &qh, &compositor, viewporter.as_ref(), title, app_id)?,
+            Ok((title, app_id)) => Window::toplevel(
+                &globals,
+                &qh,
+                &compositor,
+                viewporter.as_ref(),
+                shm.as_ref(),
+                title,
+                app_id,
+            )?,
             Err(parent) => {
                 // No xdg configure to wait for: the application owns the role.
                 state.configured = true;
@@ -148,6 +157,8 @@ impl Presenter {
             confirmed_kinds: std::collections::HashSet::new(),
             stats: PresentStats::default(),
             render_size: None,
+            view: View::default(),
+            last_frame: None,
             explicit: None,
             sync_fallback: None,
             colour: ColourRep::new(colour_manager),

@@ -86,6 +86,14 @@ pub enum WaylandError {
     /// The user closed the window.
     #[error("the window was closed")]
     Closed,
+    /// Fullscreen on an output the compositor does not have.
+    #[error("no output named {name:?} (the compositor has {known:?})")]
+    UnknownOutput {
+        /// The name asked for.
+        name: String,
+        /// The outputs' names (`wl_output` v4 `name`).
+        known: Vec<String>,
+    },
 }
 
 /// Why a frame could not be copied into `wl_shm`.

@@ -108,6 +108,22 @@ impl Globals {
     }
 }
 
+impl Globals {
+    /// Binds every global of interface `I` (e.g. each `wl_output`) at the
+    /// highest version in `versions` offered.
+    pub(crate) fn bind_all<I, D>(&self, qh: &QueueHandle<D>, versions: RangeInclusive<u32>) -> Vec<I>
+    where
+        I: Proxy + 'static,
+        D: Dispatch<I, ()> + 'static,
+    {
+        let list = self.list.lock().unwrap_or_else(|p| p.into_inner());
+        list.iter()
+            .filter(|g| g.interface == I::interface().name && g.version >= *versions.start())
+            .map(|g| self.registry.bind(g.name, g.version.min(*versions.end()), qh, ()))
+            .collect()
+    }
+}
+
 struct SyncDone(AtomicBool);
 
 impl ObjectData for SyncDone {

@@ -62,6 +62,7 @@ mod queue;
 mod shm;
 mod stats;
 mod sync;
+mod view;
 mod window;
 
 pub use buffers::Release;
@@ -74,8 +75,9 @@ pub use linux_dmabuf::MAX_DMABUF_VERSION;
 pub use presenter::{NEVER_SHOWN_TIMEOUT, Presenter, SYNC_ENV};
 pub use stats::{PresentStats, Presented, Via};
 pub use sync::SyncMode;
+pub use view::{Layout, Orientation, Rect, View, fit};
 pub use wayland_client;
-pub use window::{Target, fit};
+pub use window::Target;
 
 /// Linux evdev key codes ([`Presenter::take_keys`]) a player usually needs
 /// (from `linux/input-event-codes.h`).

@@ -30,7 +30,8 @@ use super::queue::{State, lost};
 use super::shm::ShmBuffer;
 pub(super) use super::stats::{PresentStats, Presented, Via};
 use super::sync::{Explicit, SyncMode};
-use super::window::{Window, fit};
+use super::view::{Layout, Rect, View};
+use super::window::Window;
 use crate::colour::Colorimetry;
 use crate::convert;
 use crate::dmabuf::{BufferId, DmaBuf, ModifierName};
@@ -91,6 +92,10 @@ pub struct Presenter {
     pub(super) stats: PresentStats,
     /// The application's render rectangle size (embedding only).
     pub(super) render_size: Option<(u32, u32)>,
+    /// Orientation, pixel aspect ratio, aspect rule.
+    pub(super) view: View,
+    /// The size of the last frame committed (for laying it out again).
+    pub(super) last_frame: Option<(u32, u32)>,
     /// Explicit sync, where offered and usable.
     pub(super) explicit: Option<Explicit>,
     /// Why explicit sync is not used although the compositor offers it.
@@ -139,6 +144,9 @@ impl Presenter {
         self.state.settle()?;
         self.apply_late_answers();
         self.check_shown();
+        if std::mem::take(&mut self.state.configure_changed) {
+            self.relayout()?;
+        }
         Ok(())
     }
 
@@ -227,17 +235,129 @@ impl Presenter {
     }
 
     /// Where video goes inside an application's surface (GstVideoOverlay's
-    /// render rectangle): the subsurface is placed at (x, y) (the
-    /// application's surface is committed once to apply it) and the next
-    /// frames are scaled to fit `width`x`height`, keeping their aspect
-    /// ratio. `None` (or a size of 0) goes back to the buffer's own size at
-    /// (0, 0). Ignored for our own toplevel, which follows the compositor's
-    /// configure.
-    pub fn set_render_rectangle(&mut self, rect: Option<(i32, i32, i32, i32)>) {
+    /// render rectangle): the next frames are placed in the
+    /// `width`x`height` rectangle at (x, y) by the [`View`] (fitted and
+    /// centred, or stretched), the shown one at once (the application's
+    /// surface is committed once to apply the subsurface's position).
+    /// `None`, or a width or height of 0 or less, goes back to the frame's
+    /// own size at (0, 0). Ignored for our own toplevel, which follows the
+    /// compositor's configure.
+    pub fn set_render_rectangle(&mut self, rect: Option<(i32, i32, i32, i32)>) -> Result<(), WaylandError> {
         let rect = rect.filter(|&(_, _, w, h)| w > 0 && h > 0);
         let (x, y) = rect.map_or((0, 0), |(x, y, _, _)| (x, y));
-        self.window.set_position(x, y);
+        self.window.set_origin(x, y);
         self.render_size = rect.map(|(_, _, w, h)| (w as u32, h as u32));
+        self.relayout()
+    }
+
+    /// How frames are turned and placed (see [`View`]); the shown frame
+    /// follows at once.
+    pub fn set_view(&mut self, view: View) -> Result<(), WaylandError> {
+        self.view = view;
+        self.relayout()
+    }
+
+    /// The current [`View`].
+    pub fn view(&self) -> View {
+        self.view
+    }
+
+    /// Where the last frame went (None before the first).
+    pub fn layout(&self) -> Option<Layout> {
+        self.last_frame.map(|(w, h)| self.layout_for(w, h))
+    }
+
+    /// Asks for our window to be fullscreen, on the output named `output`
+    /// (`wl_output` v4 names, e.g. `"HDMI-A-1"`; `None`: the compositor
+    /// chooses), or to leave fullscreen. The compositor answers with a
+    /// configure, which the layout follows: the video fitted and centred
+    /// in the output, black around it. An unknown name is
+    /// [`WaylandError::UnknownOutput`], with the names there are. Ignored
+    /// when embedded (the application owns its window).
+    pub fn set_fullscreen(&mut self, fullscreen: bool, output: Option<&str>) -> Result<(), WaylandError> {
+        let output = match output.filter(|_| fullscreen) {
+            None => None,
+            Some(name) => {
+                let found = self
+                    .window
+                    .outputs()
+                    .iter()
+                    .find(|o| self.state.output_names.get(&o.id()).is_some_and(|n| n == name))
+                    .cloned();
+                match found {
+                    Some(o) => Some(o),
+                    None => {
+                        return Err(WaylandError::UnknownOutput {
+                            name: name.into(),
+                            known: self.output_names(),
+                        });
+                    }
+                }
+            }
+        };
+        self.window.set_fullscreen(fullscreen, output.as_ref());
+        self.conn.flush().map_err(lost)
+    }
+
+    /// Whether the compositor's last configure made our window
+    /// fullscreen.
+    pub fn is_fullscreen(&self) -> bool {
+        self.state.fullscreen
+    }
+
+    /// The names of the compositor's outputs (`wl_output` v4; outputs of
+    /// older versions have none), for [`set_fullscreen`](Self::set_fullscreen).
+    pub fn output_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.state.output_names.values().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Where a `width`x`height` frame goes now: in our window's configured
+    /// size, or the application's render rectangle, by the view. Without
+    /// `wp_viewporter` nothing can be scaled: the turned buffer at its own
+    /// size, centred where the area is larger.
+    fn layout_for(&self, width: u32, height: u32) -> Layout {
+        let area = if self.window.is_embedded() {
+            self.render_size
+        } else {
+            self.state.toplevel_size
+        };
+        if self.window.viewport.is_some() {
+            return self.view.layout(width, height, area);
+        }
+        let unscaled = View {
+            pixel_aspect_ratio: (1, 1),
+            ..self.view
+        };
+        let (w, h) = unscaled.natural_size(width, height);
+        let area = area.map_or((w, h), |(aw, ah)| (aw.max(w), ah.max(h)));
+        Layout {
+            area,
+            video: Rect {
+                x: ((area.0 - w) / 2) as i32,
+                y: ((area.1 - h) / 2) as i32,
+                width: w,
+                height: h,
+            },
+        }
+    }
+
+    /// Lays the shown frame out again (a configure, a new render
+    /// rectangle or view): the video surface is committed with its new
+    /// turn and size (no new buffer, no frame callback), the area with the
+    /// video's place.
+    fn relayout(&mut self) -> Result<(), WaylandError> {
+        let Some((w, h)) = self.last_frame else {
+            return Ok(());
+        };
+        let layout = self.layout_for(w, h);
+        if self.window.changes(&layout, self.view.orientation) {
+            self.window.apply(layout, self.view.orientation);
+            self.window.surface.commit();
+            self.conn.flush().map_err(lost)?;
+        }
+        Ok(())
     }
 
     /// Commits the surface again (GstVideoOverlay's `expose`): the
@@ -434,23 +554,9 @@ impl Presenter {
         } else {
             self.window.surface.damage(0, 0, i32::MAX, i32::MAX);
         }
-        if let Some(viewport) = &self.window.viewport {
-            let area = if self.window.is_embedded() {
-                self.render_size
-            } else {
-                self.state.toplevel_size
-            };
-            match area {
-                Some((w, h)) => {
-                    let (dw, dh) = fit(width, height, w, h);
-                    viewport.set_destination(
-                        i32::try_from(dw).unwrap_or(i32::MAX),
-                        i32::try_from(dh).unwrap_or(i32::MAX),
-                    );
-                }
-                None => viewport.set_destination(-1, -1),
-            }
-        }
+        let layout = self.layout_for(width, height);
+        self.window.apply(layout, self.view.orientation);
+        self.last_frame = Some((width, height));
         let callback = self.window.surface.frame(&self.qh, ());
         self.state.frame_callback = Some(callback.id());
         self.window.surface.commit();

@@ -31,6 +31,12 @@ pub(crate) struct State {
     pub(super) feedback_error: Option<FormatTableError>,
     pub(super) configured: bool,
     pub(super) toplevel_size: Option<(u32, u32)>,
+    /// A configure came that the window's layout has not followed yet.
+    pub(super) configure_changed: bool,
+    /// The last configure said fullscreen.
+    pub(super) fullscreen: bool,
+    /// `wl_output` names (v4), by output.
+    pub(super) output_names: HashMap<ObjectId, String>,
     pub(super) closed: bool,
     /// The frame callback of the latest commit; an older one's `done` does
     /// not mean the latest frame was shown.

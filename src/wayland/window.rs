@@ -2,17 +2,30 @@
 //! or a subsurface of an application's `wl_surface` (embedding). Every
 //! object made here is destroyed in [`Window::destroy`], on the
 //! application's connection too.
+//!
+//! Our toplevel is two surfaces, as waylandsink's: the *area* (the
+//! `xdg_toplevel`, one black pixel scaled over the whole window: the
+//! borders) and the *video* surface, a desynchronized subsurface of it
+//! placed and scaled by the [`Layout`]. Frames only ever touch the video
+//! surface; the area is committed when the layout changes (a configure,
+//! fullscreen, a new frame size, a turn).
+
+use std::os::fd::AsFd;
 
 use wayland_client::protocol::{
+    wl_buffer::{self, WlBuffer},
     wl_compositor::WlCompositor,
     wl_keyboard::{self, WlKeyboard},
+    wl_output::{self, WlOutput},
     wl_region::WlRegion,
     wl_seat::{self, WlSeat},
+    wl_shm::{self, WlShm},
     wl_subcompositor::WlSubcompositor,
     wl_subsurface::WlSubsurface,
     wl_surface::WlSurface,
 };
 use wayland_client::{Connection, Dispatch, Proxy, QueueHandle, WEnum, delegate_noop};
+use wayland_protocols::wp::single_pixel_buffer::v1::client::wp_single_pixel_buffer_manager_v1::WpSinglePixelBufferManagerV1;
 use wayland_protocols::wp::viewporter::client::{wp_viewport::WpViewport, wp_viewporter::WpViewporter};
 use wayland_protocols::xdg::shell::client::{
     xdg_surface::{self, XdgSurface},
@@ -22,6 +35,7 @@ use wayland_protocols::xdg::shell::client::{
 
 use super::error::WaylandError;
 use super::queue::State;
+use super::view::{Layout, Orientation};
 
 /// Most key presses kept until [`Presenter::take_keys`](super::Presenter::take_keys)
 /// (the oldest go).
@@ -63,44 +77,73 @@ enum Role {
         xdg: XdgSurface,
         toplevel: XdgToplevel,
         seat: Option<WlSeat>,
+        /// The window: borders, and the video's parent.
+        area: WlSurface,
+        area_viewport: Option<WpViewport>,
+        /// The video surface's place in the area.
+        subsurface: WlSubsurface,
+        /// One black pixel (the borders), attached once.
+        border: WlBuffer,
+        /// Every output, for `fullscreen` by name.
+        outputs: Vec<WlOutput>,
     },
     /// A desynchronized subsurface of the application's surface, which
     /// stays the application's.
     Embedded {
         subsurface: WlSubsurface,
         parent: WlSurface,
+        /// The render rectangle's corner in the parent.
+        origin: (i32, i32),
     },
 }
 
-/// Our surface, its role and its viewport.
+/// A black pixel's `wl_buffer`: its releases are not frames'.
+pub(super) struct Border;
+
+/// Our surfaces, their roles and the video's viewport.
 pub(super) struct Window {
-    /// The surface we attach to: always ours.
+    /// The video surface, the one frames are attached to: always ours.
     pub(super) surface: WlSurface,
     pub(super) viewport: Option<WpViewport>,
     role: Role,
+    /// The layout and turn last applied (None: nothing yet).
+    applied: Option<(Layout, Orientation)>,
 }
 
 impl Window {
-    /// Our own toplevel window; a seat is bound for keys.
+    /// Our own toplevel window (the area surface with the video
+    /// subsurface); a seat is bound for keys, every output for
+    /// fullscreen.
     pub(super) fn toplevel(
         globals: &super::globals::Globals,
         qh: &QueueHandle<State>,
         compositor: &WlCompositor,
         viewporter: Option<&WpViewporter>,
+        shm: Option<&WlShm>,
         title: String,
         app_id: String,
     ) -> Result<Self, WaylandError> {
         let wm: XdgWmBase = globals
             .bind(qh, 1..=5, ())
             .ok_or(WaylandError::MissingGlobal("xdg_wm_base"))?;
+        let border = black_pixel(globals, qh, shm)?;
+        let subcompositor: WlSubcompositor = globals
+            .bind(qh, 1..=1, ())
+            .ok_or(WaylandError::MissingGlobal("wl_subcompositor"))?;
+        let area = compositor.create_surface(qh, ());
+        let area_viewport = viewporter.map(|v| v.get_viewport(&area, qh, ()));
         let surface = compositor.create_surface(qh, ());
         let viewport = viewporter.map(|v| v.get_viewport(&surface, qh, ()));
-        let xdg = wm.get_xdg_surface(&surface, qh, ());
+        let subsurface = subcompositor.get_subsurface(&surface, &area, qh, ());
+        subcompositor.destroy();
+        subsurface.set_desync();
+        let xdg = wm.get_xdg_surface(&area, qh, ());
         let toplevel = xdg.get_toplevel(qh, ());
         toplevel.set_title(title);
         toplevel.set_app_id(app_id);
-        surface.commit();
+        area.commit();
         let seat = globals.bind(qh, 1..=5, ());
+        let outputs = globals.bind_all(qh, 1..=4);
         Ok(Self {
             surface,
             viewport,
@@ -109,7 +152,13 @@ impl Window {
                 xdg,
                 toplevel,
                 seat,
+                area,
+                area_viewport,
+                subsurface,
+                border,
+                outputs,
             },
+            applied: None,
         })
     }
 
@@ -146,7 +195,9 @@ impl Window {
             role: Role::Embedded {
                 subsurface,
                 parent: parent.clone(),
+                origin: (0, 0),
             },
+            applied: None,
         })
     }
 
@@ -155,14 +206,99 @@ impl Window {
         matches!(self.role, Role::Embedded { .. })
     }
 
-    /// Places an embedded window's subsurface at (x, y) of the
-    /// application's surface. A subsurface position is the parent's state,
-    /// so the parent is committed once to apply it (as waylandsink does);
-    /// nothing for our own toplevel.
-    pub(super) fn set_position(&self, x: i32, y: i32) {
-        if let Role::Embedded { subsurface, parent } = &self.role {
-            subsurface.set_position(x, y);
-            parent.commit();
+    /// Where an embedded window's area starts in the application's
+    /// surface (the render rectangle's corner); applied with the next
+    /// layout. Nothing for our own toplevel.
+    pub(super) fn set_origin(&mut self, x: i32, y: i32) {
+        if let Role::Embedded { origin, .. } = &mut self.role
+            && *origin != (x, y)
+        {
+            *origin = (x, y);
+            self.applied = None;
+        }
+    }
+
+    /// Whether `layout` and `orientation` differ from what was applied.
+    pub(super) fn changes(&self, layout: &Layout, orientation: Orientation) -> bool {
+        self.applied != Some((*layout, orientation))
+    }
+
+    /// Applies a layout to the video surface's pending state (its turn
+    /// and its size; the caller commits it) and to its place: our area
+    /// is sized (the black pixel stretched over it) and committed with the
+    /// video's position; an embedded subsurface is moved and the
+    /// application's surface committed once to apply that (a subsurface
+    /// position is its parent's state), as waylandsink does.
+    pub(super) fn apply(&mut self, layout: Layout, orientation: Orientation) {
+        let first = self.applied.is_none();
+        let moved = self.applied.is_none_or(|(l, _)| l != layout);
+        let turned = self
+            .applied
+            .map_or(orientation != Orientation::Identity, |(_, o)| o != orientation);
+        if turned && self.surface.version() >= 2 {
+            self.surface.set_buffer_transform(transform(orientation));
+        }
+        if let Some(v) = &self.viewport {
+            v.set_destination(clamp_i32(layout.video.width), clamp_i32(layout.video.height));
+        }
+        if moved {
+            match &self.role {
+                Role::Toplevel {
+                    xdg,
+                    area,
+                    area_viewport,
+                    subsurface,
+                    border,
+                    ..
+                } => {
+                    if first {
+                        area.attach(Some(border), 0, 0);
+                    }
+                    // The window is the area, whatever the video surface's
+                    // extent: a video that is larger for a moment (its new
+                    // size or place not yet committed) must not make the
+                    // window larger than a fullscreen or maximized
+                    // configure allows (Weston's fatal xdg_wm_base error 4,
+                    // invalid_surface_state).
+                    xdg.set_window_geometry(0, 0, clamp_i32(layout.area.0), clamp_i32(layout.area.1));
+                    if let Some(v) = area_viewport {
+                        v.set_destination(clamp_i32(layout.area.0), clamp_i32(layout.area.1));
+                    }
+                    area.damage(0, 0, i32::MAX, i32::MAX);
+                    subsurface.set_position(layout.video.x, layout.video.y);
+                    area.commit();
+                }
+                Role::Embedded {
+                    subsurface,
+                    parent,
+                    origin,
+                } => {
+                    subsurface.set_position(origin.0 + layout.video.x, origin.1 + layout.video.y);
+                    parent.commit();
+                }
+            }
+        }
+        self.applied = Some((layout, orientation));
+    }
+
+    /// Asks the window manager for fullscreen (on `output` where given) or
+    /// to leave it. Nothing for an embedded window (the application owns
+    /// its window).
+    pub(super) fn set_fullscreen(&self, on: bool, output: Option<&WlOutput>) {
+        if let Role::Toplevel { toplevel, .. } = &self.role {
+            if on {
+                toplevel.set_fullscreen(output);
+            } else {
+                toplevel.unset_fullscreen();
+            }
+        }
+    }
+
+    /// Our outputs (empty when embedded).
+    pub(super) fn outputs(&self) -> &[WlOutput] {
+        match &self.role {
+            Role::Toplevel { outputs, .. } => outputs,
+            Role::Embedded { .. } => &[],
         }
     }
 
@@ -179,6 +315,11 @@ impl Window {
                 xdg,
                 toplevel,
                 seat,
+                area,
+                area_viewport,
+                subsurface,
+                border,
+                outputs,
             } => {
                 if let Some(k) = state.keyboard.take()
                     && k.version() >= 3
@@ -190,30 +331,78 @@ impl Window {
                 {
                     s.release();
                 }
+                for o in outputs {
+                    if o.version() >= 3 {
+                        o.release();
+                    }
+                }
+                // The video surface first: it is the area's child.
+                subsurface.destroy();
+                self.surface.destroy();
                 toplevel.destroy();
                 xdg.destroy();
+                if let Some(v) = area_viewport {
+                    v.destroy();
+                }
+                area.destroy();
+                border.destroy();
                 wm.destroy();
             }
-            Role::Embedded { subsurface, .. } => subsurface.destroy(),
+            Role::Embedded { subsurface, .. } => {
+                subsurface.destroy();
+                self.surface.destroy();
+            }
         }
-        self.surface.destroy();
     }
 }
 
-/// The largest `w`x`h` with the source's aspect ratio inside the box.
-pub fn fit(src_w: u32, src_h: u32, box_w: u32, box_h: u32) -> (u32, u32) {
-    if src_w == 0 || src_h == 0 {
-        return (box_w.max(1), box_h.max(1));
+/// The black pixel the area shows: `wp_single_pixel_buffer_v1` where
+/// offered, else a 1x1 `wl_shm` buffer over a zero-filled memfd (black in
+/// XRGB8888, which every `wl_shm` takes).
+fn black_pixel(
+    globals: &super::globals::Globals,
+    qh: &QueueHandle<State>,
+    shm: Option<&WlShm>,
+) -> Result<WlBuffer, WaylandError> {
+    if let Some(manager) = globals.bind::<WpSinglePixelBufferManagerV1, _, _>(qh, 1..=1, ()) {
+        let buffer = manager.create_u32_rgba_buffer(0, 0, 0, u32::MAX, qh, Border);
+        manager.destroy();
+        return Ok(buffer);
     }
-    let by_width = (box_w, (u64::from(box_w) * u64::from(src_h) / u64::from(src_w)) as u32);
-    if by_width.1 <= box_h {
-        (by_width.0.max(1), by_width.1.max(1))
-    } else {
-        (
-            ((u64::from(box_h) * u64::from(src_w) / u64::from(src_h)) as u32).max(1),
-            box_h.max(1),
-        )
+    let shm = shm.ok_or(WaylandError::MissingGlobal(
+        "wl_shm or wp_single_pixel_buffer_manager_v1 (the window's borders)",
+    ))?;
+    let fd = rustix::fs::memfd_create("dmabuf-interop-border", rustix::fs::MemfdFlags::CLOEXEC)
+        .and_then(|fd| rustix::fs::ftruncate(&fd, 4).map(|()| fd))
+        .map_err(|source| super::error::ShmError::Memfd {
+            op: "memfd_create",
+            source,
+        })?;
+    let pool = shm.create_pool(fd.as_fd(), 4, qh, ());
+    let buffer = pool.create_buffer(0, 1, 1, 4, wl_shm::Format::Xrgb8888, qh, Border);
+    pool.destroy();
+    Ok(buffer)
+}
+
+/// The `wl_output.transform` that makes the compositor show a buffer
+/// turned by `o` (`set_buffer_transform` names the turn the client has
+/// applied, and the compositor undoes it: a buffer said to be turned 90
+/// degrees counter-clockwise is shown turned 90 degrees clockwise).
+fn transform(o: Orientation) -> wl_output::Transform {
+    match o {
+        Orientation::Identity => wl_output::Transform::Normal,
+        Orientation::Rotate90 => wl_output::Transform::_90,
+        Orientation::Rotate180 => wl_output::Transform::_180,
+        Orientation::Rotate270 => wl_output::Transform::_270,
+        Orientation::FlipHorizontal => wl_output::Transform::Flipped,
+        Orientation::FlipVertical => wl_output::Transform::Flipped180,
+        Orientation::FlipUpperLeftLowerRight => wl_output::Transform::Flipped90,
+        Orientation::FlipUpperRightLowerLeft => wl_output::Transform::Flipped270,
     }
+}
+
+fn clamp_i32(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
 }
 
 delegate_noop!(State: ignore WlSubcompositor);
@@ -221,6 +410,29 @@ delegate_noop!(State: ignore WlSubsurface);
 delegate_noop!(State: ignore WlRegion);
 delegate_noop!(State: ignore WpViewporter);
 delegate_noop!(State: ignore WpViewport);
+delegate_noop!(State: ignore WpSinglePixelBufferManagerV1);
+
+impl Dispatch<WlBuffer, Border> for State {
+    fn event(_: &mut Self, _: &WlBuffer, _: wl_buffer::Event, _: &Border, _: &Connection, _: &QueueHandle<Self>) {
+        // The black pixel stays attached for the window's life; its
+        // release means nothing.
+    }
+}
+
+impl Dispatch<WlOutput, ()> for State {
+    fn event(
+        state: &mut Self,
+        output: &WlOutput,
+        event: wl_output::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let wl_output::Event::Name { name } = event {
+            state.output_names.insert(output.id(), name);
+        }
+    }
+}
 
 impl Dispatch<WlSeat, ()> for State {
     fn event(state: &mut Self, seat: &WlSeat, event: wl_seat::Event, _: &(), _: &Connection, qh: &QueueHandle<Self>) {
@@ -289,6 +501,8 @@ impl Dispatch<XdgSurface, ()> for State {
         if let xdg_surface::Event::Configure { serial } = event {
             surface.ack_configure(serial);
             state.configured = true;
+            // The presenter lays the window out again for the new size.
+            state.configure_changed = true;
         }
     }
 }
@@ -303,25 +517,15 @@ impl Dispatch<XdgToplevel, ()> for State {
         _: &QueueHandle<Self>,
     ) {
         match event {
-            xdg_toplevel::Event::Configure { width, height, .. } => {
+            xdg_toplevel::Event::Configure { width, height, states } => {
                 state.toplevel_size = (width > 0 && height > 0).then_some((width as u32, height as u32));
+                // An array of native-endian u32 states.
+                state.fullscreen = states
+                    .chunks_exact(4)
+                    .any(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]) == xdg_toplevel::State::Fullscreen as u32);
             }
             xdg_toplevel::Event::Close => state.closed = true,
             _ => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fit;
-
-    #[test]
-    fn fit_keeps_the_aspect_ratio() {
-        assert_eq!(fit(320, 240, 640, 480), (640, 480));
-        assert_eq!(fit(320, 240, 1024, 480), (640, 480));
-        assert_eq!(fit(320, 240, 640, 1000), (640, 480));
-        assert_eq!(fit(1920, 1080, 320, 240), (320, 180));
-        assert_eq!(fit(0, 0, 10, 10), (10, 10));
     }
 }

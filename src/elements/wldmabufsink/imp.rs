@@ -389,8 +389,10 @@ impl ElementImpl for WlDmaBufSink {
             match self.connect() {
                 Ok(mut p) => {
                     gst::info!(CAT, imp = self, "connected; compositor formats {:?}", p.formats());
-                    if let Some(rect) = *self.render_rectangle.lock().unwrap_or_else(|p| p.into_inner()) {
-                        p.set_render_rectangle(Some(rect));
+                    if let Some(rect) = *self.render_rectangle.lock().unwrap_or_else(|p| p.into_inner())
+                        && let Err(e) = p.set_render_rectangle(Some(rect))
+                    {
+                        gst::warning!(CAT, imp = self, "set_render_rectangle: {e}");
                     }
                     *self.presenter.lock().unwrap_or_else(|p| p.into_inner()) = Some(p);
                 }

@@ -84,12 +84,16 @@ impl WlDmaBufSink {
     }
 
     /// `gst_video_overlay_set_render_rectangle`: where video goes in the
-    /// application's surface (-1 sizes: the whole buffer size, at x, y).
+    /// application's surface. A width and height of -1 unset the
+    /// rectangle (GStreamer's rule): frames go back to their own size at
+    /// (0, 0).
     fn set_render_rectangle(&self, x: i32, y: i32, width: i32, height: i32) {
         let rect = (x, y, width, height);
         *self.render_rectangle.lock().unwrap_or_else(|p| p.into_inner()) = Some(rect);
-        if let Some(p) = self.presenter.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-            p.set_render_rectangle(Some(rect));
+        if let Some(p) = self.presenter.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
+            && let Err(e) = p.set_render_rectangle(Some(rect))
+        {
+            gst::warning!(CAT, imp = self, "set_render_rectangle: {e}");
         }
     }
 }
