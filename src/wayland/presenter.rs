@@ -299,6 +299,12 @@ impl Presenter {
         self.conn.flush().map_err(lost)
     }
 
+    /// Our window's title (e.g. a stream's title tag); ignored when
+    /// embedded. Sent with the next flush.
+    pub fn set_title(&mut self, title: &str) {
+        self.window.set_title(title);
+    }
+
     /// Whether the compositor's last configure made our window
     /// fullscreen.
     pub fn is_fullscreen(&self) -> bool {

@@ -296,6 +296,13 @@ impl Window {
         }
     }
 
+    /// Our toplevel's title (nothing when embedded).
+    pub(super) fn set_title(&self, title: &str) {
+        if let Role::Toplevel { toplevel, .. } = &self.role {
+            toplevel.set_title(title.into());
+        }
+    }
+
     /// Our outputs (empty when embedded).
     pub(super) fn outputs(&self) -> &[WlOutput] {
         match &self.role {

@@ -29,6 +29,8 @@ pub struct Run {
     pub capture: Option<Image>,
     /// The first error message.
     pub error: Option<String>,
+    /// Every warning message.
+    pub warnings: Vec<String>,
 }
 
 impl Run {
@@ -45,10 +47,12 @@ impl Run {
 /// Runs `description` (its sink named `sink`, shown on the compositor at
 /// `socket`) to EOS or error within 60 s; `capture` reads the screen at EOS.
 pub fn run(socket: &Path, capture: impl Fn() -> Option<Image>, description: &str) -> Run {
-    let pipeline = gst::parse::launch(description)
-        .expect("pipeline")
-        .downcast::<gst::Pipeline>()
-        .unwrap();
+    run_pipeline(socket, gst::parse::launch(description).expect("pipeline"), capture)
+}
+
+/// [`run`] of a pipeline made already.
+pub fn run_pipeline(socket: &Path, pipeline: gst::Element, capture: impl Fn() -> Option<Image>) -> Run {
+    let pipeline = pipeline.downcast::<gst::Pipeline>().expect("a pipeline");
     let sink = pipeline.by_name("sink").expect("an element named sink");
     sink.set_property("display", socket.to_str().unwrap());
     let bus = pipeline.bus().unwrap();
@@ -56,6 +60,7 @@ pub fn run(socket: &Path, capture: impl Fn() -> Option<Image>, description: &str
         stats: None,
         capture: None,
         error: None,
+        warnings: Vec::new(),
     };
     if pipeline.set_state(gst::State::Playing).is_err() {
         out.error = bus
@@ -82,6 +87,7 @@ pub fn run(socket: &Path, capture: impl Fn() -> Option<Image>, description: &str
                 out.error = Some(format!("{} ({:?})", e.error(), e.debug()));
                 break;
             }
+            gst::MessageView::Warning(w) => out.warnings.push(format!("{} ({:?})", w.error(), w.debug())),
             _ => {}
         }
     }

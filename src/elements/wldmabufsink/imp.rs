@@ -20,9 +20,10 @@ use crate::gst::colorimetry::colorimetry_from_caps;
 use crate::gst::importer::checked_planes;
 use crate::gst::memory::{DmaBufCache, is_dmabuf_buffer};
 use crate::gst::{DmaBufPoolAllocator, importer::propose_allocation};
-use crate::wayland::{Presenter, Target, WaylandError};
+use crate::wayland::{Orientation, Presenter, Target, View, WaylandError};
 
 mod caps;
+mod direction;
 mod overlay;
 mod properties;
 
@@ -87,6 +88,8 @@ pub struct WlDmaBufSink {
     cache: DmaBufCache,
     /// GstVideoOverlay's render rectangle, applied to each new presenter.
     render_rectangle: Mutex<Option<(i32, i32, i32, i32)>>,
+    /// The stream's `image-orientation` tag (for `rotate-method=auto`).
+    tag_orientation: Mutex<Orientation>,
 }
 
 impl WlDmaBufSink {
@@ -99,7 +102,93 @@ impl WlDmaBufSink {
             .unwrap_or_else(|p| p.into_inner())
             .colour_correction;
         presenter.set_colour_correction(policy.into());
+        presenter.set_view(self.view())?;
+        if let Some(rect) = *self.render_rectangle.lock().unwrap_or_else(|p| p.into_inner()) {
+            presenter.set_render_rectangle(Some(rect))?;
+        }
+        let (fullscreen, output) = {
+            let s = self.settings.lock().unwrap_or_else(|p| p.into_inner());
+            (s.fullscreen, s.fullscreen_output.clone())
+        };
+        if fullscreen {
+            match presenter.set_fullscreen(true, output.as_deref()) {
+                Err(e @ WaylandError::UnknownOutput { .. }) => {
+                    gst::element_imp_warning!(self, gst::ResourceError::Settings, ["{}; shown windowed", e]);
+                }
+                other => other?,
+            }
+        }
         Ok(presenter)
+    }
+
+    /// The view the settings, the stream's pixel aspect ratio and its
+    /// orientation tag ask for.
+    fn view(&self) -> View {
+        let (method, force_aspect_ratio) = {
+            let s = self.settings.lock().unwrap_or_else(|p| p.into_inner());
+            (s.rotate_method, s.force_aspect_ratio)
+        };
+        let orientation = direction::orientation_of(method)
+            .unwrap_or_else(|| *self.tag_orientation.lock().unwrap_or_else(|p| p.into_inner()));
+        let pixel_aspect_ratio = self
+            .stream
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or((1, 1), |s| {
+                let par = s.info.par();
+                (par.numer().max(0) as u32, par.denom().max(0) as u32)
+            });
+        View {
+            orientation,
+            pixel_aspect_ratio,
+            force_aspect_ratio,
+        }
+    }
+
+    /// What the sink takes from the stream's tags: the `image-orientation`
+    /// (used under `rotate-method=auto`) and the title (our window's).
+    fn take_tags(&self, tags: &gst::TagListRef) {
+        if let Some(o) = tags.get::<gst::tags::ImageOrientation>() {
+            match Orientation::from_image_orientation(o.get()) {
+                Some(o) => {
+                    *self.tag_orientation.lock().unwrap_or_else(|p| p.into_inner()) = o;
+                    self.apply_view();
+                }
+                None => gst::warning!(CAT, imp = self, "unknown image-orientation {:?}", o.get()),
+            }
+        }
+        if let Some(title) = tags.get::<gst::tags::Title>()
+            && let Some(p) = self.presenter.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
+        {
+            p.set_title(title.get());
+        }
+    }
+
+    /// Hands the view to the presenter (the shown frame follows at once).
+    fn apply_view(&self) {
+        let view = self.view();
+        if let Some(p) = self.presenter.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
+            && let Err(e) = p.set_view(view)
+        {
+            gst::warning!(CAT, imp = self, "view: {e}");
+        }
+    }
+
+    /// Asks for fullscreen (or to leave it) as the settings say; an unknown
+    /// output is a warning, posted once the presenter's lock is released.
+    fn apply_fullscreen(&self) {
+        let (on, output) = {
+            let s = self.settings.lock().unwrap_or_else(|p| p.into_inner());
+            (s.fullscreen, s.fullscreen_output.clone())
+        };
+        let result = match self.presenter.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            Some(p) => p.set_fullscreen(on, output.as_deref()),
+            None => Ok(()),
+        };
+        if let Err(e) = result {
+            gst::element_imp_warning!(self, gst::ResourceError::Settings, ["{}", e]);
+        }
     }
 
     fn open_presenter(&self) -> Result<Presenter, WaylandError> {
@@ -345,7 +434,7 @@ impl ObjectSubclass for WlDmaBufSink {
     const NAME: &'static str = "DmabufInteropWlDmaBufSink";
     type Type = super::WlDmaBufSink;
     type ParentType = gst_video::VideoSink;
-    type Interfaces = (gst_video::VideoOverlay,);
+    type Interfaces = (gst_video::VideoOverlay, direction::VideoDirection);
 }
 
 impl GstObjectImpl for WlDmaBufSink {}
@@ -387,13 +476,8 @@ impl ElementImpl for WlDmaBufSink {
                 self.obj().prepare_window_handle();
             }
             match self.connect() {
-                Ok(mut p) => {
+                Ok(p) => {
                     gst::info!(CAT, imp = self, "connected; compositor formats {:?}", p.formats());
-                    if let Some(rect) = *self.render_rectangle.lock().unwrap_or_else(|p| p.into_inner())
-                        && let Err(e) = p.set_render_rectangle(Some(rect))
-                    {
-                        gst::warning!(CAT, imp = self, "set_render_rectangle: {e}");
-                    }
                     *self.presenter.lock().unwrap_or_else(|p| p.into_inner()) = Some(p);
                 }
                 Err(e) => {
@@ -410,6 +494,7 @@ impl ElementImpl for WlDmaBufSink {
         ) {
             *self.last.lock().unwrap_or_else(|p| p.into_inner()) = None;
             *self.held.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            *self.tag_orientation.lock().unwrap_or_else(|p| p.into_inner()) = Orientation::Identity;
             self.cache.clear();
         }
         if transition == gst::StateChange::ReadyToNull {
@@ -454,6 +539,8 @@ impl BaseSinkImpl for WlDmaBufSink {
             info,
             colorimetry,
         });
+        // The pixel aspect ratio may have changed.
+        self.apply_view();
         Ok(())
     }
 
@@ -471,8 +558,15 @@ impl BaseSinkImpl for WlDmaBufSink {
     }
 
     fn event(&self, event: gst::Event) -> bool {
-        if let gst::EventView::FlushStart(_) = event.view() {
-            *self.held.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        match event.view() {
+            gst::EventView::FlushStart(_) => *self.held.lock().unwrap_or_else(|p| p.into_inner()) = None,
+            gst::EventView::StreamStart(_) => {
+                // A new stream: the old one's orientation tag ends.
+                *self.tag_orientation.lock().unwrap_or_else(|p| p.into_inner()) = Orientation::Identity;
+                self.apply_view();
+            }
+            gst::EventView::Tag(tag) => self.take_tags(tag.tag()),
+            _ => {}
         }
         if let gst::EventView::Eos(_) = event.view() {
             self.show_held();

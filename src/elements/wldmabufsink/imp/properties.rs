@@ -8,6 +8,9 @@ use gstreamer::glib;
 use gstreamer::prelude::*;
 use gstreamer::subclass::prelude::*;
 
+use gstreamer_video as gst_video;
+
+use super::direction::VideoDirection;
 use super::{CAT, WlDmaBufSink};
 use crate::wayland::ColourCorrection;
 
@@ -16,6 +19,12 @@ pub(super) struct Settings {
     pub(super) display: Option<String>,
     pub(super) frame_timeout_ms: u32,
     pub(super) colour_correction: ColourCorrectionMode,
+    /// `rotate-method` / `video-direction`.
+    pub(super) rotate_method: gst_video::VideoOrientationMethod,
+    pub(super) force_aspect_ratio: bool,
+    pub(super) fullscreen: bool,
+    /// An output name (`wl_output` v4).
+    pub(super) fullscreen_output: Option<String>,
 }
 
 impl Default for Settings {
@@ -24,6 +33,10 @@ impl Default for Settings {
             display: None,
             frame_timeout_ms: 100,
             colour_correction: ColourCorrectionMode::Auto,
+            rotate_method: gst_video::VideoOrientationMethod::Identity,
+            force_aspect_ratio: true,
+            fullscreen: false,
+            fullscreen_output: None,
         }
     }
 }
@@ -103,6 +116,38 @@ impl ObjectImpl for WlDmaBufSink {
                     )
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("rotate-method", gst_video::VideoOrientationMethod::Identity)
+                    .nick("Rotate method")
+                    .blurb(
+                        "Rotation or flip (wl_surface.set_buffer_transform: the compositor turns the buffer, \
+                         nothing is copied); auto follows the stream's image-orientation tag",
+                    )
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecOverride::for_interface::<VideoDirection>("video-direction"),
+                glib::ParamSpecBoolean::builder("force-aspect-ratio")
+                    .nick("Force aspect ratio")
+                    .blurb(
+                        "Keep the picture's shape (its pixel aspect ratio applied) inside a larger window, with \
+                         black borders; false stretches it over the whole window",
+                    )
+                    .default_value(true)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("fullscreen")
+                    .nick("Fullscreen")
+                    .blurb("Ask the compositor to make our window fullscreen (ignored when embedded)")
+                    .default_value(false)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("fullscreen-output")
+                    .nick("Fullscreen output")
+                    .blurb(
+                        "The output (wl_output name, e.g. HDMI-A-1) to be fullscreen on; default: the \
+                         compositor's choice. An unknown name is a warning naming the outputs there are",
+                    )
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb(
@@ -141,6 +186,29 @@ impl ObjectImpl for WlDmaBufSink {
                     p.set_colour_correction(policy);
                 }
             }
+            "rotate-method" | "video-direction" => {
+                s.rotate_method = value.get().unwrap_or(gst_video::VideoOrientationMethod::Identity);
+                drop(s);
+                self.apply_view();
+            }
+            "force-aspect-ratio" => {
+                s.force_aspect_ratio = value.get().unwrap_or(true);
+                drop(s);
+                self.apply_view();
+            }
+            "fullscreen" => {
+                s.fullscreen = value.get().unwrap_or(false);
+                drop(s);
+                self.apply_fullscreen();
+            }
+            "fullscreen-output" => {
+                s.fullscreen_output = value.get().unwrap_or(None);
+                let on = s.fullscreen;
+                drop(s);
+                if on {
+                    self.apply_fullscreen();
+                }
+            }
             "window-handle" => {
                 self.foreign.lock().unwrap_or_else(|p| p.into_inner()).surface =
                     value.get::<u64>().unwrap_or(0) as usize
@@ -172,6 +240,30 @@ impl ObjectImpl for WlDmaBufSink {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .colour_correction
+                .to_value(),
+            "rotate-method" | "video-direction" => self
+                .settings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .rotate_method
+                .to_value(),
+            "force-aspect-ratio" => self
+                .settings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .force_aspect_ratio
+                .to_value(),
+            "fullscreen" => self
+                .settings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .fullscreen
+                .to_value(),
+            "fullscreen-output" => self
+                .settings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .fullscreen_output
                 .to_value(),
             "stats" => self.stats_structure().to_value(),
             "window-handle" => (self.foreign.lock().unwrap_or_else(|p| p.into_inner()).surface as u64).to_value(),

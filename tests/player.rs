@@ -1,0 +1,338 @@
+//! What a player asks of `wldmabufsink`, on a real headless Weston 14
+//! (GL renderer on llvmpipe), with GStreamer's waylandsink measured beside
+//! it in the same test: rotation and flips (`rotate-method`, the
+//! `image-orientation` tag), pixel aspect ratio and `force-aspect-ratio`,
+//! fullscreen. Pixels are checked on a capture of the output.
+#![cfg(all(feature = "headless", feature = "gstreamer"))]
+
+mod common;
+
+use common::gst::{Run, init, smpte_rgb};
+use common::keep_capture;
+
+use dmabuf_interop::wayland::headless::{Image, Renderer, Weston, WestonOptions};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
+/// Output size of every test's Weston (kiosk shell: the window is
+/// fullscreen, so the area is the output).
+const OUT: (u32, u32) = (320, 240);
+
+fn weston() -> Weston {
+    common::weston(OUT.0, OUT.1, Renderer::Gl)
+}
+
+fn run(weston: &Weston, description: &str) -> Run {
+    common::gst::run(
+        &weston.socket_path(),
+        || Some(weston.capture().expect("capture")),
+        description,
+    )
+}
+
+/// Where a buffer pixel comes from for a screen point of the turned
+/// picture, by the method's own definition (GstVideoOrientationMethod;
+/// rotations clockwise): (X, Y) in the turned `tw`x`th` picture of a
+/// `w`x`h` buffer.
+fn source_of(method: &str, tx: u32, ty: u32, w: u32, h: u32) -> (u32, u32) {
+    match method {
+        "identity" => (tx, ty),
+        // Clockwise: the buffer's left column becomes the top row.
+        "90r" => (ty, h - 1 - tx),
+        "90l" => (w - 1 - ty, tx),
+        "180" => (w - 1 - tx, h - 1 - ty),
+        "horiz" => (w - 1 - tx, ty),
+        "vert" => (tx, h - 1 - ty),
+        "ul-lr" => (ty, tx),
+        "ur-ll" => (w - 1 - ty, h - 1 - tx),
+        other => panic!("no reference for {other}"),
+    }
+}
+
+fn swaps(method: &str) -> bool {
+    matches!(method, "90r" | "90l" | "ul-lr" | "ur-ll")
+}
+
+/// Worst channel error of the capture against `reference` (a `w`x`h`
+/// buffer turned by `method`, shown at `rect` = (x, y, width, height)) over
+/// a 16x12 grid inside the rectangle, skipping points whose buffer
+/// neighbourhood (3 pixels) is not one flat colour (scaling blends edges);
+/// and the worst distance from black of points on the borders. Returns
+/// (picture error, points, border error).
+fn turned_error(
+    image: &Image,
+    reference: &impl Fn(u32, u32) -> [u8; 3],
+    (w, h): (u32, u32),
+    method: &str,
+    rect: (u32, u32, u32, u32),
+) -> (u32, usize, u32) {
+    let (rx, ry, rw, rh) = rect;
+    let (tw, th) = if swaps(method) { (h, w) } else { (w, h) };
+    let (mut worst, mut points) = (0, 0);
+    for gy in 0..12 {
+        for gx in 0..16 {
+            let (sx, sy) = (rx + rw * (2 * gx + 1) / 32, ry + rh * (2 * gy + 1) / 24);
+            let (tx, ty) = ((sx - rx) * tw / rw, (sy - ry) * th / rh);
+            let (bx, by) = source_of(method, tx, ty, w, h);
+            let want = reference(bx, by);
+            let flat = (-3i32..=3).all(|d| {
+                [(d, 0), (0, d)].iter().all(|&(dx, dy)| {
+                    let (nx, ny) = (bx as i32 + dx, by as i32 + dy);
+                    nx < 0 || ny < 0 || nx as u32 >= w || ny as u32 >= h || reference(nx as u32, ny as u32) == want
+                })
+            });
+            if !flat {
+                continue;
+            }
+            let got = image.pixel(sx, sy).expect("inside the capture");
+            for c in 0..3 {
+                worst = worst.max((i32::from(got[c]) - i32::from(want[c])).unsigned_abs());
+            }
+            points += 1;
+        }
+    }
+    // Borders: the middle of each band outside the rectangle.
+    let mut border = 0;
+    let mut bands = Vec::new();
+    if ry > 2 {
+        bands.push((OUT.0 / 2, ry / 2));
+        bands.push((OUT.0 / 2, ry + rh + (OUT.1 - ry - rh) / 2));
+    }
+    if rx > 2 {
+        bands.push((rx / 2, OUT.1 / 2));
+        bands.push((rx + rw + (OUT.0 - rx - rw) / 2, OUT.1 / 2));
+    }
+    for (x, y) in bands {
+        let p = image.pixel(x, y).expect("inside the capture");
+        border = border.max(u32::from(p[0].max(p[1]).max(p[2])));
+    }
+    (worst, points, border)
+}
+
+/// The rectangle a `w`x`h` picture (already turned) fills in the output
+/// when fitted and centred.
+fn fitted((w, h): (u32, u32)) -> (u32, u32, u32, u32) {
+    let (fw, fh) = if w * OUT.1 >= h * OUT.0 {
+        (OUT.0, (OUT.0 * h + w / 2) / w)
+    } else {
+        ((OUT.1 * w + h / 2) / h, OUT.1)
+    };
+    ((OUT.0 - fw) / 2, (OUT.1 - fh) / 2, fw, fh)
+}
+
+/// Tolerance for a scaled picture (bilinear filtering inside flat areas
+/// leaves at most a few code values).
+const TOLERANCE: u32 = 6;
+
+/// SMPTE bars, 320x180 (16:9, so a turn changes the fit), through each
+/// `rotate-method`: ours turns them by `wl_surface.set_buffer_transform`
+/// (every frame still zero-copy) and places them fitted, centred and with
+/// black borders; waylandsink 1.22 (which has `rotate-method` too) beside.
+#[test]
+fn rotate_method_turns_the_picture_zero_copy() {
+    init();
+    let size = (320, 180);
+    let reference = smpte_rgb(size.0, size.1);
+    for method in ["identity", "90r", "180", "90l", "horiz", "vert", "ul-lr", "ur-ll"] {
+        let turned = if swaps(method) { (size.1, size.0) } else { size };
+        let rect = fitted(turned);
+        let mut results = Vec::new();
+        for sink in ["wldmabufsink", "waylandsink"] {
+            let weston = weston();
+            let run = run(
+                &weston,
+                &format!(
+                    "videotestsrc pattern=smpte num-buffers=10 ! video/x-raw,format=BGRx,width={},height={} ! \
+                     {sink} name=sink rotate-method={method}",
+                    size.0, size.1
+                ),
+            );
+            let image = run.capture.as_ref();
+            let measured = image.map(|i| turned_error(i, &reference, size, method, rect));
+            if let Some(i) = image {
+                keep_capture(i, &format!("rotate-{method}-{sink}"));
+            }
+            println!(
+                "{method} {sink}: error {:?} (picture, points, border) at {rect:?}; {:?}",
+                measured, run.error
+            );
+            results.push((run, measured));
+        }
+        let (ours, measured) = &results[0];
+        assert_eq!(ours.error, None, "{method}");
+        let (worst, points, border) = measured.expect("a capture");
+        assert!(points >= 60, "{method}: {points} points");
+        assert!(worst <= TOLERANCE, "{method}: picture off by {worst}");
+        assert!(border <= 2, "{method}: borders not black ({border})");
+        assert_eq!(ours.stat("zero-copy"), ours.stat("shown"), "{method}");
+        // The anchor: where waylandsink shows the turn right, so do we.
+        if let (None, Some((ws_worst, _, _))) = (&results[1].0.error, results[1].1) {
+            assert!(
+                worst <= ws_worst.max(TOLERANCE),
+                "{method}: ours {worst}, waylandsink {ws_worst}"
+            );
+        }
+    }
+}
+
+/// The stream's `image-orientation` tag turns the picture when
+/// `rotate-method=auto` (as videoflip's `auto`), and not otherwise.
+#[test]
+fn an_image_orientation_tag_turns_the_picture_under_auto() {
+    init();
+    let size = (320, 180);
+    let reference = smpte_rgb(size.0, size.1);
+    for (method, expect) in [("auto", "90r"), ("identity", "identity")] {
+        let weston = weston();
+        let run = run(
+            &weston,
+            &format!(
+                "videotestsrc pattern=smpte num-buffers=10 ! video/x-raw,format=BGRx,width={},height={} ! \
+                 taginject tags=\"image-orientation=rotate-90\" ! wldmabufsink name=sink rotate-method={method}",
+                size.0, size.1
+            ),
+        );
+        assert_eq!(run.error, None, "{method}");
+        let turned = if swaps(expect) { (size.1, size.0) } else { size };
+        let image = run.capture.expect("capture");
+        let (worst, points, border) = turned_error(&image, &reference, size, expect, fitted(turned));
+        println!("{method}: {worst} over {points}, border {border}");
+        assert!(
+            points >= 60 && worst <= TOLERANCE && border <= 2,
+            "{method}: {worst} over {points}, border {border}"
+        );
+    }
+}
+
+/// A 4:3 pixel aspect ratio makes 320x240 a 427x240 picture: letterboxed
+/// to 320x180 in the 320x240 output; `force-aspect-ratio=false` stretches
+/// it over the whole output. waylandsink beside.
+#[test]
+fn pixel_aspect_ratio_and_force_aspect_ratio_place_the_picture() {
+    init();
+    let size = (320, 240);
+    let reference = smpte_rgb(size.0, size.1);
+    for (force, rect) in [(true, fitted((427, 240))), (false, (0, 0, OUT.0, OUT.1))] {
+        let mut ws = None;
+        for sink in ["wldmabufsink", "waylandsink"] {
+            let has_property = gst::ElementFactory::make(sink)
+                .build()
+                .is_ok_and(|e| e.find_property("force-aspect-ratio").is_some());
+            if !has_property {
+                // waylandsink 1.22: always fitted.
+                println!("{sink} has no force-aspect-ratio");
+                if !force {
+                    continue;
+                }
+            }
+            let weston = weston();
+            let force_prop = if has_property {
+                format!("force-aspect-ratio={force}")
+            } else {
+                String::new()
+            };
+            let run = run(
+                &weston,
+                &format!(
+                    "videotestsrc pattern=smpte num-buffers=10 ! \
+                     video/x-raw,format=BGRx,width=320,height=240,pixel-aspect-ratio=4/3 ! {sink} name=sink {force_prop}"
+                ),
+            );
+            let measured = run
+                .capture
+                .as_ref()
+                .map(|i| turned_error(i, &reference, size, "identity", rect));
+            println!(
+                "force-aspect-ratio={force} {sink}: {measured:?} at {rect:?}; {:?}",
+                run.error
+            );
+            if sink == "waylandsink" {
+                ws = Some(measured);
+                continue;
+            }
+            assert_eq!(run.error, None);
+            let (worst, points, border) = measured.expect("capture");
+            assert!(
+                points >= 60 && worst <= TOLERANCE,
+                "force={force}: {worst} over {points}"
+            );
+            assert!(border <= 2, "force={force}: border {border}");
+            assert_eq!(run.stat("zero-copy"), run.stat("shown"));
+        }
+        println!("waylandsink: {ws:?}");
+    }
+}
+
+/// `fullscreen=true` on a desktop shell (where windows are not fullscreen
+/// by themselves): the window fills the output, the 16:9 picture fitted
+/// and centred on black; without it the window is the picture's size and
+/// the shell's background shows around it. An unknown `fullscreen-output`
+/// is a warning naming the outputs there are, and playback goes on.
+#[test]
+fn fullscreen_fills_the_output_on_a_desktop_shell() {
+    init();
+    let background = [0x20u8, 0xc0, 0x40];
+    let start = || {
+        Weston::start(WestonOptions {
+            width: OUT.0,
+            height: OUT.1,
+            shell: "desktop-shell.so".into(),
+            config: Some(format!(
+                "[shell]\nbackground-color=0xff{:02x}{:02x}{:02x}\npanel-position=none\n",
+                background[0], background[1], background[2]
+            )),
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("Weston 14 with desktop-shell (run scripts/setup): {e}"))
+    };
+    let size = (160, 90);
+    let reference = smpte_rgb(size.0, size.1);
+    let is_background = |p: [u8; 4]| (0..3).all(|c| p[c].abs_diff(background[c]) <= 8);
+    for fullscreen in [false, true] {
+        let weston = start();
+        let run = run(
+            &weston,
+            &format!(
+                "videotestsrc pattern=smpte num-buffers=30 ! video/x-raw,format=BGRx,width={},height={} ! \
+                 wldmabufsink name=sink fullscreen={fullscreen}",
+                size.0, size.1
+            ),
+        );
+        assert_eq!(run.error, None, "fullscreen={fullscreen}");
+        let image = run.capture.expect("capture");
+        keep_capture(&image, &format!("fullscreen-{fullscreen}"));
+        let corners = [(2, 2), (OUT.0 - 3, 2), (2, OUT.1 - 3), (OUT.0 - 3, OUT.1 - 3)];
+        let background_corners = corners
+            .iter()
+            .filter(|&&(x, y)| is_background(image.pixel(x, y).unwrap()))
+            .count();
+        if fullscreen {
+            assert_eq!(background_corners, 0, "fullscreen: the shell's background shows");
+            let (worst, points, border) = turned_error(&image, &reference, size, "identity", fitted(size));
+            println!("fullscreen: {worst} over {points}, border {border}");
+            assert!(
+                points >= 60 && worst <= TOLERANCE && border <= 2,
+                "{worst} over {points}, border {border}"
+            );
+        } else {
+            assert!(
+                background_corners >= 3,
+                "windowed: {background_corners} corners show the background"
+            );
+        }
+    }
+    // An output that does not exist: a warning, played windowed.
+    let weston = start();
+    let pipeline = gst::parse::launch(
+        "videotestsrc num-buffers=10 ! video/x-raw,format=BGRx,width=160,height=90 ! \
+         wldmabufsink name=sink fullscreen=true fullscreen-output=NOPE-1",
+    )
+    .unwrap();
+    let run = common::gst::run_pipeline(&weston.socket_path(), pipeline, || None);
+    assert_eq!(run.error, None);
+    let warning = run.warnings.join("\n");
+    assert!(
+        warning.contains("NOPE-1") && warning.contains("headless"),
+        "warnings: {warning}"
+    );
+}
