@@ -336,3 +336,48 @@ fn fullscreen_fills_the_output_on_a_desktop_shell() {
         "warnings: {warning}"
     );
 }
+
+/// Every commit gets its `wp_presentation` feedback (presented or
+/// discarded) by EOS, and each presented frame is timed against its target
+/// (running time + base time + latency + render delay). The numbers are
+/// printed, not asserted (timing on a shared machine): the benchmark
+/// reports them.
+#[test]
+fn presentation_feedback_times_every_frame() {
+    init();
+    let weston = weston();
+    let run = run(
+        &weston,
+        "videotestsrc pattern=smpte num-buffers=60 ! video/x-raw,format=BGRx,width=320,height=240,framerate=30/1 ! \
+         wldmabufsink name=sink",
+    );
+    assert_eq!(run.error, None);
+    println!("{}", run.stats.as_ref().unwrap());
+    let shown = run.stat("shown");
+    assert!(shown >= 30, "{shown} shown");
+    assert_eq!(run.stat("presented-feedback") + run.stat("discarded-feedback"), shown);
+    // Headless Weston presents every frame it was given, in
+    // CLOCK_MONOTONIC_RAW, so every presented one is timed but the
+    // preroll frame (shown in PAUSED, before there is a base time).
+    assert!(run.stat("presented-feedback") >= shown - 2);
+    assert_eq!(run.stat("timed"), run.stat("presented-feedback") - 1);
+    let p95 = run
+        .stats
+        .as_ref()
+        .unwrap()
+        .get::<u64>("presentation-error-p95-us")
+        .unwrap();
+    let median = run
+        .stats
+        .as_ref()
+        .unwrap()
+        .get::<i64>("presentation-error-median-us")
+        .unwrap();
+    println!("presented - target: median {median} us, p95 |error| {p95} us");
+    // Not a timing bound: a frame presented a second away from its target
+    // would be a wrong clock, not a slow machine.
+    assert!(
+        p95 < 1_000_000,
+        "p95 {p95} us: the target is not on the presentation clock"
+    );
+}

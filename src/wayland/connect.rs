@@ -16,6 +16,7 @@ use wayland_protocols::wp::color_representation::v1::client::wp_color_representa
 use wayland_protocols::wp::linux_dmabuf::zv1::client::zwp_linux_dmabuf_v1::ZwpLinuxDmabufV1;
 use wayland_protocols::wp::linux_drm_syncobj::v1::client::wp_linux_drm_syncobj_manager_v1::WpLinuxDrmSyncobjManagerV1;
 use wayland_protocols::wp::linux_explicit_synchronization::zv1::client::zwp_linux_explicit_synchronization_v1::ZwpLinuxExplicitSynchronizationV1;
+use wayland_protocols::wp::presentation_time::client::wp_presentation::WpPresentation;
 use wayland_protocols::wp::viewporter::client::wp_viewporter::WpViewporter;
 
 use super::colour::ColourRep;
@@ -105,6 +106,7 @@ impl Presenter {
         let shm: Option<WlShm> = globals.bind(&qh, 1..=1, ());
         let dmabuf: Option<ZwpLinuxDmabufV1> = globals.bind(&qh, 3..=MAX_DMABUF_VERSION, ());
         let viewporter: Option<WpViewporter> = globals.bind(&qh, 1..=1, ());
+        let presentation: Option<WpPresentation> = globals.bind(&qh, 1..=2, ());
         let colour_manager: Option<WpColorRepresentationManagerV1> = globals.bind(&qh, 1..=1, ());
         state.colour.representation = colour_manager.is_some();
         let colour_management: Option<WpColorManagerV1> = globals.bind(&qh, 1..=2, ());
@@ -158,6 +160,8 @@ impl Presenter {
             stats: PresentStats::default(),
             render_size: None,
             view: View::default(),
+            presentation,
+            next_target: None,
             last_frame: None,
             explicit: None,
             sync_fallback: None,

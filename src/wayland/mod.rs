@@ -62,6 +62,7 @@ mod queue;
 mod shm;
 mod stats;
 mod sync;
+mod timing;
 mod view;
 mod window;
 
@@ -75,6 +76,7 @@ pub use linux_dmabuf::MAX_DMABUF_VERSION;
 pub use presenter::{NEVER_SHOWN_TIMEOUT, Presenter, SYNC_ENV};
 pub use stats::{PresentStats, Presented, Via};
 pub use sync::SyncMode;
+pub use timing::{CLOCK_MONOTONIC, FrameTiming, MAX_TIMINGS, Outcome};
 pub use view::{Layout, Orientation, Rect, View, fit};
 pub use wayland_client;
 pub use window::Target;

@@ -94,6 +94,10 @@ pub struct Presenter {
     pub(super) render_size: Option<(u32, u32)>,
     /// Orientation, pixel aspect ratio, aspect rule.
     pub(super) view: View,
+    /// `wp_presentation`, where offered: feedback for every commit.
+    pub(super) presentation: Option<wayland_protocols::wp::presentation_time::client::wp_presentation::WpPresentation>,
+    /// The presentation time wanted for the next commit.
+    pub(super) next_target: Option<u64>,
     /// The size of the last frame committed (for laying it out again).
     pub(super) last_frame: Option<(u32, u32)>,
     /// Explicit sync, where offered and usable.
@@ -198,6 +202,9 @@ impl Presenter {
     /// Counters so far.
     pub fn stats(&self) -> PresentStats {
         PresentStats {
+            feedback_presented: self.state.timings.presented,
+            feedback_discarded: self.state.timings.discarded,
+            feedback_zero_copy: self.state.timings.zero_copy,
             releases: self.state.releases,
             sync: self.explicit.as_ref().map_or(SyncMode::Implicit, Explicit::mode),
             release_points_signalled: self.state.release_points_signalled,
@@ -371,6 +378,57 @@ impl Presenter {
     pub fn expose(&mut self) -> Result<(), WaylandError> {
         self.window.surface.commit();
         self.conn.flush().map_err(lost)
+    }
+
+    /// When the next frame committed should be shown, in nanoseconds of
+    /// the presentation clock ([`presentation_clock`](Self::presentation_clock)):
+    /// recorded in its [`FrameTiming`](super::FrameTiming), so that a
+    /// player can measure presented minus wanted.
+    pub fn set_target(&mut self, target_ns: Option<u64>) {
+        self.next_target = target_ns;
+    }
+
+    /// The compositor's presentation clock (`wp_presentation.clock_id`,
+    /// a `clockid_t`: [`CLOCK_MONOTONIC`](super::CLOCK_MONOTONIC) = 1, or
+    /// `CLOCK_MONOTONIC_RAW` = 4 as Weston's); `None` without
+    /// `wp_presentation`.
+    pub fn presentation_clock(&self) -> Option<u32> {
+        self.state.timings.clock
+    }
+
+    /// A `CLOCK_MONOTONIC` time (e.g. a GStreamer system clock's) on the
+    /// presentation clock, for [`set_target`](Self::set_target); `None`
+    /// without `wp_presentation` or on a clock this process cannot read.
+    pub fn from_monotonic(&self, monotonic_ns: u64) -> Option<u64> {
+        super::timing::from_monotonic(monotonic_ns, self.state.timings.clock?)
+    }
+
+    /// The `wp_presentation` feedback that came since the last call (at
+    /// most [`MAX_TIMINGS`](super::MAX_TIMINGS), the newest), oldest
+    /// first; empty without `wp_presentation`.
+    pub fn take_timings(&mut self) -> Vec<super::FrameTiming> {
+        self.state.timings.done.drain(..).collect()
+    }
+
+    /// Dispatches until every commit has its `wp_presentation` feedback
+    /// (presented or discarded), or `timeout`; false on timeout. True at
+    /// once without `wp_presentation`.
+    pub fn wait_timings(&mut self, timeout: Duration) -> Result<bool, WaylandError> {
+        if self.presentation.is_none() {
+            return Ok(true);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let t = &self.state.timings;
+            if t.presented + t.discarded >= self.stats.presented {
+                return Ok(true);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            self.dispatch_timeout(left.min(Duration::from_millis(20)))?;
+        }
     }
 
     /// Whether a frame callback is outstanding (the compositor has not
@@ -563,6 +621,14 @@ impl Presenter {
         let layout = self.layout_for(width, height);
         self.window.apply(layout, self.view.orientation);
         self.last_frame = Some((width, height));
+        if let Some(p) = &self.presentation {
+            let pending = super::timing::Pending {
+                commit: self.stats.presented + 1,
+                committed_ns: super::timing::monotonic_ns(),
+                target_ns: self.next_target.take(),
+            };
+            super::timing::request(p, pending, &self.window.surface, &self.qh);
+        }
         let callback = self.window.surface.frame(&self.qh, ());
         self.state.frame_callback = Some(callback.id());
         self.window.surface.commit();
@@ -640,6 +706,9 @@ impl Drop for Presenter {
         }
         for f in self.feedbacks.drain(..) {
             f.destroy();
+        }
+        if let Some(p) = self.presentation.take() {
+            p.destroy();
         }
         self.colour.destroy();
         self.colour_management.destroy();

@@ -35,6 +35,8 @@ pub(crate) struct State {
     pub(super) configure_changed: bool,
     /// The last configure said fullscreen.
     pub(super) fullscreen: bool,
+    /// `wp_presentation` feedback.
+    pub(super) timings: super::timing::Timings,
     /// `wl_output` names (v4), by output.
     pub(super) output_names: HashMap<ObjectId, String>,
     pub(super) closed: bool,

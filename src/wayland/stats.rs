@@ -64,6 +64,14 @@ pub struct PresentStats {
     pub colour_described: u64,
     /// Image descriptions the compositor answered `failed` for.
     pub colour_description_failures: u64,
+    /// Commits the compositor says it presented (`wp_presentation`
+    /// feedback; see [`FrameTiming`](super::FrameTiming)).
+    pub feedback_presented: u64,
+    /// Commits it says it discarded (a later one replaced them first).
+    pub feedback_discarded: u64,
+    /// Of the presented ones, those with the `zero_copy` flag (scanned
+    /// out, or shown with no copy by the compositor).
+    pub feedback_zero_copy: u64,
 }
 
 /// How a frame went out.

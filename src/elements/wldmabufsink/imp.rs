@@ -26,6 +26,7 @@ mod caps;
 mod direction;
 mod overlay;
 mod properties;
+mod timing;
 
 use caps::{caps_for_formats, template_caps};
 use properties::Settings;
@@ -90,6 +91,8 @@ pub struct WlDmaBufSink {
     render_rectangle: Mutex<Option<(i32, i32, i32, i32)>>,
     /// The stream's `image-orientation` tag (for `rotate-method=auto`).
     tag_orientation: Mutex<Orientation>,
+    /// Presented minus target, from `wp_presentation` feedback.
+    timing_errors: Mutex<timing::Errors>,
 }
 
 impl WlDmaBufSink {
@@ -226,6 +229,17 @@ impl WlDmaBufSink {
         }
     }
 
+    /// At EOS: the last commits' `wp_presentation` feedback, waited for
+    /// at most 100 ms, so the stats count them.
+    fn wait_feedback(&self) {
+        if let Some(p) = self.presenter.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            if let Err(e) = p.wait_timings(Duration::from_millis(100)) {
+                gst::debug!(CAT, imp = self, "feedback at EOS: {e}");
+            }
+            self.timing_errors.lock().unwrap_or_else(|p| p.into_inner()).collect(p);
+        }
+    }
+
     fn stats_structure(&self) -> gst::Structure {
         let counters = *self.counters.lock().unwrap_or_else(|p| p.into_inner());
         let stats = self
@@ -235,6 +249,7 @@ impl WlDmaBufSink {
             .as_ref()
             .map(Presenter::stats)
             .unwrap_or_default();
+        let (timed, median, p95) = self.timing_errors.lock().unwrap_or_else(|p| p.into_inner()).summary();
         gst::Structure::builder("wldmabufsink-stats")
             .field("frames", counters.frames)
             .field("shown", stats.presented)
@@ -264,6 +279,12 @@ impl WlDmaBufSink {
             )
             .field("explicit-sync-commits", stats.explicit_sync_commits)
             .field("release-points-signalled", stats.release_points_signalled)
+            .field("presented-feedback", stats.feedback_presented)
+            .field("discarded-feedback", stats.feedback_discarded)
+            .field("presented-zero-copy-feedback", stats.feedback_zero_copy)
+            .field("timed", timed)
+            .field("presentation-error-median-us", median)
+            .field("presentation-error-p95-us", p95)
             .build()
     }
 
@@ -372,6 +393,7 @@ impl WlDmaBufSink {
                 .cache
                 .get_as(buffer, &stream.info, stream.format.modifier, stream.colorimetry)
                 .map_err(|e| Failure::Error(gst::error_msg!(gst::StreamError::Format, ["{}", e])))?;
+            presenter.set_target(timing::target_ns(self.obj().upcast_ref(), buffer, presenter));
             presenter.present(&dmabuf, Box::new(buffer.clone())).map_err(fail)?;
         } else if stream.format.dmabuf_feature {
             return Err(Failure::Error(gst::error_msg!(
@@ -392,6 +414,7 @@ impl WlDmaBufSink {
                     ["Malformed system-memory frame: {}", e]
                 ))
             })?;
+            presenter.set_target(timing::target_ns(self.obj().upcast_ref(), buffer, presenter));
             presenter
                 .present_memory(
                     stream.format.fourcc,
@@ -403,6 +426,10 @@ impl WlDmaBufSink {
                 )
                 .map_err(fail)?;
         }
+        self.timing_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .collect(presenter);
         let reconfigure = presenter.take_formats_changed();
         if reconfigure {
             gst::info!(
@@ -495,6 +522,7 @@ impl ElementImpl for WlDmaBufSink {
             *self.last.lock().unwrap_or_else(|p| p.into_inner()) = None;
             *self.held.lock().unwrap_or_else(|p| p.into_inner()) = None;
             *self.tag_orientation.lock().unwrap_or_else(|p| p.into_inner()) = Orientation::Identity;
+            self.timing_errors.lock().unwrap_or_else(|p| p.into_inner()).clear();
             self.cache.clear();
         }
         if transition == gst::StateChange::ReadyToNull {
@@ -570,6 +598,7 @@ impl BaseSinkImpl for WlDmaBufSink {
         }
         if let gst::EventView::Eos(_) = event.view() {
             self.show_held();
+            self.wait_feedback();
             let stats = self.stats_structure();
             gst::info!(CAT, imp = self, "{}", stats);
             let _ = self

@@ -164,7 +164,14 @@ impl ObjectImpl for WlDmaBufSink {
                          colour-uncorrected (YUV frames shown neither told nor converted although the \
                          compositor is not assumed to read them right), colour-described (frames with a \
                          wp_color_management_v1 image description: transfer, primaries, HDR10 metadata), \
-                         colour-description-failures (descriptions the compositor answered failed for)",
+                         colour-description-failures (descriptions the compositor answered failed for), \
+                         presented-feedback and discarded-feedback (wp_presentation feedback: commits the \
+                         compositor presented or dropped), presented-zero-copy-feedback (of those presented, \
+                         those it flagged zero_copy: scanned out), timed (presented frames with a target: \
+                         the pipeline runs on the monotonic system clock and the compositor presents in \
+                         CLOCK_MONOTONIC), presentation-error-median-us (presented minus target: running \
+                         time + base time + latency + render delay) and presentation-error-p95-us (95th \
+                         percentile of its absolute value)",
                     )
                     .read_only()
                     .build(),
