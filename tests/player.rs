@@ -381,3 +381,90 @@ fn presentation_feedback_times_every_frame() {
         "p95 {p95} us: the target is not on the presentation clock"
     );
 }
+
+/// `scripts/install-plugin` lays the plugin out as gst-plugins-rs' cargo-c
+/// install does (`<libdir>/gstreamer-1.0/libgstdmabuf_interop.so` and a
+/// `.pc` naming the pluginsdir); GStreamer loads it from there as one of its
+/// system plugin directories, with no GST_PLUGIN_PATH; both elements keep
+/// rank none (players name them); `--uninstall` removes what was installed.
+#[test]
+fn the_plugin_installs_into_a_prefix_and_loads_from_there() {
+    use std::process::Command;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // target/<profile>/deps/<test binary> -> target/<profile>
+    let exe = std::env::current_exe().unwrap();
+    let library = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join("libdmabuf_interop.so");
+    assert!(
+        library.exists(),
+        "cdylib missing: {} (cargo build --lib)",
+        library.display()
+    );
+    let prefix = std::env::temp_dir().join(format!("dmabuf-interop-install-{}", std::process::id()));
+    let script = root.join("scripts/install-plugin");
+    let status = Command::new(&script)
+        .args([
+            "--prefix".as_ref(),
+            prefix.as_os_str(),
+            "--library".as_ref(),
+            library.as_os_str(),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let pluginsdir = prefix.join("lib/gstreamer-1.0");
+    assert!(pluginsdir.join("libgstdmabuf_interop.so").exists());
+    let pc = Command::new("pkg-config")
+        .args(["--variable=pluginsdir", "gstdmabuf_interop"])
+        .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
+        .output()
+        .expect("pkg-config");
+    assert_eq!(String::from_utf8_lossy(&pc.stdout).trim(), pluginsdir.to_str().unwrap());
+    let inspect = |element: &str| {
+        Command::new("gst-inspect-1.0")
+            .arg(element)
+            .env_remove("GST_PLUGIN_PATH")
+            .env("GST_PLUGIN_SYSTEM_PATH", &pluginsdir)
+            .env("GST_REGISTRY", prefix.join("registry.bin"))
+            .output()
+            .expect("gst-inspect-1.0 (gstreamer1.0-tools; run scripts/setup)")
+    };
+    for element in ["wldmabufsink", "vkdmabufsrc"] {
+        let out = inspect(element);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{element} not loaded from {}:\n{text}",
+            pluginsdir.display()
+        );
+        assert!(text.contains("libgstdmabuf_interop.so"), "{text}");
+        assert!(
+            text.contains("Rank                     none"),
+            "{element}: rank:\n{text}"
+        );
+    }
+    let text = String::from_utf8_lossy(&inspect("wldmabufsink").stdout).to_string();
+    for wanted in [
+        "GstVideoDirection",
+        "rotate-method",
+        "fullscreen-output",
+        "force-aspect-ratio",
+    ] {
+        assert!(text.contains(wanted), "gst-inspect lacks {wanted}:\n{text}");
+    }
+    let status = Command::new(&script)
+        .args(["--uninstall".as_ref(), "--prefix".as_ref(), prefix.as_os_str()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(!pluginsdir.join("libgstdmabuf_interop.so").exists());
+    assert!(!prefix.join("lib/pkgconfig/gstdmabuf_interop.pc").exists());
+    assert!(
+        !inspect("wldmabufsink").status.success(),
+        "still loadable after --uninstall"
+    );
+    let _ = std::fs::remove_dir_all(&prefix);
+}
