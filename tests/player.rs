@@ -418,7 +418,10 @@ fn the_plugin_installs_into_a_prefix_and_loads_from_there() {
     let pluginsdir = prefix.join("lib/gstreamer-1.0");
     assert!(pluginsdir.join("libgstdmabuf_interop.so").exists());
     let pc = std::fs::read_to_string(prefix.join("lib/pkgconfig/gstdmabuf_interop.pc")).expect("the .pc file");
-    assert!(pc.lines().any(|l| l == format!("pluginsdir={}", pluginsdir.display())), "{pc}");
+    assert!(
+        pc.lines().any(|l| l == format!("pluginsdir={}", pluginsdir.display())),
+        "{pc}"
+    );
     // And as pkg-config reads it, where there is one (the GStreamer 1.26
     // chroot has none).
     if let Ok(out) = Command::new("pkg-config")
@@ -426,7 +429,10 @@ fn the_plugin_installs_into_a_prefix_and_loads_from_there() {
         .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
         .output()
     {
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), pluginsdir.to_str().unwrap());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            pluginsdir.to_str().unwrap()
+        );
     }
     let inspect = |element: &str| {
         Command::new("gst-inspect-1.0")

@@ -13,8 +13,18 @@
 //!   `display-handle` properties stay for compatibility.
 //! - Paces with frame callbacks: a frame waits up to one `frame-timeout`
 //!   for the previous frame to be shown, and is dropped (counted) after.
-//!   Scales with `wp_viewporter` to the window size, keeping the aspect
-//!   ratio.
+//!   Scales with `wp_viewporter` to the window size.
+//! - What players set (see [`wayland::View`](crate::wayland::View)):
+//!   `rotate-method` and GstVideoDirection's `video-direction` (`auto`:
+//!   the stream's `image-orientation` tag) as
+//!   `wl_surface.set_buffer_transform`, zero-copy; the stream's pixel
+//!   aspect ratio; `force-aspect-ratio` (default true: fitted and centred
+//!   on black borders; false: stretched); `fullscreen` and
+//!   `fullscreen-output` (a `wl_output` name); the `title` tag as the
+//!   window title.
+//! - Timing: `wp_presentation` feedback for every commit; each frame's
+//!   presented time against its target (running time + base time +
+//!   latency + render delay) in the stats (median, p95).
 //! - Proposes a dma-buf pool and our allocator in the ALLOCATION query, so
 //!   upstream writes straight into dma-bufs; checks every buffer for
 //!   dma-buf memory whatever the caps; system memory goes through a counted
@@ -30,7 +40,16 @@
 //!   posted as an element message named `wldmabufsink-stats` at EOS.
 //!
 //! Properties: `display` (socket name or path; default `WAYLAND_DISPLAY`),
-//! `window-handle`, `display-handle`, `frame-timeout` (ms), `stats`.
+//! `window-handle`, `display-handle`, `frame-timeout` (ms),
+//! `colour-correction`, `rotate-method`, `video-direction`,
+//! `force-aspect-ratio`, `fullscreen`, `fullscreen-output`, `stats`.
+//!
+//! Rank: none. `autovideosink` and `playbin` do not pick it by themselves;
+//! players name it (`playbin video-sink=wldmabufsink`,
+//! `gst-play-1.0 --videosink=wldmabufsink`). It stays so until it takes
+//! subtitles as `meta:GstVideoOverlayComposition` and sends GstNavigation
+//! events: picked automatically today, playbin would blend subtitles on the
+//! CPU (a copy per frame) and DVD menus would get no pointer.
 
 mod imp;
 
