@@ -73,7 +73,7 @@ pub use error::{ShmError, WaylandError};
 pub use formats::{FormatSet, FormatTableError, Tranche, parse_format_table, tranche_formats};
 pub use globals::{CONNECT_TIMEOUT, ROUNDTRIP_TIMEOUT};
 pub use linux_dmabuf::MAX_DMABUF_VERSION;
-pub use presenter::{NEVER_SHOWN_TIMEOUT, Presenter, SYNC_ENV};
+pub use presenter::{FIRST_PAINT_TIMEOUT, NEVER_SHOWN_TIMEOUT, Presenter, SYNC_ENV};
 pub use stats::{PresentStats, Presented, Via};
 pub use sync::SyncMode;
 pub use timing::{CLOCK_MONOTONIC, FrameTiming, MAX_TIMINGS, Outcome};

@@ -44,10 +44,20 @@ use crate::fence::Fence;
 pub const SYNC_ENV: &str = "DMABUF_INTEROP_SYNC";
 
 /// How long the first commit of a kind of linux-dmabuf buffer may wait for
-/// its frame callback before the kind counts as never shown (generous: a
-/// compositor on an emulated CPU takes a while for its first frame, and a
-/// wrong demotion only costs the `wl_shm` way).
+/// its frame callback, once the compositor paints our window, before the
+/// kind counts as never shown (a wrong demotion only costs the `wl_shm`
+/// way). The clock starts at the later of the commit and the window's
+/// first paint (the first frame callback of ours: the area's first commit
+/// asks for one): a new window's first paint is slow where the compositor
+/// compiles its shaders on an emulated CPU (mutter and sway in the VM
+/// stage: 2.5 s), and that is no fault of the buffer.
 pub const NEVER_SHOWN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a kind's first commit may wait where the compositor has not
+/// painted our window at all (no frame callback of ours yet: an embedded
+/// window, or an area the video covers on a compositor that skips occluded
+/// surfaces) before the kind counts as never shown.
+pub const FIRST_PAINT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Waits on the CPU for a frame's acquire fence where no explicit-sync
 /// commit carries it (implicit sync, or a `wl_shm` copy); a fence that has
@@ -156,7 +166,8 @@ impl Presenter {
 
     /// Follows the first commit of each kind of linux-dmabuf buffer: its
     /// frame callback confirms the kind; a kind whose commit is still not
-    /// shown after [`NEVER_SHOWN_TIMEOUT`] (the compositor answered
+    /// shown [`NEVER_SHOWN_TIMEOUT`] after the window was painted, or
+    /// [`FIRST_PAINT_TIMEOUT`] when it never was (the compositor answered
     /// `created` but cannot show it, as Weston 16 does with some NV12
     /// imports in a VM) is demoted like a refusal: counted
     /// (`never_shown`, `import_refusals`), its `wl_buffer`s retired, its
@@ -167,7 +178,10 @@ impl Presenter {
         if self.state.frame_callback.is_none() {
             self.confirmed_kinds.insert(kind.clone());
             self.unconfirmed = None;
-        } else if since.elapsed() >= NEVER_SHOWN_TIMEOUT {
+        } else if match self.state.painted_at {
+            Some(painted) => Instant::now().saturating_duration_since(painted.max(*since)) >= NEVER_SHOWN_TIMEOUT,
+            None => since.elapsed() >= FIRST_PAINT_TIMEOUT,
+        } {
             let kind = kind.clone();
             self.unconfirmed = None;
             self.import_kinds.insert(kind.clone(), false);
@@ -366,7 +380,9 @@ impl Presenter {
         };
         let layout = self.layout_for(w, h);
         if self.window.changes(&layout, self.view.orientation) {
-            self.window.apply(layout, self.view.orientation);
+            if let Some(id) = self.window.apply(layout, self.view.orientation, &self.qh) {
+                self.state.area_callback = Some(id);
+            }
             self.window.surface.commit();
             self.conn.flush().map_err(lost)?;
         }
@@ -619,7 +635,9 @@ impl Presenter {
             self.window.surface.damage(0, 0, i32::MAX, i32::MAX);
         }
         let layout = self.layout_for(width, height);
-        self.window.apply(layout, self.view.orientation);
+        if let Some(id) = self.window.apply(layout, self.view.orientation, &self.qh) {
+            self.state.area_callback = Some(id);
+        }
         self.last_frame = Some((width, height));
         if let Some(p) = &self.presentation {
             let pending = super::timing::Pending {

@@ -43,6 +43,12 @@ pub(crate) struct State {
     /// The frame callback of the latest commit; an older one's `done` does
     /// not mean the latest frame was shown.
     pub(super) frame_callback: Option<ObjectId>,
+    /// The frame callback of our toplevel area's first commit.
+    pub(super) area_callback: Option<ObjectId>,
+    /// When the compositor first painted our window (the first frame
+    /// callback of ours, the area's or a frame's): the never-shown clock
+    /// runs from there, not from a slow first paint of a new window.
+    pub(super) painted_at: Option<std::time::Instant>,
     /// wl_buffer -> what must stay alive until its release (present = busy).
     pub(super) busy: HashMap<ObjectId, Vec<Box<dyn Any + Send>>>,
     /// wl_buffers we no longer want but the compositor still holds: they
@@ -152,10 +158,19 @@ impl Dispatch<WlCallback, ()> for State {
         _: &Connection,
         _: &QueueHandle<Self>,
     ) {
-        if let wl_callback::Event::Done { .. } = event
-            && state.frame_callback.as_ref() == Some(&callback.id())
-        {
-            state.frame_callback = None;
+        if let wl_callback::Event::Done { .. } = event {
+            let id = callback.id();
+            let frame = state.frame_callback.as_ref() == Some(&id);
+            let area = state.area_callback.as_ref() == Some(&id);
+            if frame {
+                state.frame_callback = None;
+            }
+            if area {
+                state.area_callback = None;
+            }
+            if frame || area {
+                state.painted_at.get_or_insert_with(std::time::Instant::now);
+            }
         }
     }
 }

@@ -21,7 +21,7 @@ pub struct PresentStats {
     /// compositor takes the format neither as a dma-buf nor by `wl_shm`).
     pub converted: u64,
     /// Kinds of buffer the compositor accepted (`created`) but never
-    /// showed (no frame callback within [`NEVER_SHOWN_TIMEOUT`](super::NEVER_SHOWN_TIMEOUT)): demoted
+    /// showed (no frame callback within [`NEVER_SHOWN_TIMEOUT`](super::NEVER_SHOWN_TIMEOUT) of the window being painted): demoted
     /// like refusals (and counted in `import_refusals` too).
     pub never_shown: u64,
     /// Answers to import checks that came after their wait had given up

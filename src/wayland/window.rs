@@ -231,7 +231,16 @@ impl Window {
     /// video's position; an embedded subsurface is moved and the
     /// application's surface committed once to apply that (a subsurface
     /// position is its parent's state), as waylandsink does.
-    pub(super) fn apply(&mut self, layout: Layout, orientation: Orientation) {
+    ///
+    /// Returns the frame callback asked for with the area's first commit
+    /// (when the compositor first paints our window).
+    pub(super) fn apply(
+        &mut self,
+        layout: Layout,
+        orientation: Orientation,
+        qh: &QueueHandle<State>,
+    ) -> Option<wayland_client::backend::ObjectId> {
+        let mut first_paint = None;
         let first = self.applied.is_none();
         let moved = self.applied.is_none_or(|(l, _)| l != layout);
         let turned = self
@@ -255,6 +264,7 @@ impl Window {
                 } => {
                     if first {
                         area.attach(Some(border), 0, 0);
+                        first_paint = Some(area.frame(qh, ()).id());
                     }
                     // The window is the area, whatever the video surface's
                     // extent: a video that is larger for a moment (its new
@@ -281,6 +291,7 @@ impl Window {
             }
         }
         self.applied = Some((layout, orientation));
+        first_paint
     }
 
     /// Asks the window manager for fullscreen (on `output` where given) or
