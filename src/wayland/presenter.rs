@@ -30,7 +30,7 @@ use super::queue::{State, lost};
 use super::shm::ShmBuffer;
 pub(super) use super::stats::{PresentStats, Presented, Via};
 use super::sync::{Explicit, SyncMode};
-use super::view::{Layout, Rect, View};
+use super::view::{Layout, View};
 use super::window::Window;
 use crate::colour::Colorimetry;
 use crate::convert;
@@ -359,15 +359,7 @@ impl Presenter {
         };
         let (w, h) = unscaled.natural_size(width, height);
         let area = area.map_or((w, h), |(aw, ah)| (aw.max(w), ah.max(h)));
-        Layout {
-            area,
-            video: Rect {
-                x: ((area.0 - w) / 2) as i32,
-                y: ((area.1 - h) / 2) as i32,
-                width: w,
-                height: h,
-            },
-        }
+        Layout::centred(area, w, h)
     }
 
     /// Lays the shown frame out again (a configure, a new render

@@ -176,19 +176,24 @@ impl View {
         } else {
             area
         };
-        Layout {
-            area,
-            video: Rect {
-                x: ((area.0 - w) / 2) as i32,
-                y: ((area.1 - h) / 2) as i32,
-                width: w,
-                height: h,
-            },
-        }
+        Layout::centred(area, w, h)
     }
 }
 
 impl Layout {
+    /// A `width`x`height` video centred in `area` (the caller sizes the
+    /// video to fit; a larger one starts at the corner).
+    pub fn centred(area: (u32, u32), width: u32, height: u32) -> Self {
+        Layout {
+            area,
+            video: Rect {
+                x: (area.0.saturating_sub(width) / 2) as i32,
+                y: (area.1.saturating_sub(height) / 2) as i32,
+                width,
+                height,
+            },
+        }
+    }
     /// The buffer pixel under surface point (x, y) of the area, for a
     /// `width`x`height` buffer turned by `orientation`; `None` on the
     /// borders.
