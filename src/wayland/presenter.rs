@@ -49,9 +49,10 @@ pub const SYNC_ENV: &str = "DMABUF_INTEROP_SYNC";
 /// way). The clock starts at the later of the commit and the window's
 /// first paint (the first frame callback of ours: the area's first commit
 /// asks for one): a new window's first paint is slow where the compositor
-/// compiles its shaders on an emulated CPU (mutter and sway in the VM
-/// stage: 2.5 s), and that is no fault of the buffer.
-pub const NEVER_SHOWN_TIMEOUT: Duration = Duration::from_secs(2);
+/// compiles its shaders on an emulated CPU, and that is no fault of the
+/// buffer. 5 s: mutter 50 in the VM stage (TCG) paints the area at once but
+/// shows the first udmabuf frame only 2.5-3 s later.
+pub const NEVER_SHOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a kind's first commit may wait where the compositor has not
 /// painted our window at all (no frame callback of ours yet: an embedded
