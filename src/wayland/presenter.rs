@@ -373,13 +373,20 @@ impl Presenter {
         };
         let layout = self.layout_for(w, h);
         if self.window.changes(&layout, self.view.orientation) {
-            if let Some(id) = self.window.apply(layout, self.view.orientation, &self.qh) {
-                self.state.area_callback = Some(id);
-            }
+            self.apply_layout(layout);
             self.window.surface.commit();
             self.conn.flush().map_err(lost)?;
         }
         Ok(())
+    }
+
+    /// Applies `layout` and the view's turn to the window (the caller
+    /// commits the video surface), keeping the area's first-paint frame
+    /// callback for the never-shown check.
+    fn apply_layout(&mut self, layout: Layout) {
+        if let Some(id) = self.window.apply(layout, self.view.orientation, &self.qh) {
+            self.state.area_callback = Some(id);
+        }
     }
 
     /// Commits the surface again (GstVideoOverlay's `expose`): the
@@ -628,9 +635,7 @@ impl Presenter {
             self.window.surface.damage(0, 0, i32::MAX, i32::MAX);
         }
         let layout = self.layout_for(width, height);
-        if let Some(id) = self.window.apply(layout, self.view.orientation, &self.qh) {
-            self.state.area_callback = Some(id);
-        }
+        self.apply_layout(layout);
         self.last_frame = Some((width, height));
         if let Some(p) = &self.presentation {
             let pending = super::timing::Pending {
