@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::gst::{Run, init, smpte_rgb};
+use common::gst::{Run, eos_or_error, init, smpte_rgb};
 use common::keep_capture;
 
 use dmabuf_interop::wayland::headless::{Image, Renderer, Weston, WestonOptions};
@@ -504,14 +504,7 @@ fn a_real_player_plays_seeks_pauses_and_resumes() {
     ))
     .unwrap();
     encode.set_state(gst::State::Playing).unwrap();
-    let msg = encode
-        .bus()
-        .unwrap()
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(60),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .expect("the encoder ends");
+    let msg = eos_or_error(&encode, 60);
     encode.set_state(gst::State::Null).unwrap();
     assert!(
         matches!(msg.view(), gst::MessageView::Eos(_)),
@@ -612,12 +605,7 @@ fn a_real_player_plays_seeks_pauses_and_resumes() {
             gst::ClockTime::from_mseconds(500),
         )
         .expect("seek");
-    let end = bus
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(30),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .expect("EOS after the seek");
+    let end = eos_or_error(&playbin, 30);
     let stats = sink.property::<gst::Structure>("stats");
     playbin.set_state(gst::State::Null).unwrap();
     let _ = std::fs::remove_dir_all(&dir);

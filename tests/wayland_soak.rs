@@ -38,14 +38,7 @@ fn play(weston: &Weston, description: &str, probe: Option<Arc<[AtomicUsize; 2]>>
             });
     }
     pipeline.set_state(gst::State::Playing).unwrap();
-    let msg = pipeline
-        .bus()
-        .unwrap()
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(120),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .expect("EOS");
+    let msg = common::gst::eos_or_error(&pipeline, 120);
     assert!(
         matches!(msg.view(), gst::MessageView::Eos(_)),
         "{msg:?}\nweston log:\n{}",

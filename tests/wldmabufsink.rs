@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::gst::{Run, init, reference_frame};
+use common::gst::{Run, eos_or_error, init, reference_frame};
 use common::{grid_error, keep_capture, weston};
 
 use dmabuf_interop::pattern;
@@ -189,18 +189,6 @@ fn grey_frame(value: u8, index: u8) -> gst::Buffer {
         .unwrap()
         .set_pts(gst::ClockTime::from_mseconds(u64::from(index) * 33));
     buffer
-}
-
-/// The pipeline's EOS or error message, waited for at most `seconds`.
-fn eos_or_error(pipeline: &gst::Pipeline, seconds: u64) -> gst::Message {
-    pipeline
-        .bus()
-        .unwrap()
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(seconds),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .expect("EOS or an error")
 }
 
 /// A frame dropped because the compositor had not shown the one before

@@ -55,11 +55,13 @@ mod globals;
 #[cfg(feature = "headless")]
 pub mod headless;
 mod linux_dmabuf;
+mod placement;
 mod presenter;
 #[cfg(feature = "headless")]
 mod protocols;
 mod queue;
 mod shm;
+mod shown;
 mod stats;
 mod sync;
 mod timing;
@@ -73,7 +75,8 @@ pub use error::{ShmError, WaylandError};
 pub use formats::{FormatSet, FormatTableError, Tranche, parse_format_table, tranche_formats};
 pub use globals::{CONNECT_TIMEOUT, ROUNDTRIP_TIMEOUT};
 pub use linux_dmabuf::MAX_DMABUF_VERSION;
-pub use presenter::{FIRST_PAINT_TIMEOUT, NEVER_SHOWN_TIMEOUT, Presenter, SYNC_ENV};
+pub use presenter::{Presenter, SYNC_ENV};
+pub use shown::{FIRST_PAINT_TIMEOUT, NEVER_SHOWN_TIMEOUT};
 pub use stats::{PresentStats, Presented, Via};
 pub use sync::SyncMode;
 pub use timing::{CLOCK_MONOTONIC, FrameTiming, MAX_TIMINGS, Outcome};

@@ -28,9 +28,10 @@ use super::globals::{self, ROUNDTRIP_TIMEOUT};
 use super::linux_dmabuf::ImportKind;
 use super::queue::{State, lost};
 use super::shm::ShmBuffer;
+use super::shown::ShownCheck;
 pub(super) use super::stats::{PresentStats, Presented, Via};
 use super::sync::{Explicit, SyncMode};
-use super::view::{Layout, View};
+use super::view::View;
 use super::window::Window;
 use crate::colour::Colorimetry;
 use crate::convert;
@@ -42,23 +43,6 @@ use crate::fence::Fence;
 /// `DMABUF_INTEROP_SYNC=explicit-sync-v1` prefers
 /// `zwp_linux_explicit_synchronization_v1` over linux-drm-syncobj-v1.
 pub const SYNC_ENV: &str = "DMABUF_INTEROP_SYNC";
-
-/// How long the first commit of a kind of linux-dmabuf buffer may wait for
-/// its frame callback, once the compositor paints our window, before the
-/// kind counts as never shown (a wrong demotion only costs the `wl_shm`
-/// way). The clock starts at the later of the commit and the window's
-/// first paint (the first frame callback of ours: the area's first commit
-/// asks for one): a new window's first paint is slow where the compositor
-/// compiles its shaders on an emulated CPU, and that is no fault of the
-/// buffer. 5 s: mutter 50 in the VM stage (TCG) paints the area at once but
-/// shows the first udmabuf frame only 2.5-3 s later.
-pub const NEVER_SHOWN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long a kind's first commit may wait where the compositor has not
-/// painted our window at all (no frame callback of ours yet: an embedded
-/// window, or an area the video covers on a compositor that skips occluded
-/// surfaces) before the kind counts as never shown.
-pub const FIRST_PAINT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Waits on the CPU for a frame's acquire fence where no explicit-sync
 /// commit carries it (implicit sync, or a `wl_shm` copy); a fence that has
@@ -92,11 +76,9 @@ pub struct Presenter {
     /// `invalid_wl_buffer`).
     pub(super) import_kinds: HashMap<ImportKind, bool>,
     pub(super) shm_buffers: Vec<ShmBuffer>,
-    /// The first commit of a linux-dmabuf kind not yet seen shown, and
-    /// when (see `check_shown`).
-    pub(super) unconfirmed: Option<(ImportKind, Instant)>,
-    /// Kinds whose commit was shown (a frame callback came).
-    pub(super) confirmed_kinds: std::collections::HashSet<ImportKind>,
+    /// Whether the compositor shows the kinds it accepted (see
+    /// `check_shown`).
+    pub(super) shown: ShownCheck<ImportKind>,
     /// Files the compositor could not map as `wl_shm` pools (see
     /// `shm_wl_buffer_for`).
     pub(super) shm_unmappable: std::collections::HashSet<(u64, u64)>,
@@ -165,42 +147,32 @@ impl Presenter {
         Ok(())
     }
 
-    /// Follows the first commit of each kind of linux-dmabuf buffer: its
-    /// frame callback confirms the kind; a kind whose commit is still not
-    /// shown [`NEVER_SHOWN_TIMEOUT`] after the window was painted, or
-    /// [`FIRST_PAINT_TIMEOUT`] when it never was (the compositor answered
-    /// `created` but cannot show it, as Weston 16 does with some NV12
-    /// imports in a VM) is demoted like a refusal: counted
-    /// (`never_shown`, `import_refusals`), its `wl_buffer`s retired, its
-    /// frames sent the `wl_shm` way from then on, and the wait for that
-    /// frame callback given up, so playback goes on.
+    /// The never-shown check ([`ShownCheck`]) after every read: a kind
+    /// the compositor accepted but does not show is demoted like a
+    /// refusal: counted (`never_shown`, `import_refusals`), its
+    /// `wl_buffer`s retired, its frames sent the `wl_shm` way from then
+    /// on, and the wait for that frame callback given up, so playback goes
+    /// on.
     fn check_shown(&mut self) {
-        let Some((kind, since)) = &self.unconfirmed else { return };
-        if self.state.frame_callback.is_none() {
-            self.confirmed_kinds.insert(kind.clone());
-            self.unconfirmed = None;
-        } else if match self.state.painted_at {
-            Some(painted) => Instant::now().saturating_duration_since(painted.max(*since)) >= NEVER_SHOWN_TIMEOUT,
-            None => since.elapsed() >= FIRST_PAINT_TIMEOUT,
-        } {
-            let kind = kind.clone();
-            self.unconfirmed = None;
-            self.import_kinds.insert(kind.clone(), false);
-            self.stats.import_refusals += 1;
-            self.stats.never_shown += 1;
-            let stale: Vec<BufferId> = self
-                .cache
-                .iter()
-                .filter(|(_, e)| !e.shm && e.kind == kind)
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in stale {
-                if let Some(e) = self.cache.remove(&id) {
-                    e.retire(&mut self.state);
-                }
+        let pending = self.state.frame_callback.is_some();
+        let Some(kind) = self.shown.check(pending, self.state.painted_at, Instant::now()) else {
+            return;
+        };
+        self.import_kinds.insert(kind.clone(), false);
+        self.stats.import_refusals += 1;
+        self.stats.never_shown += 1;
+        let stale: Vec<BufferId> = self
+            .cache
+            .iter()
+            .filter(|(_, e)| !e.shm && e.kind == kind)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            if let Some(e) = self.cache.remove(&id) {
+                e.retire(&mut self.state);
             }
-            self.state.frame_callback = None;
         }
+        self.state.frame_callback = None;
     }
 
     /// What the compositor accepts. Re-evaluated on every feedback `done`.
@@ -254,146 +226,6 @@ impl Presenter {
     /// Whether the user closed the window.
     pub fn is_closed(&self) -> bool {
         self.state.closed
-    }
-
-    /// Where video goes inside an application's surface (GstVideoOverlay's
-    /// render rectangle): the next frames are placed in the
-    /// `width`x`height` rectangle at (x, y) by the [`View`] (fitted and
-    /// centred, or stretched), the shown one at once (the application's
-    /// surface is committed once to apply the subsurface's position).
-    /// `None`, or a width or height of 0 or less, goes back to the frame's
-    /// own size at (0, 0). Ignored for our own toplevel, which follows the
-    /// compositor's configure.
-    pub fn set_render_rectangle(&mut self, rect: Option<(i32, i32, i32, i32)>) -> Result<(), WaylandError> {
-        let rect = rect.filter(|&(_, _, w, h)| w > 0 && h > 0);
-        let (x, y) = rect.map_or((0, 0), |(x, y, _, _)| (x, y));
-        self.window.set_origin(x, y);
-        self.render_size = rect.map(|(_, _, w, h)| (w as u32, h as u32));
-        self.relayout()
-    }
-
-    /// How frames are turned and placed (see [`View`]); the shown frame
-    /// follows at once.
-    pub fn set_view(&mut self, view: View) -> Result<(), WaylandError> {
-        self.view = view;
-        self.relayout()
-    }
-
-    /// The current [`View`].
-    pub fn view(&self) -> View {
-        self.view
-    }
-
-    /// Where the last frame went (None before the first).
-    pub fn layout(&self) -> Option<Layout> {
-        self.last_frame.map(|(w, h)| self.layout_for(w, h))
-    }
-
-    /// Asks for our window to be fullscreen, on the output named `output`
-    /// (`wl_output` v4 names, e.g. `"HDMI-A-1"`; `None`: the compositor
-    /// chooses), or to leave fullscreen. The compositor answers with a
-    /// configure, which the layout follows: the video fitted and centred
-    /// in the output, black around it. An unknown name is
-    /// [`WaylandError::UnknownOutput`], with the names there are. Ignored
-    /// when embedded (the application owns its window).
-    pub fn set_fullscreen(&mut self, fullscreen: bool, output: Option<&str>) -> Result<(), WaylandError> {
-        let output = match output.filter(|_| fullscreen) {
-            None => None,
-            Some(name) => {
-                let found = self
-                    .window
-                    .outputs()
-                    .iter()
-                    .find(|o| self.state.output_names.get(&o.id()).is_some_and(|n| n == name))
-                    .cloned();
-                match found {
-                    Some(o) => Some(o),
-                    None => {
-                        return Err(WaylandError::UnknownOutput {
-                            name: name.into(),
-                            known: self.output_names(),
-                        });
-                    }
-                }
-            }
-        };
-        self.window.set_fullscreen(fullscreen, output.as_ref());
-        self.conn.flush().map_err(lost)
-    }
-
-    /// Our window's title (e.g. a stream's title tag); ignored when
-    /// embedded. Sent with the next flush.
-    pub fn set_title(&mut self, title: &str) {
-        self.window.set_title(title);
-    }
-
-    /// Whether the compositor's last configure made our window
-    /// fullscreen.
-    pub fn is_fullscreen(&self) -> bool {
-        self.state.fullscreen
-    }
-
-    /// The names of the compositor's outputs (`wl_output` v4; outputs of
-    /// older versions have none), for [`set_fullscreen`](Self::set_fullscreen).
-    pub fn output_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.state.output_names.values().cloned().collect();
-        names.sort();
-        names
-    }
-
-    /// Where a `width`x`height` frame goes now: in our window's configured
-    /// size, or the application's render rectangle, by the view. Without
-    /// `wp_viewporter` nothing can be scaled: the turned buffer at its own
-    /// size, centred where the area is larger.
-    fn layout_for(&self, width: u32, height: u32) -> Layout {
-        let area = if self.window.is_embedded() {
-            self.render_size
-        } else {
-            self.state.toplevel_size
-        };
-        if self.window.viewport.is_some() {
-            return self.view.layout(width, height, area);
-        }
-        let unscaled = View {
-            pixel_aspect_ratio: (1, 1),
-            ..self.view
-        };
-        let (w, h) = unscaled.natural_size(width, height);
-        let area = area.map_or((w, h), |(aw, ah)| (aw.max(w), ah.max(h)));
-        Layout::centred(area, w, h)
-    }
-
-    /// Lays the shown frame out again (a configure, a new render
-    /// rectangle or view): the video surface is committed with its new
-    /// turn and size (no new buffer, no frame callback), the area with the
-    /// video's place.
-    fn relayout(&mut self) -> Result<(), WaylandError> {
-        let Some((w, h)) = self.last_frame else {
-            return Ok(());
-        };
-        let layout = self.layout_for(w, h);
-        if self.window.changes(&layout, self.view.orientation) {
-            self.apply_layout(layout);
-            self.window.surface.commit();
-            self.conn.flush().map_err(lost)?;
-        }
-        Ok(())
-    }
-
-    /// Applies `layout` and the view's turn to the window (the caller
-    /// commits the video surface), keeping the area's first-paint frame
-    /// callback for the never-shown check.
-    fn apply_layout(&mut self, layout: Layout) {
-        if let Some(id) = self.window.apply(layout, self.view.orientation, &self.qh) {
-            self.state.area_callback = Some(id);
-        }
-    }
-
-    /// Commits the surface again (GstVideoOverlay's `expose`): the
-    /// compositor shows the buffer it holds once more.
-    pub fn expose(&mut self) -> Result<(), WaylandError> {
-        self.window.surface.commit();
-        self.conn.flush().map_err(lost)
     }
 
     /// When the next frame committed should be shown, in nanoseconds of
@@ -554,11 +386,8 @@ impl Presenter {
         };
         self.apply_colour(buf.fourcc(), plan, presented.via);
         self.commit_frame(&wl_buffer, presented, buf.width(), buf.height(), keepalive)?;
-        if presented.via == Via::LinuxDmabuf && self.unconfirmed.is_none() {
-            let kind = ImportKind::of(buf);
-            if !self.confirmed_kinds.contains(&kind) {
-                self.unconfirmed = Some((kind, Instant::now()));
-            }
+        if presented.via == Via::LinuxDmabuf {
+            self.shown.committed(ImportKind::of(buf), Instant::now());
         }
         Ok(presented)
     }

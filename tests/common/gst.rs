@@ -21,6 +21,19 @@ pub fn init() {
     });
 }
 
+/// The EOS or error message of `element`'s bus, waited for at most
+/// `seconds` (a pipeline that neither ends nor fails is a test failure).
+pub fn eos_or_error(element: &impl IsA<gst::Element>, seconds: u64) -> gst::Message {
+    element
+        .bus()
+        .expect("a pipeline has a bus")
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(seconds),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .unwrap_or_else(|| panic!("neither EOS nor an error within {seconds} s"))
+}
+
 /// What a pipeline run ended with.
 pub struct Run {
     /// wldmabufsink's stats message at EOS.

@@ -26,6 +26,7 @@ mod caps;
 mod direction;
 mod overlay;
 mod properties;
+mod stats;
 mod timing;
 
 use caps::{caps_for_formats, template_caps};
@@ -240,6 +241,7 @@ impl WlDmaBufSink {
         }
     }
 
+    /// The `stats` property (and the message posted at EOS).
     fn stats_structure(&self) -> gst::Structure {
         let counters = *self.counters.lock().unwrap_or_else(|p| p.into_inner());
         let stats = self
@@ -249,43 +251,8 @@ impl WlDmaBufSink {
             .as_ref()
             .map(Presenter::stats)
             .unwrap_or_default();
-        let (timed, median, p95) = self.timing_errors.lock().unwrap_or_else(|p| p.into_inner()).summary();
-        gst::Structure::builder("wldmabufsink-stats")
-            .field("frames", counters.frames)
-            .field("shown", stats.presented)
-            .field("zero-copy", stats.zero_copy)
-            .field("shm-zero-copy", stats.shm_zero_copy)
-            .field("copies", stats.copies)
-            .field("converted", stats.converted)
-            .field("dropped", counters.dropped)
-            .field("wl-buffers", stats.wl_buffers_created)
-            .field("cache-hits", stats.cache_hits)
-            .field("releases", stats.releases)
-            .field("reused-before-release", stats.reused_before_release)
-            .field("import-refusals", stats.import_refusals)
-            .field("never-shown", stats.never_shown)
-            .field("colour-told", stats.colour_told)
-            .field("colour-converted", stats.colour_converted)
-            .field("colour-uncorrected", stats.colour_uncorrected)
-            .field("colour-described", stats.colour_described)
-            .field("colour-description-failures", stats.colour_description_failures)
-            .field(
-                "sync",
-                match stats.sync {
-                    crate::wayland::SyncMode::Implicit => "implicit",
-                    crate::wayland::SyncMode::DrmSyncobj => "linux-drm-syncobj-v1",
-                    crate::wayland::SyncMode::ExplicitSyncV1 => "linux-explicit-synchronization-v1",
-                },
-            )
-            .field("explicit-sync-commits", stats.explicit_sync_commits)
-            .field("release-points-signalled", stats.release_points_signalled)
-            .field("presented-feedback", stats.feedback_presented)
-            .field("discarded-feedback", stats.feedback_discarded)
-            .field("presented-zero-copy-feedback", stats.feedback_zero_copy)
-            .field("timed", timed)
-            .field("presentation-error-median-us", median)
-            .field("presentation-error-p95-us", p95)
-            .build()
+        let timing = self.timing_errors.lock().unwrap_or_else(|p| p.into_inner()).summary();
+        stats::structure(counters.frames, counters.dropped, &stats, timing)
     }
 
     /// Waits (in short slices, so unlock() can interrupt) until the previous

@@ -1,0 +1,49 @@
+//! The sink's `stats` property: what the sink counted, what the
+//! Presenter counted and the presentation errors, as one structure
+//! (`wldmabufsink-stats`, also posted as an element message at EOS).
+
+use gstreamer as gst;
+
+use crate::wayland::{PresentStats, SyncMode};
+
+/// `frames`/`dropped`: the sink's counts; `timing`: (timed frames, median
+/// and p95 presentation error in microseconds), from `timing::Errors`.
+pub(super) fn structure(frames: u64, dropped: u64, stats: &PresentStats, timing: (u64, i64, u64)) -> gst::Structure {
+    let (timed, median, p95) = timing;
+    gst::Structure::builder("wldmabufsink-stats")
+        .field("frames", frames)
+        .field("shown", stats.presented)
+        .field("zero-copy", stats.zero_copy)
+        .field("shm-zero-copy", stats.shm_zero_copy)
+        .field("copies", stats.copies)
+        .field("converted", stats.converted)
+        .field("dropped", dropped)
+        .field("wl-buffers", stats.wl_buffers_created)
+        .field("cache-hits", stats.cache_hits)
+        .field("releases", stats.releases)
+        .field("reused-before-release", stats.reused_before_release)
+        .field("import-refusals", stats.import_refusals)
+        .field("never-shown", stats.never_shown)
+        .field("colour-told", stats.colour_told)
+        .field("colour-converted", stats.colour_converted)
+        .field("colour-uncorrected", stats.colour_uncorrected)
+        .field("colour-described", stats.colour_described)
+        .field("colour-description-failures", stats.colour_description_failures)
+        .field(
+            "sync",
+            match stats.sync {
+                SyncMode::Implicit => "implicit",
+                SyncMode::DrmSyncobj => "linux-drm-syncobj-v1",
+                SyncMode::ExplicitSyncV1 => "linux-explicit-synchronization-v1",
+            },
+        )
+        .field("explicit-sync-commits", stats.explicit_sync_commits)
+        .field("release-points-signalled", stats.release_points_signalled)
+        .field("presented-feedback", stats.feedback_presented)
+        .field("discarded-feedback", stats.feedback_discarded)
+        .field("presented-zero-copy-feedback", stats.feedback_zero_copy)
+        .field("timed", timed)
+        .field("presentation-error-median-us", median)
+        .field("presentation-error-p95-us", p95)
+        .build()
+}
