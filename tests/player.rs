@@ -337,6 +337,131 @@ fn fullscreen_fills_the_output_on_a_desktop_shell() {
     );
 }
 
+/// An overlay rectangle: x, y, width, height in the frame's pixels, and
+/// its premultiplied BGRA colour.
+type OverlayRect = (u32, u32, u32, u32, [u8; 4]);
+
+/// Two overlay rectangles as GStreamer's own `overlaycomposition` element
+/// makes them (its `draw` signal: an opaque magenta band where subtitles
+/// go, a half-transparent white box), premultiplied BGRA as GStreamer's
+/// overlay ARGB is.
+fn overlay_composition() -> (gstreamer_video::VideoOverlayComposition, [OverlayRect; 2]) {
+    use gstreamer_video as gst_video;
+    let rects = [
+        (40, 130, 240, 40, [255, 0, 255, 255]),
+        (20, 20, 64, 48, [128, 128, 128, 128]),
+    ];
+    let rectangles: Vec<gst_video::VideoOverlayRectangle> = rects
+        .iter()
+        .map(|&(x, y, w, h, bgra)| {
+            // Drawn at half size: the sink scales it to the rectangle.
+            let (pw, ph) = (w / 2, h / 2);
+            let mut buffer = gst::Buffer::from_mut_slice(bgra.repeat((pw * ph) as usize));
+            gst_video::VideoMeta::add(
+                buffer.get_mut().unwrap(),
+                gst_video::VideoFrameFlags::empty(),
+                gst_video::VideoFormat::Bgra,
+                pw,
+                ph,
+            )
+            .unwrap();
+            gst_video::VideoOverlayRectangle::new_raw(
+                &buffer,
+                x as i32,
+                y as i32,
+                w,
+                h,
+                gst_video::VideoOverlayFormatFlags::PREMULTIPLIED_ALPHA,
+            )
+        })
+        .collect();
+    (
+        gst_video::VideoOverlayComposition::new(rectangles.iter()).unwrap(),
+        rects,
+    )
+}
+
+/// Subtitles and other overlays by `meta:GstVideoOverlayComposition`:
+/// `overlaycomposition` negotiates the meta with the sink (caps feature
+/// and ALLOCATION query, as textoverlay does for playbin's subtitles) and
+/// attaches its composition to every frame instead of blending it; the
+/// sink shows the rectangles above the video, scaled and turned with it,
+/// uploaded once for the unchanged composition, every frame zero-copy.
+/// waylandsink beside (it takes no overlay meta: overlaycomposition
+/// blends into each frame on the CPU there).
+#[test]
+fn overlay_composition_shows_above_the_zero_copy_video() {
+    init();
+    let size = (320, 180);
+    let bars = smpte_rgb(size.0, size.1);
+    let (composition, rects) = overlay_composition();
+    // What the screen should show at buffer pixel (x, y): premultiplied
+    // "over" (out = overlay + video * (1 - alpha)).
+    let reference = |x: u32, y: u32| {
+        let video = bars(x, y);
+        for &(rx, ry, rw, rh, bgra) in rects.iter().rev() {
+            if x >= rx && x < rx + rw && y >= ry && y < ry + rh {
+                let a = u32::from(bgra[3]);
+                let over = |c: u8, v: u8| (u32::from(c) + (u32::from(v) * (255 - a) + 127) / 255).min(255) as u8;
+                return [
+                    over(bgra[2], video[0]),
+                    over(bgra[1], video[1]),
+                    over(bgra[0], video[2]),
+                ];
+            }
+        }
+        video
+    };
+    for method in ["identity", "90r"] {
+        let turned = if swaps(method) { (size.1, size.0) } else { size };
+        let rect = fitted(turned);
+        let mut results = Vec::new();
+        for sink in ["wldmabufsink", "waylandsink"] {
+            let weston = weston();
+            let pipeline = gst::parse::launch(&format!(
+                "videotestsrc pattern=smpte num-buffers=10 ! video/x-raw,format=BGRx,width={},height={} ! \
+                 overlaycomposition name=oc ! {sink} name=sink rotate-method={method}",
+                size.0, size.1
+            ))
+            .unwrap();
+            let oc = pipeline
+                .downcast_ref::<gst::Bin>()
+                .unwrap()
+                .by_name("oc")
+                .expect("overlaycomposition (gstreamer1.0-plugins-base)");
+            let comp = composition.clone();
+            oc.connect("draw", false, move |_| Some(comp.to_value()));
+            let run = common::gst::run_pipeline(&weston.socket_path(), pipeline, || {
+                Some(weston.capture().expect("capture"))
+            });
+            let measured = run
+                .capture
+                .as_ref()
+                .map(|i| turned_error(i, &reference, size, method, rect));
+            if let Some(i) = &run.capture {
+                keep_capture(i, &format!("overlay-{method}-{sink}"));
+            }
+            println!("overlay {method} {sink}: {measured:?} at {rect:?}; {:?}", run.error);
+            results.push((run, measured));
+        }
+        let (ours, measured) = &results[0];
+        assert_eq!(ours.error, None, "{method}");
+        let (worst, points, border) = measured.expect("a capture");
+        assert!(points >= 60, "{method}: {points} points");
+        assert!(worst <= TOLERANCE, "{method}: picture or overlay off by {worst}");
+        assert!(border <= 2, "{method}: borders not black ({border})");
+        assert_eq!(ours.stat("zero-copy"), ours.stat("shown"), "{method}");
+        // The meta path, not a blend: one upload for the whole stream.
+        assert_eq!(ours.stat("overlay-sets"), 1, "{method}");
+        if let (None, Some((ws_worst, _, _))) = (&results[1].0.error, results[1].1) {
+            assert!(
+                worst <= ws_worst.max(TOLERANCE),
+                "{method}: ours {worst}, waylandsink {ws_worst}"
+            );
+        }
+    }
+}
+
 /// Every commit gets its `wp_presentation` feedback (presented or
 /// discarded) by EOS, and each presented frame is timed against its target
 /// (running time + base time + latency + render delay). The numbers are

@@ -55,6 +55,7 @@ mod globals;
 #[cfg(feature = "headless")]
 pub mod headless;
 mod linux_dmabuf;
+mod overlay;
 mod placement;
 mod presenter;
 #[cfg(feature = "headless")]
@@ -75,6 +76,7 @@ pub use error::{ShmError, WaylandError};
 pub use formats::{FormatSet, FormatTableError, Tranche, parse_format_table, tranche_formats};
 pub use globals::{CONNECT_TIMEOUT, ROUNDTRIP_TIMEOUT};
 pub use linux_dmabuf::MAX_DMABUF_VERSION;
+pub use overlay::OverlayImage;
 pub use presenter::{Presenter, SYNC_ENV};
 pub use shown::{FIRST_PAINT_TIMEOUT, NEVER_SHOWN_TIMEOUT};
 pub use stats::{PresentStats, Presented, Via};

@@ -144,6 +144,7 @@ impl Presenter {
         if let Some(id) = self.window.apply(layout, self.view.orientation, &self.qh) {
             self.state.area_callback = Some(id);
         }
+        self.place_overlays();
     }
 
     /// Commits the surface again (GstVideoOverlay's `expose`): the

@@ -26,6 +26,7 @@ use super::error::WaylandError;
 use super::formats::FormatSet;
 use super::globals::{self, ROUNDTRIP_TIMEOUT};
 use super::linux_dmabuf::ImportKind;
+use super::overlay::Overlays;
 use super::queue::{State, lost};
 use super::shm::ShmBuffer;
 use super::shown::ShownCheck;
@@ -63,7 +64,7 @@ pub struct Presenter {
     pub(super) qh: QueueHandle<State>,
     pub(super) state: State,
     // wl_compositor has no destructor request; its proxy goes with us.
-    pub(super) _compositor: WlCompositor,
+    pub(super) compositor: WlCompositor,
     pub(super) shm: Option<WlShm>,
     pub(super) dmabuf: Option<ZwpLinuxDmabufV1>,
     pub(super) feedbacks: Vec<ZwpLinuxDmabufFeedbackV1>,
@@ -101,6 +102,8 @@ pub struct Presenter {
     pub(super) colour: ColourRep,
     /// `wp_color_management_v1` image descriptions.
     pub(super) colour_management: ColourManagement,
+    /// Subtitles and other images above the video.
+    pub(super) overlays: Overlays,
 }
 
 impl std::fmt::Debug for Presenter {
@@ -463,9 +466,9 @@ impl Presenter {
         } else {
             self.window.surface.damage(0, 0, i32::MAX, i32::MAX);
         }
+        self.last_frame = Some((width, height));
         let layout = self.layout_for(width, height);
         self.apply_layout(layout);
-        self.last_frame = Some((width, height));
         if let Some(p) = &self.presentation {
             let pending = super::timing::Pending {
                 commit: self.stats.presented + 1,
@@ -557,6 +560,7 @@ impl Drop for Presenter {
         }
         self.colour.destroy();
         self.colour_management.destroy();
+        self.overlays.destroy();
         self.window.destroy(&mut self.state);
         if let Some(v) = self.viewporter.take() {
             v.destroy();

@@ -24,6 +24,9 @@ pub struct PresentStats {
     /// showed (no frame callback within [`NEVER_SHOWN_TIMEOUT`](super::NEVER_SHOWN_TIMEOUT) of the window being painted): demoted
     /// like refusals (and counted in `import_refusals` too).
     pub never_shown: u64,
+    /// Overlay sets uploaded (`Presenter::set_overlays` with a new key:
+    /// a subtitle that stays on screen counts once).
+    pub overlay_sets: u64,
     /// Answers to import checks that came after their wait had given up
     /// (the late `wl_buffer` destroyed, the answer kept for its kind).
     pub late_import_answers: u64,

@@ -194,6 +194,31 @@ impl Layout {
             },
         }
     }
+    /// Where `rect`, in the pixels of a `width`x`height` buffer turned by
+    /// `orientation` (an overlay drawn for that frame: a subtitle), lands
+    /// on the video surface: turned as the frame is, then scaled as the
+    /// frame is to the video's size. Relative to the video surface's
+    /// corner; at least 1x1.
+    pub fn place_in_video(&self, rect: Rect, width: u32, height: u32, orientation: Orientation) -> Rect {
+        let (w, h) = (f64::from(width.max(1)), f64::from(height.max(1)));
+        let (x0, y0) = (f64::from(rect.x), f64::from(rect.y));
+        let (x1, y1) = (x0 + f64::from(rect.width), y0 + f64::from(rect.height));
+        let (ax, ay) = orientation.turn(x0, y0, w, h);
+        let (bx, by) = orientation.turn(x1, y1, w, h);
+        let (sw, sh) = if orientation.swaps_axes() { (h, w) } else { (w, h) };
+        let (kx, ky) = (f64::from(self.video.width) / sw, f64::from(self.video.height) / sh);
+        let (left, top) = (ax.min(bx) * kx, ay.min(by) * ky);
+        let (right, bottom) = (ax.max(bx) * kx, ay.max(by) * ky);
+        let clamp = |v: f64| v.round().clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32;
+        let (l, t) = (clamp(left), clamp(top));
+        Rect {
+            x: l,
+            y: t,
+            width: (clamp(right) - l).max(1) as u32,
+            height: (clamp(bottom) - t).max(1) as u32,
+        }
+    }
+
     /// The buffer pixel under surface point (x, y) of the area, for a
     /// `width`x`height` buffer turned by `orientation`; `None` on the
     /// borders.
@@ -236,6 +261,77 @@ pub fn fit(src_w: u32, src_h: u32, box_w: u32, box_h: u32) -> (u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_overlay_follows_the_frames_turn_and_scale() {
+        // A 320x240 frame shown at 640x480 (twice its size) at (10, 20).
+        let layout = Layout {
+            area: (660, 500),
+            video: Rect {
+                x: 10,
+                y: 20,
+                width: 640,
+                height: 480,
+            },
+        };
+        let subtitle = Rect {
+            x: 40,
+            y: 200,
+            width: 240,
+            height: 30,
+        };
+        // Relative to the video surface, twice as large.
+        assert_eq!(
+            layout.place_in_video(subtitle, 320, 240, Orientation::Identity),
+            Rect {
+                x: 80,
+                y: 400,
+                width: 480,
+                height: 60
+            }
+        );
+        // Turned half a turn: the bottom band moves to the top, mirrored.
+        assert_eq!(
+            layout.place_in_video(subtitle, 320, 240, Orientation::Rotate180),
+            Rect {
+                x: 80,
+                y: 20,
+                width: 480,
+                height: 60
+            }
+        );
+        // A quarter turn clockwise on a 240x320 video: the bottom band of
+        // the buffer becomes the left band of the screen.
+        let turned = Layout {
+            area: (240, 320),
+            video: Rect {
+                x: 0,
+                y: 0,
+                width: 240,
+                height: 320,
+            },
+        };
+        assert_eq!(
+            turned.place_in_video(subtitle, 320, 240, Orientation::Rotate90),
+            Rect {
+                x: 10,
+                y: 40,
+                width: 30,
+                height: 240
+            }
+        );
+        // Every corner of the result maps back into the rectangle.
+        for o in [Orientation::Rotate90, Orientation::FlipUpperRightLowerLeft] {
+            let r = turned.place_in_video(subtitle, 320, 240, o);
+            let (bx, by) = turned
+                .to_buffer(f64::from(r.x) + 0.5, f64::from(r.y) + 0.5, 320, 240, o)
+                .unwrap();
+            assert!(
+                (40.0..280.0).contains(&bx) && (200.0..230.0).contains(&by),
+                "{o:?}: {bx},{by}"
+            );
+        }
+    }
 
     const ALL: [Orientation; 8] = [
         Orientation::Identity,

@@ -107,6 +107,8 @@ pub(super) struct Window {
     /// The video surface, the one frames are attached to: always ours.
     pub(super) surface: WlSurface,
     pub(super) viewport: Option<WpViewport>,
+    /// Kept for the overlays' subsurfaces (children of the video surface).
+    pub(super) subcompositor: WlSubcompositor,
     role: Role,
     /// The layout and turn last applied (None: nothing yet).
     applied: Option<(Layout, Orientation)>,
@@ -137,7 +139,6 @@ impl Window {
         let surface = compositor.create_surface(qh, ());
         let viewport = viewporter.map(|v| v.get_viewport(&surface, qh, ()));
         let subsurface = subcompositor.get_subsurface(&surface, &area, qh, ());
-        subcompositor.destroy();
         subsurface.set_desync();
         let xdg = wm.get_xdg_surface(&area, qh, ());
         let toplevel = xdg.get_toplevel(qh, ());
@@ -149,6 +150,7 @@ impl Window {
         Ok(Self {
             surface,
             viewport,
+            subcompositor,
             role: Role::Toplevel {
                 wm,
                 xdg,
@@ -181,8 +183,6 @@ impl Window {
             .ok_or(WaylandError::MissingGlobal("wl_subcompositor"))?;
         let surface = compositor.create_surface(qh, ());
         let subsurface = subcompositor.get_subsurface(&surface, parent, qh, ());
-        // The subsurface lives on without its factory.
-        subcompositor.destroy();
         subsurface.set_position(0, 0);
         subsurface.set_desync();
         let region = compositor.create_region(qh, ());
@@ -194,6 +194,7 @@ impl Window {
         Ok(Self {
             surface,
             viewport,
+            subcompositor,
             role: Role::Embedded {
                 subsurface,
                 parent: parent.clone(),
@@ -218,6 +219,11 @@ impl Window {
             *origin = (x, y);
             self.applied = None;
         }
+    }
+
+    /// The layout and turn applied last (None before the first frame).
+    pub(super) fn applied(&self) -> Option<(Layout, Orientation)> {
+        self.applied
     }
 
     /// Whether `layout` and `orientation` differ from what was applied.
@@ -373,6 +379,7 @@ impl Window {
                 self.surface.destroy();
             }
         }
+        self.subcompositor.destroy();
     }
 }
 
@@ -408,7 +415,7 @@ fn black_pixel(
 /// turned by `o` (`set_buffer_transform` names the turn the client has
 /// applied, and the compositor undoes it: a buffer said to be turned 90
 /// degrees counter-clockwise is shown turned 90 degrees clockwise).
-fn transform(o: Orientation) -> wl_output::Transform {
+pub(super) fn transform(o: Orientation) -> wl_output::Transform {
     match o {
         Orientation::Identity => wl_output::Transform::Normal,
         Orientation::Rotate90 => wl_output::Transform::_90,

@@ -23,6 +23,7 @@ use crate::gst::{DmaBufPoolAllocator, importer::propose_allocation};
 use crate::wayland::{Orientation, Presenter, Target, View, WaylandError};
 
 mod caps;
+mod composition;
 mod direction;
 mod overlay;
 mod properties;
@@ -354,6 +355,11 @@ impl WlDmaBufSink {
             // A newer frame goes: the held one is stale.
             *self.held.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
+        // Overlays go with this frame's commit; a bad one is logged, and
+        // the video plays on without it.
+        if let Err(e) = composition::apply(presenter, buffer) {
+            gst::warning!(CAT, imp = self, "overlay composition not shown: {e}");
+        }
         // The rule: check every buffer for dma-buf memory, whatever the caps.
         if is_dmabuf_buffer(buffer) {
             let dmabuf = self
@@ -544,6 +550,8 @@ impl BaseSinkImpl for WlDmaBufSink {
         if guard.is_none() {
             *guard = Some(DmaBufPoolAllocator::new().map_err(|e| gst::loggable_error!(CAT, "{}", e))?);
         }
+        // Overlays are shown above the video, never blended into it.
+        query.add_allocation_meta::<gst_video::VideoOverlayCompositionMeta>(None);
         if let Some(allocator) = guard.as_ref()
             && propose_allocation(query, allocator)
         {

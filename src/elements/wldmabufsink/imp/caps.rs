@@ -4,6 +4,8 @@
 
 use gstreamer as gst;
 
+use gstreamer_video as gst_video;
+
 use crate::DrmModifier;
 use crate::gst::caps::{self as dcaps, CAPS_FEATURE_MEMORY_DMABUF};
 use crate::wayland::FormatSet;
@@ -26,10 +28,30 @@ pub(super) fn template_caps() -> gst::Caps {
             )
             .build();
         prepend_dmabuf(&mut caps, dma_drm);
-        caps
+        with_overlay_meta(caps)
     } else {
-        caps_with(&formats, &formats)
+        with_overlay_meta(caps_with(&formats, &formats))
     }
+}
+
+/// `caps`, then each of its structures again with
+/// `meta:GstVideoOverlayComposition` added to its features: upstream
+/// overlay elements (textoverlay for subtitles, overlaycomposition,
+/// dvbsuboverlay) then attach their images as a meta instead of blending
+/// them into the frame, and the Presenter shows them above the video. The
+/// meta variants come last, so elements that do not care negotiate as
+/// before.
+fn with_overlay_meta(caps: gst::Caps) -> gst::Caps {
+    let mut out = caps.clone();
+    {
+        let out = out.make_mut();
+        for (s, f) in caps.iter_with_features() {
+            let mut f = f.to_owned();
+            f.add(gst_video::CAPS_FEATURE_META_GST_VIDEO_OVERLAY_COMPOSITION);
+            out.append_structure_full(s.to_owned(), Some(f));
+        }
+    }
+    out
 }
 
 /// Puts `structure` under `memory:DMABuf` in front of `caps` (preferred).
@@ -94,11 +116,11 @@ pub(super) fn caps_for_formats(set: &FormatSet) -> gst::Caps {
     }
     let plain: Vec<&str> = dmabuf.iter().chain(&shm).chain(&converted).copied().collect();
     if !dcaps::runtime_has_dma_drm() {
-        return caps_with(&plain, &dmabuf);
+        return with_overlay_meta(caps_with(&plain, &dmabuf));
     }
     let mut caps = caps_with(&plain, &[]);
     if let Some(dma_drm) = dcaps::dma_drm_structure(pairs) {
         prepend_dmabuf(&mut caps, dma_drm);
     }
-    caps
+    with_overlay_meta(caps)
 }

@@ -24,6 +24,7 @@ pub(super) fn structure(frames: u64, dropped: u64, stats: &PresentStats, timing:
         .field("reused-before-release", stats.reused_before_release)
         .field("import-refusals", stats.import_refusals)
         .field("never-shown", stats.never_shown)
+        .field("overlay-sets", stats.overlay_sets)
         .field("colour-told", stats.colour_told)
         .field("colour-converted", stats.colour_converted)
         .field("colour-uncorrected", stats.colour_uncorrected)
