@@ -462,6 +462,99 @@ fn overlay_composition_shows_above_the_zero_copy_video() {
     }
 }
 
+/// playbin with a subtitle file (an .srt beside a VP8 clip the test
+/// encodes, solid blue so that only the text is white): its textoverlay
+/// negotiates `meta:GstVideoOverlayComposition` with the sink and attaches
+/// the rendered text instead of blending it, so every video frame stays
+/// zero-copy (vp8dec decodes into the sink's pool) and the text is shown
+/// above it; waylandsink beside (textoverlay blends into each frame there).
+#[test]
+fn playbin_shows_a_subtitle_file_above_the_zero_copy_video() {
+    init();
+    let dir = std::env::temp_dir().join(format!("dmabuf-interop-subtitles-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let clip = dir.join("blue.webm");
+    let encode = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=30 pattern=blue ! video/x-raw,width=320,height=240,framerate=30/1 ! \
+         vp8enc deadline=1 ! webmmux ! filesink location={}",
+        clip.display()
+    ))
+    .unwrap();
+    encode.set_state(gst::State::Playing).unwrap();
+    let msg = eos_or_error(&encode, 60);
+    encode.set_state(gst::State::Null).unwrap();
+    assert!(
+        matches!(msg.view(), gst::MessageView::Eos(_)),
+        "encoding failed: {msg:?}"
+    );
+    let srt = dir.join("blue.srt");
+    // Three cues: typefind needs 129 bytes to call a file SubRip.
+    let cues: String = (0..3)
+        .map(|i| {
+            format!(
+                "{}\n00:00:{:02},000 --> 00:00:{:02},000\nHELLO WORLD\n\n",
+                i + 1,
+                i * 5,
+                i * 5 + 5
+            )
+        })
+        .collect();
+    std::fs::write(&srt, cues).unwrap();
+    // Text pixels: light ones on the blue picture (blue is (0, 0, 255);
+    // white text and its anti-aliased edges raise red and green), in the
+    // bottom quarter where textoverlay puts subtitles.
+    let text_pixels = |image: &Image| {
+        let mut n = 0;
+        for y in OUT.1 * 3 / 4..OUT.1 {
+            for x in 0..OUT.0 {
+                let p = image.pixel(x, y).unwrap();
+                n += usize::from(p[0] > 100 && p[1] > 100);
+            }
+        }
+        n
+    };
+    let mut results = Vec::new();
+    for sink in ["wldmabufsink", "waylandsink"] {
+        let weston = weston();
+        let playbin = gst::ElementFactory::make("playbin")
+            .property("uri", format!("file://{}", clip.display()))
+            .property("suburi", format!("file://{}", srt.display()))
+            .build()
+            .unwrap();
+        let video_sink = gst::ElementFactory::make(sink)
+            .name("sink")
+            .property("display", weston.socket_path().to_str().unwrap())
+            .build()
+            .unwrap();
+        playbin.set_property("video-sink", &video_sink);
+        let run = common::gst::run_pipeline(&weston.socket_path(), playbin, || {
+            Some(weston.capture().expect("capture"))
+        });
+        let text = run.capture.as_ref().map(text_pixels);
+        if let Some(i) = &run.capture {
+            keep_capture(i, &format!("subtitles-{sink}"));
+        }
+        println!("subtitles {sink}: {text:?} text pixels; {:?}", run.error);
+        results.push((run, text));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let (ours, text) = &results[0];
+    println!("ours: {:?}", ours.stats);
+    assert_eq!(ours.error, None);
+    let text = text.expect("a capture");
+    // "HELLO WORLD" in textoverlay's default font at 320x240: some tens
+    // of pixels (the font differs between Debian 12 and 13); none without
+    // the text.
+    assert!(text >= 10, "the subtitle is not shown ({text} text pixels)");
+    assert!(ours.stat("shown") >= 20, "{:?}", ours.stats);
+    assert_eq!(ours.stat("zero-copy"), ours.stat("shown"), "{:?}", ours.stats);
+    assert!(ours.stat("overlay-sets") >= 1, "{:?}", ours.stats);
+    if let (None, Some(ws_text)) = (&results[1].0.error, results[1].1) {
+        // The same text, within anti-aliasing and scaling.
+        assert!(text * 2 >= ws_text, "ours {text} text pixels, waylandsink {ws_text}");
+    }
+}
+
 /// Every commit gets its `wp_presentation` feedback (presented or
 /// discarded) by EOS, and each presented frame is timed against its target
 /// (running time + base time + latency + render delay). The numbers are

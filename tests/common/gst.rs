@@ -63,11 +63,13 @@ pub fn run(socket: &Path, capture: impl Fn() -> Option<Image>, description: &str
     run_pipeline(socket, gst::parse::launch(description).expect("pipeline"), capture)
 }
 
-/// [`run`] of a pipeline made already.
+/// [`run`] of a pipeline made already (a sink that is not a child yet,
+/// as playbin's `video-sink`, is given the display by the caller).
 pub fn run_pipeline(socket: &Path, pipeline: gst::Element, capture: impl Fn() -> Option<Image>) -> Run {
     let pipeline = pipeline.downcast::<gst::Pipeline>().expect("a pipeline");
-    let sink = pipeline.by_name("sink").expect("an element named sink");
-    sink.set_property("display", socket.to_str().unwrap());
+    if let Some(sink) = pipeline.by_name("sink") {
+        sink.set_property("display", socket.to_str().unwrap());
+    }
     let bus = pipeline.bus().unwrap();
     let mut out = Run {
         stats: None,
