@@ -22,6 +22,12 @@
 //!   on black borders; false: stretched); `fullscreen` and
 //!   `fullscreen-output` (a `wl_output` name); the `title` tag as the
 //!   window title.
+//! - Subtitles and other overlays: the caps take
+//!   `meta:GstVideoOverlayComposition` (and the ALLOCATION answer lists
+//!   the meta), so textoverlay and overlaycomposition attach their images
+//!   instead of blending them into the frame; each rectangle is shown
+//!   above the video (see [`Presenter::set_overlays`](crate::wayland::Presenter::set_overlays)),
+//!   the video stays zero-copy. Every buffer is checked for the meta.
 //! - Timing: `wp_presentation` feedback for every commit; each frame's
 //!   presented time against its target (running time + base time +
 //!   latency + render delay) in the stats (median, p95).
@@ -46,10 +52,9 @@
 //!
 //! Rank: none. `autovideosink` and `playbin` do not pick it by themselves;
 //! players name it (`playbin video-sink=wldmabufsink`,
-//! `gst-play-1.0 --videosink=wldmabufsink`). It stays so until it takes
-//! subtitles as `meta:GstVideoOverlayComposition` and sends GstNavigation
-//! events: picked automatically today, playbin would blend subtitles on the
-//! CPU (a copy per frame) and DVD menus would get no pointer.
+//! `gst-play-1.0 --videosink=wldmabufsink`). It stays so until it sends
+//! GstNavigation events: picked automatically today, DVD menus and
+//! players' pointer handling would get no pointer.
 
 mod imp;
 
