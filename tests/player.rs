@@ -158,20 +158,30 @@ fn rotate_method_turns_the_picture_zero_copy() {
             );
             results.push((run, measured));
         }
-        let (ours, measured) = &results[0];
-        assert_eq!(ours.error, None, "{method}");
-        let (worst, points, border) = measured.expect("a capture");
-        assert!(points >= 60, "{method}: {points} points");
-        assert!(worst <= TOLERANCE, "{method}: picture off by {worst}");
-        assert!(border <= 2, "{method}: borders not black ({border})");
-        assert_eq!(ours.stat("zero-copy"), ours.stat("shown"), "{method}");
-        // The anchor: where waylandsink shows the turn right, so do we.
-        if let (None, Some((ws_worst, _, _))) = (&results[1].0.error, results[1].1) {
-            assert!(
-                worst <= ws_worst.max(TOLERANCE),
-                "{method}: ours {worst}, waylandsink {ws_worst}"
-            );
-        }
+        assert_turned_like_the_anchor(method, &results);
+    }
+}
+
+/// `turned_error`'s (picture error, points, border error).
+type Measured = (u32, usize, u32);
+
+/// What every turned-picture test asserts of a (ours, waylandsink) pair of
+/// runs with their `turned_error`s: ours played, exact within
+/// [`TOLERANCE`] over enough points, black borders, every frame
+/// zero-copy; and where waylandsink shows the picture right, so do we.
+fn assert_turned_like_the_anchor(method: &str, results: &[(Run, Option<Measured>)]) {
+    let (ours, measured) = &results[0];
+    assert_eq!(ours.error, None, "{method}");
+    let (worst, points, border) = measured.expect("a capture");
+    assert!(points >= 60, "{method}: {points} points");
+    assert!(worst <= TOLERANCE, "{method}: picture off by {worst}");
+    assert!(border <= 2, "{method}: borders not black ({border})");
+    assert_eq!(ours.stat("zero-copy"), ours.stat("shown"), "{method}");
+    if let (None, Some((ws_worst, _, _))) = (&results[1].0.error, results[1].1) {
+        assert!(
+            worst <= ws_worst.max(TOLERANCE),
+            "{method}: ours {worst}, waylandsink {ws_worst}"
+        );
     }
 }
 
@@ -337,6 +347,19 @@ fn fullscreen_fills_the_output_on_a_desktop_shell() {
     );
 }
 
+/// Runs an encoding pipeline (GStreamer's own encoders making the test's
+/// clip) to EOS; an error or a stall fails the test.
+fn encode(description: &str) {
+    let encode = gst::parse::launch(description).unwrap();
+    encode.set_state(gst::State::Playing).unwrap();
+    let msg = eos_or_error(&encode, 60);
+    encode.set_state(gst::State::Null).unwrap();
+    assert!(
+        matches!(msg.view(), gst::MessageView::Eos(_)),
+        "encoding failed: {msg:?}"
+    );
+}
+
 /// An overlay rectangle: x, y, width, height in the frame's pixels, and
 /// its premultiplied BGRA colour.
 type OverlayRect = (u32, u32, u32, u32, [u8; 4]);
@@ -444,21 +467,10 @@ fn overlay_composition_shows_above_the_zero_copy_video() {
             println!("overlay {method} {sink}: {measured:?} at {rect:?}; {:?}", run.error);
             results.push((run, measured));
         }
-        let (ours, measured) = &results[0];
-        assert_eq!(ours.error, None, "{method}");
-        let (worst, points, border) = measured.expect("a capture");
-        assert!(points >= 60, "{method}: {points} points");
-        assert!(worst <= TOLERANCE, "{method}: picture or overlay off by {worst}");
-        assert!(border <= 2, "{method}: borders not black ({border})");
-        assert_eq!(ours.stat("zero-copy"), ours.stat("shown"), "{method}");
+        // The picture and both overlays, as the reference composites them.
+        assert_turned_like_the_anchor(method, &results);
         // The meta path, not a blend: one upload for the whole stream.
-        assert_eq!(ours.stat("overlay-sets"), 1, "{method}");
-        if let (None, Some((ws_worst, _, _))) = (&results[1].0.error, results[1].1) {
-            assert!(
-                worst <= ws_worst.max(TOLERANCE),
-                "{method}: ours {worst}, waylandsink {ws_worst}"
-            );
-        }
+        assert_eq!(results[0].0.stat("overlay-sets"), 1, "{method}");
     }
 }
 
@@ -474,19 +486,11 @@ fn playbin_shows_a_subtitle_file_above_the_zero_copy_video() {
     let dir = std::env::temp_dir().join(format!("dmabuf-interop-subtitles-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let clip = dir.join("blue.webm");
-    let encode = gst::parse::launch(&format!(
+    encode(&format!(
         "videotestsrc num-buffers=30 pattern=blue ! video/x-raw,width=320,height=240,framerate=30/1 ! \
          vp8enc deadline=1 ! webmmux ! filesink location={}",
         clip.display()
-    ))
-    .unwrap();
-    encode.set_state(gst::State::Playing).unwrap();
-    let msg = eos_or_error(&encode, 60);
-    encode.set_state(gst::State::Null).unwrap();
-    assert!(
-        matches!(msg.view(), gst::MessageView::Eos(_)),
-        "encoding failed: {msg:?}"
-    );
+    ));
     let srt = dir.join("blue.srt");
     // Three cues: typefind needs 129 bytes to call a file SubRip.
     let cues: String = (0..3)
@@ -713,21 +717,13 @@ fn a_real_player_plays_seeks_pauses_and_resumes() {
     let dir = std::env::temp_dir().join(format!("dmabuf-interop-player-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("clip.webm");
-    let encode = gst::parse::launch(&format!(
+    encode(&format!(
         "webmmux name=mux ! filesink location={} \
          videotestsrc num-buffers=90 pattern=smpte ! video/x-raw,width=320,height=240,framerate=30/1 ! \
          vp8enc deadline=1 ! queue ! mux. \
          audiotestsrc num-buffers=130 samplesperbuffer=1024 ! audio/x-raw,rate=44100 ! vorbisenc ! queue ! mux.",
         file.display()
-    ))
-    .unwrap();
-    encode.set_state(gst::State::Playing).unwrap();
-    let msg = eos_or_error(&encode, 60);
-    encode.set_state(gst::State::Null).unwrap();
-    assert!(
-        matches!(msg.view(), gst::MessageView::Eos(_)),
-        "encoding failed: {msg:?}"
-    );
+    ));
 
     let weston = weston();
     // gst-play-1.0, finding the plugin through GST_PLUGIN_PATH.
