@@ -355,8 +355,7 @@ impl WlDmaBufSink {
             // A newer frame goes: the held one is stale.
             *self.held.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
-        // Overlays go with this frame's commit; a bad one is logged, and
-        // the video plays on without it.
+        // Overlays go with this frame's commit (a bad one is only logged).
         if let Err(e) = composition::apply(presenter, buffer) {
             gst::warning!(CAT, imp = self, "overlay composition not shown: {e}");
         }
