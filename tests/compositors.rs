@@ -296,10 +296,20 @@ struct Played {
     error: String,
     /// Frames shown: attaches of a buffer on the surface with the most.
     shown: u64,
+    /// Commits the compositor reported presented (`wp_presentation`
+    /// feedback in the client's protocol log; None where the sink asked
+    /// for none): what reached the screen, where attaches count what was
+    /// sent.
+    presented: Option<u64>,
     /// wldmabufsink's stats (empty for waylandsink).
     stats: String,
     /// Worst channel error of the bars while playing, and points compared.
     bars: Option<(u32, usize)>,
+}
+
+/// A table cell for [`Played::presented`].
+fn presented(p: &Played) -> String {
+    p.presented.map_or_else(|| "n/a".into(), |n| n.to_string())
 }
 
 fn stat(stats: &str, name: &str) -> u64 {
@@ -404,6 +414,14 @@ fn play_colour(
             *attaches.entry(surface).or_default() += 1;
         }
     }
+    let asked = err
+        .lines()
+        .any(|l| l.contains("-> wp_presentation") && l.contains(".feedback("));
+    let presented = asked.then(|| {
+        err.lines()
+            .filter(|l| !l.contains("-> ") && l.contains("wp_presentation_feedback") && l.contains(".presented("))
+            .count() as u64
+    });
     let stats = out
         .lines()
         .find_map(|l| l.find("wldmabufsink-stats").map(|i| l[i..].to_string()))
@@ -435,6 +453,7 @@ fn play_colour(
         ok: status.is_some_and(|s| s.success()) && error.is_empty(),
         error,
         shown: attaches.values().copied().max().unwrap_or(0),
+        presented,
         stats,
         bars,
     }
@@ -494,10 +513,11 @@ fn compositor_case(name: &'static str) {
         drop(comp);
         let s = &ours.stats;
         println!(
-            "| {} | {name} | {gst} | {format} {width}x{height} | ours: {} shown {} (zero-copy {}, shm zero-copy {}, copies {}, converted {}, refusals {}, sync {}), bars {:?} | waylandsink: {} shown {}, bars {:?}{} |",
+            "| {} | {name} | {gst} | {format} {width}x{height} | ours: {} shown {}, presented {} (zero-copy {}, shm zero-copy {}, copies {}, converted {}, refusals {}, sync {}), bars {:?} | waylandsink: {} shown {}, presented {}, bars {:?}{} |",
             stage(),
             if ours.ok { "plays" } else { "FAILS" },
             ours.shown,
+            presented(&ours),
             stat(s, "zero-copy"),
             stat(s, "shm-zero-copy"),
             stat(s, "copies"),
@@ -507,6 +527,7 @@ fn compositor_case(name: &'static str) {
             ours.bars,
             if anchor.ok { "plays" } else { "fails" },
             anchor.shown,
+            presented(&anchor),
             anchor.bars,
             if anchor_alive { "" } else { ", compositor died" },
         );
