@@ -12,7 +12,7 @@ use common::*;
 use dmabuf_interop::alloc::{Allocator, MemfdAllocator};
 use dmabuf_interop::colour::Colorimetry;
 use dmabuf_interop::wayland::headless::{Image, Renderer, Weston};
-use dmabuf_interop::wayland::{Presenter, Target, Via, WaylandError};
+use dmabuf_interop::wayland::{OverlayImage, Presenter, Rect, ShmError, Target, Via, WaylandError};
 use dmabuf_interop::{DmaBuf, DrmFourcc, DrmModifier, pattern};
 
 fn presenter(weston: &Weston) -> Presenter {
@@ -562,4 +562,61 @@ fn a_late_created_is_applied_not_leaked() {
     }
     p.roundtrip()
         .expect("no protocol error: the late wl_buffer was destroyed, not used");
+}
+
+/// Overlays (subtitles) above a frame: shown on screen where the frame's
+/// layout puts them, uploaded once per key; a malformed image (pixels
+/// shorter than its size, a size past int32) is a typed error before any
+/// request, not retried for the same key, and the connection lives on.
+#[test]
+fn overlays_show_above_the_frame_and_bad_ones_are_typed_errors() {
+    let weston = weston(64, 48, Renderer::Gl);
+    let mut p = presenter(&weston);
+    let frame = pattern_buffer(DrmFourcc::Xrgb8888, 64, 48, 1);
+    // A 2x2 opaque red image stretched over a 16x8 band at (8, 32).
+    let red = [0u8, 0, 255, 255].repeat(4);
+    let band = OverlayImage {
+        pixels: &red,
+        width: 2,
+        height: 2,
+        stride: 8,
+        rect: Rect {
+            x: 8,
+            y: 32,
+            width: 16,
+            height: 8,
+        },
+    };
+    p.set_overlays(1, &[band]).unwrap();
+    p.set_overlays(1, &[band]).unwrap();
+    let image = show_and_capture(&weston, &mut p, &frame);
+    assert_eq!(p.overlay_count(), 1);
+    assert_eq!(p.stats().overlay_sets, 1, "the same key is uploaded once");
+    let inside = image.pixel(15, 35).unwrap();
+    assert_eq!(&inside[..3], &[255, 0, 0], "the overlay is not shown");
+    let (above, points) = pattern_error(&image, 64, 32, 1, false);
+    assert!(points > 0 && above == 0, "the frame above the band: {above}");
+
+    // Too short for its size: typed, and the set before it goes.
+    let short = OverlayImage {
+        pixels: &red[..12],
+        ..band
+    };
+    let e = p.set_overlays(2, &[short]).unwrap_err();
+    assert!(matches!(e, WaylandError::Shm(ShmError::Short { .. })), "{e:?}");
+    assert_eq!(p.overlay_count(), 0);
+    // The same failed key again: not retried.
+    p.set_overlays(2, &[short]).unwrap();
+    let huge = OverlayImage {
+        width: 1 << 15,
+        height: 1 << 15,
+        ..band
+    };
+    let e = p.set_overlays(3, &[huge]).unwrap_err();
+    assert!(matches!(e, WaylandError::Shm(ShmError::TooLarge { .. })), "{e:?}");
+    // The connection is fine: frames go on, the band is gone.
+    let image = show_and_capture(&weston, &mut p, &pattern_buffer(DrmFourcc::Xrgb8888, 64, 48, 2));
+    p.roundtrip().expect("the connection lives");
+    let (error, points) = pattern_error(&image, 64, 48, 2, false);
+    assert!(points > 0 && error == 0, "frame 2 without the band: {error}");
 }

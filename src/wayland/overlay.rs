@@ -102,10 +102,12 @@ impl Presenter {
     /// Shows `images` above the video from the next frame's commit on (or
     /// with the next relayout), replacing the set shown before; an empty
     /// slice removes them. `key` names the set (GStreamer: the
-    /// composition's seqnum): calling again with the key shown now does
-    /// nothing. An image whose pixels are shorter than its size says, or
-    /// whose size does not fit `wl_shm`'s int32, is a typed
-    /// [`ShmError`], and the set shown before stays.
+    /// composition's seqnum): calling again with the key asked for last
+    /// does nothing. An image whose pixels are shorter than its size says,
+    /// or whose size does not fit `wl_shm`'s int32, is a typed
+    /// [`ShmError`] before any request: the set shown before goes, and the
+    /// failed key is not tried again (a stream repeats its composition on
+    /// every frame).
     pub fn set_overlays(&mut self, key: u64, images: &[OverlayImage<'_>]) -> Result<(), WaylandError> {
         if images.is_empty() {
             self.clear_overlays();
@@ -114,13 +116,22 @@ impl Presenter {
         if self.overlays.key == Some(key) {
             return Ok(());
         }
-        let shm = self
+        let checked = self
             .shm
             .clone()
-            .ok_or(WaylandError::MissingGlobal("wl_shm (overlays)"))?;
-        for image in images {
-            check(image)?;
-        }
+            .ok_or(WaylandError::MissingGlobal("wl_shm (overlays)"))
+            .and_then(|shm| {
+                images.iter().try_for_each(check)?;
+                Ok(shm)
+            });
+        let shm = match checked {
+            Ok(shm) => shm,
+            Err(e) => {
+                self.overlays.destroy();
+                self.overlays.key = Some(key);
+                return Err(e);
+            }
+        };
         let mut made = Vec::with_capacity(images.len());
         for image in images {
             match self.overlay_buffer(&shm, image) {
@@ -222,7 +233,7 @@ impl Presenter {
 }
 
 /// An image's size fits `wl_shm` (int32) and its pixels hold every row.
-fn check(image: &OverlayImage<'_>) -> Result<(), ShmError> {
+fn check(image: &OverlayImage<'_>) -> Result<(), WaylandError> {
     let bytes = u64::from(image.width) * 4 * u64::from(image.height);
     let too_large = ShmError::TooLarge {
         width: image.width,
@@ -230,7 +241,7 @@ fn check(image: &OverlayImage<'_>) -> Result<(), ShmError> {
         bytes,
     };
     if image.width == 0 || image.height == 0 || bytes > i32::MAX as u64 {
-        return Err(too_large);
+        return Err(too_large.into());
     }
     let row = image.width as usize * 4;
     let needed = (image.height as usize - 1)
@@ -242,7 +253,8 @@ fn check(image: &OverlayImage<'_>) -> Result<(), ShmError> {
             got: image.pixels.len(),
             rows: image.height as usize,
             stride: image.stride as usize,
-        });
+        }
+        .into());
     }
     Ok(())
 }
