@@ -171,14 +171,16 @@ impl Presenter {
         Ok(())
     }
 
-    /// Removes every overlay (with the next commit of the video surface).
+    /// Removes every overlay, at once (a destroyed subsurface is unmapped
+    /// immediately, not with the next commit).
     pub fn clear_overlays(&mut self) {
         if !self.overlays.items.is_empty() {
             self.overlays.destroy();
         }
     }
 
-    /// The key of the overlay set shown now (None: no overlays).
+    /// The key of the overlay set asked for last (shown, or failed and not
+    /// retried); None when there are no overlays.
     pub fn overlay_key(&self) -> Option<u64> {
         self.overlays.key
     }
