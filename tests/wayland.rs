@@ -596,6 +596,18 @@ fn overlays_show_above_the_frame_and_bad_ones_are_typed_errors() {
     assert_eq!(&inside[..3], &[255, 0, 0], "the overlay is not shown");
     let (above, points) = pattern_error(&image, 64, 32, 1, false);
     assert!(points > 0 && above == 0, "the frame above the band: {above}");
+    // A new set of as many images (the next subtitle): the surface takes
+    // the new image with the next frame.
+    let green = [0u8, 255, 0, 255].repeat(4);
+    p.set_overlays(4, &[OverlayImage { pixels: &green, ..band }]).unwrap();
+    let image = show_and_capture(&weston, &mut p, &frame);
+    assert_eq!(p.overlay_count(), 1);
+    assert_eq!(p.stats().overlay_sets, 2);
+    assert_eq!(
+        &image.pixel(15, 35).unwrap()[..3],
+        &[0, 255, 0],
+        "the new image is not shown"
+    );
 
     // Too short for its size: typed, and the set before it goes.
     let short = OverlayImage {

@@ -144,8 +144,22 @@ impl Presenter {
                 }
             }
         }
-        self.overlays.destroy();
-        for (buffer, rect) in made {
+        // Surfaces already shown take their new image with the next commit
+        // (no repaint without text between two subtitles); their old
+        // buffers go now, which is allowed: their storage is never written
+        // again. Surfaces beyond the new set go, missing ones are made.
+        let extra = self.overlays.items.len().saturating_sub(made.len());
+        for o in self.overlays.items.drain(self.overlays.items.len() - extra..) {
+            o.destroy();
+        }
+        for (i, (buffer, rect)) in made.into_iter().enumerate() {
+            if let Some(o) = self.overlays.items.get_mut(i) {
+                o.surface.attach(Some(&buffer), 0, 0);
+                o.surface.damage(0, 0, i32::MAX, i32::MAX);
+                std::mem::replace(&mut o.buffer, buffer).destroy();
+                o.rect = rect;
+                continue;
+            }
             let surface = self.compositor.create_surface(&self.qh, ());
             let subsurface = self
                 .window
