@@ -20,7 +20,7 @@ use wayland_protocols::wp::viewporter::client::wp_viewport::WpViewport;
 use super::error::{ShmError, WaylandError};
 use super::presenter::Presenter;
 use super::view::{Layout, Orientation, Rect};
-use super::window::{Border, transform};
+use super::window::{NotAFrame, clamp_i32, transform};
 
 /// One overlay image for [`Presenter::set_overlays`].
 #[derive(Debug, Clone, Copy)]
@@ -59,11 +59,17 @@ impl Overlay {
     }
 }
 
+/// Where the overlays were last placed: the frame's layout, size and
+/// turn.
+type Placement = (Layout, u32, u32, Orientation);
+
 /// The overlays shown now, and the key of their set.
 #[derive(Default)]
 pub(super) struct Overlays {
     items: Vec<Overlay>,
     key: Option<u64>,
+    /// None when the set changed since (every overlay is placed again).
+    placed: Option<Placement>,
 }
 
 impl Overlays {
@@ -74,12 +80,21 @@ impl Overlays {
             o.destroy();
         }
         self.key = None;
+        self.placed = None;
     }
 
     /// Places every overlay for a `width`x`height` frame laid out by
     /// `layout`, turned by `orientation` (committed with the video
-    /// surface: the overlays are its synchronized children).
-    pub(super) fn place(&self, layout: &Layout, width: u32, height: u32, orientation: Orientation) {
+    /// surface: the overlays are its synchronized children). Nothing when
+    /// neither the set nor the placement changed: a synchronized child
+    /// keeps its state across its parent's commits, so frames that keep
+    /// their layout send no overlay request.
+    pub(super) fn place(&mut self, layout: &Layout, width: u32, height: u32, orientation: Orientation) {
+        let placement = (*layout, width, height, orientation);
+        if self.placed == Some(placement) {
+            return;
+        }
+        self.placed = Some(placement);
         for o in &self.items {
             let r = layout.place_in_video(o.rect, width, height, orientation);
             o.subsurface.set_position(r.x, r.y);
@@ -87,15 +102,11 @@ impl Overlays {
                 o.surface.set_buffer_transform(transform(orientation));
             }
             if let Some(v) = &o.viewport {
-                v.set_destination(clamp(r.width), clamp(r.height));
+                v.set_destination(clamp_i32(r.width), clamp_i32(r.height));
             }
             o.surface.commit();
         }
     }
-}
-
-fn clamp(v: u32) -> i32 {
-    i32::try_from(v).unwrap_or(i32::MAX)
 }
 
 impl Presenter {
@@ -180,6 +191,7 @@ impl Presenter {
             });
         }
         self.overlays.key = Some(key);
+        self.overlays.placed = None;
         self.place_overlays();
         self.stats.overlay_sets += 1;
         Ok(())
@@ -206,7 +218,7 @@ impl Presenter {
 
     /// Places the overlays for the last frame's layout (nothing before the
     /// first frame: they are placed with it).
-    pub(super) fn place_overlays(&self) {
+    pub(super) fn place_overlays(&mut self) {
         if let (Some((w, h)), Some((layout, orientation))) = (self.last_frame, self.window.applied()) {
             self.overlays.place(&layout, w, h, orientation);
         }
@@ -241,7 +253,7 @@ impl Presenter {
             row as i32,
             wl_shm::Format::Argb8888,
             &self.qh,
-            Border,
+            NotAFrame,
         );
         pool.destroy();
         Ok(buffer)

@@ -99,8 +99,9 @@ enum Role {
     },
 }
 
-/// A black pixel's `wl_buffer`: its releases are not frames'.
-pub(super) struct Border;
+/// User data of a `wl_buffer` that is not a frame's (the borders' black
+/// pixel, an overlay image): its releases are ignored.
+pub(super) struct NotAFrame;
 
 /// Our surfaces, their roles and the video's viewport.
 pub(super) struct Window {
@@ -392,7 +393,7 @@ fn black_pixel(
     shm: Option<&WlShm>,
 ) -> Result<WlBuffer, WaylandError> {
     if let Some(manager) = globals.bind::<WpSinglePixelBufferManagerV1, _, _>(qh, 1..=1, ()) {
-        let buffer = manager.create_u32_rgba_buffer(0, 0, 0, u32::MAX, qh, Border);
+        let buffer = manager.create_u32_rgba_buffer(0, 0, 0, u32::MAX, qh, NotAFrame);
         manager.destroy();
         return Ok(buffer);
     }
@@ -406,7 +407,7 @@ fn black_pixel(
             source,
         })?;
     let pool = shm.create_pool(fd.as_fd(), 4, qh, ());
-    let buffer = pool.create_buffer(0, 1, 1, 4, wl_shm::Format::Xrgb8888, qh, Border);
+    let buffer = pool.create_buffer(0, 1, 1, 4, wl_shm::Format::Xrgb8888, qh, NotAFrame);
     pool.destroy();
     Ok(buffer)
 }
@@ -428,7 +429,7 @@ pub(super) fn transform(o: Orientation) -> wl_output::Transform {
     }
 }
 
-fn clamp_i32(v: u32) -> i32 {
+pub(super) fn clamp_i32(v: u32) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
 }
 
@@ -439,8 +440,8 @@ delegate_noop!(State: ignore WpViewporter);
 delegate_noop!(State: ignore WpViewport);
 delegate_noop!(State: ignore WpSinglePixelBufferManagerV1);
 
-impl Dispatch<WlBuffer, Border> for State {
-    fn event(_: &mut Self, _: &WlBuffer, _: wl_buffer::Event, _: &Border, _: &Connection, _: &QueueHandle<Self>) {
+impl Dispatch<WlBuffer, NotAFrame> for State {
+    fn event(_: &mut Self, _: &WlBuffer, _: wl_buffer::Event, _: &NotAFrame, _: &Connection, _: &QueueHandle<Self>) {
         // The black pixel stays attached for the window's life; its
         // release means nothing.
     }
