@@ -228,7 +228,8 @@ impl VulkanImage {
     }
 
     /// Makes the image's destruction wait for the queue (it is used in a
-    /// caller's command buffers).
+    /// caller's command buffers, or in a crate submission its owner need
+    /// not outlive).
     pub(super) fn mark_handed_out(&self) {
         self.handed_out.store(true, Ordering::Release);
     }

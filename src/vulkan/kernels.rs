@@ -339,7 +339,9 @@ impl Kernels {
     /// [`Submission`] says when the GPU is done. With SYNC_FD semaphores
     /// and a kernel dma-buf its completion is also attached to the dma-buf
     /// as an implicit write fence, so implicitly synchronised readers wait
-    /// for it. `image` must live until then ([`Submission::keep`]).
+    /// for it. The submission owns what it uses: `image` and the kernels
+    /// may be dropped before it finishes (their destruction waits for the
+    /// queue).
     pub fn draw_pattern_submit(&self, image: &VulkanImage, frame: u32) -> Result<Submission, VulkanError> {
         let kernel = match image.fourcc() {
             DrmFourcc::Xbgr8888 | DrmFourcc::Abgr8888 => self.kernel(Which::PatternRgba8),
@@ -372,6 +374,9 @@ impl Kernels {
             Ok(())
         })?;
         image.acquire_submitted();
+        // The work may outlive `image`'s owner: its destruction now waits
+        // for the queue (VUID-vkDestroyImage-image-01000).
+        image.mark_handed_out();
         submission.adopt_descriptor_pool(pool.release());
         Ok(submission)
     }
@@ -410,8 +415,11 @@ impl Kernels {
     /// [`Submission`] says when the GPU is done ([`Submission::is_done`],
     /// its [`sync_file`](Submission::sync_file) where the device exports
     /// SYNC_FD semaphores: hand that to a compositor as the frame's acquire
-    /// fence instead of waiting on the CPU). `video` and `out` must live
-    /// until then: keep them (or what owns them) in the submission
+    /// fence instead of waiting on the CPU). The submission owns what the
+    /// GPU uses: `video`, `out` and the kernels may be dropped before it
+    /// finishes (their Vulkan objects are destroyed once the queue is done).
+    /// What the images only borrow (a GStreamer buffer behind `video`, whose
+    /// producer would reuse its memory) is the caller's to keep
     /// ([`Submission::keep`]); dropping the submission waits for the GPU.
     ///
     /// `after`: a fence the work must wait for before writing `out`, e.g.
@@ -502,6 +510,8 @@ impl Kernels {
         })?;
         src.acquire_submitted();
         dst.acquire_submitted();
+        src.mark_handed_out();
+        dst.mark_handed_out();
         submission.adopt_descriptor_pool(pool.release());
         Ok(submission)
     }
@@ -509,8 +519,20 @@ impl Kernels {
 
 impl Drop for Kernels {
     fn drop(&mut self) {
-        for k in &self.kernels {
-            k.destroy(&self.ctx);
-        }
+        // Submissions recorded with these pipelines may still run (safe
+        // code may drop the kernels before waiting for them): destroyed once
+        // the queue has finished everything submitted so far
+        // (VUID-vkDestroyPipeline-pipeline-00765).
+        let handles: Vec<_> = self.kernels.drain(..).map(|k| (k.pipeline, k.layout, k.set_layout)).collect();
+        self.ctx.retire(Box::new(move |device: &ash::Device| {
+            for (pipeline, layout, set_layout) in handles {
+                // SAFETY: our handles; the queue finished every use.
+                unsafe {
+                    device.destroy_pipeline(pipeline, None);
+                    device.destroy_pipeline_layout(layout, None);
+                    device.destroy_descriptor_set_layout(set_layout, None);
+                }
+            }
+        }));
     }
 }
