@@ -32,13 +32,40 @@ mod shaders {
         ("nv12_to_rgba", &["nv12_read.wgsl", "nv12_to_rgba.wgsl"], &[]),
         (
             "composite_rgb",
-            &["overlay_common.wgsl", "composite_rgb.wgsl"],
+            &["overlay_common.wgsl", "overlay_store.wgsl", "composite_rgb.wgsl"],
             &[("EXTRA_PARAMS", "")],
         ),
         (
             "composite_nv12",
-            &["overlay_common.wgsl", "nv12_read.wgsl", "composite_nv12.wgsl"],
+            &[
+                "overlay_common.wgsl",
+                "overlay_store.wgsl",
+                "nv12_read.wgsl",
+                "composite_nv12.wgsl",
+            ],
             &[("EXTRA_PARAMS", "yuv: Yuv,")],
+        ),
+        // Graphics pipelines (vs_main + fs_main in one module).
+        ("draw_video_rgb", &["raster_common.wgsl", "draw_video_rgb.wgsl"], &[]),
+        (
+            "draw_video_nv12",
+            &[
+                "overlay_common.wgsl",
+                "nv12_read.wgsl",
+                "raster_common.wgsl",
+                "draw_video_nv12.wgsl",
+            ],
+            &[("EXTRA_PARAMS", "yuv: Yuv,")],
+        ),
+        (
+            "draw_overlay",
+            &["overlay_common.wgsl", "raster_common.wgsl", "draw_overlay.wgsl"],
+            &[("EXTRA_PARAMS", "")],
+        ),
+        (
+            "draw_pattern_ramp",
+            &["pattern_common.wgsl", "raster_common.wgsl", "draw_pattern_ramp.wgsl"],
+            &[],
         ),
     ];
 

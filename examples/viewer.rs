@@ -44,7 +44,6 @@ use dmabuf_interop::DrmFourcc;
 use dmabuf_interop::fence::Fence;
 use dmabuf_interop::gst::{ImportedFrame, Importer};
 use dmabuf_interop::overlay::Overlay;
-use dmabuf_interop::vulkan::ash::vk;
 use dmabuf_interop::vulkan::{
     ContextOptions, ExportedImage, Exporter, ImportCache, Kernels, Submission, VulkanContext,
 };
@@ -216,9 +215,12 @@ impl VulkanPath {
     fn new() -> Result<Self, String> {
         let ctx: Arc<VulkanContext> =
             VulkanContext::new(&ContextOptions::default()).map_err(|e| format!("Vulkan: {e} (run scripts/setup)"))?;
+        let kernels = Kernels::new(&ctx).map_err(|e| e.to_string())?;
         Ok(Self {
-            kernels: Kernels::new(&ctx).map_err(|e| e.to_string())?,
-            imports: ImportCache::new(&ctx, vk::ImageUsageFlags::SAMPLED),
+            // The graphics composite: frames sampled (or copied, on a CPU
+            // device), outputs as colour attachments.
+            imports: ImportCache::new(&ctx, kernels.composite_video_usage()),
+            kernels,
             exporter: Exporter::new(&ctx).map_err(|e| e.to_string())?,
             ring: Vec::new(),
             next: 0,
@@ -246,7 +248,7 @@ impl VulkanPath {
             for _ in 0..OUTPUT_RING {
                 let out = self
                     .exporter
-                    .export(DrmFourcc::Xrgb8888, w, h, vk::ImageUsageFlags::STORAGE, &[])
+                    .export(DrmFourcc::Xrgb8888, w, h, self.kernels.composite_output_usage(), &[])
                     .map_err(|e| format!("exporting the output image: {e}"))?;
                 self.ring.push(out);
             }

@@ -14,7 +14,7 @@ use dmabuf_interop::colour::Colorimetry;
 use dmabuf_interop::fence::Fence;
 use dmabuf_interop::overlay::Overlay;
 use dmabuf_interop::vulkan::ash::vk;
-use dmabuf_interop::vulkan::{self, Exporter, Kernels, VulkanContext};
+use dmabuf_interop::vulkan::{self, Exporter, Kernels, VideoPass, VulkanContext};
 use dmabuf_interop::{DmaBuf, DrmFourcc, pattern};
 
 const IMPORT_USAGE: vk::ImageUsageFlags =
@@ -39,10 +39,18 @@ fn settle(ctx: &VulkanContext) {
 /// `overlay` at every pixel: overlay pixels exactly, video pixels within
 /// `tolerance` (NV12: only 2x2 blocks of one colour, whose chroma is
 /// exact). Returns (overlay, video) pixels checked.
-fn assert_composite(out: &DmaBuf, frame: u32, overlay: &Overlay, tolerance: i32, nv12: bool, what: &str) -> (usize, usize) {
+fn assert_composite(
+    out: &DmaBuf,
+    frame: u32,
+    overlay: &Overlay,
+    tolerance: i32,
+    nv12: bool,
+    what: &str,
+) -> (usize, usize) {
     let (w, h) = (out.width(), out.height());
+    // Rows packed (read_planes drops the stride's padding).
     let got = &read_planes(out)[0];
-    let stride = out.planes()[0].stride() as usize;
+    let stride = w as usize * 4;
     let (mut overlay_px, mut video_px) = (0, 0);
     for y in 0..h {
         for x in 0..w {
@@ -92,14 +100,16 @@ fn a_submission_outlives_the_images_and_kernels_it_uses() {
         frame: 31,
         progress: Some(500),
     };
-    for usage in [STORAGE_OUT] {
+    for usage in [STORAGE_OUT, ATTACHMENT_OUT] {
         let what = format!("composite into {usage:?}");
         let out = exporter.export(DrmFourcc::Xrgb8888, w, h, usage, &[]).unwrap();
         let result = out.dmabuf().clone();
         let kernels = Kernels::new(&ctx).unwrap();
         let frame = pattern_dmabuf(&ctx, DrmFourcc::Xrgb8888, w, h, 2);
         let video = vulkan::import(&ctx, &frame, IMPORT_USAGE).unwrap();
-        let submission = kernels.composite_submit(&video, &out, &overlay, &Fence::Implicit).unwrap();
+        let submission = kernels
+            .composite_submit(&video, &out, &overlay, &Fence::Implicit)
+            .unwrap();
         drop(video);
         drop(frame);
         drop(out);
@@ -129,7 +139,8 @@ fn a_submission_outlives_the_images_and_kernels_it_uses() {
 }
 
 /// The graphics path into an XRGB8888 colour attachment: a copy of the video
-/// where the formats match (the CPU device's choice) and a draw otherwise,
+/// where the formats match (the CPU device's choice, and `VideoPass::Copy`)
+/// and a draw otherwise (and with `VideoPass::Draw`),
 /// the overlay drawn as quads over it: every pixel as the CPU predicts, as
 /// the compute path does (NV12 within 3 of the RGB pattern, as there). Odd
 /// sizes too (the overlay's quads and the draw's edges).
@@ -137,19 +148,29 @@ fn a_submission_outlives_the_images_and_kernels_it_uses() {
 fn the_graphics_path_composites_every_pixel_as_the_cpu_predicts() {
     let ctx = vulkan();
     let exporter = Exporter::new(&ctx).unwrap();
-    let kernels = Kernels::new(&ctx).unwrap();
-    for (w, h) in [(320, 180), (333, 197)] {
+    let mut kernels = Kernels::new(&ctx).unwrap();
+    for (w, h, pass) in [
+        (320, 180, VideoPass::Auto),
+        (333, 197, VideoPass::Copy),
+        (333, 197, VideoPass::Draw),
+    ] {
+        kernels.set_video_pass(pass);
         let out = exporter.export(DrmFourcc::Xrgb8888, w, h, ATTACHMENT_OUT, &[]).unwrap();
         for progress in [Some(375), None] {
             let overlay = Overlay { frame: 4071, progress };
             for (fourcc, tolerance) in [(DrmFourcc::Xrgb8888, 0), (DrmFourcc::Xbgr8888, 0), (DrmFourcc::Nv12, 3)] {
-                for usage in [IMPORT_USAGE, vk::ImageUsageFlags::SAMPLED] {
-                    let what = format!("{fourcc} {w}x{h} {usage:?} {progress:?}");
+                // Without TRANSFER_SRC the video is drawn whatever the pass.
+                for usage in [vk::ImageUsageFlags::SAMPLED, IMPORT_USAGE] {
+                    let what = format!("{fourcc} {w}x{h} {usage:?} {pass:?} {progress:?}");
                     let frame = pattern_dmabuf(&ctx, fourcc, w, h, 5).with_colorimetry(Colorimetry::BT709);
                     let video = vulkan::import(&ctx, &frame, usage).unwrap();
                     kernels.composite(&video, &out, &overlay).unwrap();
-                    let (o, v) = assert_composite(out.dmabuf(), 5, &overlay, tolerance, fourcc == DrmFourcc::Nv12, &what);
-                    assert!(o > 0 && v > w as usize * h as usize / 2, "{what}: {o} overlay, {v} video pixels");
+                    let (o, v) =
+                        assert_composite(out.dmabuf(), 5, &overlay, tolerance, fourcc == DrmFourcc::Nv12, &what);
+                    assert!(
+                        o > 0 && v > w as usize * h as usize / 2,
+                        "{what}: {o} overlay, {v} video pixels"
+                    );
                 }
             }
         }

@@ -27,6 +27,9 @@ pub struct VulkanImage {
     views: Vec<vk::ImageView>,
     /// Storage views, one per plane (with STORAGE usage).
     storage_views: Vec<vk::ImageView>,
+    /// The colour-attachment view (COLOR_ATTACHMENT usage, one-plane
+    /// formats).
+    attachment_view: Option<vk::ImageView>,
     pub(super) format: &'static VkFormatInfo,
     /// DRM_FORMAT_MODIFIER_EXT tiling (else LINEAR): decides the aspects
     /// that name memory planes.
@@ -61,7 +64,12 @@ impl std::fmt::Debug for VulkanImage {
 
 impl Drop for VulkanImage {
     fn drop(&mut self) {
-        let views: Vec<vk::ImageView> = self.views.drain(..).chain(self.storage_views.drain(..)).collect();
+        let views: Vec<vk::ImageView> = self
+            .views
+            .drain(..)
+            .chain(self.storage_views.drain(..))
+            .chain(self.attachment_view.take())
+            .collect();
         let image = self.image;
         let memory = std::mem::take(&mut self.memory);
         let destroy = move |device: &ash::Device| {
@@ -101,6 +109,7 @@ impl VulkanImage {
             memory: Vec::new(),
             views: Vec::new(),
             storage_views: Vec::new(),
+            attachment_view: None,
             format,
             modifier_tiling: false,
             usage,
@@ -149,6 +158,12 @@ impl VulkanImage {
     /// `format::storage_view_format`).
     pub fn storage_views(&self) -> &[vk::ImageView] {
         &self.storage_views
+    }
+
+    /// The view to render into (with COLOR_ATTACHMENT usage, for one-plane
+    /// formats: the image's own format; else `None`).
+    pub fn attachment_view(&self) -> Option<vk::ImageView> {
+        self.attachment_view
     }
 
     /// Width in pixels of the frame (the `VkImage` itself may be one
@@ -341,6 +356,24 @@ pub(super) fn create_views(ctx: &VulkanContext, image: &mut VulkanImage) -> Resu
     let needs_conversion = matches!(image.fourcc(), DrmFourcc::Yuyv | DrmFourcc::Uyvy);
     if needs_conversion {
         return Ok(());
+    }
+    if image.usage.contains(vk::ImageUsageFlags::COLOR_ATTACHMENT) && image.format.plane_formats.len() == 1 {
+        let mut view_usage = vk::ImageViewUsageCreateInfo::default().usage(vk::ImageUsageFlags::COLOR_ATTACHMENT);
+        let info = vk::ImageViewCreateInfo::default()
+            .image(image.image)
+            .view_type(vk::ImageViewType::TYPE_2D)
+            .format(image.format.format)
+            .subresource_range(
+                vk::ImageSubresourceRange::default()
+                    .aspect_mask(vk::ImageAspectFlags::COLOR)
+                    .level_count(1)
+                    .layer_count(1),
+            )
+            .push_next(&mut view_usage);
+        // SAFETY: the image is bound and has COLOR_ATTACHMENT usage; the
+        // view has the image's own format.
+        let view = unsafe { ctx.device().create_image_view(&info, None) }.map_err(call("vkCreateImageView"))?;
+        image.attachment_view = Some(view);
     }
     for usage in [vk::ImageUsageFlags::SAMPLED, vk::ImageUsageFlags::STORAGE] {
         if !image.usage.contains(usage) {

@@ -12,6 +12,7 @@ use super::commands::{Submission, submit_synced};
 use super::context::VulkanContext;
 use super::error::{VulkanError, call};
 use super::image::VulkanImage;
+use super::render::{Graphics, VideoPass};
 use crate::fence::Fence;
 use crate::overlay::Overlay;
 use crate::sync::SyncAccess;
@@ -53,11 +54,17 @@ enum Which {
     CompositeNv12,
 }
 
-/// The compiled kernels of one context.
+/// The compiled kernels of one context: compute pipelines (storage
+/// outputs, NV12 outputs) and graphics pipelines (colour-attachment
+/// outputs, the `render` module).
 pub struct Kernels {
-    ctx: Arc<VulkanContext>,
+    pub(super) ctx: Arc<VulkanContext>,
     /// One per [`Which`], in its order.
     kernels: Vec<Kernel>,
+    /// Render passes and pipelines of the graphics path.
+    pub(super) graphics: Graphics,
+    /// How the graphics composite puts the video in.
+    pub(super) video_pass: VideoPass,
 }
 
 impl std::fmt::Debug for Kernels {
@@ -66,7 +73,7 @@ impl std::fmt::Debug for Kernels {
     }
 }
 
-fn spirv_words(bytes: &[u8]) -> Vec<u32> {
+pub(super) fn spirv_words(bytes: &[u8]) -> Vec<u32> {
     bytes
         .chunks_exact(4)
         .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -213,11 +220,11 @@ impl Kernel {
 
 /// A transient descriptor pool for one submission (destroyed here if the
 /// submission fails before it adopts the pool).
-struct PoolGuard<'a>(&'a VulkanContext, vk::DescriptorPool);
+pub(super) struct PoolGuard<'a>(&'a VulkanContext, pub(super) vk::DescriptorPool);
 
 impl PoolGuard<'_> {
     /// Hands the pool over (to the submission that uses it).
-    fn release(mut self) -> vk::DescriptorPool {
+    pub(super) fn release(mut self) -> vk::DescriptorPool {
         std::mem::replace(&mut self.1, vk::DescriptorPool::null())
     }
 }
@@ -232,7 +239,7 @@ impl Drop for PoolGuard<'_> {
     }
 }
 
-fn descriptor_pool(ctx: &VulkanContext) -> Result<PoolGuard<'_>, VulkanError> {
+pub(super) fn descriptor_pool(ctx: &VulkanContext) -> Result<PoolGuard<'_>, VulkanError> {
     let sizes = [
         vk::DescriptorPoolSize::default()
             .ty(vk::DescriptorType::STORAGE_IMAGE)
@@ -248,12 +255,12 @@ fn descriptor_pool(ctx: &VulkanContext) -> Result<PoolGuard<'_>, VulkanError> {
 }
 
 /// Bytes of `nv12_read.wgsl`'s `Yuv` push constants.
-const YUV_CONSTANTS: u32 = 32;
+pub(super) const YUV_CONSTANTS: u32 = 32;
 
 /// `nv12_read.wgsl`'s `Yuv` for `c` (8-bit samples): the inverse of the
 /// encoding equations with Kr, Kb of the matrix and the range's offsets, as
 /// [`crate::convert`] does on the CPU.
-fn yuv_constants(c: Colorimetry) -> [u8; YUV_CONSTANTS as usize] {
+pub(super) fn yuv_constants(c: Colorimetry) -> [u8; YUV_CONSTANTS as usize] {
     let (kr, kb) = c.matrix.coefficients();
     let kg = 1.0 - kr - kb;
     let (y_offset, y_scale, c_scale) = c.range.offsets();
@@ -317,10 +324,58 @@ impl Kernels {
                 }
             }
         }
+        let graphics = match Graphics::new(ctx) {
+            Ok(g) => g,
+            Err(e) => {
+                kernels.iter().for_each(|k| k.destroy(ctx));
+                return Err(e);
+            }
+        };
         Ok(Self {
             ctx: Arc::clone(ctx),
             kernels,
+            graphics,
+            video_pass: VideoPass::Auto,
         })
+    }
+
+    /// How the graphics composite puts the video into its output (default
+    /// [`VideoPass::Auto`]); benchmarks and tests compare the two.
+    pub fn set_video_pass(&mut self, pass: VideoPass) {
+        self.video_pass = pass;
+    }
+
+    /// The usages a composite's output image should be created with: a
+    /// colour attachment (the graphics path, which compressed modifiers
+    /// keep), and TRANSFER_DST where the video may be copied in.
+    pub fn composite_output_usage(&self) -> vk::ImageUsageFlags {
+        vk::ImageUsageFlags::COLOR_ATTACHMENT | self.copy_usage(vk::ImageUsageFlags::TRANSFER_DST)
+    }
+
+    /// The usages video frames should be imported with for a composite:
+    /// SAMPLED, and TRANSFER_SRC where the video may be copied (a CPU
+    /// device, or [`VideoPass::Copy`]).
+    pub fn composite_video_usage(&self) -> vk::ImageUsageFlags {
+        vk::ImageUsageFlags::SAMPLED | self.copy_usage(vk::ImageUsageFlags::TRANSFER_SRC)
+    }
+
+    fn copy_usage(&self, usage: vk::ImageUsageFlags) -> vk::ImageUsageFlags {
+        let copies = match self.video_pass {
+            VideoPass::Draw => false,
+            VideoPass::Copy => true,
+            VideoPass::Auto => self.ctx.info().device_type == vk::PhysicalDeviceType::CPU,
+        };
+        if copies { usage } else { vk::ImageUsageFlags::empty() }
+    }
+
+    /// The usage an image drawn by [`draw_pattern`](Self::draw_pattern)
+    /// needs: COLOR_ATTACHMENT for the RGB formats (the graphics path),
+    /// STORAGE for NV12 (a compute kernel writes its planes).
+    pub fn pattern_usage(fourcc: DrmFourcc) -> vk::ImageUsageFlags {
+        match fourcc {
+            DrmFourcc::Nv12 => vk::ImageUsageFlags::STORAGE,
+            _ => vk::ImageUsageFlags::COLOR_ATTACHMENT,
+        }
     }
 
     fn kernel(&self, which: Which) -> &Kernel {
@@ -343,6 +398,12 @@ impl Kernels {
     /// may be dropped before it finishes (their destruction waits for the
     /// queue).
     pub fn draw_pattern_submit(&self, image: &VulkanImage, frame: u32) -> Result<Submission, VulkanError> {
+        if !PATTERN_FORMATS.contains(&image.fourcc()) {
+            return Err(VulkanError::UnsupportedFormat { fourcc: image.fourcc() });
+        }
+        if self.draws_into(image) {
+            return self.pattern_graphics(image, frame);
+        }
         let kernel = match image.fourcc() {
             DrmFourcc::Xbgr8888 | DrmFourcc::Abgr8888 => self.kernel(Which::PatternRgba8),
             DrmFourcc::Xrgb8888 | DrmFourcc::Argb8888 => self.kernel(Which::PatternBgra8),
@@ -351,7 +412,7 @@ impl Kernels {
         };
         if !image.usage().contains(vk::ImageUsageFlags::STORAGE) {
             return Err(VulkanError::Usage(
-                "draw_pattern needs an image created with STORAGE usage",
+                "draw_pattern needs an image created with COLOR_ATTACHMENT (RGB) or STORAGE usage",
             ));
         }
         let (w, h) = (image.width(), image.height());
@@ -446,6 +507,14 @@ impl Kernels {
         }
         let after = after.to_sync_file().map_err(VulkanError::Fence)?;
         let after: Vec<std::os::fd::BorrowedFd<'_>> = after.iter().map(|f| f.as_fd()).collect();
+        if self.draws_into(out) {
+            if (out.width(), out.height()) != (video.width(), video.height()) {
+                return Err(VulkanError::Usage(
+                    "the source and destination images must be the same size",
+                ));
+            }
+            return self.composite_graphics(video, out, overlay, &after);
+        }
         let mut push = overlay.push_constants(video.width(), video.height()).to_vec();
         if video.fourcc() == DrmFourcc::Nv12 {
             push.extend(yuv_constants(video.colorimetry()));
@@ -523,8 +592,14 @@ impl Drop for Kernels {
         // code may drop the kernels before waiting for them): destroyed once
         // the queue has finished everything submitted so far
         // (VUID-vkDestroyPipeline-pipeline-00765).
-        let handles: Vec<_> = self.kernels.drain(..).map(|k| (k.pipeline, k.layout, k.set_layout)).collect();
+        let handles: Vec<_> = self
+            .kernels
+            .drain(..)
+            .map(|k| (k.pipeline, k.layout, k.set_layout))
+            .collect();
+        let graphics = std::mem::take(&mut self.graphics);
         self.ctx.retire(Box::new(move |device: &ash::Device| {
+            graphics.destroy(device);
             for (pipeline, layout, set_layout) in handles {
                 // SAFETY: our handles; the queue finished every use.
                 unsafe {

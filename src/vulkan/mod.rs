@@ -9,7 +9,9 @@
 //! - [`import`]: `DmaBuf` -> [`VulkanImage`]; [`ImportCache`] reuses imports.
 //! - [`Exporter`]: `VkImage` whose memory is a dma-buf, native or host back
 //!   end chosen by probing.
-//! - [`Kernels`]: the moving test pattern and NV12 -> RGBA compute shaders.
+//! - [`Kernels`]: the moving test pattern, the viewer's composite and NV12 ->
+//!   RGBA: graphics pipelines into colour attachments (what compressed
+//!   modifiers keep), compute shaders into storage images.
 //! - [`YcbcrSampler`]: sample YUV images as RGB through a YCbCr conversion.
 //!
 //! ```no_run
@@ -66,6 +68,7 @@ mod image;
 mod import;
 mod kernels;
 mod memory;
+mod render;
 mod retire;
 mod support;
 mod transfer;
@@ -85,6 +88,7 @@ pub use image::VulkanImage;
 pub use import::import;
 pub use kernels::{Kernels, PATTERN_FORMATS};
 pub use memory::linear_layout;
+pub use render::VideoPass;
 pub use support::{FormatSupport, ModifierSupport, format_support, modifiers};
 pub use ycbcr::YcbcrSampler;
 

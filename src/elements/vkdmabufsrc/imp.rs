@@ -37,10 +37,12 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 const FORMATS: [&str; 5] = ["BGRx", "BGRA", "RGBx", "RGBA", "NV12"];
 
-/// What the ring's images are made for: the pattern kernels write them
-/// (storage), downloads read them.
-const RING_USAGE: vk::ImageUsageFlags =
-    vk::ImageUsageFlags::from_raw(vk::ImageUsageFlags::STORAGE.as_raw() | vk::ImageUsageFlags::TRANSFER_SRC.as_raw());
+/// What the ring's images of `fourcc` are made for: the pattern kernels
+/// write them (colour attachments for RGB, which compressed modifiers keep;
+/// storage for NV12), downloads read them.
+fn ring_usage(fourcc: drm_fourcc::DrmFourcc) -> vk::ImageUsageFlags {
+    Kernels::pattern_usage(fourcc) | vk::ImageUsageFlags::TRANSFER_SRC
+}
 
 struct State {
     /// Each slot's last drawing, where it was not waited for (kernel
@@ -109,7 +111,7 @@ impl VkDmaBufSrc {
             Exporter::with_allocator(&ctx, backend)
         };
         let kernels = Kernels::new(&ctx).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
-        let usage = RING_USAGE;
+        let usage = ring_usage(stream.fourcc);
         let mut ring = Vec::with_capacity(settings.ring_size as usize);
         let mut slots = Vec::with_capacity(settings.ring_size as usize);
         for _ in 0..settings.ring_size.max(2) {
@@ -232,7 +234,7 @@ impl BaseSrcImpl for VkDmaBufSrc {
             dma_drm_pairs(|f| {
                 let planes = crate::vulkan::modifiers(&ctx, f).unwrap_or_default();
                 exporter
-                    .native_export_modifiers(f, RING_USAGE)
+                    .native_export_modifiers(f, ring_usage(f))
                     .unwrap_or_default()
                     .into_iter()
                     .filter_map(|m| {

@@ -1,0 +1,96 @@
+//! Per-frame cost of the kernels on this machine's Vulkan device (lavapipe
+//! in CI), each frame submitted and waited for: the viewer's composite
+//! (video + overlay into an XRGB8888 export) by the compute kernel (storage
+//! output), by the graphics path drawing the video (a fullscreen triangle)
+//! and by the graphics path copying it (`vkCmdCopyImage`), each with the
+//! overlay; and vkdmabufsrc's pattern by the compute kernel against the
+//! graphics path (clears + one quad). Compare within one run:
+//! `scripts/bench` prints the ratios.
+
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use dmabuf_interop::DrmFourcc;
+use dmabuf_interop::alloc::{Allocator, MemfdAllocator};
+use dmabuf_interop::overlay::Overlay;
+use dmabuf_interop::pattern;
+use dmabuf_interop::vulkan::{self, ContextOptions, Exporter, Kernels, VideoPass, VulkanContext, ash::vk};
+
+fn render_cost(c: &mut Criterion) {
+    let ctx: Arc<VulkanContext> = VulkanContext::new(&ContextOptions::default()).expect("Vulkan (run scripts/setup)");
+    let mut kernels = Kernels::new(&ctx).expect("kernels");
+    let exporter = Exporter::new(&ctx).expect("exporter");
+    let video_usage = vk::ImageUsageFlags::SAMPLED | vk::ImageUsageFlags::TRANSFER_SRC;
+    let overlay = Overlay {
+        frame: 123456,
+        progress: Some(400),
+    };
+    for (w, h) in [(1920u32, 1080u32), (3840, 2160)] {
+        let mut group = c.benchmark_group(format!("render_{w}x{h}"));
+        group.sample_size(10);
+        for (name, fourcc) in [("xrgb8888", DrmFourcc::Xrgb8888), ("nv12", DrmFourcc::Nv12)] {
+            let layout = vulkan::linear_layout(&ctx, fourcc, w, h, video_usage).expect("layout");
+            let buf = MemfdAllocator::new()
+                .allocate_layout(fourcc, w, h, &layout)
+                .expect("allocate");
+            let video = vulkan::import(&ctx, &buf, video_usage).expect("import");
+            let storage = exporter
+                .export(DrmFourcc::Xrgb8888, w, h, vk::ImageUsageFlags::STORAGE, &[])
+                .expect("storage export");
+            let attachment = exporter
+                .export(
+                    DrmFourcc::Xrgb8888,
+                    w,
+                    h,
+                    vk::ImageUsageFlags::COLOR_ATTACHMENT | vk::ImageUsageFlags::TRANSFER_DST,
+                    &[],
+                )
+                .expect("attachment export");
+            group.bench_function(format!("composite_{name}_compute"), |b| {
+                b.iter(|| kernels.composite(&video, &storage, &overlay).expect("composite"))
+            });
+            kernels.set_video_pass(VideoPass::Draw);
+            group.bench_function(format!("composite_{name}_draw"), |b| {
+                b.iter(|| kernels.composite(&video, &attachment, &overlay).expect("composite"))
+            });
+            if fourcc == DrmFourcc::Xrgb8888 {
+                kernels.set_video_pass(VideoPass::Copy);
+                group.bench_function(format!("composite_{name}_copy"), |b| {
+                    b.iter(|| kernels.composite(&video, &attachment, &overlay).expect("composite"))
+                });
+            }
+            kernels.set_video_pass(VideoPass::Auto);
+        }
+        let storage = exporter
+            .export(DrmFourcc::Xrgb8888, w, h, vk::ImageUsageFlags::STORAGE, &[])
+            .expect("storage export");
+        let attachment = exporter
+            .export(DrmFourcc::Xrgb8888, w, h, vk::ImageUsageFlags::COLOR_ATTACHMENT, &[])
+            .expect("attachment export");
+        let mut frame = 0;
+        group.bench_function("pattern_compute", |b| {
+            b.iter(|| {
+                frame += 1;
+                kernels.draw_pattern(&storage, frame).expect("pattern")
+            })
+        });
+        group.bench_function("pattern_graphics", |b| {
+            b.iter(|| {
+                frame += 1;
+                kernels.draw_pattern(&attachment, frame).expect("pattern")
+            })
+        });
+        // The CPU's own pattern into memory, for scale.
+        let mut planes = Vec::new();
+        group.bench_function("pattern_cpu", |b| {
+            b.iter(|| {
+                frame += 1;
+                planes = pattern::frame_planes(DrmFourcc::Xrgb8888, w, h, frame).expect("pattern");
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, render_cost);
+criterion_main!(benches);
