@@ -1,6 +1,8 @@
-//! Compute kernels from `shaders/` (compiled to SPIR-V at build time by
-//! naga): the moving test pattern, NV12 -> RGBA conversion and the viewer's
-//! composite (video + overlay).
+//! [`Kernels`]: the shaders of `shaders/` (compiled to SPIR-V at build time
+//! by naga) as the operations callers use: the moving test pattern, NV12 ->
+//! RGBA conversion and the viewer's composite (video + overlay). Each picks
+//! its path by the output image: a colour attachment goes the graphics way
+//! (the `render` module), a storage image the compute way (`compute`).
 
 use crate::colour::Colorimetry;
 use std::sync::Arc;
@@ -9,10 +11,12 @@ use ash::vk;
 use drm_fourcc::DrmFourcc;
 
 use super::commands::{Submission, submit_synced};
+use super::compute::{Kernel, descriptor_pool};
 use super::context::VulkanContext;
-use super::error::{VulkanError, call};
+use super::error::VulkanError;
 use super::image::VulkanImage;
-use super::render::{Graphics, VideoPass};
+use super::raster::Graphics;
+use super::render::VideoPass;
 use crate::fence::Fence;
 use crate::overlay::Overlay;
 use crate::sync::SyncAccess;
@@ -33,14 +37,6 @@ pub const PATTERN_FORMATS: [DrmFourcc; 5] = [
     DrmFourcc::Abgr8888,
     DrmFourcc::Nv12,
 ];
-
-/// One compute pipeline with its layouts.
-struct Kernel {
-    set_layout: vk::DescriptorSetLayout,
-    layout: vk::PipelineLayout,
-    pipeline: vk::Pipeline,
-    bindings: Vec<vk::DescriptorType>,
-}
 
 /// Which kernel: its index in [`Kernels::kernels`] (the order of the specs
 /// in [`Kernels::new`]).
@@ -71,187 +67,6 @@ impl std::fmt::Debug for Kernels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Kernels").finish_non_exhaustive()
     }
-}
-
-pub(super) fn spirv_words(bytes: &[u8]) -> Vec<u32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
-
-impl Kernel {
-    fn new(
-        ctx: &VulkanContext,
-        spirv: &[u8],
-        bindings: &[vk::DescriptorType],
-        push_size: u32,
-    ) -> Result<Self, VulkanError> {
-        let device = ctx.device();
-        let mut kernel = Kernel {
-            set_layout: vk::DescriptorSetLayout::null(),
-            layout: vk::PipelineLayout::null(),
-            pipeline: vk::Pipeline::null(),
-            bindings: bindings.to_vec(),
-        };
-        let result = (|| {
-            let layout_bindings: Vec<vk::DescriptorSetLayoutBinding> = bindings
-                .iter()
-                .enumerate()
-                .map(|(i, &ty)| {
-                    vk::DescriptorSetLayoutBinding::default()
-                        .binding(i as u32)
-                        .descriptor_type(ty)
-                        .descriptor_count(1)
-                        .stage_flags(vk::ShaderStageFlags::COMPUTE)
-                })
-                .collect();
-            // SAFETY: valid device and create infos; handles stored in `kernel`
-            // and destroyed by `destroy` on any path.
-            unsafe {
-                kernel.set_layout = device
-                    .create_descriptor_set_layout(
-                        &vk::DescriptorSetLayoutCreateInfo::default().bindings(&layout_bindings),
-                        None,
-                    )
-                    .map_err(call("vkCreateDescriptorSetLayout"))?;
-                let ranges = [vk::PushConstantRange::default()
-                    .stage_flags(vk::ShaderStageFlags::COMPUTE)
-                    .size(push_size)];
-                let set_layouts = [kernel.set_layout];
-                kernel.layout = device
-                    .create_pipeline_layout(
-                        &vk::PipelineLayoutCreateInfo::default()
-                            .set_layouts(&set_layouts)
-                            .push_constant_ranges(&ranges),
-                        None,
-                    )
-                    .map_err(call("vkCreatePipelineLayout"))?;
-                let code = spirv_words(spirv);
-                let module = device
-                    .create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&code), None)
-                    .map_err(call("vkCreateShaderModule"))?;
-                let stage = vk::PipelineShaderStageCreateInfo::default()
-                    .stage(vk::ShaderStageFlags::COMPUTE)
-                    .module(module)
-                    .name(c"main");
-                let info = [vk::ComputePipelineCreateInfo::default()
-                    .stage(stage)
-                    .layout(kernel.layout)];
-                let pipelines = device.create_compute_pipelines(vk::PipelineCache::null(), &info, None);
-                device.destroy_shader_module(module, None);
-                kernel.pipeline = pipelines.map_err(|(_, e)| call("vkCreateComputePipelines")(e))?[0];
-            }
-            Ok(())
-        })();
-        match result {
-            Ok(()) => Ok(kernel),
-            Err(e) => {
-                kernel.destroy(ctx);
-                Err(e)
-            }
-        }
-    }
-
-    fn destroy(&self, ctx: &VulkanContext) {
-        // SAFETY: our handles (or null); no dispatch is pending (dispatches
-        // wait for their fences).
-        unsafe {
-            ctx.device().destroy_pipeline(self.pipeline, None);
-            ctx.device().destroy_pipeline_layout(self.layout, None);
-            ctx.device().destroy_descriptor_set_layout(self.set_layout, None);
-        }
-    }
-
-    /// Binds `views` (in binding order, in GENERAL layout), pushes
-    /// `push`, dispatches over `width`x`height` in 8x8 groups.
-    fn record(
-        &self,
-        ctx: &VulkanContext,
-        cb: vk::CommandBuffer,
-        pool: vk::DescriptorPool,
-        views: &[vk::ImageView],
-        push: &[u8],
-        (width, height): (u32, u32),
-    ) -> Result<(), VulkanError> {
-        let device = ctx.device();
-        let set_layouts = [self.set_layout];
-        // SAFETY: the pool has room for one set of this layout.
-        let set = unsafe {
-            device.allocate_descriptor_sets(
-                &vk::DescriptorSetAllocateInfo::default()
-                    .descriptor_pool(pool)
-                    .set_layouts(&set_layouts),
-            )
-        }
-        .map_err(call("vkAllocateDescriptorSets"))?[0];
-        let image_infos: Vec<[vk::DescriptorImageInfo; 1]> = views
-            .iter()
-            .map(|&v| {
-                [vk::DescriptorImageInfo::default()
-                    .image_view(v)
-                    .image_layout(vk::ImageLayout::GENERAL)]
-            })
-            .collect();
-        let writes: Vec<vk::WriteDescriptorSet> = image_infos
-            .iter()
-            .zip(&self.bindings)
-            .enumerate()
-            .map(|(i, (info, &ty))| {
-                vk::WriteDescriptorSet::default()
-                    .dst_set(set)
-                    .dst_binding(i as u32)
-                    .descriptor_type(ty)
-                    .image_info(info)
-            })
-            .collect();
-        // SAFETY: recording state; the set, views and pipeline are valid and
-        // live until the submission's fence has signalled.
-        unsafe {
-            device.update_descriptor_sets(&writes, &[]);
-            device.cmd_bind_pipeline(cb, vk::PipelineBindPoint::COMPUTE, self.pipeline);
-            device.cmd_bind_descriptor_sets(cb, vk::PipelineBindPoint::COMPUTE, self.layout, 0, &[set], &[]);
-            device.cmd_push_constants(cb, self.layout, vk::ShaderStageFlags::COMPUTE, 0, push);
-            device.cmd_dispatch(cb, width.div_ceil(8), height.div_ceil(8), 1);
-        }
-        Ok(())
-    }
-}
-
-/// A transient descriptor pool for one submission (destroyed here if the
-/// submission fails before it adopts the pool).
-pub(super) struct PoolGuard<'a>(&'a VulkanContext, pub(super) vk::DescriptorPool);
-
-impl PoolGuard<'_> {
-    /// Hands the pool over (to the submission that uses it).
-    pub(super) fn release(mut self) -> vk::DescriptorPool {
-        std::mem::replace(&mut self.1, vk::DescriptorPool::null())
-    }
-}
-
-impl Drop for PoolGuard<'_> {
-    fn drop(&mut self) {
-        if self.1 != vk::DescriptorPool::null() {
-            // SAFETY: our pool; no submission uses it (a submitted one
-            // adopted it).
-            unsafe { self.0.device().destroy_descriptor_pool(self.1, None) };
-        }
-    }
-}
-
-pub(super) fn descriptor_pool(ctx: &VulkanContext) -> Result<PoolGuard<'_>, VulkanError> {
-    let sizes = [
-        vk::DescriptorPoolSize::default()
-            .ty(vk::DescriptorType::STORAGE_IMAGE)
-            .descriptor_count(4),
-        vk::DescriptorPoolSize::default()
-            .ty(vk::DescriptorType::SAMPLED_IMAGE)
-            .descriptor_count(4),
-    ];
-    let info = vk::DescriptorPoolCreateInfo::default().max_sets(1).pool_sizes(&sizes);
-    // SAFETY: valid device; destroyed by the guard.
-    let pool = unsafe { ctx.device().create_descriptor_pool(&info, None) }.map_err(call("vkCreateDescriptorPool"))?;
-    Ok(PoolGuard(ctx, pool))
 }
 
 /// Bytes of `nv12_read.wgsl`'s `Yuv` push constants.

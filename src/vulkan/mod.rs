@@ -59,6 +59,7 @@
 
 mod cache;
 mod commands;
+mod compute;
 mod context;
 mod device_select;
 mod error;
@@ -68,6 +69,7 @@ mod image;
 mod import;
 mod kernels;
 mod memory;
+mod raster;
 mod render;
 mod retire;
 mod support;

@@ -1,0 +1,490 @@
+//! The graphics pipelines behind [`Kernels`](super::Kernels)' render path
+//! (the `render` module): render passes with one colour attachment, the
+//! pipelines that draw into them, and one render pass instance being
+//! recorded ([`Pass`]: framebuffer, draws, clears).
+//!
+//! A render pass (core Vulkan 1.0), not dynamic rendering: it works on
+//! every device and on wrapped contexts whatever features their creator
+//! enabled. Pipelines are made against a render pass with `loadOp` LOAD and
+//! used with one with DONT_CARE too: render pass compatibility ignores load
+//! and store operations. Viewport and scissor are dynamic, so one pipeline
+//! serves every size.
+
+use std::sync::Arc;
+
+use ash::vk;
+
+use super::compute::spirv_words;
+use super::context::VulkanContext;
+use super::error::{VulkanError, call};
+use super::kernels::YUV_CONSTANTS;
+
+const DRAW_VIDEO_RGB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/draw_video_rgb.spv"));
+const DRAW_VIDEO_NV12: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/draw_video_nv12.spv"));
+const DRAW_OVERLAY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/draw_overlay.spv"));
+const DRAW_PATTERN_RAMP: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/draw_pattern_ramp.spv"));
+
+/// Push constants of every graphics pipeline (vertex and fragment stage):
+/// width, height, frame, progress, then `nv12_read.wgsl`'s `Yuv`.
+pub(super) const PUSH_BYTES: u32 = 16 + YUV_CONSTANTS;
+
+/// What a graphics pipeline draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Draw {
+    /// A 32-bit RGB frame, one sampled view, a fullscreen triangle.
+    VideoRgb,
+    /// An NV12 frame, two sampled plane views, a fullscreen triangle.
+    VideoNv12,
+    /// The overlay's box and bar: 6 vertices, 2 instances.
+    Overlay,
+    /// The pattern's ramp: 6 vertices.
+    Ramp,
+}
+
+impl Draw {
+    fn spirv(self) -> &'static [u8] {
+        match self {
+            Draw::VideoRgb => DRAW_VIDEO_RGB,
+            Draw::VideoNv12 => DRAW_VIDEO_NV12,
+            Draw::Overlay => DRAW_OVERLAY,
+            Draw::Ramp => DRAW_PATTERN_RAMP,
+        }
+    }
+
+    /// Sampled-image bindings of its set.
+    fn sampled(self) -> u32 {
+        match self {
+            Draw::VideoRgb => 1,
+            Draw::VideoNv12 => 2,
+            Draw::Overlay | Draw::Ramp => 0,
+        }
+    }
+}
+
+/// One graphics pipeline and its layouts (a set layout only with bindings).
+#[derive(Default)]
+struct Pipeline {
+    set_layout: vk::DescriptorSetLayout,
+    layout: vk::PipelineLayout,
+    pipeline: vk::Pipeline,
+}
+
+/// The render passes and pipelines for one attachment format.
+#[derive(Default)]
+pub(super) struct Target {
+    format: vk::Format,
+    /// `loadOp` LOAD: drawn over what is there (a copy).
+    load: vk::RenderPass,
+    /// `loadOp` DONT_CARE: every pixel is drawn or cleared.
+    discard: vk::RenderPass,
+    pipelines: Vec<(Draw, Pipeline)>,
+}
+
+/// Every graphics pipeline of a [`Kernels`](super::Kernels): B8G8R8A8 (XRGB8888/ARGB8888:
+/// composite and pattern) and R8G8B8A8 (XBGR8888/ABGR8888: pattern).
+#[derive(Default)]
+pub(super) struct Graphics {
+    targets: Vec<Target>,
+}
+
+impl Graphics {
+    /// Builds the render passes and pipelines; on an error what was made is
+    /// destroyed (nothing was submitted).
+    pub(super) fn new(ctx: &VulkanContext) -> Result<Self, VulkanError> {
+        let mut graphics = Graphics::default();
+        let specs: [(vk::Format, &[Draw]); 2] = [
+            (
+                vk::Format::B8G8R8A8_UNORM,
+                &[Draw::VideoRgb, Draw::VideoNv12, Draw::Overlay, Draw::Ramp],
+            ),
+            (vk::Format::R8G8B8A8_UNORM, &[Draw::Ramp]),
+        ];
+        let result = (|| {
+            for (format, draws) in specs {
+                graphics.targets.push(Target {
+                    format,
+                    ..Default::default()
+                });
+                let target = graphics.targets.last_mut().expect("just pushed");
+                target.load = render_pass(ctx, format, vk::AttachmentLoadOp::LOAD)?;
+                target.discard = render_pass(ctx, format, vk::AttachmentLoadOp::DONT_CARE)?;
+                for &draw in draws {
+                    target.pipelines.push((draw, Pipeline::default()));
+                    let slot = &mut target.pipelines.last_mut().expect("just pushed").1;
+                    build_pipeline(ctx, target.load, draw, slot)?;
+                }
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => Ok(graphics),
+            Err(e) => {
+                graphics.destroy(ctx.device());
+                Err(e)
+            }
+        }
+    }
+
+    /// Destroys every handle (null ones are skipped by Vulkan): only once
+    /// no submission uses them.
+    pub(super) fn destroy(self, device: &ash::Device) {
+        for target in self.targets {
+            // SAFETY: our handles (or null); the caller's contract above.
+            unsafe {
+                for (_, p) in target.pipelines {
+                    device.destroy_pipeline(p.pipeline, None);
+                    device.destroy_pipeline_layout(p.layout, None);
+                    device.destroy_descriptor_set_layout(p.set_layout, None);
+                }
+                device.destroy_render_pass(target.load, None);
+                device.destroy_render_pass(target.discard, None);
+            }
+        }
+    }
+
+    pub(super) fn target(&self, format: vk::Format) -> Option<&Target> {
+        self.targets.iter().find(|t| t.format == format)
+    }
+}
+
+impl Target {
+    fn pipeline(&self, draw: Draw) -> Result<&Pipeline, VulkanError> {
+        self.pipelines
+            .iter()
+            .find(|(d, _)| *d == draw)
+            .map(|(_, p)| p)
+            .ok_or(VulkanError::Usage(
+                "no graphics pipeline of this kind for the output's format",
+            ))
+    }
+}
+
+/// A render pass with one colour attachment of `format`, kept in
+/// COLOR_ATTACHMENT_OPTIMAL throughout (the caller's barriers move the image
+/// in and out: the ownership transfers from and to the foreign queue).
+fn render_pass(
+    ctx: &VulkanContext,
+    format: vk::Format,
+    load: vk::AttachmentLoadOp,
+) -> Result<vk::RenderPass, VulkanError> {
+    let attachments = [vk::AttachmentDescription::default()
+        .format(format)
+        .samples(vk::SampleCountFlags::TYPE_1)
+        .load_op(load)
+        .store_op(vk::AttachmentStoreOp::STORE)
+        .stencil_load_op(vk::AttachmentLoadOp::DONT_CARE)
+        .stencil_store_op(vk::AttachmentStoreOp::DONT_CARE)
+        .initial_layout(vk::ImageLayout::COLOR_ATTACHMENT_OPTIMAL)
+        .final_layout(vk::ImageLayout::COLOR_ATTACHMENT_OPTIMAL)];
+    let colour = [vk::AttachmentReference::default()
+        .attachment(0)
+        .layout(vk::ImageLayout::COLOR_ATTACHMENT_OPTIMAL)];
+    let subpasses = [vk::SubpassDescription::default()
+        .pipeline_bind_point(vk::PipelineBindPoint::GRAPHICS)
+        .color_attachments(&colour)];
+    let info = vk::RenderPassCreateInfo::default()
+        .attachments(&attachments)
+        .subpasses(&subpasses);
+    // SAFETY: valid device and create info; destroyed by `Graphics::destroy`.
+    unsafe { ctx.device().create_render_pass(&info, None) }.map_err(call("vkCreateRenderPass"))
+}
+
+/// Builds `draw`'s pipeline against `render_pass` into `slot` (whose
+/// handles `Graphics::destroy` frees on any path).
+fn build_pipeline(
+    ctx: &VulkanContext,
+    render_pass: vk::RenderPass,
+    draw: Draw,
+    slot: &mut Pipeline,
+) -> Result<(), VulkanError> {
+    let device = ctx.device();
+    let stages = vk::ShaderStageFlags::VERTEX | vk::ShaderStageFlags::FRAGMENT;
+    let bindings: Vec<vk::DescriptorSetLayoutBinding> = (0..draw.sampled())
+        .map(|i| {
+            vk::DescriptorSetLayoutBinding::default()
+                .binding(i)
+                .descriptor_type(vk::DescriptorType::SAMPLED_IMAGE)
+                .descriptor_count(1)
+                .stage_flags(vk::ShaderStageFlags::FRAGMENT)
+        })
+        .collect();
+    // SAFETY: valid device and create infos; the handles go into `slot`.
+    unsafe {
+        if !bindings.is_empty() {
+            slot.set_layout = device
+                .create_descriptor_set_layout(&vk::DescriptorSetLayoutCreateInfo::default().bindings(&bindings), None)
+                .map_err(call("vkCreateDescriptorSetLayout"))?;
+        }
+        let set_layouts: Vec<vk::DescriptorSetLayout> = [slot.set_layout]
+            .into_iter()
+            .filter(|l| *l != vk::DescriptorSetLayout::null())
+            .collect();
+        let ranges = [vk::PushConstantRange::default().stage_flags(stages).size(PUSH_BYTES)];
+        slot.layout = device
+            .create_pipeline_layout(
+                &vk::PipelineLayoutCreateInfo::default()
+                    .set_layouts(&set_layouts)
+                    .push_constant_ranges(&ranges),
+                None,
+            )
+            .map_err(call("vkCreatePipelineLayout"))?;
+        let code = spirv_words(draw.spirv());
+        let module = device
+            .create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&code), None)
+            .map_err(call("vkCreateShaderModule"))?;
+        let shader_stages = [
+            vk::PipelineShaderStageCreateInfo::default()
+                .stage(vk::ShaderStageFlags::VERTEX)
+                .module(module)
+                .name(c"vs_main"),
+            vk::PipelineShaderStageCreateInfo::default()
+                .stage(vk::ShaderStageFlags::FRAGMENT)
+                .module(module)
+                .name(c"fs_main"),
+        ];
+        let vertex_input = vk::PipelineVertexInputStateCreateInfo::default();
+        let assembly =
+            vk::PipelineInputAssemblyStateCreateInfo::default().topology(vk::PrimitiveTopology::TRIANGLE_LIST);
+        // Viewport and scissor are dynamic: one pipeline for every size.
+        let viewport = vk::PipelineViewportStateCreateInfo::default()
+            .viewport_count(1)
+            .scissor_count(1);
+        let raster = vk::PipelineRasterizationStateCreateInfo::default()
+            .polygon_mode(vk::PolygonMode::FILL)
+            .cull_mode(vk::CullModeFlags::NONE)
+            .line_width(1.0);
+        let multisample =
+            vk::PipelineMultisampleStateCreateInfo::default().rasterization_samples(vk::SampleCountFlags::TYPE_1);
+        let blend_attachments = [vk::PipelineColorBlendAttachmentState::default().color_write_mask(
+            vk::ColorComponentFlags::R
+                | vk::ColorComponentFlags::G
+                | vk::ColorComponentFlags::B
+                | vk::ColorComponentFlags::A,
+        )];
+        let blend = vk::PipelineColorBlendStateCreateInfo::default().attachments(&blend_attachments);
+        let dynamic_states = [vk::DynamicState::VIEWPORT, vk::DynamicState::SCISSOR];
+        let dynamic = vk::PipelineDynamicStateCreateInfo::default().dynamic_states(&dynamic_states);
+        let info = [vk::GraphicsPipelineCreateInfo::default()
+            .stages(&shader_stages)
+            .vertex_input_state(&vertex_input)
+            .input_assembly_state(&assembly)
+            .viewport_state(&viewport)
+            .rasterization_state(&raster)
+            .multisample_state(&multisample)
+            .color_blend_state(&blend)
+            .dynamic_state(&dynamic)
+            .layout(slot.layout)
+            .render_pass(render_pass)
+            .subpass(0)];
+        let pipelines = device.create_graphics_pipelines(vk::PipelineCache::null(), &info, None);
+        device.destroy_shader_module(module, None);
+        slot.pipeline = pipelines.map_err(|(_, e)| call("vkCreateGraphicsPipelines")(e))?[0];
+    }
+    Ok(())
+}
+
+/// A framebuffer of one submission, destroyed after it (kept in the
+/// [`Submission`](super::Submission), whose kept values drop once its fence has signalled).
+pub(super) struct Framebuffer {
+    ctx: Arc<VulkanContext>,
+    handle: vk::Framebuffer,
+}
+
+impl Drop for Framebuffer {
+    fn drop(&mut self) {
+        // SAFETY: ours; dropped only after the work using it (or never
+        // submitted).
+        unsafe { self.ctx.device().destroy_framebuffer(self.handle, None) };
+    }
+}
+
+/// One render pass instance being recorded into `cb` over `view`.
+pub(super) struct Pass<'a> {
+    ctx: &'a VulkanContext,
+    cb: vk::CommandBuffer,
+    target: &'a Target,
+    extent: vk::Extent2D,
+}
+
+impl<'a> Pass<'a> {
+    /// Begins `target`'s render pass (LOAD or DONT_CARE) on `view`.
+    pub(super) fn begin(
+        ctx: &'a Arc<VulkanContext>,
+        cb: vk::CommandBuffer,
+        target: &'a Target,
+        load: bool,
+        view: vk::ImageView,
+        (width, height): (u32, u32),
+    ) -> Result<(Self, Framebuffer), VulkanError> {
+        let render_pass = if load { target.load } else { target.discard };
+        let views = [view];
+        let info = vk::FramebufferCreateInfo::default()
+            .render_pass(render_pass)
+            .attachments(&views)
+            .width(width)
+            .height(height)
+            .layers(1);
+        // SAFETY: valid device; the view has COLOR_ATTACHMENT usage and
+        // `target.format`; destroyed by `Framebuffer`'s drop.
+        let handle = unsafe { ctx.device().create_framebuffer(&info, None) }.map_err(call("vkCreateFramebuffer"))?;
+        let framebuffer = Framebuffer {
+            ctx: Arc::clone(ctx),
+            handle,
+        };
+        let extent = vk::Extent2D { width, height };
+        let area = vk::Rect2D::default().extent(extent);
+        let begin = vk::RenderPassBeginInfo::default()
+            .render_pass(render_pass)
+            .framebuffer(handle)
+            .render_area(area);
+        let viewport = vk::Viewport {
+            x: 0.0,
+            y: 0.0,
+            width: width as f32,
+            height: height as f32,
+            min_depth: 0.0,
+            max_depth: 1.0,
+        };
+        // SAFETY: `cb` is recording, outside a render pass; the framebuffer
+        // matches the render pass.
+        unsafe {
+            ctx.device()
+                .cmd_begin_render_pass(cb, &begin, vk::SubpassContents::INLINE);
+            ctx.device().cmd_set_viewport(cb, 0, &[viewport]);
+            ctx.device().cmd_set_scissor(cb, 0, &[area]);
+        }
+        Ok((
+            Pass {
+                ctx,
+                cb,
+                target,
+                extent,
+            },
+            framebuffer,
+        ))
+    }
+
+    /// Draws `vertices` x `instances` with `draw`'s pipeline, `views`
+    /// bound as its sampled images (SHADER_READ_ONLY_OPTIMAL; a set from
+    /// `pool`) and `push` as its push constants.
+    pub(super) fn draw(
+        &self,
+        draw: Draw,
+        pool: vk::DescriptorPool,
+        views: &[vk::ImageView],
+        push: &[u8; PUSH_BYTES as usize],
+        (vertices, instances): (u32, u32),
+    ) -> Result<(), VulkanError> {
+        let device = self.ctx.device();
+        let pipeline = self.target.pipeline(draw)?;
+        if views.len() != draw.sampled() as usize {
+            return Err(VulkanError::Usage("the video image lacks sampled plane views"));
+        }
+        // SAFETY: recording inside this pass; the pipeline matches it; the
+        // pool has room for one set of at most two sampled images.
+        unsafe {
+            device.cmd_bind_pipeline(self.cb, vk::PipelineBindPoint::GRAPHICS, pipeline.pipeline);
+            if !views.is_empty() {
+                let set_layouts = [pipeline.set_layout];
+                let set = device
+                    .allocate_descriptor_sets(
+                        &vk::DescriptorSetAllocateInfo::default()
+                            .descriptor_pool(pool)
+                            .set_layouts(&set_layouts),
+                    )
+                    .map_err(call("vkAllocateDescriptorSets"))?[0];
+                let infos: Vec<[vk::DescriptorImageInfo; 1]> = views
+                    .iter()
+                    .map(|&v| {
+                        [vk::DescriptorImageInfo::default()
+                            .image_view(v)
+                            .image_layout(vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL)]
+                    })
+                    .collect();
+                let writes: Vec<vk::WriteDescriptorSet> = infos
+                    .iter()
+                    .enumerate()
+                    .map(|(i, info)| {
+                        vk::WriteDescriptorSet::default()
+                            .dst_set(set)
+                            .dst_binding(i as u32)
+                            .descriptor_type(vk::DescriptorType::SAMPLED_IMAGE)
+                            .image_info(info)
+                    })
+                    .collect();
+                device.update_descriptor_sets(&writes, &[]);
+                device.cmd_bind_descriptor_sets(
+                    self.cb,
+                    vk::PipelineBindPoint::GRAPHICS,
+                    pipeline.layout,
+                    0,
+                    &[set],
+                    &[],
+                );
+            }
+            device.cmd_push_constants(
+                self.cb,
+                pipeline.layout,
+                vk::ShaderStageFlags::VERTEX | vk::ShaderStageFlags::FRAGMENT,
+                0,
+                push,
+            );
+            device.cmd_draw(self.cb, vertices, instances, 0, 0);
+        }
+        Ok(())
+    }
+
+    /// Clears the rectangles `(x, y, width, height)` (clipped to the
+    /// attachment; empty ones skipped) to `rgba`.
+    pub(super) fn clear(&self, rgba: [f32; 4], rects: &[(u32, u32, u32, u32)]) {
+        let rects: Vec<vk::ClearRect> = rects
+            .iter()
+            .filter_map(|&(x, y, w, h)| {
+                let w = w.min(self.extent.width.saturating_sub(x));
+                let h = h.min(self.extent.height.saturating_sub(y));
+                // VUID-vkCmdClearAttachments-rect-02682/02683: not empty.
+                (w > 0 && h > 0).then_some(vk::ClearRect {
+                    rect: vk::Rect2D {
+                        offset: vk::Offset2D {
+                            x: x as i32,
+                            y: y as i32,
+                        },
+                        extent: vk::Extent2D { width: w, height: h },
+                    },
+                    base_array_layer: 0,
+                    layer_count: 1,
+                })
+            })
+            .collect();
+        if rects.is_empty() {
+            return;
+        }
+        let attachment = [vk::ClearAttachment {
+            aspect_mask: vk::ImageAspectFlags::COLOR,
+            color_attachment: 0,
+            clear_value: vk::ClearValue {
+                color: vk::ClearColorValue { float32: rgba },
+            },
+        }];
+        // SAFETY: recording inside this pass; the rects lie in its render
+        // area (clipped above). Clears run in rasterisation order with the
+        // draws around them.
+        unsafe { self.ctx.device().cmd_clear_attachments(self.cb, &attachment, &rects) };
+    }
+
+    pub(super) fn end(self) {
+        // SAFETY: the pass begun in `begin`, recording.
+        unsafe { self.ctx.device().cmd_end_render_pass(self.cb) };
+    }
+}
+
+/// Push constants: `head` (width, height, frame, progress) and, for YUV
+/// video, the matrix and range.
+pub(super) fn push_constants(head: [u8; 16], yuv: Option<[u8; YUV_CONSTANTS as usize]>) -> [u8; PUSH_BYTES as usize] {
+    let mut out = [0u8; PUSH_BYTES as usize];
+    out[..16].copy_from_slice(&head);
+    if let Some(yuv) = yuv {
+        out[16..].copy_from_slice(&yuv);
+    }
+    out
+}
