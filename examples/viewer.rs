@@ -248,7 +248,13 @@ impl VulkanPath {
             for _ in 0..OUTPUT_RING {
                 let out = self
                     .exporter
-                    .export(DrmFourcc::Xrgb8888, w, h, self.kernels.composite_output_usage(), &[])
+                    .export_preferring(
+                        DrmFourcc::Xrgb8888,
+                        w,
+                        h,
+                        self.kernels.composite_output_usage(),
+                        &presenter.formats().preferred_modifiers(DrmFourcc::Xrgb8888),
+                    )
                     .map_err(|e| format!("exporting the output image: {e}"))?;
                 self.ring.push(out);
             }

@@ -183,6 +183,41 @@ impl Exporter {
         }
     }
 
+    /// [`export`](Self::export) for a consumer with preferences: `tiers`
+    /// are its modifiers, best first (a compositor's feedback tranches,
+    /// scanout first: `FormatSet::preferred_modifiers` in the Wayland
+    /// adapter). Each tier is tried in turn with the modifiers of it that
+    /// the device lists with the features `usage` needs
+    /// ([`choose_modifiers`](super::choose_modifiers)), so a render-only
+    /// export gets the compressed modifiers that lack STORAGE; when no tier
+    /// can be exported, any modifier (as `export` with none named).
+    pub fn export_preferring(
+        &self,
+        fourcc: DrmFourcc,
+        width: u32,
+        height: u32,
+        usage: vk::ImageUsageFlags,
+        tiers: &[Vec<DrmModifier>],
+    ) -> Result<ExportedImage, VulkanError> {
+        let listed = super::modifiers(&self.ctx, fourcc)?;
+        let needs = super::usage_features(usage);
+        for tier in tiers {
+            let mods = if listed.is_empty() {
+                // No modifier listing (LINEAR only, LINEAR tiling).
+                tier.clone()
+            } else {
+                super::choose_modifiers(&listed, needs, std::slice::from_ref(tier))
+            };
+            if mods.is_empty() {
+                continue;
+            }
+            if let Ok(image) = self.export(fourcc, width, height, usage, &mods) {
+                return Ok(image);
+            }
+        }
+        self.export(fourcc, width, height, usage, &[])
+    }
+
     fn export_host(
         &self,
         fourcc: DrmFourcc,

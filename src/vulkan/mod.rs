@@ -91,7 +91,7 @@ pub use import::import;
 pub use kernels::{Kernels, PATTERN_FORMATS};
 pub use memory::linear_layout;
 pub use render::VideoPass;
-pub use support::{FormatSupport, ModifierSupport, format_support, modifiers};
+pub use support::{FormatSupport, ModifierSupport, choose_modifiers, format_support, modifiers, usage_features};
 pub use ycbcr::YcbcrSampler;
 
 /// Re-export of ash, so users name the same version.

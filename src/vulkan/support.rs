@@ -312,6 +312,54 @@ pub(super) fn device_modifiers(ctx: &VulkanContext, fourcc: DrmFourcc) -> Result
     Ok(modifiers(ctx, fourcc)?.into_iter().map(|m| m.modifier).collect())
 }
 
+/// The format features an image needs for `usage` on its own format (what
+/// a modifier's `drmFormatModifierTilingFeatures` must hold for it).
+/// STORAGE of B8G8R8A8 goes through an R8G8B8A8 view, whose features
+/// [`format_support`] checks; here it asks STORAGE_IMAGE of the format.
+pub fn usage_features(usage: vk::ImageUsageFlags) -> vk::FormatFeatureFlags {
+    use vk::FormatFeatureFlags as F;
+    use vk::ImageUsageFlags as U;
+    [
+        (U::TRANSFER_SRC, F::TRANSFER_SRC),
+        (U::TRANSFER_DST, F::TRANSFER_DST),
+        (U::SAMPLED, F::SAMPLED_IMAGE),
+        (U::STORAGE, F::STORAGE_IMAGE),
+        (U::COLOR_ATTACHMENT, F::COLOR_ATTACHMENT),
+    ]
+    .into_iter()
+    .filter(|&(u, _)| usage.contains(u))
+    .fold(F::empty(), |acc, (_, f)| acc | f)
+}
+
+/// The modifiers of `listed` (a device's, [`modifiers`]) an image needing
+/// `needs` may have, best first: those whose tiling features hold `needs`,
+/// ordered by `preference` (a consumer's tiers, best first, e.g. a
+/// compositor's feedback tranches with the scanout ones first; within a
+/// tier its own order) and only those some tier names; with no tiers, in
+/// the device's order. What the usage needs decides, not what the kernels
+/// could need: a render-only export keeps the compressed modifiers that
+/// lack STORAGE (Mesa's anv drops STORAGE from every CCS modifier, radv
+/// from most DCC ones, and both keep COLOR_ATTACHMENT).
+pub fn choose_modifiers(
+    listed: &[ModifierSupport],
+    needs: vk::FormatFeatureFlags,
+    preference: &[Vec<DrmModifier>],
+) -> Vec<DrmModifier> {
+    let usable = |m: &DrmModifier| listed.iter().any(|l| l.modifier == *m && l.features.contains(needs));
+    if preference.is_empty() {
+        return listed.iter().map(|l| l.modifier).filter(|m| usable(m)).collect();
+    }
+    let mut out: Vec<DrmModifier> = Vec::new();
+    for tier in preference {
+        for m in tier {
+            if usable(m) && !out.contains(m) {
+                out.push(*m);
+            }
+        }
+    }
+    out
+}
+
 /// A dma-buf with a vendor `modifier` and `planes` planes against the
 /// modifiers the device lists for its format: the modifier must be listed,
 /// and the dma-buf must describe one plane per memory plane of it
@@ -347,6 +395,58 @@ pub(crate) fn check_modifier(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A render-only export chooses the compressed modifier a GPU lists
+    /// without STORAGE, first when the compositor's best tier names it; a
+    /// storage export never does; tiers order, the device's list filters.
+    #[test]
+    fn modifiers_are_chosen_by_what_the_usage_needs_in_the_consumers_order() {
+        use vk::FormatFeatureFlags as F;
+        let ccs = DrmModifier::I915_y_tiled_ccs;
+        let x_tiled = DrmModifier::I915_x_tiled;
+        let y_tiled = DrmModifier::I915_y_tiled;
+        let all = F::SAMPLED_IMAGE | F::STORAGE_IMAGE | F::COLOR_ATTACHMENT | F::TRANSFER_SRC | F::TRANSFER_DST;
+        let listed = [
+            ModifierSupport {
+                modifier: DrmModifier::Linear,
+                plane_count: 1,
+                features: all,
+            },
+            ModifierSupport {
+                modifier: x_tiled,
+                plane_count: 1,
+                features: all,
+            },
+            // As anv lists CCS: no STORAGE.
+            ModifierSupport {
+                modifier: ccs,
+                plane_count: 2,
+                features: all & !F::STORAGE_IMAGE,
+            },
+        ];
+        let render = usage_features(vk::ImageUsageFlags::COLOR_ATTACHMENT | vk::ImageUsageFlags::TRANSFER_DST);
+        assert_eq!(render, F::COLOR_ATTACHMENT | F::TRANSFER_DST);
+        let storage = usage_features(vk::ImageUsageFlags::STORAGE);
+        // Scanout tier first (CCS, X), then the rest; Y is not listed by the
+        // device, LINEAR only in the last tier.
+        let tiers = vec![vec![ccs, y_tiled, x_tiled], vec![DrmModifier::Linear, x_tiled]];
+        assert_eq!(
+            choose_modifiers(&listed, render, &tiers),
+            [ccs, x_tiled, DrmModifier::Linear]
+        );
+        assert_eq!(
+            choose_modifiers(&listed, storage, &tiers),
+            [x_tiled, DrmModifier::Linear]
+        );
+        // No tiers: the device's order, filtered by the usage.
+        assert_eq!(
+            choose_modifiers(&listed, render, &[]),
+            [DrmModifier::Linear, x_tiled, ccs]
+        );
+        assert_eq!(choose_modifiers(&listed, storage, &[]), [DrmModifier::Linear, x_tiled]);
+        // A consumer that takes only what the device cannot render into.
+        assert!(choose_modifiers(&listed, storage, &[vec![ccs]]).is_empty());
+    }
 
     #[test]
     fn vendor_modifiers_are_checked_against_the_device_list() {

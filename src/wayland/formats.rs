@@ -131,6 +131,32 @@ impl FormatSet {
             .unwrap_or_default()
     }
 
+    /// The modifiers advertised for `fourcc` as tiers, best first, for an
+    /// exporter choosing one (`vulkan::Exporter::export_preferring`): with
+    /// feedback, one tier per tranche that lists the format, the scanout
+    /// tranches first (the compositor's order within each group, which is
+    /// its preference); without feedback one tier, ascending.
+    pub fn preferred_modifiers(&self, fourcc: DrmFourcc) -> Vec<Vec<DrmModifier>> {
+        if self.tranches.is_empty() {
+            let all = self.modifiers(fourcc);
+            return if all.is_empty() { Vec::new() } else { vec![all] };
+        }
+        let code = fourcc as u32;
+        let (scanout, rest): (Vec<&Tranche>, Vec<&Tranche>) = self.tranches.iter().partition(|t| t.scanout);
+        scanout
+            .into_iter()
+            .chain(rest)
+            .map(|t| {
+                t.formats
+                    .iter()
+                    .filter(|&&(c, _)| c == code)
+                    .map(|&(_, m)| DrmModifier::from(m))
+                    .collect::<Vec<_>>()
+            })
+            .filter(|tier| !tier.is_empty())
+            .collect()
+    }
+
     /// Fourccs shown with zero copies as LINEAR buffers (linux-dmabuf
     /// advertises LINEAR for them), those we know of only.
     pub fn dmabuf_fourccs(&self) -> Vec<DrmFourcc> {
@@ -221,6 +247,46 @@ mod tests {
             Err(FormatTableError::IndexOutOfRange { index: 2, len: 2 })
         );
         assert_eq!(tranche_formats(&table, &[0]), Err(FormatTableError::OddIndexArray(1)));
+    }
+
+    /// Tiers for an exporter: the scanout tranche first, each tranche's own
+    /// order kept, tranches without the format left out; v3 (no feedback)
+    /// is one tier.
+    #[test]
+    fn preferred_modifiers_put_scanout_tranches_first() {
+        let xr24 = DrmFourcc::Xrgb8888 as u32;
+        let ccs = u64::from(DrmModifier::I915_y_tiled_ccs);
+        let x_tiled = u64::from(DrmModifier::I915_x_tiled);
+        let mut set = FormatSet::default();
+        for (scanout, formats) in [
+            (false, vec![(xr24, 0), (xr24, x_tiled), (xr24, ccs)]),
+            (false, vec![(DrmFourcc::Nv12 as u32, 0)]),
+            (true, vec![(xr24, ccs), (xr24, x_tiled)]),
+        ] {
+            set.tranches.push(Tranche {
+                target_device: None,
+                scanout,
+                formats,
+            });
+        }
+        set.merge_tranches();
+        let ccs = DrmModifier::from(ccs);
+        let x_tiled = DrmModifier::from(x_tiled);
+        assert_eq!(
+            set.preferred_modifiers(DrmFourcc::Xrgb8888),
+            vec![vec![ccs, x_tiled], vec![DrmModifier::Linear, x_tiled, ccs]]
+        );
+        assert_eq!(
+            set.preferred_modifiers(DrmFourcc::Nv12),
+            vec![vec![DrmModifier::Linear]]
+        );
+        assert!(set.preferred_modifiers(DrmFourcc::Abgr8888).is_empty());
+        let mut v3 = FormatSet::default();
+        v3.dmabuf.entry(xr24).or_default().extend([0, u64::from(x_tiled)]);
+        assert_eq!(
+            v3.preferred_modifiers(DrmFourcc::Xrgb8888),
+            vec![vec![DrmModifier::Linear, x_tiled]]
+        );
     }
 
     #[test]
