@@ -1,6 +1,6 @@
 //! End to end, on a private headless Weston 14 (GL renderer on llvmpipe,
 //! 60 Hz), the same source for every client:
-//! `videotestsrc is-live=true num-buffers=300 ! video/x-raw,format=F,
+//! `videotestsrc is-live=true num-buffers=N ! video/x-raw,format=F,
 //! width=W,height=H,framerate=60/1` at 1920x1080 and 3840x2160, BGRx and
 //! NV12, into
 //!
@@ -11,6 +11,9 @@
 //!   the `frame_redraw_cb` lines: 1.22 logs drops as "dropped (redraw
 //!   pending)", 1.24+ replaces a pending frame silently, so counting
 //!   `show_frame` calls would overcount there),
+//! - GStreamer's `glimagesink` (the GL anchor: upload, draw, EGL swap;
+//!   frames shown = the buffers its EGL surface attached, counted in the
+//!   client's `WAYLAND_DEBUG` log: EGL swaps wait for the frame callback),
 //! - the viewer's Vulkan path (`viewer --present vulkan --pipeline ...`:
 //!   import, composite with the overlay, export, linux-dmabuf).
 //!
@@ -19,17 +22,20 @@
 //! (`waitid(WNOWAIT)`), Weston's as the difference of its
 //! `/proc/<pid>/stat` around the run. A fresh Weston per run (kiosk-shell
 //! 14.0.2 crashes when a second client maps a toplevel after the first went
-//! away). Startup (GStreamer registry, Vulkan instance) is inside the
-//! client's time for all three.
+//! away).
+//!
+//! Steady state: every case runs twice, with 60 and with 360 frames, and
+//! the costs per frame are the differences (CPU of the long run minus the
+//! short one, over the frames shown more), so startup (GStreamer registry,
+//! Vulkan instance, pipeline compilation) drops out.
 //!
 //! Then export: `vkdmabufsrc` at 1080p into `fakesink` against
 //! `videotestsrc ! vulkanupload ! fakesink` (frames per second from
 //! gst-launch's "Execution ended after").
 //!
-//! Not criterion: one real-time run per case is the measurement (five
-//! seconds each); the output is a markdown table (also written to
-//! `target/end_to_end.md`). `scripts/bench` builds the plugin and the viewer
-//! first.
+//! Not criterion: one real-time run per case is the measurement; the
+//! output is a markdown table (also written to `target/end_to_end.md`).
+//! `scripts/bench` builds the plugin and the viewer first.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -39,12 +45,18 @@ use std::time::Instant;
 use dmabuf_interop::wayland::headless::{Weston, WestonOptions};
 use rustix::process::{Pid, WaitId, WaitIdOptions, waitid};
 
+/// The short and the long run of each case (their difference is the
+/// steady state).
+const SHORT: u32 = 60;
+const LONG: u32 = 360;
+/// Frames of the export runs.
 const FRAMES: u32 = 300;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Client {
     Ours,
     Waylandsink,
+    Glimagesink,
     Vulkan,
 }
 
@@ -53,6 +65,7 @@ impl Client {
         match self {
             Client::Ours => "wldmabufsink",
             Client::Waylandsink => "waylandsink",
+            Client::Glimagesink => "glimagesink",
             Client::Vulkan => "viewer --present vulkan",
         }
     }
@@ -62,7 +75,6 @@ struct Outcome {
     shown: u64,
     client_cpu: f64,
     weston_cpu: f64,
-    wall: f64,
 }
 
 /// target/release, from target/release/deps/end_to_end-*.
@@ -86,13 +98,13 @@ fn cpu_seconds(pid: u32) -> Result<f64, String> {
     Ok((utime + stime) as f64 / rustix::param::clock_ticks_per_second() as f64)
 }
 
-fn source(format: &str, (w, h): (u32, u32)) -> String {
+fn source(format: &str, (w, h): (u32, u32), frames: u32) -> String {
     format!(
-        "videotestsrc is-live=true num-buffers={FRAMES} ! video/x-raw,format={format},width={w},height={h},framerate=60/1"
+        "videotestsrc is-live=true num-buffers={frames} ! video/x-raw,format={format},width={w},height={h},framerate=60/1"
     )
 }
 
-fn run(client: Client, format: &str, size: (u32, u32), scratch: &Path) -> Result<Outcome, String> {
+fn run(client: Client, format: &str, size: (u32, u32), frames: u32, scratch: &Path) -> Result<Outcome, String> {
     let weston = Weston::start(WestonOptions {
         width: size.0,
         height: size.1,
@@ -101,7 +113,7 @@ fn run(client: Client, format: &str, size: (u32, u32), scratch: &Path) -> Result
     })
     .map_err(|e| format!("Weston 14 (run scripts/setup): {e}"))?;
     let weston_pid = weston.pid().ok_or("Weston has no pid")?;
-    let src = source(format, size);
+    let src = source(format, size, frames);
     let target = target_dir();
     let mut cmd = match client {
         Client::Ours | Client::Waylandsink => {
@@ -116,6 +128,14 @@ fn run(client: Client, format: &str, size: (u32, u32), scratch: &Path) -> Result
                 .env("GST_PLUGIN_PATH", &target)
                 .env("GST_DEBUG", "waylandsink:6,wl*:6")
                 .env("GST_DEBUG_NO_COLOR", "1");
+            c
+        }
+        Client::Glimagesink => {
+            let mut c = Command::new("gst-launch-1.0");
+            c.args(format!("{src} ! glimagesink").split(' '))
+                .env("WAYLAND_DEBUG", "1")
+                .env("GST_GL_WINDOW", "wayland")
+                .env_remove("DISPLAY");
             c
         }
         Client::Vulkan => {
@@ -138,12 +158,10 @@ fn run(client: Client, format: &str, size: (u32, u32), scratch: &Path) -> Result
         .stdout(fs::File::create(&out_path).map_err(|e| e.to_string())?)
         .stderr(fs::File::create(&err_path).map_err(|e| e.to_string())?);
     let weston_before = cpu_seconds(weston_pid)?;
-    let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("{cmd:?}: {e}"))?;
     let pid = Pid::from_raw(child.id() as i32).ok_or("no child pid")?;
     // Exited but not reaped: /proc/<pid>/stat still holds its whole CPU time.
     waitid(WaitId::Pid(pid), WaitIdOptions::EXITED | WaitIdOptions::NOWAIT).map_err(|e| e.to_string())?;
-    let wall = start.elapsed().as_secs_f64();
     let client_cpu = cpu_seconds(child.id())?;
     let status = child.wait().map_err(|e| e.to_string())?;
     let weston_cpu = cpu_seconds(weston_pid)? - weston_before;
@@ -164,13 +182,18 @@ fn run(client: Client, format: &str, size: (u32, u32), scratch: &Path) -> Result
     let shown = match client {
         Client::Ours => number_after(&stdout, "shown=(guint64)").ok_or("no wldmabufsink-stats message")?,
         Client::Waylandsink => stderr.lines().filter(|l| l.contains("frame_redraw_cb")).count() as u64,
+        // `-> wl_surface#N.attach(wl_buffer#M, 0, 0)` (`@` before
+        // libwayland 1.23): a buffer, not nil.
+        Client::Glimagesink => stderr
+            .lines()
+            .filter(|l| l.contains("-> wl_surface") && l.contains(".attach(wl_buffer"))
+            .count() as u64,
         Client::Vulkan => number_after(&stdout, "summary: ").ok_or("no viewer summary")?,
     };
     Ok(Outcome {
         shown,
         client_cpu,
         weston_cpu,
-        wall,
     })
 }
 
@@ -228,7 +251,7 @@ fn main() {
         .unwrap_or_else(|| "GStreamer (unknown version)".into());
     let mut table = String::new();
     table.push_str(&format!(
-        "| {FRAMES} frames, 60 fps live, headless Weston 14 (GL on llvmpipe) at 60 Hz, {gst} | client | frames shown | wall s | client CPU ms/frame | Weston CPU ms/frame | client CPU vs waylandsink | Weston CPU vs waylandsink |\n|---|---|---|---|---|---|---|---|\n"
+        "| steady state ({LONG} minus {SHORT} frames), 60 fps live, headless Weston 14 (GL on llvmpipe) at 60 Hz, {gst} | client | frames shown of {LONG} | client CPU ms/frame | Weston CPU ms/frame | client CPU vs waylandsink | client + Weston CPU vs glimagesink |\n|---|---|---|---|---|---|---|\n"
     ));
     for size in [(1920, 1080), (3840, 2160)] {
         for format in ["BGRx", "NV12"] {
@@ -236,38 +259,48 @@ fn main() {
             if filter.as_ref().is_some_and(|f| !case.contains(f.as_str())) {
                 continue;
             }
-            let mut results = Vec::new();
-            for client in [Client::Waylandsink, Client::Ours, Client::Vulkan] {
+            // (client, frames shown in the long run, client ms/frame, Weston ms/frame)
+            let mut results: Vec<(Client, u64, f64, f64)> = Vec::new();
+            for client in [Client::Waylandsink, Client::Glimagesink, Client::Ours, Client::Vulkan] {
                 eprintln!("end_to_end: {case} -> {}", client.name());
-                match run(client, format, size, &scratch) {
-                    Ok(o) => results.push((client, o)),
+                let runs = run(client, format, size, SHORT, &scratch)
+                    .and_then(|short| Ok((short, run(client, format, size, LONG, &scratch)?)));
+                match runs {
+                    Ok((short, long)) if long.shown > short.shown => {
+                        let more = (long.shown - short.shown) as f64;
+                        let per = |a: f64, b: f64| 1000.0 * (a - b).max(0.0) / more;
+                        results.push((
+                            client,
+                            long.shown,
+                            per(long.client_cpu, short.client_cpu),
+                            per(long.weston_cpu, short.weston_cpu),
+                        ));
+                    }
+                    Ok((short, long)) => table.push_str(&format!(
+                        "| {case} | {} | failed: {} frames shown of {SHORT}, {} of {LONG} | | | | |\n",
+                        client.name(),
+                        short.shown,
+                        long.shown
+                    )),
                     Err(e) => {
                         eprintln!("end_to_end: {case} {}: {e}", client.name());
                         table.push_str(&format!(
-                            "| {case} | {} | failed: {} | | | | | |\n",
+                            "| {case} | {} | failed: {} | | | | |\n",
                             client.name(),
                             e.lines().next().unwrap_or("")
                         ));
                     }
                 }
             }
-            let base = results.iter().find(|(c, _)| *c == Client::Waylandsink).map(|(_, o)| {
-                (
-                    o.client_cpu / o.shown.max(1) as f64,
-                    o.weston_cpu / o.shown.max(1) as f64,
-                )
-            });
-            for (client, o) in &results {
-                let per = |cpu: f64| 1000.0 * cpu / o.shown.max(1) as f64;
-                let (c, w) = (per(o.client_cpu), per(o.weston_cpu));
-                let ratio = |v: f64, b: Option<f64>| b.map_or("-".into(), |b| format!("{:.2}x", v / (1000.0 * b)));
+            let anchor = |which: Client| results.iter().find(|r| r.0 == which).map(|r| (r.2, r.2 + r.3));
+            let (wl, gl) = (anchor(Client::Waylandsink), anchor(Client::Glimagesink));
+            let ratio = |v: f64, b: Option<f64>| b.filter(|b| *b > 0.0).map_or("-".into(), |b| format!("{:.2}x", v / b));
+            for &(client, shown, c, w) in &results {
                 table.push_str(&format!(
-                    "| {case} | {} | {} | {:.1} | {c:.2} | {w:.2} | {} | {} |\n",
+                    "| {case} | {} | {shown} | {c:.2} | {w:.2} | {} | {} |\n",
                     client.name(),
-                    o.shown,
-                    o.wall,
-                    ratio(c, base.map(|b| b.0)),
-                    ratio(w, base.map(|b| b.1)),
+                    ratio(c, wl.map(|a| a.0)),
+                    ratio(c + w, gl.map(|a| a.1)),
                 ));
             }
         }
@@ -279,7 +312,7 @@ fn main() {
         );
         for (name, description) in [
             (
-                "`vkdmabufsrc` (pattern drawn by a Vulkan compute shader into exported dma-bufs)",
+                "`vkdmabufsrc` (pattern rendered by Vulkan into exported dma-bufs: clears and one quad)",
                 format!(
                     "vkdmabufsrc num-buffers={FRAMES} ! video/x-raw,format=BGRx,width=1920,height=1080,framerate=60/1 ! fakesink"
                 ),
