@@ -165,6 +165,67 @@ fn shallow_copies_downstream_do_not_end_the_stream_or_change_frames() {
     assert!(count >= 58, "30 frames at 30 fps as 60 fps: {count}");
 }
 
+/// Each frame redraws only where the pattern's box moved, so the ring's
+/// images must never be written downstream: their memories are READONLY,
+/// and a writer (here every other frame is mapped writable and filled, as
+/// an in-place filter would) gets a copy. The copy carries the writer's
+/// bytes; every other frame is still the source's dma-buf with the
+/// pattern's exact pixels, through a ring of two (each image redrawn from
+/// the frame before last), and the writer's slots come back into the ring.
+#[test]
+fn a_writer_downstream_gets_a_copy_and_the_ring_keeps_its_frames() {
+    init();
+    let importer = Importer::new().unwrap();
+    let (w, h) = (96u32, 64u32);
+    let frames = 24u32;
+    let pipeline = gst::Pipeline::new();
+    let bin = gst::parse::bin_from_description(
+        &format!(
+            "vkdmabufsrc num-buffers={frames} ring-size=2 ! video/x-raw,format=BGRx,width={w},height={h} \
+             ! identity name=writer"
+        ),
+        true,
+    )
+    .unwrap();
+    let writer = bin.by_name("writer").unwrap();
+    writer.static_pad("sink").unwrap().add_probe(gst::PadProbeType::BUFFER, |_, info| {
+        if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data
+            && buffer.offset() % 2 == 1
+        {
+            let mut map = buffer.make_mut().map_writable().expect("a writable map (of a copy)");
+            map.as_mut_slice().fill(0x5a);
+        }
+        gst::PadProbeReturn::Ok
+    });
+    importer.appsink().set_property("sync", false);
+    pipeline.add(&bin).unwrap();
+    pipeline.add(importer.appsink()).unwrap();
+    bin.link(importer.appsink()).unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut seen = 0;
+    while seen < frames {
+        let frame = importer
+            .pull(gst::ClockTime::from_seconds(10))
+            .expect("import")
+            .unwrap_or_else(|| panic!("frame {seen} did not come"));
+        let buffer = frame.sample().buffer().unwrap();
+        let n = buffer.offset() as u32;
+        assert_eq!(n, seen, "frames in order");
+        let got = read_planes(&frame.dmabuf);
+        if n % 2 == 1 {
+            assert!(!dgst::is_dmabuf_buffer(buffer), "frame {n}: the writer's copy");
+            assert!(got[0].iter().all(|&b| b == 0x5a), "frame {n}: the writer's bytes");
+        } else {
+            assert!(dgst::is_dmabuf_buffer(buffer), "frame {n}: the source's dma-buf");
+            assert_eq!(got, pattern::frame_planes(DrmFourcc::Xrgb8888, w, h, n).unwrap(), "frame {n}");
+        }
+        seen += 1;
+    }
+    let error = pipeline.bus().unwrap().pop_filtered(&[gst::MessageType::Error]);
+    assert!(error.is_none(), "{error:?}");
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
 /// NV12 caps state what the pattern kernels write (BT.709 limited, not
 /// the BT.601 that GStreamer assumes at SD), and the frames carry it; a
 /// downstream demand for another matrix is a negotiation error naming it.

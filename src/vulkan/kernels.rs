@@ -198,9 +198,10 @@ impl Kernels {
     }
 
     /// Draws frame `frame` of the moving test pattern into `image` (one of
-    /// [`PATTERN_FORMATS`], created with STORAGE usage), transferring it from
-    /// and back to the foreign queue family. Returns once the GPU is done:
-    /// the dma-buf then holds the frame.
+    /// [`PATTERN_FORMATS`], created with [`pattern_usage`](Self::pattern_usage):
+    /// COLOR_ATTACHMENT for RGB, STORAGE for NV12 or as the compute path's
+    /// output), transferring it from and back to the foreign queue family.
+    /// Returns once the GPU is done: the dma-buf then holds the frame.
     pub fn draw_pattern(&self, image: &VulkanImage, frame: u32) -> Result<(), VulkanError> {
         self.draw_pattern_submit(image, frame)?.wait()
     }
@@ -213,11 +214,27 @@ impl Kernels {
     /// may be dropped before it finishes (their destruction waits for the
     /// queue).
     pub fn draw_pattern_submit(&self, image: &VulkanImage, frame: u32) -> Result<Submission, VulkanError> {
+        self.update_pattern_submit(image, None, frame)
+    }
+
+    /// [`draw_pattern_submit`](Self::draw_pattern_submit) into an image
+    /// that holds frame `from` of the pattern (drawn by these kernels, at
+    /// this size, and written by nothing since): only what differs, the
+    /// box's old and new places, is drawn (the graphics path; the compute
+    /// path and `from: None` draw everything). A source's ring knows what
+    /// each of its images holds; the rest of the frame is not touched, so
+    /// this is what makes a pattern frame cost its box, not its pixels.
+    pub fn update_pattern_submit(
+        &self,
+        image: &VulkanImage,
+        from: Option<u32>,
+        frame: u32,
+    ) -> Result<Submission, VulkanError> {
         if !PATTERN_FORMATS.contains(&image.fourcc()) {
             return Err(VulkanError::UnsupportedFormat { fourcc: image.fourcc() });
         }
         if self.draws_into(image) {
-            return self.pattern_graphics(image, frame);
+            return self.pattern_graphics(image, from, frame);
         }
         let kernel = match image.fourcc() {
             DrmFourcc::Xbgr8888 | DrmFourcc::Abgr8888 => self.kernel(Which::PatternRgba8),

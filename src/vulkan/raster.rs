@@ -434,6 +434,21 @@ impl<'a> Pass<'a> {
         Ok(())
     }
 
+    /// Limits the following draws to `(x, y, width, height)` (clears are
+    /// limited by their own rectangles).
+    pub(super) fn scissor(&self, (x, y, width, height): (u32, u32, u32, u32)) {
+        let rect = vk::Rect2D {
+            offset: vk::Offset2D {
+                x: x as i32,
+                y: y as i32,
+            },
+            extent: vk::Extent2D { width, height },
+        };
+        // SAFETY: recording inside this pass, whose pipelines take the
+        // scissor as dynamic state; a rectangle inside the framebuffer.
+        unsafe { self.ctx.device().cmd_set_scissor(self.cb, 0, &[rect]) };
+    }
+
     /// Clears the rectangles `(x, y, width, height)` (clipped to the
     /// attachment; empty ones skipped) to `rgba`.
     pub(super) fn clear(&self, rgba: [f32; 4], rects: &[(u32, u32, u32, u32)]) {

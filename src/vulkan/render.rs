@@ -190,10 +190,19 @@ impl Kernels {
         Ok(submission)
     }
 
-    /// The graphics pattern (`draw_pattern_submit` into an attachment): the
-    /// bars as clears, the ramp as one quad, the box as a clear over them,
-    /// in `pattern_common.wgsl`'s order (the box wins, then the ramp).
-    pub(super) fn pattern_graphics(&self, image: &VulkanImage, frame: u32) -> Result<Submission, VulkanError> {
+    /// The graphics pattern (`update_pattern_submit` into an attachment):
+    /// the bars as clears, the ramp as one quad, the box as a clear over
+    /// them, in `pattern_common.wgsl`'s order (the box wins, then the ramp).
+    /// With `from`, the image holds that frame: only the old box's place is
+    /// drawn again (bars and ramp clipped to it), then the new box; the
+    /// rest is loaded, not drawn. An image never acquired holds nothing yet
+    /// and is drawn whole.
+    pub(super) fn pattern_graphics(
+        &self,
+        image: &VulkanImage,
+        from: Option<u32>,
+        frame: u32,
+    ) -> Result<Submission, VulkanError> {
         let target = self
             .graphics
             .target(image.vk_format())
@@ -208,29 +217,43 @@ impl Kernels {
         }
         let push = push_constants(head, None);
         let stage = vk::PipelineStageFlags::COLOR_ATTACHMENT_OUTPUT;
-        let write = vk::AccessFlags::COLOR_ATTACHMENT_WRITE;
+        // Loading what the image holds needs it acquired before (else its
+        // contents are undefined) and the attachment read as well.
+        let from = from.filter(|_| image.next_acquire_from() != vk::ImageLayout::UNDEFINED);
+        let access = match from {
+            Some(_) => vk::AccessFlags::COLOR_ATTACHMENT_READ | vk::AccessFlags::COLOR_ATTACHMENT_WRITE,
+            None => vk::AccessFlags::COLOR_ATTACHMENT_WRITE,
+        };
         let mut framebuffer = None;
         let mut submission = submit_synced(&self.ctx, &image.implicit_sync(SyncAccess::Write), &[], |cb| {
-            image.record_acquire(cb, vk::ImageLayout::COLOR_ATTACHMENT_OPTIMAL, stage, write);
-            let (pass, fb) = Pass::begin(&self.ctx, cb, target, false, view, (w, h))?;
+            image.record_acquire(cb, vk::ImageLayout::COLOR_ATTACHMENT_OPTIMAL, stage, access);
+            let (pass, fb) = Pass::begin(&self.ctx, cb, target, from.is_some(), view, (w, h))?;
             framebuffer = Some(fb);
+            // What to draw of the background: all of it, or the old box.
+            let region = match from {
+                Some(old) => box_rect(w, h, old),
+                None => (0, 0, w, h),
+            };
+            pass.scissor(region);
             // Bars: x in [ceil(b w / 8), ceil((b + 1) w / 8)) has x * 8 / w == b.
             let ramp_top = if h >= 4 { h - h / 4 } else { h };
             let edge = |b: u64| (b * u64::from(w)).div_ceil(8) as u32;
             for (b, rgb) in BARS.iter().enumerate() {
                 let (x0, x1) = (edge(b as u64), edge(b as u64 + 1));
-                pass.clear([rgb[0], rgb[1], rgb[2], 1.0], &[(x0, 0, x1 - x0, ramp_top)]);
+                let bar = intersect((x0, 0, x1 - x0, ramp_top), region);
+                pass.clear([rgb[0], rgb[1], rgb[2], 1.0], &[bar]);
             }
-            if ramp_top < h {
+            if ramp_top < h && intersect((0, ramp_top, w, h - ramp_top), region).2 > 0 {
                 pass.draw(Draw::Ramp, vk::DescriptorPool::null(), &[], &push, (6, 1))?;
             }
-            // The box, with the shader's u32 arithmetic.
-            let (box_w, box_h) = ((w / 8).max(1), (h / 8).max(1));
-            let box_x = frame.wrapping_mul(4) % (w - box_w + 1);
-            let box_y = frame.wrapping_mul(2) % (h - box_h + 1);
-            pass.clear([1.0, 128.0 / 255.0, 0.0, 1.0], &[(box_x, box_y, box_w, box_h)]);
+            pass.clear([1.0, 128.0 / 255.0, 0.0, 1.0], &[box_rect(w, h, frame)]);
             pass.end();
-            image.record_release(cb, vk::ImageLayout::COLOR_ATTACHMENT_OPTIMAL, stage, write);
+            image.record_release(
+                cb,
+                vk::ImageLayout::COLOR_ATTACHMENT_OPTIMAL,
+                stage,
+                vk::AccessFlags::COLOR_ATTACHMENT_WRITE,
+            );
             Ok(())
         })?;
         image.acquire_submitted();
@@ -240,6 +263,24 @@ impl Kernels {
         }
         Ok(submission)
     }
+}
+
+/// The pattern's box in frame `frame` as (x, y, width, height), with the
+/// shader's u32 arithmetic (`pattern_common.wgsl`).
+fn box_rect(w: u32, h: u32, frame: u32) -> (u32, u32, u32, u32) {
+    let (box_w, box_h) = ((w / 8).max(1), (h / 8).max(1));
+    let box_x = frame.wrapping_mul(4) % (w - box_w + 1);
+    let box_y = frame.wrapping_mul(2) % (h - box_h + 1);
+    (box_x, box_y, box_w, box_h)
+}
+
+/// The intersection of two (x, y, width, height) rectangles (zero-sized
+/// when they do not meet).
+fn intersect(a: (u32, u32, u32, u32), b: (u32, u32, u32, u32)) -> (u32, u32, u32, u32) {
+    let (x0, y0) = (a.0.max(b.0), a.1.max(b.1));
+    let x1 = (a.0 + a.2).min(b.0 + b.2);
+    let y1 = (a.1 + a.3).min(b.1 + b.3);
+    (x0, y0, x1.saturating_sub(x0), y1.saturating_sub(y0))
 }
 
 fn colour_range() -> vk::ImageSubresourceRange {

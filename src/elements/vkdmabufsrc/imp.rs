@@ -44,7 +44,26 @@ fn ring_usage(fourcc: drm_fourcc::DrmFourcc) -> vk::ImageUsageFlags {
     Kernels::pattern_usage(fourcc) | vk::ImageUsageFlags::TRANSFER_SRC
 }
 
+/// Marks a ring memory READONLY (it must not be shared yet): downstream
+/// CPU writers (`timeoverlay` blending in place, any writable map) then get
+/// a copy instead of changing the ring's image, which is what lets each
+/// frame redraw only where the pattern's box moved (the image still holds
+/// the frame drawn last). GstBufferPool releases such buffers as usual;
+/// one whose memory a writer replaced comes back to the pool as discarded.
+fn read_only(memory: &mut gst::Memory) -> Result<(), &'static str> {
+    let memory = memory.get_mut().ok_or("a ring memory is already shared")?;
+    // SAFETY: we hold the only reference (get_mut), so no other thread
+    // reads the flags; GST_MEMORY_FLAG_READONLY is a mini-object flag
+    // (GST_MINI_OBJECT_FLAG_LOCK_READONLY), set as GST_MINI_OBJECT_FLAG_SET does.
+    unsafe { (*memory.as_mut_ptr()).mini_object.flags |= gst::ffi::GST_MEMORY_FLAG_READONLY };
+    Ok(())
+}
+
 struct State {
+    /// The pattern frame each slot's image holds (drawn into it last), so
+    /// the next drawing there redraws only where the box moved; `None`
+    /// until drawn (and after a failed drawing).
+    drawn: Arc<Mutex<Vec<Option<u32>>>>,
     /// Each slot's last drawing, where it was not waited for (kernel
     /// dma-bufs: its completion is the dma-buf's implicit fence); dropped
     /// (which waits for the GPU) before the ring's images.
@@ -144,8 +163,11 @@ impl VkDmaBufSrc {
                 .meta::<gst_video::VideoMeta>()
                 .ok_or_else(|| gst::loggable_error!(CAT, "no VideoMeta"))?;
             let (offsets, strides) = (meta.offset().to_vec(), meta.stride().to_vec());
-            let memories: Vec<gst::Memory> = buffer.iter_memories_owned().collect();
+            let mut memories: Vec<gst::Memory> = buffer.iter_memories_owned().collect();
             drop(buffer);
+            for memory in &mut memories {
+                read_only(memory).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
+            }
             ring.push(Arc::new(image));
             slots.push(SlotMemories {
                 memories,
@@ -166,6 +188,7 @@ impl VkDmaBufSrc {
             mappable
         );
         Ok(State {
+            drawn: Arc::new(Mutex::new(vec![None; ring.len()])),
             in_flight: Arc::new(Mutex::new((0..ring.len()).map(|_| None).collect())),
             kernels: Arc::new(kernels),
             ring,
@@ -502,7 +525,7 @@ impl PushSrcImpl for VkDmaBufSrc {
             let Some(index) = pool.slot_of(&buffer) else {
                 continue;
             };
-            let (kernels, image, frame, (n, d), in_flight) = {
+            let (kernels, image, frame, (n, d), in_flight, drawn) = {
                 let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
                 let state = guard.as_mut().ok_or(gst::FlowError::NotNegotiated)?;
                 if state.pool.as_ref() != Some(&pool) {
@@ -518,6 +541,7 @@ impl PushSrcImpl for VkDmaBufSrc {
                     frame,
                     state.stream.framerate,
                     Arc::clone(&state.in_flight),
+                    Arc::clone(&state.drawn),
                 )
             };
             let failed = |e: crate::vulkan::VulkanError| {
@@ -526,7 +550,12 @@ impl PushSrcImpl for VkDmaBufSrc {
             };
             // No state lock from here on (property reads, queries and
             // seeks go on meanwhile).
-            let mut submission = kernels.draw_pattern_submit(&image, frame as u32).map_err(failed)?;
+            // What the image holds, forgotten until this drawing is done
+            // (a failure leaves it unknown: the next one draws it whole).
+            let from = drawn.lock().unwrap_or_else(|p| p.into_inner())[index].take();
+            let mut submission = kernels
+                .update_pattern_submit(&image, from, frame as u32)
+                .map_err(failed)?;
             submission.keep(Arc::clone(&image));
             if image.dmabuf().is_kernel_dmabuf() && submission.fenced_on_dmabufs() {
                 // The drawing's completion is on the dma-buf as its implicit
@@ -547,6 +576,7 @@ impl PushSrcImpl for VkDmaBufSrc {
                 // 6.0 does not take ours: wait here.
                 submission.wait().map_err(failed)?;
             }
+            drawn.lock().unwrap_or_else(|p| p.into_inner())[index] = Some(frame as u32);
             // Fresh from the pool: one reference, writable.
             let b = buffer.make_mut();
             if n > 0 {

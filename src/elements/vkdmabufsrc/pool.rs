@@ -2,8 +2,7 @@
 //! ring's exported images, made once when the pool starts (one buffer per
 //! image: the image's dma-buf memories, plus a `VideoMeta` when downstream
 //! supports it); GStreamer hands a buffer back to the pool when downstream
-//! drops its last reference, and `acquire_buffer` waits for one. No
-//! refcount is read.
+//! drops its last reference, and `acquire_buffer` waits for one.
 //!
 //! One case needs more: GstBufferPool's release discards (frees) a buffer
 //! whose memory another buffer still shares, as a shallow copy made
@@ -13,7 +12,10 @@
 //! discarded slot's image again, once no other buffer shares its memory
 //! (the copy is gone: writing it earlier would change a frame still
 //! travelling downstream), waited for at most [`REUSE_TIMEOUT`]; past
-//! that, a typed error the element reports.
+//! that, a typed error the element reports. The ring's memories are
+//! READONLY, so a downstream writer gets a copy instead of changing a
+//! frame (GstBuffer swaps the copy in and tags the buffer, whose release
+//! then discards it too): its slot is ready for reuse at once.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,6 +55,7 @@ impl RingPool {
             next: 0,
             video_meta,
             first_memories: Vec::new(),
+            buffers: Vec::new(),
             discarded: Vec::new(),
             error: None,
         };
@@ -79,20 +82,25 @@ impl RingPool {
 /// that shares its memory to go.
 pub const REUSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Whether no buffer shares `memory` (an exclusive write lock, which fails
-/// while another buffer holds it, taken and released at once).
+/// Whether no buffer shares `memory`. Each buffer holding a memory holds
+/// an exclusive (share) lock on it; a share lock of our own is taken, and
+/// the memory is "writable" (shared at most once, GStreamer's own test)
+/// only if nobody else held one; then released at once. A write lock, the
+/// direct test, cannot be used: the ring's memories are READONLY, which
+/// refuses every write lock. (A reference without a buffer, e.g. a cache
+/// downstream, is not a share, as for GstBufferPool itself.)
 fn unshared(memory: &gst::Memory) -> bool {
-    let flags = gst::ffi::GST_LOCK_FLAG_EXCLUSIVE | gst::ffi::GST_LOCK_FLAG_WRITE;
     let object = memory.as_ptr() as *mut gst::ffi::GstMiniObject;
-    // SAFETY: a valid memory we hold a reference to; a lock taken is
-    // released at once with the same flags.
+    // SAFETY: a valid memory we hold a reference to; an access-less
+    // exclusive lock always succeeds and is released with the same flags.
     unsafe {
-        if gst::ffi::gst_mini_object_lock(object, flags) == glib::ffi::GFALSE {
+        if gst::ffi::gst_mini_object_lock(object, gst::ffi::GST_LOCK_FLAG_EXCLUSIVE) == glib::ffi::GFALSE {
             return false;
         }
-        gst::ffi::gst_mini_object_unlock(object, flags);
+        let alone = gst::ffi::gst_mini_object_is_writable(object) != glib::ffi::GFALSE;
+        gst::ffi::gst_mini_object_unlock(object, gst::ffi::GST_LOCK_FLAG_EXCLUSIVE);
+        alone
     }
-    true
 }
 
 mod imp {
@@ -107,6 +115,10 @@ mod imp {
         /// Address of each slot's first memory (identity only, never
         /// dereferenced).
         pub first_memories: Vec<usize>,
+        /// Address of each slot's current buffer (identity only): a buffer
+        /// whose memory a downstream writer replaced by a copy (the ring's
+        /// memories are READONLY) comes back without the slot's memory.
+        pub buffers: Vec<usize>,
         /// Slots whose buffer GstBufferPool discarded (see the module docs).
         pub discarded: Vec<usize>,
         /// Why the last allocation failed.
@@ -156,7 +168,9 @@ mod imp {
                     .position(|&i| inner.slots[i].memories.iter().all(unshared))
                 {
                     let index = inner.discarded.swap_remove(at);
-                    return self.buffer_of(&inner, index);
+                    let buffer = self.buffer_of(&inner, index)?;
+                    inner.buffers[index] = buffer.as_ptr() as usize;
+                    return Ok(buffer);
                 }
                 if inner.discarded.is_empty() {
                     inner.error = Some(format!(
@@ -204,6 +218,7 @@ mod imp {
                 let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
                 inner.next = 0;
                 inner.first_memories.clear();
+                inner.buffers.clear();
                 inner.discarded.clear();
                 inner.error = None;
             }
@@ -221,17 +236,20 @@ mod imp {
             let index = inner.next;
             let buffer = self.buffer_of(&inner, index)?;
             inner.first_memories.push(buffer.peek_memory(0).as_ptr() as usize);
+            inner.buffers.push(buffer.as_ptr() as usize);
             inner.next += 1;
             Ok(buffer)
         }
 
         fn free_buffer(&self, buffer: gst::Buffer) {
-            // Discarded while active (its memory shared by a copy): the
-            // slot waits for reuse. At stop, start() forgets them all.
-            if buffer.n_memory() > 0 {
-                let first = buffer.peek_memory(0).as_ptr() as usize;
+            // Discarded while active (its memory shared by a copy, or
+            // replaced by a writer's copy): the slot waits for reuse. At
+            // stop, start() forgets them all. Known by the buffer itself,
+            // whose memory may no longer be the slot's.
+            let this = buffer.as_ptr() as usize;
+            {
                 let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(index) = inner.first_memories.iter().position(|&m| m == first)
+                if let Some(index) = inner.buffers.iter().position(|&b| b == this)
                     && !inner.discarded.contains(&index)
                 {
                     inner.discarded.push(index);
