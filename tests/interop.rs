@@ -200,8 +200,9 @@ fn vkdmabufsrc_into_glupload() {
         .env("GST_PLUGIN_PATH", &dir)
         .env("WAYLAND_DISPLAY", weston.socket_path())
         .env("GST_GL_WINDOW", "wayland")
-        // glupload names each uploader it tries at INFO, keeping the last.
-        .env("GST_DEBUG", "glupload:4")
+        // glupload names each uploader it tries (INFO on 1.26, DEBUG on
+        // 1.22), keeping the last.
+        .env("GST_DEBUG", "glupload:5")
         .env("GST_DEBUG_NO_COLOR", "1")
         .output()
         .expect("gst-launch-1.0");
