@@ -188,15 +188,18 @@ fn a_writer_downstream_gets_a_copy_and_the_ring_keeps_its_frames() {
     )
     .unwrap();
     let writer = bin.by_name("writer").unwrap();
-    writer.static_pad("sink").unwrap().add_probe(gst::PadProbeType::BUFFER, |_, info| {
-        if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data
-            && buffer.offset() % 2 == 1
-        {
-            let mut map = buffer.make_mut().map_writable().expect("a writable map (of a copy)");
-            map.as_mut_slice().fill(0x5a);
-        }
-        gst::PadProbeReturn::Ok
-    });
+    writer
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, |_, info| {
+            if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data
+                && buffer.offset() % 2 == 1
+            {
+                let mut map = buffer.make_mut().map_writable().expect("a writable map (of a copy)");
+                map.as_mut_slice().fill(0x5a);
+            }
+            gst::PadProbeReturn::Ok
+        });
     importer.appsink().set_property("sync", false);
     pipeline.add(&bin).unwrap();
     pipeline.add(importer.appsink()).unwrap();
@@ -217,7 +220,11 @@ fn a_writer_downstream_gets_a_copy_and_the_ring_keeps_its_frames() {
             assert!(got[0].iter().all(|&b| b == 0x5a), "frame {n}: the writer's bytes");
         } else {
             assert!(dgst::is_dmabuf_buffer(buffer), "frame {n}: the source's dma-buf");
-            assert_eq!(got, pattern::frame_planes(DrmFourcc::Xrgb8888, w, h, n).unwrap(), "frame {n}");
+            assert_eq!(
+                got,
+                pattern::frame_planes(DrmFourcc::Xrgb8888, w, h, n).unwrap(),
+                "frame {n}"
+            );
         }
         seen += 1;
     }

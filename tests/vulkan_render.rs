@@ -221,13 +221,21 @@ fn the_pattern_updates_only_where_the_box_moved() {
         let image = exporter
             .export(fourcc, w, h, Kernels::pattern_usage(fourcc), &[])
             .unwrap();
-        kernels.update_pattern_submit(&image, Some(5), 0).unwrap().wait().unwrap();
+        kernels
+            .update_pattern_submit(&image, Some(5), 0)
+            .unwrap()
+            .wait()
+            .unwrap();
         let what = format!("{fourcc} {w}x{h} first (drawn whole: the image held nothing)");
         let want = pattern::frame_planes(fourcc, w, h, 0).unwrap();
         assert_planes_eq(&read_planes(image.dmabuf()), &want, &[w as usize * 4], &what);
         let mut from = 0;
         for to in [1, 2, 3, 60, 61, 1000, 7, 7] {
-            kernels.update_pattern_submit(&image, Some(from), to).unwrap().wait().unwrap();
+            kernels
+                .update_pattern_submit(&image, Some(from), to)
+                .unwrap()
+                .wait()
+                .unwrap();
             let want = pattern::frame_planes(fourcc, w, h, to).unwrap();
             let what = format!("{fourcc} {w}x{h} frame {from} -> {to}");
             assert_planes_eq(&read_planes(image.dmabuf()), &want, &[w as usize * 4], &what);
@@ -237,12 +245,19 @@ fn the_pattern_updates_only_where_the_box_moved() {
         let stride = image.dmabuf().planes()[0].stride() as usize;
         let corner = (h as usize - 1) * stride + (w as usize - 1) * 4;
         {
-            let mut map = image.dmabuf().map(dmabuf_interop::mapping::MapAccess::ReadWrite).unwrap();
+            let mut map = image
+                .dmabuf()
+                .map(dmabuf_interop::mapping::MapAccess::ReadWrite)
+                .unwrap();
             let mut plane = map.read_plane(0).unwrap();
             plane[corner] ^= 0xff;
             map.write_plane(0, &plane).unwrap();
         }
-        kernels.update_pattern_submit(&image, Some(7), 8).unwrap().wait().unwrap();
+        kernels
+            .update_pattern_submit(&image, Some(7), 8)
+            .unwrap()
+            .wait()
+            .unwrap();
         let got = &read_planes(image.dmabuf())[0];
         let want = &pattern::frame_planes(fourcc, w, h, 8).unwrap()[0];
         let packed = (h as usize - 1) * w as usize * 4 + (w as usize - 1) * 4;

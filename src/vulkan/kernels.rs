@@ -293,11 +293,13 @@ impl Kernels {
             .wait()
     }
 
-    /// Composites `video` (SAMPLED usage; XRGB8888, ARGB8888, XBGR8888,
-    /// ABGR8888 or NV12, the latter read with its matrix and range,
-    /// [`VulkanImage::colorimetry`]) and
-    /// `overlay` (see [`crate::overlay`]) into `out` (an XRGB8888/ARGB8888
-    /// image of the same size with STORAGE usage, e.g. an exported one).
+    /// Composites `video` (SAMPLED usage, or TRANSFER_SRC to be copied;
+    /// XRGB8888, ARGB8888, XBGR8888, ABGR8888 or NV12, the latter read with
+    /// its matrix and range, [`VulkanImage::colorimetry`]) and `overlay`
+    /// (see [`crate::overlay`]) into `out` (an XRGB8888/ARGB8888 image of
+    /// the same size, e.g. an exported one: with COLOR_ATTACHMENT usage the
+    /// graphics path renders it, [`composite_output_usage`](Self::composite_output_usage);
+    /// with STORAGE only, the compute kernel writes it).
     /// Returns once the GPU is done: `out`'s dma-buf then holds the picture
     /// and `video` may be handed back to its producer.
     pub fn composite(&self, video: &VulkanImage, out: &VulkanImage, overlay: &Overlay) -> Result<(), VulkanError> {
