@@ -9,6 +9,7 @@ use ash::vk;
 
 use super::context::VulkanContext;
 use super::error::{VulkanError, call};
+use super::recycle::Frame;
 use crate::sync::{self, SyncAccess};
 
 /// The kernel dma-bufs a submission touches, for implicit synchronisation:
@@ -133,8 +134,11 @@ pub(crate) fn submit_synced(
     // is done, which orders every later reader).
     if raw < 0 {
         submission.attached = true;
+        submission.signal_reusable = true;
         return Ok(submission);
     }
+    // The export unsignalled the semaphore: it may be reused.
+    submission.signal_reusable = true;
     // SAFETY: vkGetSemaphoreFdKHR transferred ownership of `raw` to us.
     let sync_file = unsafe { OwnedFd::from_raw_fd(raw) };
     let mut attached = 0;
@@ -152,15 +156,20 @@ pub(crate) fn submit_synced(
     Ok(submission)
 }
 
-/// Semaphores of a submission being built (destroyed if it fails before
-/// the submission takes them).
+/// Semaphores of a submission being built, each with whether it is
+/// exportable (destroyed if it fails before the submission takes them).
 struct SemaphoreGuard<'a> {
     ctx: &'a VulkanContext,
-    list: Vec<vk::Semaphore>,
+    list: Vec<(vk::Semaphore, bool)>,
 }
 
 impl SemaphoreGuard<'_> {
+    /// A kept semaphore of the kind (`recycle`), else a new one.
     fn create(&mut self, exportable: bool) -> Result<vk::Semaphore, VulkanError> {
+        if let Some(semaphore) = self.ctx.recycler().take_semaphore(exportable) {
+            self.list.push((semaphore, exportable));
+            return Ok(semaphore);
+        }
         let mut export =
             vk::ExportSemaphoreCreateInfo::default().handle_types(vk::ExternalSemaphoreHandleTypeFlags::SYNC_FD);
         let mut info = vk::SemaphoreCreateInfo::default();
@@ -170,14 +179,14 @@ impl SemaphoreGuard<'_> {
         // SAFETY: valid device; destroyed in Drop or by the submission.
         let semaphore =
             unsafe { self.ctx.device().create_semaphore(&info, None) }.map_err(call("vkCreateSemaphore"))?;
-        self.list.push(semaphore);
+        self.list.push((semaphore, exportable));
         Ok(semaphore)
     }
 }
 
 impl Drop for SemaphoreGuard<'_> {
     fn drop(&mut self) {
-        for s in self.list.drain(..) {
+        for (s, _) in self.list.drain(..) {
             // SAFETY: ours, and no submission uses it: either the submission
             // failed or was never made (a successful one takes the list).
             unsafe { self.ctx.device().destroy_semaphore(s, None) };
@@ -198,8 +207,13 @@ impl Drop for SemaphoreGuard<'_> {
 pub struct Submission {
     ctx: Arc<VulkanContext>,
     pool: vk::CommandPool,
+    cb: vk::CommandBuffer,
     fence: vk::Fence,
-    semaphores: Vec<vk::Semaphore>,
+    /// Each with whether it is exportable (the completion's).
+    semaphores: Vec<(vk::Semaphore, bool)>,
+    /// The completion semaphore was exported (which unsignals it): it may
+    /// be reused.
+    signal_reusable: bool,
     descriptor_pools: Vec<vk::DescriptorPool>,
     keep: Vec<Box<dyn Any + Send>>,
     sync_file: Option<OwnedFd>,
@@ -300,27 +314,47 @@ impl Drop for Submission {
         let descriptor_pools = std::mem::take(&mut self.descriptor_pools);
         // What the caller kept (images, their sources) goes after the GPU.
         let keep = std::mem::take(&mut self.keep);
-        let destroy = move |device: &ash::Device| {
-            // SAFETY: every handle is ours, and this runs once the fence
-            // has signalled (or the device is lost): the queue no longer
-            // uses the command buffer, semaphores or descriptor sets.
-            unsafe {
-                device.destroy_command_pool(pool, None);
-                for s in semaphores {
-                    device.destroy_semaphore(s, None);
-                }
-                for p in descriptor_pools {
-                    device.destroy_descriptor_pool(p, None);
+        if finished {
+            // Signalled (or the device is lost): everything goes back for
+            // the next submissions (`recycle`), reset there.
+            let recycler = self.ctx.recycler();
+            recycler.put_frame(
+                device,
+                Frame {
+                    pool,
+                    cb: self.cb,
+                    fence: self.fence,
+                },
+            );
+            for (s, exportable) in semaphores {
+                if !exportable || self.signal_reusable {
+                    recycler.put_semaphore(device, s, exportable);
+                } else {
+                    // SAFETY: ours; the work that used it has finished.
+                    unsafe { device.destroy_semaphore(s, None) };
                 }
             }
+            for p in descriptor_pools {
+                recycler.put_descriptor_pool(device, p);
+            }
             drop(keep);
-        };
-        if finished {
-            destroy(device);
-            // SAFETY: signalled (or the device is lost).
-            unsafe { device.destroy_fence(self.fence, None) };
         } else {
             // Not finished within the bound: freed when it is.
+            let destroy = move |device: &ash::Device| {
+                // SAFETY: every handle is ours, and this runs once the fence
+                // has signalled (or the device is lost): the queue no longer
+                // uses the command buffer, semaphores or descriptor sets.
+                unsafe {
+                    device.destroy_command_pool(pool, None);
+                    for (s, _) in semaphores {
+                        device.destroy_semaphore(s, None);
+                    }
+                    for p in descriptor_pools {
+                        device.destroy_descriptor_pool(p, None);
+                    }
+                }
+                drop(keep);
+            };
             self.ctx.retire_after(self.fence, Box::new(destroy));
         }
         // The queue has moved on: destructions waiting for it may be ready.
@@ -336,31 +370,50 @@ fn submit_inner(
     record: impl FnOnce(vk::CommandBuffer) -> Result<(), VulkanError>,
 ) -> Result<Submission, VulkanError> {
     let device = ctx.device();
-    let pool_info = vk::CommandPoolCreateInfo::default()
-        .queue_family_index(ctx.queue_family())
-        .flags(vk::CommandPoolCreateFlags::TRANSIENT);
-    // SAFETY: valid device; the pool is destroyed by the guard below.
-    let pool = unsafe { device.create_command_pool(&pool_info, None) }.map_err(call("vkCreateCommandPool"))?;
-    let mut guard = PoolGuard {
-        ctx,
-        pool,
-        fence: vk::Fence::null(),
+    // A kept frame (pool reset, fence unsignalled), else new objects.
+    let mut guard = match ctx.recycler().take_frame() {
+        Some(frame) => PoolGuard {
+            ctx,
+            pool: frame.pool,
+            cb: Some(frame.cb),
+            fence: frame.fence,
+        },
+        None => {
+            let pool_info = vk::CommandPoolCreateInfo::default()
+                .queue_family_index(ctx.queue_family())
+                .flags(vk::CommandPoolCreateFlags::TRANSIENT);
+            // SAFETY: valid device; the pool is destroyed by the guard below.
+            let pool = unsafe { device.create_command_pool(&pool_info, None) }.map_err(call("vkCreateCommandPool"))?;
+            PoolGuard {
+                ctx,
+                pool,
+                cb: None,
+                fence: vk::Fence::null(),
+            }
+        }
     };
-    let alloc = vk::CommandBufferAllocateInfo::default()
-        .command_pool(pool)
-        .level(vk::CommandBufferLevel::PRIMARY)
-        .command_buffer_count(1);
-    // SAFETY: the pool is valid; the buffer is freed with the pool.
-    let cb = unsafe { device.allocate_command_buffers(&alloc) }.map_err(call("vkAllocateCommandBuffers"))?[0];
+    let cb = match guard.take_buffer() {
+        Some(cb) => cb,
+        None => {
+            let alloc = vk::CommandBufferAllocateInfo::default()
+                .command_pool(guard.pool)
+                .level(vk::CommandBufferLevel::PRIMARY)
+                .command_buffer_count(1);
+            // SAFETY: the pool is valid; the buffer is freed with the pool.
+            unsafe { device.allocate_command_buffers(&alloc) }.map_err(call("vkAllocateCommandBuffers"))?[0]
+        }
+    };
     let begin = vk::CommandBufferBeginInfo::default().flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT);
-    // SAFETY: a fresh command buffer from our pool.
+    // SAFETY: a fresh (or reset, with its pool) command buffer of our pool.
     unsafe { device.begin_command_buffer(cb, &begin) }.map_err(call("vkBeginCommandBuffer"))?;
     record(cb)?;
     // SAFETY: recording began above.
     unsafe { device.end_command_buffer(cb) }.map_err(call("vkEndCommandBuffer"))?;
-    // SAFETY: valid device; destroyed by the guard.
-    guard.fence =
-        unsafe { device.create_fence(&vk::FenceCreateInfo::default(), None) }.map_err(call("vkCreateFence"))?;
+    if guard.fence == vk::Fence::null() {
+        // SAFETY: valid device; destroyed by the guard.
+        guard.fence =
+            unsafe { device.create_fence(&vk::FenceCreateInfo::default(), None) }.map_err(call("vkCreateFence"))?;
+    }
     let buffers = [cb];
     let submit = [vk::SubmitInfo::default()
         .command_buffers(&buffers)
@@ -377,8 +430,10 @@ fn submit_inner(
     let submission = Submission {
         ctx: ctx.clone(),
         pool: guard.pool,
+        cb,
         fence: guard.fence,
         semaphores: Vec::new(),
+        signal_reusable: false,
         descriptor_pools: Vec::new(),
         keep: Vec::new(),
         sync_file: None,
@@ -395,7 +450,16 @@ fn submit_inner(
 struct PoolGuard<'a> {
     ctx: &'a VulkanContext,
     pool: vk::CommandPool,
+    /// A reused pool's command buffer (freed with the pool).
+    cb: Option<vk::CommandBuffer>,
     fence: vk::Fence,
+}
+
+impl PoolGuard<'_> {
+    /// The reused pool's command buffer, if the pool is a reused one.
+    fn take_buffer(&mut self) -> Option<vk::CommandBuffer> {
+        self.cb.take()
+    }
 }
 
 impl Drop for PoolGuard<'_> {
@@ -542,6 +606,34 @@ mod tests {
         }
         // SAFETY: the only command buffer using it has finished.
         unsafe { device.destroy_event(event, None) };
+        let messages = ctx.validation_messages();
+        assert!(messages.is_empty(), "{}", messages.join("\n"));
+    }
+
+    /// A stream of submissions creates its per-submission objects once:
+    /// each finished one hands its command pool, buffer and fence (and its
+    /// semaphores and descriptor pools) to the next, reset, with nothing
+    /// for the validation layer to report; a pending one is never reused.
+    #[test]
+    fn finished_submissions_objects_are_reused_by_the_next() {
+        let ctx = crate::vulkan::context::test_context();
+        let before = ctx.reused_objects();
+        for _ in 0..20 {
+            submit_inner(&ctx, &[], &[], &[], |_| Ok(())).unwrap().wait().unwrap();
+        }
+        assert!(
+            ctx.reused_objects() - before >= 19,
+            "reused {} times",
+            ctx.reused_objects() - before
+        );
+        // Two in flight at once get two frames: the second is not the
+        // first's (still pending) one.
+        let a = submit_inner(&ctx, &[], &[], &[], |_| Ok(())).unwrap();
+        let b = submit_inner(&ctx, &[], &[], &[], |_| Ok(())).unwrap();
+        assert_ne!(a.fence, b.fence);
+        assert_ne!(a.pool, b.pool);
+        a.wait().unwrap();
+        b.wait().unwrap();
         let messages = ctx.validation_messages();
         assert!(messages.is_empty(), "{}", messages.join("\n"));
     }

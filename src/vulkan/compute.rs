@@ -183,7 +183,12 @@ impl Drop for PoolGuard<'_> {
     }
 }
 
+/// A descriptor pool for one submission: one set of up to four storage and
+/// four sampled images; a kept one (`recycle`, reset) where there is one.
 pub(super) fn descriptor_pool(ctx: &VulkanContext) -> Result<PoolGuard<'_>, VulkanError> {
+    if let Some(pool) = ctx.recycler().take_descriptor_pool() {
+        return Ok(PoolGuard(ctx, pool));
+    }
     let sizes = [
         vk::DescriptorPoolSize::default()
             .ty(vk::DescriptorType::STORAGE_IMAGE)

@@ -9,6 +9,7 @@ use ash::{ext, khr, vk};
 
 use super::device_select::{DeviceSelector, candidates, choose_device, device_info_of, sync_fd_semaphores};
 use super::error::{VulkanError, call};
+use super::recycle::Recycler;
 use super::retire::{Destroy, Retired};
 use super::validation::{Validation, create_messenger};
 
@@ -92,6 +93,8 @@ pub struct VulkanContext {
     validation: Option<Validation>,
     owns_handles: bool,
     retired: Retired,
+    /// Finished submissions' objects, for the next ones.
+    recycled: Recycler,
 }
 
 impl fmt::Debug for VulkanContext {
@@ -314,6 +317,7 @@ impl VulkanContext {
             validation,
             owns_handles,
             retired: Retired::default(),
+            recycled: Recycler::default(),
         }
     }
 
@@ -366,6 +370,17 @@ impl VulkanContext {
     /// rest when it goes away.
     pub fn collect_retired(&self) -> usize {
         self.retired.collect(&self.device)
+    }
+
+    /// The objects finished submissions handed back (`recycle`).
+    pub(crate) fn recycler(&self) -> &Recycler {
+        &self.recycled
+    }
+
+    /// How many per-submission objects (command pool + buffer + fence,
+    /// semaphores, descriptor pools) were reused instead of created.
+    pub fn reused_objects(&self) -> u64 {
+        self.recycled.reused()
     }
 
     /// Dropped objects whose destruction still waits for the queue.
@@ -438,6 +453,8 @@ impl Drop for VulkanContext {
         // Objects whose destruction waited for the queue go first, also on
         // a device the caller owns.
         let leaked = self.retired.finish(&self.device);
+        // Kept for reuse, so idle: destroyed on a device the caller owns too.
+        self.recycled.finish(&self.device);
         if leaked > 0 {
             // Work that never finished still uses objects of the device:
             // destroying it would free them under the GPU.

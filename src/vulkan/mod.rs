@@ -70,6 +70,7 @@ mod import;
 mod kernels;
 mod memory;
 mod raster;
+mod recycle;
 mod render;
 mod retire;
 mod support;
