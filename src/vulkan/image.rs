@@ -2,8 +2,8 @@
 //! per-plane views and the foreign-queue ownership transfers (acquire/release).
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use ash::vk;
 use drm_fourcc::DrmFourcc;
@@ -39,6 +39,10 @@ pub struct VulkanImage {
     pub(super) height: u32,
     pub(super) disjoint: bool,
     acquired_before: AtomicBool,
+    /// Descriptor sets binding the sampled views, made once per graphics
+    /// pipeline that reads the image (key: `raster`'s pipeline identity),
+    /// each in a pool of its own; destroyed with the image.
+    sampled_sets: Mutex<Vec<(u64, vk::DescriptorPool, vk::DescriptorSet)>>,
     /// Recorded into a caller's command buffer (the public `cmd_*`): the
     /// destruction then waits for the queue (see the `retire` module).
     handed_out: AtomicBool,
@@ -72,12 +76,20 @@ impl Drop for VulkanImage {
             .collect();
         let image = self.image;
         let memory = std::mem::take(&mut self.memory);
+        let set_pools: Vec<vk::DescriptorPool> =
+            std::mem::take(&mut *self.sampled_sets.lock().unwrap_or_else(|e| e.into_inner()))
+                .into_iter()
+                .map(|(_, pool, _)| pool)
+                .collect();
         let destroy = move |device: &ash::Device| {
             // No submission uses them any more: the crate's own are waited
             // for before they return, a caller's (which recorded
             // `cmd_acquire`/`cmd_release`) by `retire`, as submitted first.
             // SAFETY: our handles (or null, which destroy/free accept), idle.
             unsafe {
+                for pool in set_pools {
+                    device.destroy_descriptor_pool(pool, None);
+                }
                 for view in views {
                     device.destroy_image_view(view, None);
                 }
@@ -118,6 +130,7 @@ impl VulkanImage {
             disjoint: false,
             acquired_before: AtomicBool::new(false),
             handed_out: AtomicBool::new(false),
+            sampled_sets: Mutex::new(Vec::new()),
             implicit_fds: Vec::new(),
             colorimetry: Colorimetry::default_for_size(width, height),
         }
@@ -249,6 +262,32 @@ impl VulkanImage {
         self.handed_out.store(true, Ordering::Release);
     }
 
+    /// The descriptor set of `key` binding this image's sampled views,
+    /// made by `make` (a pool of its own and the set in it) the first time
+    /// and kept: sets are never updated after, so every submission that
+    /// reads the image may use it at once.
+    pub(super) fn sampled_set(
+        &self,
+        key: u64,
+        make: impl FnOnce() -> Result<(vk::DescriptorPool, vk::DescriptorSet), VulkanError>,
+    ) -> Result<vk::DescriptorSet, VulkanError> {
+        let mut sets = self.sampled_sets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&(_, _, set)) = sets.iter().find(|(k, _, _)| *k == key) {
+            return Ok(set);
+        }
+        let (pool, set) = make()?;
+        sets.push((key, pool, set));
+        // Used by a crate submission from now on: destroyed after the queue.
+        self.mark_handed_out();
+        Ok(set)
+    }
+
+    /// How many descriptor sets the image keeps (tests).
+    #[cfg(test)]
+    pub(super) fn sampled_set_count(&self) -> usize {
+        self.sampled_sets.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// The layout the next acquire starts from: `UNDEFINED` until an
     /// acquire was submitted, then `GENERAL` (where every release leaves
     /// the image).
@@ -277,29 +316,50 @@ impl VulkanImage {
         dst_stage: vk::PipelineStageFlags,
         dst_access: vk::AccessFlags,
     ) {
-        let old_layout = self.next_acquire_from();
-        let barrier = vk::ImageMemoryBarrier::default()
+        record_barriers(
+            &self.ctx,
+            cb,
+            vk::PipelineStageFlags::TOP_OF_PIPE,
+            dst_stage,
+            &[self.acquire_barrier(new_layout, dst_access)],
+        );
+    }
+
+    /// The acquire half of the ownership transfer as a barrier, to record
+    /// with others in one `vkCmdPipelineBarrier` ([`record_barriers`]):
+    /// source stage TOP_OF_PIPE (nothing of ours to wait for).
+    pub(crate) fn acquire_barrier(
+        &self,
+        new_layout: vk::ImageLayout,
+        dst_access: vk::AccessFlags,
+    ) -> vk::ImageMemoryBarrier<'static> {
+        vk::ImageMemoryBarrier::default()
             .src_access_mask(vk::AccessFlags::empty())
             .dst_access_mask(dst_access)
-            .old_layout(old_layout)
+            .old_layout(self.next_acquire_from())
             .new_layout(new_layout)
             .src_queue_family_index(vk::QUEUE_FAMILY_FOREIGN_EXT)
             .dst_queue_family_index(self.ctx.queue_family())
             .image(self.image)
-            .subresource_range(Self::whole_color_range());
-        // SAFETY: `cb` is in the recording state (caller's contract) and the
-        // barrier names our image.
-        unsafe {
-            self.ctx.device().cmd_pipeline_barrier(
-                cb,
-                vk::PipelineStageFlags::TOP_OF_PIPE,
-                dst_stage,
-                vk::DependencyFlags::empty(),
-                &[],
-                &[],
-                &[barrier],
-            )
-        };
+            .subresource_range(Self::whole_color_range())
+    }
+
+    /// The release half as a barrier (destination stage BOTTOM_OF_PIPE:
+    /// the foreign queue's side synchronises through fences).
+    pub(crate) fn release_barrier(
+        &self,
+        old_layout: vk::ImageLayout,
+        src_access: vk::AccessFlags,
+    ) -> vk::ImageMemoryBarrier<'static> {
+        vk::ImageMemoryBarrier::default()
+            .src_access_mask(src_access)
+            .dst_access_mask(vk::AccessFlags::empty())
+            .old_layout(old_layout)
+            .new_layout(vk::ImageLayout::GENERAL)
+            .src_queue_family_index(self.ctx.queue_family())
+            .dst_queue_family_index(vk::QUEUE_FAMILY_FOREIGN_EXT)
+            .image(self.image)
+            .subresource_range(Self::whole_color_range())
     }
 
     /// Records the release half of the ownership transfer back to
@@ -328,28 +388,38 @@ impl VulkanImage {
         src_stage: vk::PipelineStageFlags,
         src_access: vk::AccessFlags,
     ) {
-        let barrier = vk::ImageMemoryBarrier::default()
-            .src_access_mask(src_access)
-            .dst_access_mask(vk::AccessFlags::empty())
-            .old_layout(old_layout)
-            .new_layout(vk::ImageLayout::GENERAL)
-            .src_queue_family_index(self.ctx.queue_family())
-            .dst_queue_family_index(vk::QUEUE_FAMILY_FOREIGN_EXT)
-            .image(self.image)
-            .subresource_range(Self::whole_color_range());
-        // SAFETY: as in cmd_acquire.
-        unsafe {
-            self.ctx.device().cmd_pipeline_barrier(
-                cb,
-                src_stage,
-                vk::PipelineStageFlags::BOTTOM_OF_PIPE,
-                vk::DependencyFlags::empty(),
-                &[],
-                &[],
-                &[barrier],
-            )
-        };
+        record_barriers(
+            &self.ctx,
+            cb,
+            src_stage,
+            vk::PipelineStageFlags::BOTTOM_OF_PIPE,
+            &[self.release_barrier(old_layout, src_access)],
+        );
     }
+}
+
+/// Records `barriers` (of images of `ctx`) in one `vkCmdPipelineBarrier`:
+/// a frame's acquires, or its releases, as one barrier each.
+pub(crate) fn record_barriers(
+    ctx: &VulkanContext,
+    cb: vk::CommandBuffer,
+    src_stage: vk::PipelineStageFlags,
+    dst_stage: vk::PipelineStageFlags,
+    barriers: &[vk::ImageMemoryBarrier<'_>],
+) {
+    // SAFETY: `cb` is in the recording state, outside a render pass (the
+    // callers' contract), and the barriers name images of this device.
+    unsafe {
+        ctx.device().cmd_pipeline_barrier(
+            cb,
+            src_stage,
+            dst_stage,
+            vk::DependencyFlags::empty(),
+            &[],
+            &[],
+            barriers,
+        )
+    };
 }
 
 pub(super) fn create_views(ctx: &VulkanContext, image: &mut VulkanImage) -> Result<(), VulkanError> {

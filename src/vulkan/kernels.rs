@@ -14,7 +14,7 @@ use super::commands::{Submission, submit_synced};
 use super::compute::{Kernel, descriptor_pool};
 use super::context::VulkanContext;
 use super::error::VulkanError;
-use super::image::VulkanImage;
+use super::image::{VulkanImage, record_barriers};
 use super::raster::Graphics;
 use super::render::VideoPass;
 use crate::fence::Fence;
@@ -383,31 +383,29 @@ impl Kernels {
         let pool = descriptor_pool(&self.ctx)?;
         let mut implicit = src.implicit_sync(SyncAccess::Read);
         implicit.extend(dst.implicit_sync(SyncAccess::Write));
+        let stage = vk::PipelineStageFlags::COMPUTE_SHADER;
         let mut submission = submit_synced(&self.ctx, &implicit, after, |cb| {
-            src.record_acquire(
+            // One barrier takes both images in, one gives them back.
+            record_barriers(
+                &self.ctx,
                 cb,
-                vk::ImageLayout::GENERAL,
-                vk::PipelineStageFlags::COMPUTE_SHADER,
-                vk::AccessFlags::SHADER_READ,
-            );
-            dst.record_acquire(
-                cb,
-                vk::ImageLayout::GENERAL,
-                vk::PipelineStageFlags::COMPUTE_SHADER,
-                vk::AccessFlags::SHADER_WRITE,
+                vk::PipelineStageFlags::TOP_OF_PIPE,
+                stage,
+                &[
+                    src.acquire_barrier(vk::ImageLayout::GENERAL, vk::AccessFlags::SHADER_READ),
+                    dst.acquire_barrier(vk::ImageLayout::GENERAL, vk::AccessFlags::SHADER_WRITE),
+                ],
             );
             kernel.record(&self.ctx, cb, pool.1, &views, push, (dst.width(), dst.height()))?;
-            src.record_release(
+            record_barriers(
+                &self.ctx,
                 cb,
-                vk::ImageLayout::GENERAL,
-                vk::PipelineStageFlags::COMPUTE_SHADER,
-                vk::AccessFlags::empty(),
-            );
-            dst.record_release(
-                cb,
-                vk::ImageLayout::GENERAL,
-                vk::PipelineStageFlags::COMPUTE_SHADER,
-                vk::AccessFlags::SHADER_WRITE,
+                stage,
+                vk::PipelineStageFlags::BOTTOM_OF_PIPE,
+                &[
+                    src.release_barrier(vk::ImageLayout::GENERAL, vk::AccessFlags::empty()),
+                    dst.release_barrier(vk::ImageLayout::GENERAL, vk::AccessFlags::SHADER_WRITE),
+                ],
             );
             Ok(())
         })?;

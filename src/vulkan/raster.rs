@@ -17,6 +17,7 @@ use ash::vk;
 use super::compute::spirv_words;
 use super::context::VulkanContext;
 use super::error::{VulkanError, call};
+use super::image::VulkanImage;
 use super::kernels::YUV_CONSTANTS;
 
 const DRAW_VIDEO_RGB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/draw_video_rgb.spv"));
@@ -84,14 +85,23 @@ pub(super) struct Target {
 /// composite and pattern) and R8G8B8A8 (XBGR8888/ABGR8888: pattern).
 #[derive(Default)]
 pub(super) struct Graphics {
+    /// Unique among every `Graphics` made: the key of the descriptor sets
+    /// images keep for these pipelines (`VulkanImage::sampled_set`).
+    id: u64,
     targets: Vec<Target>,
 }
+
+/// The next `Graphics::id`.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Graphics {
     /// Builds the render passes and pipelines; on an error what was made is
     /// destroyed (nothing was submitted).
     pub(super) fn new(ctx: &VulkanContext) -> Result<Self, VulkanError> {
-        let mut graphics = Graphics::default();
+        let mut graphics = Graphics {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            ..Default::default()
+        };
         let specs: [(vk::Format, &[Draw]); 2] = [
             (
                 vk::Format::B8G8R8A8_UNORM,
@@ -145,6 +155,82 @@ impl Graphics {
     pub(super) fn target(&self, format: vk::Format) -> Option<&Target> {
         self.targets.iter().find(|t| t.format == format)
     }
+
+    /// The set binding `image`'s sampled plane views for `draw` (made once
+    /// per image and kept there: descriptor sets once per cached import,
+    /// not per frame).
+    pub(super) fn video_set(
+        &self,
+        ctx: &VulkanContext,
+        target: &Target,
+        draw: Draw,
+        image: &VulkanImage,
+    ) -> Result<vk::DescriptorSet, VulkanError> {
+        let views = image.plane_views();
+        if views.len() != draw.sampled() as usize {
+            return Err(VulkanError::Usage("the video image lacks sampled plane views"));
+        }
+        let layout = target.pipeline(draw)?.set_layout;
+        let key = (self.id << 8) | (draw as u64) << 4 | target_index(self, target);
+        image.sampled_set(key, || {
+            let device = ctx.device();
+            let sizes = [vk::DescriptorPoolSize::default()
+                .ty(vk::DescriptorType::SAMPLED_IMAGE)
+                .descriptor_count(views.len() as u32)];
+            let info = vk::DescriptorPoolCreateInfo::default().max_sets(1).pool_sizes(&sizes);
+            // SAFETY: valid device; the pool goes to the image, which
+            // destroys it with itself.
+            let pool = unsafe { device.create_descriptor_pool(&info, None) }.map_err(call("vkCreateDescriptorPool"))?;
+            let set_layouts = [layout];
+            // SAFETY: the pool has room for this one set.
+            let set = match unsafe {
+                device.allocate_descriptor_sets(
+                    &vk::DescriptorSetAllocateInfo::default()
+                        .descriptor_pool(pool)
+                        .set_layouts(&set_layouts),
+                )
+            } {
+                Ok(sets) => sets[0],
+                Err(e) => {
+                    // SAFETY: ours, unused.
+                    unsafe { device.destroy_descriptor_pool(pool, None) };
+                    return Err(call("vkAllocateDescriptorSets")(e));
+                }
+            };
+            let infos: Vec<[vk::DescriptorImageInfo; 1]> = views
+                .iter()
+                .map(|&v| {
+                    [vk::DescriptorImageInfo::default()
+                        .image_view(v)
+                        .image_layout(vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL)]
+                })
+                .collect();
+            let writes: Vec<vk::WriteDescriptorSet> = infos
+                .iter()
+                .enumerate()
+                .map(|(i, info)| {
+                    vk::WriteDescriptorSet::default()
+                        .dst_set(set)
+                        .dst_binding(i as u32)
+                        .descriptor_type(vk::DescriptorType::SAMPLED_IMAGE)
+                        .image_info(info)
+                })
+                .collect();
+            // SAFETY: a fresh set, used by no command buffer yet; the views
+            // are the image's, alive as long as the set (both go with it).
+            unsafe { device.update_descriptor_sets(&writes, &[]) };
+            Ok((pool, set))
+        })
+    }
+}
+
+/// `target`'s index among `graphics`' targets (part of a set's key).
+fn target_index(graphics: &Graphics, target: &Target) -> u64 {
+    graphics
+        .targets
+        .iter()
+        .position(|t| std::ptr::eq(t, target))
+        .unwrap_or(0) as u64
 }
 
 impl Target {
@@ -364,55 +450,26 @@ impl<'a> Pass<'a> {
         ))
     }
 
-    /// Draws `vertices` x `instances` with `draw`'s pipeline, `views`
-    /// bound as its sampled images (SHADER_READ_ONLY_OPTIMAL; a set from
-    /// `pool`) and `push` as its push constants.
+    /// Draws `vertices` x `instances` with `draw`'s pipeline, `set` bound
+    /// (the video's sampled views, `Graphics::video_set`; `None` for draws
+    /// without images) and `push` as its push constants.
     pub(super) fn draw(
         &self,
         draw: Draw,
-        pool: vk::DescriptorPool,
-        views: &[vk::ImageView],
+        set: Option<vk::DescriptorSet>,
         push: &[u8; PUSH_BYTES as usize],
         (vertices, instances): (u32, u32),
     ) -> Result<(), VulkanError> {
         let device = self.ctx.device();
         let pipeline = self.target.pipeline(draw)?;
-        if views.len() != draw.sampled() as usize {
-            return Err(VulkanError::Usage("the video image lacks sampled plane views"));
+        if set.is_some() != (draw.sampled() > 0) {
+            return Err(VulkanError::Usage("a draw's set does not match its pipeline"));
         }
         // SAFETY: recording inside this pass; the pipeline matches it; the
-        // pool has room for one set of at most two sampled images.
+        // set has the pipeline's set layout and is never updated again.
         unsafe {
             device.cmd_bind_pipeline(self.cb, vk::PipelineBindPoint::GRAPHICS, pipeline.pipeline);
-            if !views.is_empty() {
-                let set_layouts = [pipeline.set_layout];
-                let set = device
-                    .allocate_descriptor_sets(
-                        &vk::DescriptorSetAllocateInfo::default()
-                            .descriptor_pool(pool)
-                            .set_layouts(&set_layouts),
-                    )
-                    .map_err(call("vkAllocateDescriptorSets"))?[0];
-                let infos: Vec<[vk::DescriptorImageInfo; 1]> = views
-                    .iter()
-                    .map(|&v| {
-                        [vk::DescriptorImageInfo::default()
-                            .image_view(v)
-                            .image_layout(vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL)]
-                    })
-                    .collect();
-                let writes: Vec<vk::WriteDescriptorSet> = infos
-                    .iter()
-                    .enumerate()
-                    .map(|(i, info)| {
-                        vk::WriteDescriptorSet::default()
-                            .dst_set(set)
-                            .dst_binding(i as u32)
-                            .descriptor_type(vk::DescriptorType::SAMPLED_IMAGE)
-                            .image_info(info)
-                    })
-                    .collect();
-                device.update_descriptor_sets(&writes, &[]);
+            if let Some(set) = set {
                 device.cmd_bind_descriptor_sets(
                     self.cb,
                     vk::PipelineBindPoint::GRAPHICS,

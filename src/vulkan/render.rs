@@ -16,10 +16,9 @@ use ash::vk;
 use drm_fourcc::DrmFourcc;
 
 use super::commands::{Submission, submit_synced};
-use super::compute::descriptor_pool;
 use super::context::VulkanContext;
 use super::error::VulkanError;
-use super::image::VulkanImage;
+use super::image::{VulkanImage, record_barriers};
 use super::kernels::{Kernels, yuv_constants};
 use super::raster::{Draw, Pass, push_constants};
 use crate::overlay::Overlay;
@@ -101,7 +100,12 @@ impl Kernels {
         }
         let yuv = (video.fourcc() == DrmFourcc::Nv12).then(|| yuv_constants(video.colorimetry()));
         let push = push_constants(overlay.push_constants(w, h), yuv);
-        let pool = descriptor_pool(&self.ctx)?;
+        // The video's set is made once per image and kept with it.
+        let set = if copy {
+            None
+        } else {
+            Some(self.graphics.video_set(&self.ctx, target, video_draw, video)?)
+        };
         let mut implicit = video.implicit_sync(SyncAccess::Read);
         implicit.extend(out.implicit_sync(SyncAccess::Write));
         let (video_layout, video_stage, video_access) = if copy {
@@ -120,15 +124,32 @@ impl Kernels {
         let attachment_stage = vk::PipelineStageFlags::COLOR_ATTACHMENT_OUTPUT;
         let attachment_rw = vk::AccessFlags::COLOR_ATTACHMENT_READ | vk::AccessFlags::COLOR_ATTACHMENT_WRITE;
         let mut framebuffer = None;
+        let (out_layout, out_stage, out_access) = if copy {
+            (
+                vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                vk::PipelineStageFlags::TRANSFER,
+                vk::AccessFlags::TRANSFER_WRITE,
+            )
+        } else {
+            (
+                vk::ImageLayout::COLOR_ATTACHMENT_OPTIMAL,
+                attachment_stage,
+                attachment_rw,
+            )
+        };
         let mut submission = submit_synced(&self.ctx, &implicit, after, |cb| {
-            video.record_acquire(cb, video_layout, video_stage, video_access);
+            // One barrier takes both images in, one gives them back.
+            record_barriers(
+                &self.ctx,
+                cb,
+                vk::PipelineStageFlags::TOP_OF_PIPE,
+                video_stage | out_stage,
+                &[
+                    video.acquire_barrier(video_layout, video_access),
+                    out.acquire_barrier(out_layout, out_access),
+                ],
+            );
             if copy {
-                out.record_acquire(
-                    cb,
-                    vk::ImageLayout::TRANSFER_DST_OPTIMAL,
-                    vk::PipelineStageFlags::TRANSFER,
-                    vk::AccessFlags::TRANSFER_WRITE,
-                );
                 record_copy(&self.ctx, cb, video, out);
                 // The copy's writes before the overlay's (same queue family,
                 // no ownership change).
@@ -141,39 +162,33 @@ impl Kernels {
                     .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
                     .image(out.image())
                     .subresource_range(colour_range());
-                // SAFETY: recording, outside a render pass; our image.
-                unsafe {
-                    self.ctx.device().cmd_pipeline_barrier(
-                        cb,
-                        vk::PipelineStageFlags::TRANSFER,
-                        attachment_stage,
-                        vk::DependencyFlags::empty(),
-                        &[],
-                        &[],
-                        &[barrier],
-                    )
-                };
-            } else {
-                out.record_acquire(
+                record_barriers(
+                    &self.ctx,
                     cb,
-                    vk::ImageLayout::COLOR_ATTACHMENT_OPTIMAL,
+                    vk::PipelineStageFlags::TRANSFER,
                     attachment_stage,
-                    attachment_rw,
+                    &[barrier],
                 );
             }
             let (pass, fb) = Pass::begin(&self.ctx, cb, target, copy, out_view, (w, h))?;
             framebuffer = Some(fb);
             if !copy {
-                pass.draw(video_draw, pool.1, video.plane_views(), &push, (3, 1))?;
+                pass.draw(video_draw, set, &push, (3, 1))?;
             }
-            pass.draw(Draw::Overlay, pool.1, &[], &push, (6, 2))?;
+            pass.draw(Draw::Overlay, None, &push, (6, 2))?;
             pass.end();
-            video.record_release(cb, video_layout, video_stage, vk::AccessFlags::empty());
-            out.record_release(
+            record_barriers(
+                &self.ctx,
                 cb,
-                vk::ImageLayout::COLOR_ATTACHMENT_OPTIMAL,
-                attachment_stage,
-                vk::AccessFlags::COLOR_ATTACHMENT_WRITE,
+                video_stage | attachment_stage,
+                vk::PipelineStageFlags::BOTTOM_OF_PIPE,
+                &[
+                    video.release_barrier(video_layout, vk::AccessFlags::empty()),
+                    out.release_barrier(
+                        vk::ImageLayout::COLOR_ATTACHMENT_OPTIMAL,
+                        vk::AccessFlags::COLOR_ATTACHMENT_WRITE,
+                    ),
+                ],
             );
             Ok(())
         })?;
@@ -183,7 +198,6 @@ impl Kernels {
             // (VUID-vkDestroyImage-image-01000).
             image.mark_handed_out();
         }
-        submission.adopt_descriptor_pool(pool.release());
         if let Some(fb) = framebuffer {
             submission.keep(fb);
         }
@@ -244,7 +258,7 @@ impl Kernels {
                 pass.clear([rgb[0], rgb[1], rgb[2], 1.0], &[bar]);
             }
             if ramp_top < h && intersect((0, ramp_top, w, h - ramp_top), region).2 > 0 {
-                pass.draw(Draw::Ramp, vk::DescriptorPool::null(), &[], &push, (6, 1))?;
+                pass.draw(Draw::Ramp, None, &push, (6, 1))?;
             }
             pass.clear([1.0, 128.0 / 255.0, 0.0, 1.0], &[box_rect(w, h, frame)]);
             pass.end();
@@ -318,4 +332,58 @@ fn record_copy(ctx: &VulkanContext, cb: vk::CommandBuffer, src: &VulkanImage, ds
             &[region],
         )
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alloc::{Allocator, MemfdAllocator};
+
+    /// The video's descriptor set is made at its first draw and kept on the
+    /// image: more frames of the same import make none, another `Kernels`
+    /// gets its own, and a copy needs none. Validation clean.
+    #[test]
+    fn a_video_image_keeps_one_descriptor_set_per_pipeline() {
+        let ctx = crate::vulkan::context::test_context();
+        let (w, h) = (64, 32);
+        let mut kernels = Kernels::new(&ctx).unwrap();
+        kernels.set_video_pass(VideoPass::Draw);
+        let exporter = crate::vulkan::Exporter::with_allocator(&ctx, Box::new(MemfdAllocator::new()));
+        let out = exporter
+            .export(
+                DrmFourcc::Xrgb8888,
+                w,
+                h,
+                kernels.composite_output_usage() | vk::ImageUsageFlags::TRANSFER_DST,
+                &[],
+            )
+            .unwrap();
+        let usage = vk::ImageUsageFlags::SAMPLED | vk::ImageUsageFlags::TRANSFER_SRC;
+        let layout = crate::vulkan::linear_layout(&ctx, DrmFourcc::Xrgb8888, w, h, usage).unwrap();
+        let frame = MemfdAllocator::new()
+            .allocate_layout(DrmFourcc::Xrgb8888, w, h, &layout)
+            .unwrap();
+        let video = crate::vulkan::import(&ctx, &frame, usage).unwrap();
+        let overlay = Overlay {
+            frame: 1,
+            progress: None,
+        };
+        for _ in 0..3 {
+            kernels.composite(&video, &out, &overlay).unwrap();
+        }
+        assert_eq!(video.sampled_set_count(), 1);
+        let mut other = Kernels::new(&ctx).unwrap();
+        other.set_video_pass(VideoPass::Draw);
+        let mut copying = Kernels::new(&ctx).unwrap();
+        copying.set_video_pass(VideoPass::Copy);
+        other.composite(&video, &out, &overlay).unwrap();
+        copying.composite(&video, &out, &overlay).unwrap();
+        assert_eq!(
+            video.sampled_set_count(),
+            2,
+            "one more for the other kernels, none for a copy"
+        );
+        let messages = ctx.validation_messages();
+        assert!(messages.is_empty(), "{}", messages.join("\n"));
+    }
 }

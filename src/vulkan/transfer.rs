@@ -1,10 +1,12 @@
 //! The copy path: [`VulkanImage::download`] and [`VulkanImage::upload`] through a
-//! host-visible staging buffer, with the plane sizes and copy regions they use.
+//! host-visible staging buffer ([`HostBuffer`]), with the plane sizes and copy
+//! regions they use.
 
 use ash::vk;
 
-use super::commands::{HostBuffer, submit_synced};
-use super::error::VulkanError;
+use super::commands::submit_synced;
+use super::context::VulkanContext;
+use super::error::{VulkanError, call};
 use super::format::{image_extent, plane_aspect};
 use super::image::VulkanImage;
 use crate::format;
@@ -210,4 +212,81 @@ fn staging_offsets(sizes: &[usize]) -> (Vec<u64>, u64) {
         at = (at + size as u64).next_multiple_of(16);
     }
     (offsets, at)
+}
+
+/// A host-visible, coherent buffer (staging for uploads and read-backs).
+pub(crate) struct HostBuffer<'a> {
+    ctx: &'a VulkanContext,
+    pub buffer: vk::Buffer,
+    memory: vk::DeviceMemory,
+    size: u64,
+}
+
+impl<'a> HostBuffer<'a> {
+    pub fn new(ctx: &'a VulkanContext, size: u64, usage: vk::BufferUsageFlags) -> Result<Self, VulkanError> {
+        let device = ctx.device();
+        let info = vk::BufferCreateInfo::default()
+            .size(size.max(1))
+            .usage(usage)
+            .sharing_mode(vk::SharingMode::EXCLUSIVE);
+        let mut this = Self {
+            ctx,
+            buffer: vk::Buffer::null(),
+            memory: vk::DeviceMemory::null(),
+            size,
+        };
+        // SAFETY: valid device; destroyed in Drop.
+        this.buffer = unsafe { device.create_buffer(&info, None) }.map_err(call("vkCreateBuffer"))?;
+        // SAFETY: the buffer was just created.
+        let req = unsafe { device.get_buffer_memory_requirements(this.buffer) };
+        // SAFETY: plain query.
+        let props = unsafe {
+            ctx.instance()
+                .get_physical_device_memory_properties(ctx.physical_device())
+        };
+        let wanted = vk::MemoryPropertyFlags::HOST_VISIBLE | vk::MemoryPropertyFlags::HOST_COHERENT;
+        let type_index = (0..props.memory_type_count)
+            .find(|&i| {
+                req.memory_type_bits & (1 << i) != 0 && props.memory_types[i as usize].property_flags.contains(wanted)
+            })
+            .ok_or(VulkanError::NoMemoryType {
+                fd_types: 0,
+                image_types: req.memory_type_bits,
+            })?;
+        let alloc = vk::MemoryAllocateInfo::default()
+            .allocation_size(req.size)
+            .memory_type_index(type_index);
+        // SAFETY: valid allocation info; freed in Drop.
+        this.memory = unsafe { device.allocate_memory(&alloc, None) }.map_err(call("vkAllocateMemory"))?;
+        // SAFETY: buffer and memory are fresh and compatible.
+        unsafe { device.bind_buffer_memory(this.buffer, this.memory, 0) }.map_err(call("vkBindBufferMemory"))?;
+        Ok(this)
+    }
+
+    /// Runs `f` on the buffer's bytes, mapped.
+    pub fn with_bytes<R>(&self, f: impl FnOnce(&mut [u8]) -> R) -> Result<R, VulkanError> {
+        let device = self.ctx.device();
+        let len = usize::try_from(self.size).map_err(|_| VulkanError::Usage("buffer larger than the address space"))?;
+        // SAFETY: host-visible memory of at least `size` bytes, not mapped
+        // elsewhere; unmapped before returning.
+        unsafe {
+            let ptr = device
+                .map_memory(self.memory, 0, vk::WHOLE_SIZE, vk::MemoryMapFlags::empty())
+                .map_err(call("vkMapMemory"))?;
+            let result = f(std::slice::from_raw_parts_mut(ptr.cast::<u8>(), len));
+            device.unmap_memory(self.memory);
+            Ok(result)
+        }
+    }
+}
+
+impl Drop for HostBuffer<'_> {
+    fn drop(&mut self) {
+        // SAFETY: our handles; no submission using them is pending (callers
+        // wait on their fences before dropping).
+        unsafe {
+            self.ctx.device().destroy_buffer(self.buffer, None);
+            self.ctx.device().free_memory(self.memory, None);
+        }
+    }
 }
