@@ -1,6 +1,7 @@
 // Graphics pattern, ramp pass: the grey ramp across the lower quarter as
 // one quad (pattern_common.wgsl's rule). The bars and the box are clears
-// (`Kernels::draw_pattern_submit`), so no other pixel runs a shader.
+// (`pattern_graphics` in src/vulkan/render.rs), so no other pixel runs a
+// shader.
 
 @vertex
 fn vs_main(@builtin(vertex_index) vi: u32) -> @builtin(position) vec4<f32> {

@@ -266,3 +266,37 @@ fn the_pattern_updates_only_where_the_box_moved() {
     }
     assert_no_validation_messages(&ctx);
 }
+
+/// A copy keeps the video's fourth byte, so the composite copies only into
+/// XRGB8888 (whose padding nobody reads): an ARGB8888 output is drawn, and
+/// opaque, even from a video whose padding byte is 0 and with
+/// `VideoPass::Copy` asked for.
+#[test]
+fn an_argb_output_is_opaque_whatever_the_videos_padding() {
+    let ctx = vulkan();
+    let exporter = Exporter::new(&ctx).unwrap();
+    let mut kernels = Kernels::new(&ctx).unwrap();
+    kernels.set_video_pass(VideoPass::Copy);
+    let (w, h) = (64, 36);
+    let frame = pattern_dmabuf(&ctx, DrmFourcc::Xrgb8888, w, h, 1);
+    {
+        let mut map = frame.map(dmabuf_interop::mapping::MapAccess::ReadWrite).unwrap();
+        let mut plane = map.read_plane(0).unwrap();
+        plane.iter_mut().skip(3).step_by(4).for_each(|x| *x = 0);
+        map.write_plane(0, &plane).unwrap();
+    }
+    let video = vulkan::import(&ctx, &frame, IMPORT_USAGE).unwrap();
+    let overlay = Overlay {
+        frame: 0,
+        progress: None,
+    };
+    let out = exporter.export(DrmFourcc::Argb8888, w, h, ATTACHMENT_OUT, &[]).unwrap();
+    kernels.composite(&video, &out, &overlay).unwrap();
+    let got = &read_planes(out.dmabuf())[0];
+    assert!(
+        got.iter().skip(3).step_by(4).all(|&a| a == 255),
+        "transparent pixels in the output"
+    );
+    assert_composite(out.dmabuf(), 1, &overlay, 0, false, "ARGB8888 out");
+    assert_no_validation_messages(&ctx);
+}

@@ -39,11 +39,13 @@ pub const GPU_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 ///
 /// `after`: sync_files (e.g. a compositor's release fences) the work must
 /// wait for: on the GPU, as temporary semaphore payloads, where the device
-/// imports SYNC_FD; else on the CPU before submitting.
+/// imports SYNC_FD; else on the CPU before submitting. `keep`: objects the
+/// recorded commands use, owned by the submission from the submit on.
 pub(crate) fn submit_synced(
     ctx: &Arc<VulkanContext>,
     implicit: ImplicitSync<'_>,
     after: &[std::os::fd::BorrowedFd<'_>],
+    keep: Vec<Box<dyn Any + Send>>,
     record: impl FnOnce(vk::CommandBuffer) -> Result<(), VulkanError>,
 ) -> Result<Submission, VulkanError> {
     let loader = ctx.semaphore_fd();
@@ -115,8 +117,10 @@ pub(crate) fn submit_synced(
     let wait_stages = vec![vk::PipelineStageFlags::ALL_COMMANDS; waits.len()];
     let signals: Vec<vk::Semaphore> = signal.into_iter().collect();
     let mut submission = submit_inner(ctx, &waits, &wait_stages, &signals, record)?;
-    // From here on the submission owns the semaphores (destroyed after its
-    // fence).
+    // From here on the submission owns the semaphores and what the work
+    // uses (`keep`: e.g. a framebuffer), so an error below still frees
+    // them only after the GPU.
+    submission.keep.extend(keep);
     submission.semaphores = std::mem::take(&mut semaphores.list);
     let kernel_dmabufs = implicit.iter().filter(|(fd, _)| sync::is_kernel_dmabuf(*fd)).count();
     let (Some(loader), Some(signal)) = (loader, signal) else {

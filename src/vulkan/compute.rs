@@ -97,9 +97,10 @@ impl Kernel {
         }
     }
 
+    /// Destroys the handles at once: only where nothing was submitted with
+    /// them (a failed `Kernels::new`; a dropped `Kernels` retires them).
     pub(super) fn destroy(&self, ctx: &VulkanContext) {
-        // SAFETY: our handles (or null); no dispatch is pending (dispatches
-        // wait for their fences).
+        // SAFETY: our handles (or null); never submitted (the contract above).
         unsafe {
             ctx.device().destroy_pipeline(self.pipeline, None);
             ctx.device().destroy_pipeline_layout(self.layout, None);

@@ -43,7 +43,8 @@ pub struct VulkanImage {
     /// pipeline that reads the image (key: `raster`'s pipeline identity),
     /// each in a pool of its own; destroyed with the image.
     sampled_sets: Mutex<Vec<(u64, vk::DescriptorPool, vk::DescriptorSet)>>,
-    /// Recorded into a caller's command buffer (the public `cmd_*`): the
+    /// Recorded into a submission (a caller's, through the public `cmd_*`,
+    /// or the kernels'), or bound in a cached descriptor set: the
     /// destruction then waits for the queue (see the `retire` module).
     handed_out: AtomicBool,
     /// Dups of the distinct files of a kernel dma-buf, for implicit sync
@@ -82,9 +83,10 @@ impl Drop for VulkanImage {
                 .map(|(_, pool, _)| pool)
                 .collect();
         let destroy = move |device: &ash::Device| {
-            // No submission uses them any more: the crate's own are waited
-            // for before they return, a caller's (which recorded
-            // `cmd_acquire`/`cmd_release`) by `retire`, as submitted first.
+            // No submission uses them any more: an image recorded into
+            // any submission (a caller's `cmd_acquire`/`cmd_release`, the
+            // kernels', a cached descriptor set) is handed out, and its
+            // destruction waits for the queue (`retire`).
             // SAFETY: our handles (or null, which destroy/free accept), idle.
             unsafe {
                 for pool in set_pools {
@@ -510,7 +512,7 @@ mod tests {
             .write_rows(0, &want, 64)
             .unwrap();
         let image = crate::vulkan::import(&ctx, &buf, vk::ImageUsageFlags::TRANSFER_SRC).unwrap();
-        let failed = submit_synced(&ctx, &[], &[], |cb| {
+        let failed = submit_synced(&ctx, &[], &[], Vec::new(), |cb| {
             image.record_acquire(
                 cb,
                 vk::ImageLayout::TRANSFER_SRC_OPTIMAL,

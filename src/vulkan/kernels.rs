@@ -250,22 +250,28 @@ impl Kernels {
         let (w, h) = (image.width(), image.height());
         let push: Vec<u8> = [w, h, frame, 0].iter().flat_map(|v| v.to_le_bytes()).collect();
         let pool = descriptor_pool(&self.ctx)?;
-        let mut submission = submit_synced(&self.ctx, &image.implicit_sync(SyncAccess::Write), &[], |cb| {
-            image.record_acquire(
-                cb,
-                vk::ImageLayout::GENERAL,
-                vk::PipelineStageFlags::COMPUTE_SHADER,
-                vk::AccessFlags::SHADER_WRITE,
-            );
-            kernel.record(&self.ctx, cb, pool.1, image.storage_views(), &push, (w, h))?;
-            image.record_release(
-                cb,
-                vk::ImageLayout::GENERAL,
-                vk::PipelineStageFlags::COMPUTE_SHADER,
-                vk::AccessFlags::SHADER_WRITE,
-            );
-            Ok(())
-        })?;
+        let mut submission = submit_synced(
+            &self.ctx,
+            &image.implicit_sync(SyncAccess::Write),
+            &[],
+            Vec::new(),
+            |cb| {
+                image.record_acquire(
+                    cb,
+                    vk::ImageLayout::GENERAL,
+                    vk::PipelineStageFlags::COMPUTE_SHADER,
+                    vk::AccessFlags::SHADER_WRITE,
+                );
+                kernel.record(&self.ctx, cb, pool.1, image.storage_views(), &push, (w, h))?;
+                image.record_release(
+                    cb,
+                    vk::ImageLayout::GENERAL,
+                    vk::PipelineStageFlags::COMPUTE_SHADER,
+                    vk::AccessFlags::SHADER_WRITE,
+                );
+                Ok(())
+            },
+        )?;
         image.acquire_submitted();
         // The work may outlive `image`'s owner: its destruction now waits
         // for the queue (VUID-vkDestroyImage-image-01000).
@@ -384,7 +390,7 @@ impl Kernels {
         let mut implicit = src.implicit_sync(SyncAccess::Read);
         implicit.extend(dst.implicit_sync(SyncAccess::Write));
         let stage = vk::PipelineStageFlags::COMPUTE_SHADER;
-        let mut submission = submit_synced(&self.ctx, &implicit, after, |cb| {
+        let mut submission = submit_synced(&self.ctx, &implicit, after, Vec::new(), |cb| {
             // One barrier takes both images in, one gives them back.
             record_barriers(
                 &self.ctx,

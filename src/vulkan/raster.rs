@@ -74,7 +74,8 @@ struct Pipeline {
 #[derive(Default)]
 pub(super) struct Target {
     format: vk::Format,
-    /// `loadOp` LOAD: drawn over what is there (a copy).
+    /// `loadOp` LOAD: drawn over what is there (a copy, or the pattern
+    /// frame an image holds).
     load: vk::RenderPass,
     /// `loadOp` DONT_CARE: every pixel is drawn or cleared.
     discard: vk::RenderPass,
@@ -369,18 +370,72 @@ fn build_pipeline(
     Ok(())
 }
 
-/// A framebuffer of one submission, destroyed after it (kept in the
-/// [`Submission`](super::Submission), whose kept values drop once its fence has signalled).
+/// A framebuffer of one submission, destroyed after it: made before the
+/// recording and handed to `submit_synced` with the work, so the
+/// [`Submission`](super::Submission) keeps it from the submit on (its kept
+/// values drop once its fence has signalled, or go to deferred destruction
+/// with it).
 pub(super) struct Framebuffer {
     ctx: Arc<VulkanContext>,
     handle: vk::Framebuffer,
+    render_pass: vk::RenderPass,
+    extent: vk::Extent2D,
+    /// Destroyed once the queue is idle, not at once ([`retire`](Self::retire)).
+    after_queue: bool,
+}
+
+impl Framebuffer {
+    /// A framebuffer of `view` (COLOR_ATTACHMENT usage, `target`'s format)
+    /// for `target`'s LOAD or DONT_CARE render pass.
+    pub(super) fn new(
+        ctx: &Arc<VulkanContext>,
+        target: &Target,
+        load: bool,
+        view: vk::ImageView,
+        (width, height): (u32, u32),
+    ) -> Result<Self, VulkanError> {
+        let render_pass = if load { target.load } else { target.discard };
+        let views = [view];
+        let info = vk::FramebufferCreateInfo::default()
+            .render_pass(render_pass)
+            .attachments(&views)
+            .width(width)
+            .height(height)
+            .layers(1);
+        // SAFETY: valid device; the view has COLOR_ATTACHMENT usage and
+        // `target.format`; destroyed by the drop below.
+        let handle = unsafe { ctx.device().create_framebuffer(&info, None) }.map_err(call("vkCreateFramebuffer"))?;
+        Ok(Framebuffer {
+            ctx: Arc::clone(ctx),
+            handle,
+            render_pass,
+            extent: vk::Extent2D { width, height },
+            after_queue: false,
+        })
+    }
+}
+
+impl Framebuffer {
+    /// Destroys it once the queue has finished everything submitted so far
+    /// (work that may use it was submitted, but no submission keeps it).
+    pub(super) fn retire(mut self) {
+        self.after_queue = true;
+    }
 }
 
 impl Drop for Framebuffer {
     fn drop(&mut self) {
-        // SAFETY: ours; dropped only after the work using it (or never
-        // submitted).
-        unsafe { self.ctx.device().destroy_framebuffer(self.handle, None) };
+        let handle = self.handle;
+        if self.after_queue {
+            // SAFETY (in the closure): ours; the queue finished every use.
+            self.ctx.retire(Box::new(move |device: &ash::Device| unsafe {
+                device.destroy_framebuffer(handle, None)
+            }));
+        } else {
+            // SAFETY: ours; dropped only after the work using it (a
+            // submission's kept values) or never submitted.
+            unsafe { self.ctx.device().destroy_framebuffer(handle, None) };
+        }
     }
 }
 
@@ -393,61 +448,42 @@ pub(super) struct Pass<'a> {
 }
 
 impl<'a> Pass<'a> {
-    /// Begins `target`'s render pass (LOAD or DONT_CARE) on `view`.
+    /// Begins `target`'s render pass (LOAD or DONT_CARE, as `framebuffer`
+    /// was made for) on `framebuffer`.
     pub(super) fn begin(
-        ctx: &'a Arc<VulkanContext>,
+        ctx: &'a VulkanContext,
         cb: vk::CommandBuffer,
         target: &'a Target,
-        load: bool,
-        view: vk::ImageView,
-        (width, height): (u32, u32),
-    ) -> Result<(Self, Framebuffer), VulkanError> {
-        let render_pass = if load { target.load } else { target.discard };
-        let views = [view];
-        let info = vk::FramebufferCreateInfo::default()
-            .render_pass(render_pass)
-            .attachments(&views)
-            .width(width)
-            .height(height)
-            .layers(1);
-        // SAFETY: valid device; the view has COLOR_ATTACHMENT usage and
-        // `target.format`; destroyed by `Framebuffer`'s drop.
-        let handle = unsafe { ctx.device().create_framebuffer(&info, None) }.map_err(call("vkCreateFramebuffer"))?;
-        let framebuffer = Framebuffer {
-            ctx: Arc::clone(ctx),
-            handle,
-        };
-        let extent = vk::Extent2D { width, height };
+        framebuffer: &Framebuffer,
+    ) -> Self {
+        let extent = framebuffer.extent;
         let area = vk::Rect2D::default().extent(extent);
         let begin = vk::RenderPassBeginInfo::default()
-            .render_pass(render_pass)
-            .framebuffer(handle)
+            .render_pass(framebuffer.render_pass)
+            .framebuffer(framebuffer.handle)
             .render_area(area);
         let viewport = vk::Viewport {
             x: 0.0,
             y: 0.0,
-            width: width as f32,
-            height: height as f32,
+            width: extent.width as f32,
+            height: extent.height as f32,
             min_depth: 0.0,
             max_depth: 1.0,
         };
         // SAFETY: `cb` is recording, outside a render pass; the framebuffer
-        // matches the render pass.
+        // was made for this render pass.
         unsafe {
             ctx.device()
                 .cmd_begin_render_pass(cb, &begin, vk::SubpassContents::INLINE);
             ctx.device().cmd_set_viewport(cb, 0, &[viewport]);
             ctx.device().cmd_set_scissor(cb, 0, &[area]);
         }
-        Ok((
-            Pass {
-                ctx,
-                cb,
-                target,
-                extent,
-            },
-            framebuffer,
-        ))
+        Pass {
+            ctx,
+            cb,
+            target,
+            extent,
+        }
     }
 
     /// Draws `vertices` x `instances` with `draw`'s pipeline, `set` bound

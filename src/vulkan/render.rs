@@ -20,7 +20,7 @@ use super::context::VulkanContext;
 use super::error::VulkanError;
 use super::image::{VulkanImage, record_barriers};
 use super::kernels::{Kernels, yuv_constants};
-use super::raster::{Draw, Pass, push_constants};
+use super::raster::{Draw, Framebuffer, Pass, push_constants};
 use crate::overlay::Overlay;
 use crate::sync::SyncAccess;
 
@@ -34,8 +34,9 @@ pub enum VideoPass {
     Auto,
     /// Always a draw (a fullscreen triangle sampling the video).
     Draw,
-    /// `vkCmdCopyImage` where the video has the output's `VkFormat`,
-    /// TRANSFER_SRC usage and the output TRANSFER_DST; else a draw.
+    /// `vkCmdCopyImage` where the output is XRGB8888 (its padding byte
+    /// ignored) and the video has its `VkFormat` (XRGB8888, ARGB8888) with
+    /// TRANSFER_SRC usage, the output TRANSFER_DST; else a draw.
     Copy,
 }
 
@@ -59,8 +60,12 @@ impl Kernels {
     }
 
     /// Whether the composite copies `video` into `out` (see [`VideoPass`]).
+    /// Only into XRGB8888: a copy keeps the video's fourth byte, which an
+    /// XRGB8888 output ignores, where a draw writes it opaque (an ARGB8888
+    /// output would take an XRGB8888 video's padding as alpha).
     fn copies(&self, video: &VulkanImage, out: &VulkanImage) -> bool {
-        let possible = video.vk_format() == out.vk_format()
+        let possible = out.fourcc() == DrmFourcc::Xrgb8888
+            && video.vk_format() == out.vk_format()
             && video.usage().contains(vk::ImageUsageFlags::TRANSFER_SRC)
             && out.usage().contains(vk::ImageUsageFlags::TRANSFER_DST);
         possible
@@ -123,7 +128,6 @@ impl Kernels {
         };
         let attachment_stage = vk::PipelineStageFlags::COLOR_ATTACHMENT_OUTPUT;
         let attachment_rw = vk::AccessFlags::COLOR_ATTACHMENT_READ | vk::AccessFlags::COLOR_ATTACHMENT_WRITE;
-        let mut framebuffer = None;
         let (out_layout, out_stage, out_access) = if copy {
             (
                 vk::ImageLayout::TRANSFER_DST_OPTIMAL,
@@ -137,7 +141,13 @@ impl Kernels {
                 attachment_rw,
             )
         };
-        let mut submission = submit_synced(&self.ctx, &implicit, after, |cb| {
+        let framebuffer = Framebuffer::new(&self.ctx, target, copy, out_view, (w, h))?;
+        let fb = &framebuffer;
+        // The work may outlive the images' owners, also when an error
+        // comes after the submit (VUID-vkDestroyImage-image-01000).
+        video.mark_handed_out();
+        out.mark_handed_out();
+        let submission = submit_synced(&self.ctx, &implicit, after, Vec::new(), |cb| {
             // One barrier takes both images in, one gives them back.
             record_barriers(
                 &self.ctx,
@@ -170,8 +180,7 @@ impl Kernels {
                     &[barrier],
                 );
             }
-            let (pass, fb) = Pass::begin(&self.ctx, cb, target, copy, out_view, (w, h))?;
-            framebuffer = Some(fb);
+            let pass = Pass::begin(&self.ctx, cb, target, fb);
             if !copy {
                 pass.draw(video_draw, set, &push, (3, 1))?;
             }
@@ -191,17 +200,8 @@ impl Kernels {
                 ],
             );
             Ok(())
-        })?;
-        for image in [video, out] {
-            image.acquire_submitted();
-            // The work may outlive the images' owners
-            // (VUID-vkDestroyImage-image-01000).
-            image.mark_handed_out();
-        }
-        if let Some(fb) = framebuffer {
-            submission.keep(fb);
-        }
-        Ok(submission)
+        });
+        submission_keeping(submission, framebuffer, &[video, out])
     }
 
     /// The graphics pattern (`update_pattern_submit` into an attachment):
@@ -238,44 +238,71 @@ impl Kernels {
             Some(_) => vk::AccessFlags::COLOR_ATTACHMENT_READ | vk::AccessFlags::COLOR_ATTACHMENT_WRITE,
             None => vk::AccessFlags::COLOR_ATTACHMENT_WRITE,
         };
-        let mut framebuffer = None;
-        let mut submission = submit_synced(&self.ctx, &image.implicit_sync(SyncAccess::Write), &[], |cb| {
-            image.record_acquire(cb, vk::ImageLayout::COLOR_ATTACHMENT_OPTIMAL, stage, access);
-            let (pass, fb) = Pass::begin(&self.ctx, cb, target, from.is_some(), view, (w, h))?;
-            framebuffer = Some(fb);
-            // What to draw of the background: all of it, or the old box.
-            let region = match from {
-                Some(old) => box_rect(w, h, old),
-                None => (0, 0, w, h),
-            };
-            pass.scissor(region);
-            // Bars: x in [ceil(b w / 8), ceil((b + 1) w / 8)) has x * 8 / w == b.
-            let ramp_top = if h >= 4 { h - h / 4 } else { h };
-            let edge = |b: u64| (b * u64::from(w)).div_ceil(8) as u32;
-            for (b, rgb) in BARS.iter().enumerate() {
-                let (x0, x1) = (edge(b as u64), edge(b as u64 + 1));
-                let bar = intersect((x0, 0, x1 - x0, ramp_top), region);
-                pass.clear([rgb[0], rgb[1], rgb[2], 1.0], &[bar]);
-            }
-            if ramp_top < h && intersect((0, ramp_top, w, h - ramp_top), region).2 > 0 {
-                pass.draw(Draw::Ramp, None, &push, (6, 1))?;
-            }
-            pass.clear([1.0, 128.0 / 255.0, 0.0, 1.0], &[box_rect(w, h, frame)]);
-            pass.end();
-            image.record_release(
-                cb,
-                vk::ImageLayout::COLOR_ATTACHMENT_OPTIMAL,
-                stage,
-                vk::AccessFlags::COLOR_ATTACHMENT_WRITE,
-            );
-            Ok(())
-        })?;
-        image.acquire_submitted();
+        let framebuffer = Framebuffer::new(&self.ctx, target, from.is_some(), view, (w, h))?;
+        let fb = &framebuffer;
         image.mark_handed_out();
-        if let Some(fb) = framebuffer {
-            submission.keep(fb);
+        let submission = submit_synced(
+            &self.ctx,
+            &image.implicit_sync(SyncAccess::Write),
+            &[],
+            Vec::new(),
+            |cb| {
+                image.record_acquire(cb, vk::ImageLayout::COLOR_ATTACHMENT_OPTIMAL, stage, access);
+                let pass = Pass::begin(&self.ctx, cb, target, fb);
+                // What to draw of the background: all of it, or the old box.
+                let region = match from {
+                    Some(old) => box_rect(w, h, old),
+                    None => (0, 0, w, h),
+                };
+                pass.scissor(region);
+                // Bars: x in [ceil(b w / 8), ceil((b + 1) w / 8)) has x * 8 / w == b.
+                let ramp_top = if h >= 4 { h - h / 4 } else { h };
+                let edge = |b: u64| (b * u64::from(w)).div_ceil(8) as u32;
+                for (b, rgb) in BARS.iter().enumerate() {
+                    let (x0, x1) = (edge(b as u64), edge(b as u64 + 1));
+                    let bar = intersect((x0, 0, x1 - x0, ramp_top), region);
+                    pass.clear([rgb[0], rgb[1], rgb[2], 1.0], &[bar]);
+                }
+                if ramp_top < h && intersect((0, ramp_top, w, h - ramp_top), region).2 > 0 {
+                    pass.draw(Draw::Ramp, None, &push, (6, 1))?;
+                }
+                pass.clear([1.0, 128.0 / 255.0, 0.0, 1.0], &[box_rect(w, h, frame)]);
+                pass.end();
+                image.record_release(
+                    cb,
+                    vk::ImageLayout::COLOR_ATTACHMENT_OPTIMAL,
+                    stage,
+                    vk::AccessFlags::COLOR_ATTACHMENT_WRITE,
+                );
+                Ok(())
+            },
+        );
+        submission_keeping(submission, framebuffer, &[image])
+    }
+}
+
+/// The outcome of a graphics submission: on success the images' acquires
+/// count as done and the framebuffer lives in the submission until its
+/// fence. On an error the framebuffer may still be used by work submitted
+/// before the error (`submit_synced` fails after the submit when a fence
+/// cannot be exported or attached): it waits for the queue.
+fn submission_keeping(
+    submission: Result<Submission, VulkanError>,
+    framebuffer: Framebuffer,
+    images: &[&VulkanImage],
+) -> Result<Submission, VulkanError> {
+    match submission {
+        Ok(mut submission) => {
+            for image in images {
+                image.acquire_submitted();
+            }
+            submission.keep(framebuffer);
+            Ok(submission)
         }
-        Ok(submission)
+        Err(e) => {
+            framebuffer.retire();
+            Err(e)
+        }
     }
 }
 

@@ -81,47 +81,53 @@ impl VulkanImage {
         let (offsets, total) = staging_offsets(&sizes);
         let staging = HostBuffer::new(&self.ctx, total, vk::BufferUsageFlags::TRANSFER_DST)?;
         let regions = self.copy_regions(&offsets);
-        let submission = submit_synced(&self.ctx, &self.implicit_sync(SyncAccess::Read), &[], |cb| {
-            self.record_acquire(
-                cb,
-                vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
-                vk::PipelineStageFlags::TRANSFER,
-                vk::AccessFlags::TRANSFER_READ,
-            );
-            // SAFETY: recording; image in TRANSFER_SRC_OPTIMAL after the
-            // acquire; regions lie inside image and buffer.
-            unsafe {
-                self.ctx.device().cmd_copy_image_to_buffer(
+        let submission = submit_synced(
+            &self.ctx,
+            &self.implicit_sync(SyncAccess::Read),
+            &[],
+            Vec::new(),
+            |cb| {
+                self.record_acquire(
                     cb,
-                    self.image,
                     vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
-                    staging.buffer,
-                    &regions,
-                )
-            };
-            self.record_release(
-                cb,
-                vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
-                vk::PipelineStageFlags::TRANSFER,
-                vk::AccessFlags::empty(),
-            );
-            let to_host = vk::MemoryBarrier::default()
-                .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
-                .dst_access_mask(vk::AccessFlags::HOST_READ);
-            // SAFETY: recording.
-            unsafe {
-                self.ctx.device().cmd_pipeline_barrier(
-                    cb,
                     vk::PipelineStageFlags::TRANSFER,
-                    vk::PipelineStageFlags::HOST,
-                    vk::DependencyFlags::empty(),
-                    &[to_host],
-                    &[],
-                    &[],
-                )
-            };
-            Ok(())
-        })?;
+                    vk::AccessFlags::TRANSFER_READ,
+                );
+                // SAFETY: recording; image in TRANSFER_SRC_OPTIMAL after the
+                // acquire; regions lie inside image and buffer.
+                unsafe {
+                    self.ctx.device().cmd_copy_image_to_buffer(
+                        cb,
+                        self.image,
+                        vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                        staging.buffer,
+                        &regions,
+                    )
+                };
+                self.record_release(
+                    cb,
+                    vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                    vk::PipelineStageFlags::TRANSFER,
+                    vk::AccessFlags::empty(),
+                );
+                let to_host = vk::MemoryBarrier::default()
+                    .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+                    .dst_access_mask(vk::AccessFlags::HOST_READ);
+                // SAFETY: recording.
+                unsafe {
+                    self.ctx.device().cmd_pipeline_barrier(
+                        cb,
+                        vk::PipelineStageFlags::TRANSFER,
+                        vk::PipelineStageFlags::HOST,
+                        vk::DependencyFlags::empty(),
+                        &[to_host],
+                        &[],
+                        &[],
+                    )
+                };
+                Ok(())
+            },
+        )?;
         self.acquire_submitted();
         let staging = wait_keeping(submission, staging)?;
         staging.with_bytes(|bytes| {
@@ -156,31 +162,37 @@ impl VulkanImage {
             }
         })?;
         let regions = self.copy_regions(&offsets);
-        let submission = submit_synced(&self.ctx, &self.implicit_sync(SyncAccess::Write), &[], |cb| {
-            self.record_acquire(
-                cb,
-                vk::ImageLayout::TRANSFER_DST_OPTIMAL,
-                vk::PipelineStageFlags::TRANSFER,
-                vk::AccessFlags::TRANSFER_WRITE,
-            );
-            // SAFETY: recording; image in TRANSFER_DST_OPTIMAL.
-            unsafe {
-                self.ctx.device().cmd_copy_buffer_to_image(
+        let submission = submit_synced(
+            &self.ctx,
+            &self.implicit_sync(SyncAccess::Write),
+            &[],
+            Vec::new(),
+            |cb| {
+                self.record_acquire(
                     cb,
-                    staging.buffer,
-                    self.image,
                     vk::ImageLayout::TRANSFER_DST_OPTIMAL,
-                    &regions,
-                )
-            };
-            self.record_release(
-                cb,
-                vk::ImageLayout::TRANSFER_DST_OPTIMAL,
-                vk::PipelineStageFlags::TRANSFER,
-                vk::AccessFlags::TRANSFER_WRITE,
-            );
-            Ok(())
-        })?;
+                    vk::PipelineStageFlags::TRANSFER,
+                    vk::AccessFlags::TRANSFER_WRITE,
+                );
+                // SAFETY: recording; image in TRANSFER_DST_OPTIMAL.
+                unsafe {
+                    self.ctx.device().cmd_copy_buffer_to_image(
+                        cb,
+                        staging.buffer,
+                        self.image,
+                        vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                        &regions,
+                    )
+                };
+                self.record_release(
+                    cb,
+                    vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                    vk::PipelineStageFlags::TRANSFER,
+                    vk::AccessFlags::TRANSFER_WRITE,
+                );
+                Ok(())
+            },
+        )?;
         self.acquire_submitted();
         wait_keeping(submission, staging).map(drop)
     }

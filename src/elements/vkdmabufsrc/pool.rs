@@ -253,6 +253,9 @@ mod imp {
                     && !inner.discarded.contains(&index)
                 {
                     inner.discarded.push(index);
+                    // Freed: its address may come back as another slot's
+                    // buffer, which must not be taken for this one.
+                    inner.buffers[index] = 0;
                 }
             }
             self.parent_free_buffer(buffer);
