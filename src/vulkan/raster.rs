@@ -427,9 +427,9 @@ impl Drop for Framebuffer {
     fn drop(&mut self) {
         let handle = self.handle;
         if self.after_queue {
-            // SAFETY (in the closure): ours; the queue finished every use.
-            self.ctx.retire(Box::new(move |device: &ash::Device| unsafe {
-                device.destroy_framebuffer(handle, None)
+            self.ctx.retire(Box::new(move |device: &ash::Device| {
+                // SAFETY: ours; the queue finished every use.
+                unsafe { device.destroy_framebuffer(handle, None) }
             }));
         } else {
             // SAFETY: ours; dropped only after the work using it (a
