@@ -382,13 +382,28 @@ fn play_colour(
         let _ = stdout.read_to_string(&mut s);
         s
     });
+    // The client's protocol log, line by line: its first buffer attach
+    // says the window shows frames.
+    let (first_attach, attached) = std::sync::mpsc::channel();
     let err_reader = std::thread::spawn(move || {
         let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
+        let mut signalled = false;
+        for line in std::io::BufRead::lines(std::io::BufReader::new(&mut stderr)).map_while(Result::ok) {
+            if !signalled && line.contains("-> wl_surface") && line.contains(".attach(wl_buffer") {
+                signalled = true;
+                let _ = first_attach.send(());
+            }
+            s.push_str(&line);
+            s.push('\n');
+        }
         s
     });
-    // Halfway through a 30 fps stream, after start-up.
-    std::thread::sleep(Duration::from_millis(500 + u64::from(frames) * 1000 / 60));
+    // A quarter of the stream after its first frame reached the
+    // compositor (the bars are still), so a slow start-up (a loaded
+    // machine, the registry) is not captured as an empty screen; a
+    // client that never attaches is captured anyway, and fails the check.
+    let _ = attached.recv_timeout(Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(200 + u64::from(frames) * 1000 / 120));
     let capture = compositor.capture();
     let deadline = Instant::now() + Duration::from_secs(120);
     let status = loop {
