@@ -130,30 +130,13 @@ impl Kernel {
             )
         }
         .map_err(call("vkAllocateDescriptorSets"))?[0];
-        let image_infos: Vec<[vk::DescriptorImageInfo; 1]> = views
-            .iter()
-            .map(|&v| {
-                [vk::DescriptorImageInfo::default()
-                    .image_view(v)
-                    .image_layout(vk::ImageLayout::GENERAL)]
-            })
-            .collect();
-        let writes: Vec<vk::WriteDescriptorSet> = image_infos
-            .iter()
-            .zip(&self.bindings)
-            .enumerate()
-            .map(|(i, (info, &ty))| {
-                vk::WriteDescriptorSet::default()
-                    .dst_set(set)
-                    .dst_binding(i as u32)
-                    .descriptor_type(ty)
-                    .image_info(info)
-            })
-            .collect();
+        let images: Vec<(vk::ImageView, vk::DescriptorType)> =
+            views.iter().copied().zip(self.bindings.iter().copied()).collect();
+        // SAFETY: a fresh set of this pool, used by no command buffer yet.
+        unsafe { write_images(device, set, &images, vk::ImageLayout::GENERAL) };
         // SAFETY: recording state; the set, views and pipeline are valid and
         // live until the submission's fence has signalled.
         unsafe {
-            device.update_descriptor_sets(&writes, &[]);
             device.cmd_bind_pipeline(cb, vk::PipelineBindPoint::COMPUTE, self.pipeline);
             device.cmd_bind_descriptor_sets(cb, vk::PipelineBindPoint::COMPUTE, self.layout, 0, &[set], &[]);
             device.cmd_push_constants(cb, self.layout, vk::ShaderStageFlags::COMPUTE, 0, push);
@@ -202,4 +185,38 @@ pub(super) fn descriptor_pool(ctx: &VulkanContext) -> Result<PoolGuard<'_>, Vulk
     // SAFETY: valid device; destroyed by the guard.
     let pool = unsafe { ctx.device().create_descriptor_pool(&info, None) }.map_err(call("vkCreateDescriptorPool"))?;
     Ok(PoolGuard(ctx, pool))
+}
+
+/// Writes `images` (view, descriptor type) into bindings 0, 1, .. of `set`,
+/// each seen in `layout`: the compute kernels' storage and sampled images,
+/// the graphics video's sampled planes.
+///
+/// # Safety
+///
+/// `set` is a set of `device` whose layout has those bindings, used by no
+/// pending command buffer (VUID-vkUpdateDescriptorSets-None-03047).
+pub(super) unsafe fn write_images(
+    device: &ash::Device,
+    set: vk::DescriptorSet,
+    images: &[(vk::ImageView, vk::DescriptorType)],
+    layout: vk::ImageLayout,
+) {
+    let infos: Vec<[vk::DescriptorImageInfo; 1]> = images
+        .iter()
+        .map(|&(view, _)| [vk::DescriptorImageInfo::default().image_view(view).image_layout(layout)])
+        .collect();
+    let writes: Vec<vk::WriteDescriptorSet> = infos
+        .iter()
+        .zip(images)
+        .enumerate()
+        .map(|(i, (info, &(_, ty)))| {
+            vk::WriteDescriptorSet::default()
+                .dst_set(set)
+                .dst_binding(i as u32)
+                .descriptor_type(ty)
+                .image_info(info)
+        })
+        .collect();
+    // SAFETY: the caller's contract; the infos outlive the call.
+    unsafe { device.update_descriptor_sets(&writes, &[]) };
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use ash::vk;
 
-use super::compute::spirv_words;
+use super::compute::{spirv_words, write_images};
 use super::context::VulkanContext;
 use super::error::{VulkanError, call};
 use super::image::VulkanImage;
@@ -198,28 +198,11 @@ impl Graphics {
                     return Err(call("vkAllocateDescriptorSets")(e));
                 }
             };
-            let infos: Vec<[vk::DescriptorImageInfo; 1]> = views
-                .iter()
-                .map(|&v| {
-                    [vk::DescriptorImageInfo::default()
-                        .image_view(v)
-                        .image_layout(vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL)]
-                })
-                .collect();
-            let writes: Vec<vk::WriteDescriptorSet> = infos
-                .iter()
-                .enumerate()
-                .map(|(i, info)| {
-                    vk::WriteDescriptorSet::default()
-                        .dst_set(set)
-                        .dst_binding(i as u32)
-                        .descriptor_type(vk::DescriptorType::SAMPLED_IMAGE)
-                        .image_info(info)
-                })
-                .collect();
+            let images: Vec<(vk::ImageView, vk::DescriptorType)> =
+                views.iter().map(|&v| (v, vk::DescriptorType::SAMPLED_IMAGE)).collect();
             // SAFETY: a fresh set, used by no command buffer yet; the views
             // are the image's, alive as long as the set (both go with it).
-            unsafe { device.update_descriptor_sets(&writes, &[]) };
+            unsafe { write_images(device, set, &images, vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL) };
             Ok((pool, set))
         })
     }
