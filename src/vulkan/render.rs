@@ -36,7 +36,8 @@ pub enum VideoPass {
     Draw,
     /// `vkCmdCopyImage` where the output is XRGB8888 (its padding byte
     /// ignored) and the video has its `VkFormat` (XRGB8888, ARGB8888) with
-    /// TRANSFER_SRC usage, the output TRANSFER_DST; else a draw.
+    /// TRANSFER_SRC usage, the output TRANSFER_DST, both LINEAR-tiled;
+    /// else a draw.
     Copy,
 }
 
@@ -63,8 +64,17 @@ impl Kernels {
     /// Only into XRGB8888: a copy keeps the video's fourth byte, which an
     /// XRGB8888 output ignores, where a draw writes it opaque (an ARGB8888
     /// output would take an XRGB8888 video's padding as alpha).
+    ///
+    /// And only between LINEAR-tiled images: under DRM format modifier
+    /// tiling the transfer features come from the modifier's list, and in
+    /// the VM stage's guest the validation layer finds none there for the
+    /// images lavapipe imported and exported with TRANSFER usage
+    /// (VUID-vkCmdCopyImage-srcImage-01995 / -dstImage-01996, "format
+    /// features 0x0"); such images are drawn.
     fn copies(&self, video: &VulkanImage, out: &VulkanImage) -> bool {
         let possible = out.fourcc() == DrmFourcc::Xrgb8888
+            && !video.modifier_tiling
+            && !out.modifier_tiling
             && video.vk_format() == out.vk_format()
             && video.usage().contains(vk::ImageUsageFlags::TRANSFER_SRC)
             && out.usage().contains(vk::ImageUsageFlags::TRANSFER_DST);
