@@ -208,9 +208,12 @@ fn a_writer_downstream_gets_a_copy_and_the_ring_keeps_its_frames() {
     let mut seen = 0;
     while seen < frames {
         let frame = importer
-            .pull(gst::ClockTime::from_seconds(10))
+            .pull(gst::ClockTime::from_seconds(20))
             .expect("import")
-            .unwrap_or_else(|| panic!("frame {seen} did not come"));
+            .unwrap_or_else(|| {
+                let error = pipeline.bus().unwrap().pop_filtered(&[gst::MessageType::Error]);
+                panic!("frame {seen} did not come: {error:?}")
+            });
         let buffer = frame.sample().buffer().unwrap();
         let n = buffer.offset() as u32;
         assert_eq!(n, seen, "frames in order");

@@ -172,9 +172,12 @@ mod imp {
                     inner.buffers[index] = buffer.as_ptr() as usize;
                     return Ok(buffer);
                 }
-                if inner.discarded.is_empty() {
+                // GstBufferPool counts a discarded buffer out before it
+                // calls `free_buffer`, so this allocation can come first:
+                // an empty list waits for it too (bounded, as below).
+                if inner.discarded.is_empty() && Instant::now() >= deadline {
                     inner.error = Some(format!(
-                        "all {} ring buffers are in use and none was discarded",
+                        "all {} ring buffers are in use and none was discarded within {REUSE_TIMEOUT:?}",
                         inner.slots.len()
                     ));
                     return Err(gst::FlowError::Error);
