@@ -397,7 +397,7 @@ fn submit_inner(
             }
         }
     };
-    let cb = match guard.take_buffer() {
+    let cb = match guard.cb.take() {
         Some(cb) => cb,
         None => {
             let alloc = vk::CommandBufferAllocateInfo::default()
@@ -458,13 +458,6 @@ struct PoolGuard<'a> {
     /// A reused pool's command buffer (freed with the pool).
     cb: Option<vk::CommandBuffer>,
     fence: vk::Fence,
-}
-
-impl PoolGuard<'_> {
-    /// The reused pool's command buffer, if the pool is a reused one.
-    fn take_buffer(&mut self) -> Option<vk::CommandBuffer> {
-        self.cb.take()
-    }
 }
 
 impl Drop for PoolGuard<'_> {

@@ -175,12 +175,11 @@ impl Kernels {
     }
 
     fn copy_usage(&self, usage: vk::ImageUsageFlags) -> vk::ImageUsageFlags {
-        let copies = match self.video_pass {
-            VideoPass::Draw => false,
-            VideoPass::Copy => true,
-            VideoPass::Auto => self.ctx.info().device_type == vk::PhysicalDeviceType::CPU,
-        };
-        if copies { usage } else { vk::ImageUsageFlags::empty() }
+        if self.may_copy() {
+            usage
+        } else {
+            vk::ImageUsageFlags::empty()
+        }
     }
 
     /// The usage an image drawn by [`draw_pattern`](Self::draw_pattern)
@@ -250,6 +249,10 @@ impl Kernels {
         let (w, h) = (image.width(), image.height());
         let push: Vec<u8> = [w, h, frame, 0].iter().flat_map(|v| v.to_le_bytes()).collect();
         let pool = descriptor_pool(&self.ctx)?;
+        // The work may outlive `image`'s owner, also when an error comes
+        // after the submit: its destruction waits for the queue
+        // (VUID-vkDestroyImage-image-01000).
+        image.mark_handed_out();
         let mut submission = submit_synced(
             &self.ctx,
             &image.implicit_sync(SyncAccess::Write),
@@ -273,9 +276,6 @@ impl Kernels {
             },
         )?;
         image.acquire_submitted();
-        // The work may outlive `image`'s owner: its destruction now waits
-        // for the queue (VUID-vkDestroyImage-image-01000).
-        image.mark_handed_out();
         submission.adopt_descriptor_pool(pool.release());
         Ok(submission)
     }
@@ -387,6 +387,10 @@ impl Kernels {
         let mut views: Vec<vk::ImageView> = src.plane_views().to_vec();
         views.push(dst.storage_views()[0]);
         let pool = descriptor_pool(&self.ctx)?;
+        // The work may outlive the images' owners, also when an error
+        // comes after the submit (VUID-vkDestroyImage-image-01000).
+        src.mark_handed_out();
+        dst.mark_handed_out();
         let mut implicit = src.implicit_sync(SyncAccess::Read);
         implicit.extend(dst.implicit_sync(SyncAccess::Write));
         let stage = vk::PipelineStageFlags::COMPUTE_SHADER;
@@ -417,8 +421,6 @@ impl Kernels {
         })?;
         src.acquire_submitted();
         dst.acquire_submitted();
-        src.mark_handed_out();
-        dst.mark_handed_out();
         submission.adopt_descriptor_pool(pool.release());
         Ok(submission)
     }

@@ -110,23 +110,30 @@ impl Graphics {
             ),
             (vk::Format::R8G8B8A8_UNORM, &[Draw::Ramp]),
         ];
-        let result = (|| {
-            for (format, draws) in specs {
-                graphics.targets.push(Target {
-                    format,
-                    ..Default::default()
-                });
-                let target = graphics.targets.last_mut().expect("just pushed");
-                target.load = render_pass(ctx, format, vk::AttachmentLoadOp::LOAD)?;
-                target.discard = render_pass(ctx, format, vk::AttachmentLoadOp::DONT_CARE)?;
-                for &draw in draws {
-                    target.pipelines.push((draw, Pipeline::default()));
-                    let slot = &mut target.pipelines.last_mut().expect("just pushed").1;
-                    build_pipeline(ctx, target.load, draw, slot)?;
-                }
+        let build = |target: &mut Target, draws: &[Draw]| -> Result<(), VulkanError> {
+            target.load = render_pass(ctx, target.format, vk::AttachmentLoadOp::LOAD)?;
+            target.discard = render_pass(ctx, target.format, vk::AttachmentLoadOp::DONT_CARE)?;
+            for &draw in draws {
+                let mut pipeline = Pipeline::default();
+                let built = build_pipeline(ctx, target.load, draw, &mut pipeline);
+                // Kept even when half made: `destroy` frees what exists.
+                target.pipelines.push((draw, pipeline));
+                built?;
             }
             Ok(())
-        })();
+        };
+        let mut result = Ok(());
+        for (format, draws) in specs {
+            let mut target = Target {
+                format,
+                ..Default::default()
+            };
+            result = build(&mut target, draws);
+            graphics.targets.push(target);
+            if result.is_err() {
+                break;
+            }
+        }
         match result {
             Ok(()) => Ok(graphics),
             Err(e) => {
@@ -363,8 +370,15 @@ pub(super) struct Framebuffer {
     handle: vk::Framebuffer,
     render_pass: vk::RenderPass,
     extent: vk::Extent2D,
-    /// Destroyed once the queue is idle, not at once ([`retire`](Self::retire)).
-    after_queue: bool,
+}
+
+/// What recording a render pass instance needs of a [`Framebuffer`], kept
+/// by value: the framebuffer itself goes to `submit_synced` with the work.
+#[derive(Clone, Copy)]
+pub(super) struct Bound {
+    handle: vk::Framebuffer,
+    render_pass: vk::RenderPass,
+    extent: vk::Extent2D,
 }
 
 impl Framebuffer {
@@ -393,32 +407,25 @@ impl Framebuffer {
             handle,
             render_pass,
             extent: vk::Extent2D { width, height },
-            after_queue: false,
         })
     }
-}
 
-impl Framebuffer {
-    /// Destroys it once the queue has finished everything submitted so far
-    /// (work that may use it was submitted, but no submission keeps it).
-    pub(super) fn retire(mut self) {
-        self.after_queue = true;
+    /// What [`Pass::begin`] records with.
+    pub(super) fn bound(&self) -> Bound {
+        Bound {
+            handle: self.handle,
+            render_pass: self.render_pass,
+            extent: self.extent,
+        }
     }
 }
 
 impl Drop for Framebuffer {
     fn drop(&mut self) {
-        let handle = self.handle;
-        if self.after_queue {
-            self.ctx.retire(Box::new(move |device: &ash::Device| {
-                // SAFETY: ours; the queue finished every use.
-                unsafe { device.destroy_framebuffer(handle, None) }
-            }));
-        } else {
-            // SAFETY: ours; dropped only after the work using it (a
-            // submission's kept values) or never submitted.
-            unsafe { self.ctx.device().destroy_framebuffer(handle, None) };
-        }
+        // SAFETY: ours; dropped only after the work using it (a
+        // submission's kept values: after its fence, or in its deferred
+        // destruction) or never submitted.
+        unsafe { self.ctx.device().destroy_framebuffer(self.handle, None) };
     }
 }
 
@@ -433,12 +440,7 @@ pub(super) struct Pass<'a> {
 impl<'a> Pass<'a> {
     /// Begins `target`'s render pass (LOAD or DONT_CARE, as `framebuffer`
     /// was made for) on `framebuffer`.
-    pub(super) fn begin(
-        ctx: &'a VulkanContext,
-        cb: vk::CommandBuffer,
-        target: &'a Target,
-        framebuffer: &Framebuffer,
-    ) -> Self {
+    pub(super) fn begin(ctx: &'a VulkanContext, cb: vk::CommandBuffer, target: &'a Target, framebuffer: Bound) -> Self {
         let extent = framebuffer.extent;
         let area = vk::Rect2D::default().extent(extent);
         let begin = vk::RenderPassBeginInfo::default()

@@ -78,12 +78,17 @@ impl Kernels {
             && video.vk_format() == out.vk_format()
             && video.usage().contains(vk::ImageUsageFlags::TRANSFER_SRC)
             && out.usage().contains(vk::ImageUsageFlags::TRANSFER_DST);
-        possible
-            && match self.video_pass {
-                VideoPass::Draw => false,
-                VideoPass::Copy => true,
-                VideoPass::Auto => self.ctx.info().device_type == vk::PhysicalDeviceType::CPU,
-            }
+        possible && self.may_copy()
+    }
+
+    /// Whether the video pass lets the composite copy at all: always for
+    /// [`VideoPass::Copy`], on CPU devices for [`VideoPass::Auto`].
+    pub(super) fn may_copy(&self) -> bool {
+        match self.video_pass {
+            VideoPass::Draw => false,
+            VideoPass::Copy => true,
+            VideoPass::Auto => self.ctx.info().device_type == vk::PhysicalDeviceType::CPU,
+        }
     }
 
     /// The graphics composite (`composite_submit` with an attachment
@@ -151,13 +156,15 @@ impl Kernels {
                 attachment_rw,
             )
         };
+        // The submission owns the framebuffer from the submit on, also when
+        // an error follows the submit.
         let framebuffer = Framebuffer::new(&self.ctx, target, copy, out_view, (w, h))?;
-        let fb = &framebuffer;
+        let fb = framebuffer.bound();
         // The work may outlive the images' owners, also when an error
         // comes after the submit (VUID-vkDestroyImage-image-01000).
         video.mark_handed_out();
         out.mark_handed_out();
-        let submission = submit_synced(&self.ctx, &implicit, after, Vec::new(), |cb| {
+        let submission = submit_synced(&self.ctx, &implicit, after, vec![Box::new(framebuffer)], |cb| {
             // One barrier takes both images in, one gives them back.
             record_barriers(
                 &self.ctx,
@@ -210,8 +217,10 @@ impl Kernels {
                 ],
             );
             Ok(())
-        });
-        submission_keeping(submission, framebuffer, &[video, out])
+        })?;
+        video.acquire_submitted();
+        out.acquire_submitted();
+        Ok(submission)
     }
 
     /// The graphics pattern (`update_pattern_submit` into an attachment):
@@ -249,13 +258,13 @@ impl Kernels {
             None => vk::AccessFlags::COLOR_ATTACHMENT_WRITE,
         };
         let framebuffer = Framebuffer::new(&self.ctx, target, from.is_some(), view, (w, h))?;
-        let fb = &framebuffer;
+        let fb = framebuffer.bound();
         image.mark_handed_out();
         let submission = submit_synced(
             &self.ctx,
             &image.implicit_sync(SyncAccess::Write),
             &[],
-            Vec::new(),
+            vec![Box::new(framebuffer)],
             |cb| {
                 image.record_acquire(cb, vk::ImageLayout::COLOR_ATTACHMENT_OPTIMAL, stage, access);
                 let pass = Pass::begin(&self.ctx, cb, target, fb);
@@ -286,33 +295,9 @@ impl Kernels {
                 );
                 Ok(())
             },
-        );
-        submission_keeping(submission, framebuffer, &[image])
-    }
-}
-
-/// The outcome of a graphics submission: on success the images' acquires
-/// count as done and the framebuffer lives in the submission until its
-/// fence. On an error the framebuffer may still be used by work submitted
-/// before the error (`submit_synced` fails after the submit when a fence
-/// cannot be exported or attached): it waits for the queue.
-fn submission_keeping(
-    submission: Result<Submission, VulkanError>,
-    framebuffer: Framebuffer,
-    images: &[&VulkanImage],
-) -> Result<Submission, VulkanError> {
-    match submission {
-        Ok(mut submission) => {
-            for image in images {
-                image.acquire_submitted();
-            }
-            submission.keep(framebuffer);
-            Ok(submission)
-        }
-        Err(e) => {
-            framebuffer.retire();
-            Err(e)
-        }
+        )?;
+        image.acquire_submitted();
+        Ok(submission)
     }
 }
 
@@ -355,10 +340,10 @@ fn record_copy(ctx: &VulkanContext, cb: vk::CommandBuffer, src: &VulkanImage, ds
             height: dst.height(),
             depth: 1,
         });
-    // SAFETY: recording, outside a render pass; both images are in the
-    // named layouts by the barriers recorded before, with the usages and
-    // format features checked at import/export (same format, same size:
-    // `read_write`'s checks in `composite_submit`).
+    // Both images are in the named layouts by the barriers recorded before,
+    // with the usages and format features checked at import/export and the
+    // same format and size (`copies`, `composite_submit`).
+    // SAFETY: recording, outside a render pass; the layouts, usages, formats and sizes above.
     unsafe {
         ctx.device().cmd_copy_image(
             cb,
