@@ -240,6 +240,23 @@ impl Stopped {
         let pid = weston.pid().expect("weston runs");
         let pid = rustix::process::Pid::from_raw(pid as i32).expect("a pid");
         rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP weston");
+        // SIGSTOP is delivered asynchronously: wait until the process is
+        // really stopped (state T in /proc), so nothing it does afterwards
+        // can race the test.
+        let stat = format!("/proc/{}/stat", pid.as_raw_nonzero());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let s = std::fs::read_to_string(&stat).expect("weston's /proc stat");
+            // The state follows the ")" that ends the command name.
+            let state = s
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next());
+            if state == Some('T') {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "weston did not stop: {s}");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
         Self(pid)
     }
 }
