@@ -54,6 +54,7 @@ mod formats;
 mod globals;
 #[cfg(feature = "headless")]
 pub mod headless;
+mod input;
 mod linux_dmabuf;
 mod overlay;
 mod placement;
@@ -75,6 +76,7 @@ pub use colour_management::ColourManagementOffer;
 pub use error::{ShmError, WaylandError};
 pub use formats::{FormatSet, FormatTableError, Tranche, parse_format_table, tranche_formats};
 pub use globals::{CONNECT_TIMEOUT, ROUNDTRIP_TIMEOUT};
+pub use input::{InputEvent, MAX_PENDING_INPUT, Modifiers};
 pub use linux_dmabuf::MAX_DMABUF_VERSION;
 pub use overlay::OverlayImage;
 pub use presenter::{Presenter, SYNC_ENV};

@@ -8,6 +8,7 @@
 use wayland_client::Proxy;
 
 use super::error::WaylandError;
+use super::input::InputEvent;
 use super::presenter::Presenter;
 use super::queue::lost;
 use super::view::{Layout, View};
@@ -39,6 +40,103 @@ impl Presenter {
     /// The current [`View`].
     pub fn view(&self) -> View {
         self.view
+    }
+
+    /// Pointer and keyboard input on our window since the last call (at
+    /// most the last [`MAX_PENDING_INPUT`](super::MAX_PENDING_INPUT)), in
+    /// the order it came. Pointer positions are mapped into the pixels of
+    /// the frame shown ([`Layout::to_buffer`]: the video's place, its
+    /// scale and its turn undone); pointer events over the borders, or
+    /// before any frame, are left out. Always empty for a foreign surface
+    /// (the application owns input). Input is read whenever the presenter
+    /// reads events (every frame).
+    pub fn take_input(&mut self) -> Vec<InputEvent> {
+        let events = std::mem::take(&mut self.state.input.events);
+        let video = self.window.surface.id();
+        let area = self.window.area().map(Proxy::id);
+        let video_corner = self
+            .window
+            .applied()
+            .map(|(l, _)| (f64::from(l.video.x), f64::from(l.video.y)));
+        events
+            .into_iter()
+            .filter_map(|raw| {
+                let Some(surface) = raw.surface else {
+                    return Some(raw.event);
+                };
+                // Video surface coordinates are relative to its place in
+                // the area.
+                let (ox, oy) = if surface == video {
+                    video_corner?
+                } else if Some(&surface) == area.as_ref() {
+                    (0.0, 0.0)
+                } else {
+                    return None;
+                };
+                let map = |x: f64, y: f64| self.area_to_frame(x + ox, y + oy);
+                Some(match raw.event {
+                    InputEvent::PointerMotion { x, y, modifiers } => {
+                        let (x, y) = map(x, y)?;
+                        InputEvent::PointerMotion { x, y, modifiers }
+                    }
+                    InputEvent::PointerButton {
+                        button,
+                        pressed,
+                        x,
+                        y,
+                        modifiers,
+                    } => {
+                        let (x, y) = map(x, y)?;
+                        InputEvent::PointerButton {
+                            button,
+                            pressed,
+                            x,
+                            y,
+                            modifiers,
+                        }
+                    }
+                    InputEvent::Scroll {
+                        x,
+                        y,
+                        dx,
+                        dy,
+                        modifiers,
+                    } => {
+                        let (x, y) = map(x, y)?;
+                        InputEvent::Scroll {
+                            x,
+                            y,
+                            dx,
+                            dy,
+                            modifiers,
+                        }
+                    }
+                    key @ InputEvent::Key { .. } => key,
+                })
+            })
+            .collect()
+    }
+
+    /// The pixel of the shown frame under point (x, y) of the surface
+    /// that takes input: our toplevel's window, or, embedded, the
+    /// application's surface (the render rectangle's corner is taken
+    /// off). None over the borders, outside the video, before any frame.
+    pub fn window_to_frame(&self, x: f64, y: f64) -> Option<(f64, f64)> {
+        let (ox, oy) = self.window.origin();
+        self.area_to_frame(x - f64::from(ox), y - f64::from(oy))
+    }
+
+    /// [`window_to_frame`](Self::window_to_frame) from the area's
+    /// coordinates, with the layout and turn on screen.
+    fn area_to_frame(&self, x: f64, y: f64) -> Option<(f64, f64)> {
+        let ((layout, orientation), (w, h)) = self.window.applied().zip(self.last_frame)?;
+        layout.to_buffer(x, y, w, h, orientation)
+    }
+
+    /// Why the compositor's keymap could not be used (keys then come
+    /// without names: no [`InputEvent::Key`]), if it could not.
+    pub fn keymap_error(&self) -> Option<&str> {
+        self.state.input.keymap_error.as_deref()
     }
 
     /// Where the last frame went (None before the first).

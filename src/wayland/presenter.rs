@@ -223,7 +223,7 @@ impl Presenter {
     /// keymap; see [`keys`](super::keys)). Always empty for a foreign surface (the
     /// application owns input) and on seats without a keyboard.
     pub fn take_keys(&mut self) -> Vec<u32> {
-        std::mem::take(&mut self.state.keys)
+        std::mem::take(&mut self.state.input.keys)
     }
 
     /// Whether the user closed the window.

@@ -10,7 +10,6 @@ use wayland_client::protocol::{
     wl_buffer::WlBuffer,
     wl_callback::{self, WlCallback},
     wl_compositor::WlCompositor,
-    wl_keyboard::WlKeyboard,
     wl_surface::WlSurface,
 };
 use wayland_client::{Connection, Dispatch, Proxy, QueueHandle, delegate_noop};
@@ -72,9 +71,8 @@ pub(crate) struct State {
     >,
     /// Their answers (accepted?), for the presenter to apply.
     pub(super) late_answers: Vec<(super::linux_dmabuf::ImportKind, bool)>,
-    pub(super) keyboard: Option<WlKeyboard>,
-    /// Keys pressed while our window had the focus (evdev codes).
-    pub(super) keys: Vec<u32>,
+    /// The seat's pointer and keyboard, and their events.
+    pub(super) input: super::input::Input,
     /// What the compositor offers for colour.
     pub(super) colour: super::colour::ColourOffer,
     /// What its `wp_color_manager_v1` offers.

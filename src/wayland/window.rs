@@ -1,4 +1,5 @@
-//! Where frames go: our own `xdg_toplevel` window (with a seat for keys),
+//! Where frames go: our own `xdg_toplevel` window (with a seat for input,
+//! see [`input`](super::input)),
 //! or a subsurface of an application's `wl_surface` (embedding). Every
 //! object made here is destroyed in [`Window::destroy`], on the
 //! application's connection too.
@@ -15,16 +16,15 @@ use std::os::fd::AsFd;
 use wayland_client::protocol::{
     wl_buffer::{self, WlBuffer},
     wl_compositor::WlCompositor,
-    wl_keyboard::{self, WlKeyboard},
     wl_output::{self, WlOutput},
     wl_region::WlRegion,
-    wl_seat::{self, WlSeat},
+    wl_seat::WlSeat,
     wl_shm::{self, WlShm},
     wl_subcompositor::WlSubcompositor,
     wl_subsurface::WlSubsurface,
     wl_surface::WlSurface,
 };
-use wayland_client::{Connection, Dispatch, Proxy, QueueHandle, WEnum, delegate_noop};
+use wayland_client::{Connection, Dispatch, Proxy, QueueHandle, delegate_noop};
 use wayland_protocols::wp::single_pixel_buffer::v1::client::wp_single_pixel_buffer_manager_v1::WpSinglePixelBufferManagerV1;
 use wayland_protocols::wp::viewporter::client::{wp_viewport::WpViewport, wp_viewporter::WpViewporter};
 use wayland_protocols::xdg::shell::client::{
@@ -36,10 +36,6 @@ use wayland_protocols::xdg::shell::client::{
 use super::error::WaylandError;
 use super::queue::State;
 use super::view::{Layout, Orientation};
-
-/// Most key presses kept until [`Presenter::take_keys`](super::Presenter::take_keys)
-/// (the oldest go).
-const MAX_PENDING_KEYS: usize = 64;
 
 /// Where the frames go.
 pub enum Target {
@@ -117,7 +113,7 @@ pub(super) struct Window {
 
 impl Window {
     /// Our own toplevel window (the area surface with the video
-    /// subsurface); a seat is bound for keys, every output for
+    /// subsurface); a seat is bound for input, every output for
     /// fullscreen.
     pub(super) fn toplevel(
         globals: &super::globals::Globals,
@@ -321,6 +317,24 @@ impl Window {
         }
     }
 
+    /// Where the area starts in the surface that takes input: (0, 0) for
+    /// our toplevel, the render rectangle's corner in the application's
+    /// surface when embedded.
+    pub(super) fn origin(&self) -> (i32, i32) {
+        match &self.role {
+            Role::Toplevel { .. } => (0, 0),
+            Role::Embedded { origin, .. } => *origin,
+        }
+    }
+
+    /// Our toplevel's area surface (None when embedded).
+    pub(super) fn area(&self) -> Option<&WlSurface> {
+        match &self.role {
+            Role::Toplevel { area, .. } => Some(area),
+            Role::Embedded { .. } => None,
+        }
+    }
+
     /// Our outputs (empty when embedded).
     pub(super) fn outputs(&self) -> &[WlOutput] {
         match &self.role {
@@ -329,8 +343,8 @@ impl Window {
         }
     }
 
-    /// Destroys every object made for the window (and the keyboard the
-    /// seat gave), children before parents. The presenter calls it once,
+    /// Destroys every object made for the window (and the pointer and
+    /// keyboard the seat gave), children before parents. The presenter calls it once,
     /// from its drop: the proxies are dead after it.
     pub(super) fn destroy(&self, state: &mut State) {
         if let Some(v) = &self.viewport {
@@ -348,11 +362,7 @@ impl Window {
                 border,
                 outputs,
             } => {
-                if let Some(k) = state.keyboard.take()
-                    && k.version() >= 3
-                {
-                    k.release();
-                }
+                state.input.release();
                 if let Some(s) = seat
                     && s.version() >= 5
                 {
@@ -458,53 +468,6 @@ impl Dispatch<WlOutput, ()> for State {
     ) {
         if let wl_output::Event::Name { name } = event {
             state.output_names.insert(output.id(), name);
-        }
-    }
-}
-
-impl Dispatch<WlSeat, ()> for State {
-    fn event(state: &mut Self, seat: &WlSeat, event: wl_seat::Event, _: &(), _: &Connection, qh: &QueueHandle<Self>) {
-        if let wl_seat::Event::Capabilities {
-            capabilities: WEnum::Value(caps),
-        } = event
-        {
-            let has_keyboard = caps.contains(wl_seat::Capability::Keyboard);
-            match (&state.keyboard, has_keyboard) {
-                (None, true) => state.keyboard = Some(seat.get_keyboard(qh, ())),
-                (Some(k), false) => {
-                    if k.version() >= 3 {
-                        k.release();
-                    }
-                    state.keyboard = None;
-                }
-                _ => {}
-            }
-        }
-    }
-}
-
-impl Dispatch<WlKeyboard, ()> for State {
-    fn event(
-        state: &mut Self,
-        _: &WlKeyboard,
-        event: wl_keyboard::Event,
-        _: &(),
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
-        // The keymap's fd is an OwnedFd in the event and closes with it.
-        if let wl_keyboard::Event::Key {
-            key,
-            state: WEnum::Value(wl_keyboard::KeyState::Pressed),
-            ..
-        } = event
-        {
-            // Bounded: a user of the presenter that never takes keys (the
-            // sink) must not grow this for as long as keys are pressed.
-            if state.keys.len() >= MAX_PENDING_KEYS {
-                state.keys.remove(0);
-            }
-            state.keys.push(key);
         }
     }
 }

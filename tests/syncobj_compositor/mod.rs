@@ -30,12 +30,16 @@ use smithay::backend::allocator::Buffer as _;
 use smithay::backend::allocator::Fourcc;
 use smithay::backend::allocator::dmabuf::Dmabuf;
 use smithay::backend::drm::DrmDeviceFd;
+use smithay::backend::input::{Axis, AxisSource, ButtonState, KeyState};
 use smithay::backend::renderer::element::Kind;
 use smithay::backend::renderer::element::surface::{WaylandSurfaceRenderElement, render_elements_from_surface_tree};
 use smithay::backend::renderer::pixman::PixmanRenderer;
 use smithay::backend::renderer::sync::Fence as _;
 use smithay::backend::renderer::utils::{RendererSurfaceStateUserData, draw_render_elements, on_commit_buffer_handler};
 use smithay::backend::renderer::{Bind, Color32F, ExportMem, Frame, ImportDma, Offscreen, Renderer};
+use smithay::desktop::{WindowSurfaceType, utils::under_from_surface_tree};
+use smithay::input::keyboard::{FilterResult, Keycode, XkbConfig};
+use smithay::input::pointer::{AxisFrame, ButtonEvent, MotionEvent};
 use smithay::input::{Seat, SeatHandler, SeatState};
 use smithay::reexports::wayland_protocols::wp::color_management::v1::server::{
     wp_color_management_surface_v1::{self, WpColorManagementSurfaceV1},
@@ -56,7 +60,7 @@ use smithay::reexports::wayland_server::backend::{ClientData, ClientId, Disconne
 use smithay::reexports::wayland_server::protocol::{wl_buffer, wl_surface::WlSurface};
 use smithay::reexports::wayland_server::{Client, Display, ListeningSocket};
 use smithay::reexports::wayland_server::{DataInit, Dispatch, DisplayHandle, GlobalDispatch, New, Resource};
-use smithay::utils::{DeviceFd, Rectangle, Serial, Size, Transform};
+use smithay::utils::{DeviceFd, Logical, Point, Rectangle, SERIAL_COUNTER, Serial, Size, Transform};
 use smithay::wayland::buffer::BufferHandler;
 use smithay::wayland::compositor::{
     self, BlockerState, CompositorClientState, CompositorHandler, CompositorState, SurfaceAttributes, TraversalAction,
@@ -69,7 +73,8 @@ use smithay::wayland::drm_syncobj::{DrmSyncPoint, DrmSyncobjCachedState, DrmSync
 use smithay::wayland::shell::xdg::{PopupSurface, PositionerState, ToplevelSurface, XdgShellHandler, XdgShellState};
 use smithay::wayland::shm::{ShmHandler, ShmState};
 use smithay::{
-    delegate_compositor, delegate_dmabuf, delegate_drm_syncobj, delegate_seat, delegate_shm, delegate_xdg_shell,
+    delegate_compositor, delegate_dmabuf, delegate_drm_syncobj, delegate_seat, delegate_shm, delegate_viewporter,
+    delegate_xdg_shell,
 };
 
 /// What the screen shows: ARGB8888 (B, G, R, A bytes), `width * 4` per row.
@@ -100,8 +105,24 @@ pub enum Offer {
 
 enum Request {
     Capture(mpsc::Sender<Result<Capture, String>>),
+    Input(Vec<Action>, mpsc::Sender<Result<(), String>>),
     SignalReleaseFences(mpsc::Sender<usize>),
     Stop,
+}
+
+/// What the seat does (see [`TestCompositor::start_input`]); positions
+/// are in the output's coordinates (toplevels sit at (0, 0)).
+#[derive(Debug, Clone, Copy)]
+pub enum Action {
+    /// The pointer moves to (x, y): it enters the surface there, topmost
+    /// first (subsurfaces above their parent, by input region).
+    PointerTo(f64, f64),
+    /// A pointer button (evdev code: BTN_LEFT 0x110), down or up.
+    Button(u32, bool),
+    /// The wheel, in steps (down positive).
+    Scroll(i32),
+    /// A key (evdev code: KEY_Q 16), down or up, to the first toplevel.
+    Key(u32, bool),
 }
 
 /// linux-explicit-synchronization-v1 releases with fences that stay
@@ -198,6 +219,25 @@ impl TestCompositor {
         Self::start_with(None, width, height, Offer::None, None, None, Some(pairs.to_vec()))
     }
 
+    /// A compositor without a render node (the bare host: dma-bufs of
+    /// memfds) whose seat has a pointer and a keyboard (libxkbcommon's
+    /// default keymap: us), which the test drives with
+    /// [`input`](Self::input); toplevels are configured to `toplevel`.
+    pub fn start_input(width: u32, height: u32, toplevel: (i32, i32)) -> Self {
+        Self::start_with_input(None, width, height, Offer::None, None, None, None, Some(toplevel))
+    }
+
+    /// Does `actions` in order.
+    pub fn input(&self, actions: &[Action]) {
+        let (tx, rx) = mpsc::channel();
+        self.requests
+            .send(Request::Input(actions.to_vec(), tx))
+            .expect("compositor thread alive");
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("answer")
+            .expect("input done");
+    }
+
     /// What the colour-representation client did so far.
     pub fn colour_log(&self) -> ColourLog {
         self.colour_log.lock().unwrap().clone()
@@ -235,6 +275,30 @@ impl TestCompositor {
         hidden: Option<Fourcc>,
         colour_pairs: Option<Vec<(u32, u32)>>,
     ) -> Self {
+        Self::start_with_input(
+            render_node,
+            width,
+            height,
+            offer,
+            fence_card,
+            hidden,
+            colour_pairs,
+            None,
+        )
+    }
+
+    // One constructor takes the compositor's whole configuration.
+    #[allow(clippy::too_many_arguments)]
+    fn start_with_input(
+        render_node: Option<&Path>,
+        width: u32,
+        height: u32,
+        offer: Offer,
+        fence_card: Option<PathBuf>,
+        hidden: Option<Fourcc>,
+        colour_pairs: Option<Vec<(u32, u32)>>,
+        input: Option<(i32, i32)>,
+    ) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "dmabuf-interop-syncobj-{}-{:?}",
             std::process::id(),
@@ -259,8 +323,16 @@ impl TestCompositor {
             surfaces: HashMap::new(),
             log: Arc::clone(&colour_log),
         });
-        let thread =
-            std::thread::spawn(move || run(listener, node, width, height, offer, fence_card, hidden, colour, rx));
+        let config = Config {
+            width,
+            height,
+            offer,
+            fence_card,
+            hidden,
+            colour,
+            input,
+        };
+        let thread = std::thread::spawn(move || run(listener, node, config, rx));
         Self {
             socket,
             dir,
@@ -347,6 +419,22 @@ struct App {
     hidden: Option<Fourcc>,
     /// wp_color_representation_v1, where offered.
     colour: Option<Colour>,
+    seat: Seat<App>,
+    /// The size toplevels are configured to (None: theirs to choose).
+    toplevel_size: Option<(i32, i32)>,
+    start: Instant,
+}
+
+/// What `run` starts.
+struct Config {
+    width: u32,
+    height: u32,
+    offer: Offer,
+    fence_card: Option<PathBuf>,
+    hidden: Option<Fourcc>,
+    colour: Option<Colour>,
+    /// A pointer and a keyboard, and the toplevels' size.
+    input: Option<(i32, i32)>,
 }
 
 /// A surface's linux-explicit-synchronization-v1 state.
@@ -469,6 +557,9 @@ impl XdgShellHandler for App {
     }
 
     fn new_toplevel(&mut self, surface: ToplevelSurface) {
+        if let Some(size) = self.toplevel_size {
+            surface.with_pending_state(|s| s.size = Some(size.into()));
+        }
         surface.send_configure();
     }
 
@@ -843,6 +934,7 @@ delegate_xdg_shell!(App);
 delegate_seat!(App);
 delegate_dmabuf!(App);
 delegate_drm_syncobj!(App);
+delegate_viewporter!(App);
 
 impl App {
     /// Renders the toplevels' surface trees at (0, 0) on a black output.
@@ -892,6 +984,66 @@ impl App {
         })
     }
 
+    /// The seat does `actions` (see [`Action`]).
+    fn input(&mut self, actions: &[Action]) -> Result<(), String> {
+        let pointer = self.seat.get_pointer().ok_or("the seat has no pointer")?;
+        let keyboard = self.seat.get_keyboard().ok_or("the seat has no keyboard")?;
+        let toplevel = self
+            .xdg_shell_state
+            .toplevel_surfaces()
+            .first()
+            .map(|t| t.wl_surface().clone())
+            .ok_or("no toplevel")?;
+        for action in actions {
+            let serial = SERIAL_COUNTER.next_serial();
+            let time = self.start.elapsed().as_millis() as u32;
+            match *action {
+                Action::PointerTo(x, y) => {
+                    let location = Point::<f64, Logical>::from((x, y));
+                    let focus = under_from_surface_tree(&toplevel, location, (0, 0), WindowSurfaceType::ALL)
+                        .map(|(surface, at)| (surface, at.to_f64()));
+                    pointer.motion(self, focus, &MotionEvent { location, serial, time });
+                }
+                Action::Button(button, down) => {
+                    let state = if down {
+                        ButtonState::Pressed
+                    } else {
+                        ButtonState::Released
+                    };
+                    pointer.button(
+                        self,
+                        &ButtonEvent {
+                            serial,
+                            time,
+                            button,
+                            state,
+                        },
+                    );
+                }
+                Action::Scroll(steps) => {
+                    let frame = AxisFrame::new(time)
+                        .source(AxisSource::Wheel)
+                        .value(Axis::Vertical, f64::from(steps) * 15.0)
+                        .v120(Axis::Vertical, steps * 120);
+                    pointer.axis(self, frame);
+                }
+                Action::Key(code, down) => {
+                    if keyboard.current_focus().as_ref() != Some(&toplevel) {
+                        keyboard.set_focus(self, Some(toplevel.clone()), serial);
+                    }
+                    let state = if down { KeyState::Pressed } else { KeyState::Released };
+                    keyboard.input::<(), _>(self, Keycode::new(code + 8), state, serial, time, |_, _, _| {
+                        FilterResult::Forward
+                    });
+                }
+            }
+            if !matches!(action, Action::Key(..)) {
+                pointer.frame(self);
+            }
+        }
+        Ok(())
+    }
+
     fn send_frames(&self, time: u32) {
         for t in self.xdg_shell_state.toplevel_surfaces() {
             with_surface_tree_downward(
@@ -924,19 +1076,16 @@ impl App {
     }
 }
 
-// One thread entry takes the compositor's whole configuration.
-#[allow(clippy::too_many_arguments)]
-fn run(
-    listener: ListeningSocket,
-    node: Option<std::os::fd::OwnedFd>,
-    width: u32,
-    height: u32,
-    offer: Offer,
-    fence_card: Option<PathBuf>,
-    hidden: Option<Fourcc>,
-    colour: Option<Colour>,
-    rx: mpsc::Receiver<Request>,
-) {
+fn run(listener: ListeningSocket, node: Option<std::os::fd::OwnedFd>, config: Config, rx: mpsc::Receiver<Request>) {
+    let Config {
+        width,
+        height,
+        offer,
+        fence_card,
+        hidden,
+        colour,
+        input,
+    } = config;
     let mut display: Display<App> = Display::new().expect("wayland display");
     let dh = display.handle();
     let renderer = PixmanRenderer::new().expect("pixman renderer");
@@ -958,7 +1107,14 @@ fn run(
     let feedback = DmabufFeedbackBuilder::new(rdev as _, formats)
         .build()
         .expect("dma-buf feedback");
-    let _dmabuf_global = dmabuf_state.create_global_with_default_feedback::<App>(&dh, &feedback);
+    // The input compositor shows what it is given (its pixels are
+    // checked): wl_shm only, which pixman renders (it cannot map memfd
+    // "dma-bufs"), and wp_viewporter, so the window's surfaces have the
+    // sizes a desktop compositor gives them (input is hit-tested there).
+    let _dmabuf_global = input
+        .is_none()
+        .then(|| dmabuf_state.create_global_with_default_feedback::<App>(&dh, &feedback));
+    let _viewporter = input.map(|_| smithay::wayland::viewporter::ViewporterState::new::<App>(&dh));
     let device = node.map(|n| DrmDeviceFd::new(DeviceFd::from(n)));
     let syncobj_state = (offer == Offer::DrmSyncobj)
         .then_some(())
@@ -971,7 +1127,12 @@ fn run(
         dh.create_global::<App, ZwpLinuxExplicitSynchronizationV1, ()>(2, ());
     }
     let mut seat_state = SeatState::new();
-    let _seat: Seat<App> = seat_state.new_wl_seat(&dh, "test");
+    let mut seat: Seat<App> = seat_state.new_wl_seat(&dh, "test");
+    if input.is_some() {
+        seat.add_pointer();
+        seat.add_keyboard(XkbConfig::default(), 200, 25)
+            .expect("a keyboard with libxkbcommon's default keymap (xkb-data)");
+    }
     let mut app = App {
         compositor_state: CompositorState::new::<App>(&dh),
         xdg_shell_state: XdgShellState::new::<App>(&dh),
@@ -988,6 +1149,9 @@ fn run(
         }),
         hidden,
         colour,
+        seat,
+        toplevel_size: input,
+        start: Instant::now(),
     };
     let mut clients: Vec<Client> = Vec::new();
     let start = Instant::now();
@@ -1009,6 +1173,9 @@ fn run(
             match rx.try_recv() {
                 Ok(Request::Capture(reply)) => {
                     let _ = reply.send(app.render());
+                }
+                Ok(Request::Input(actions, reply)) => {
+                    let _ = reply.send(app.input(&actions));
                 }
                 Ok(Request::SignalReleaseFences(reply)) => {
                     let pending = app

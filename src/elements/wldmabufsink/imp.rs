@@ -25,6 +25,7 @@ use crate::wayland::{Orientation, Presenter, Target, View, WaylandError};
 mod caps;
 mod composition;
 mod direction;
+mod navigation;
 mod overlay;
 mod properties;
 mod stats;
@@ -33,7 +34,7 @@ mod timing;
 use caps::{caps_for_formats, template_caps};
 use properties::Settings;
 
-static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "wldmabufsink",
         gst::DebugColorFlags::empty(),
@@ -231,31 +232,6 @@ impl WlDmaBufSink {
         }
     }
 
-    /// At EOS: the last commits' `wp_presentation` feedback, waited for
-    /// at most 100 ms, so the stats count them.
-    fn wait_feedback(&self) {
-        if let Some(p) = self.presenter.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-            if let Err(e) = p.wait_timings(Duration::from_millis(100)) {
-                gst::debug!(CAT, imp = self, "feedback at EOS: {e}");
-            }
-            self.timing_errors.lock().unwrap_or_else(|p| p.into_inner()).collect(p);
-        }
-    }
-
-    /// The `stats` property (and the message posted at EOS).
-    fn stats_structure(&self) -> gst::Structure {
-        let counters = *self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        let stats = self
-            .presenter
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(Presenter::stats)
-            .unwrap_or_default();
-        let timing = self.timing_errors.lock().unwrap_or_else(|p| p.into_inner()).summary();
-        stats::structure(counters.frames, counters.dropped, &stats, timing)
-    }
-
     /// Waits (in short slices, so unlock() can interrupt) until the previous
     /// frame was shown; false when `timeout` passed first.
     fn wait_for_frame(&self, presenter: &mut Presenter, timeout: Duration) -> Result<bool, WaylandError> {
@@ -297,7 +273,9 @@ impl WlDmaBufSink {
     /// `reshow`: the held frame again (already counted, and counted as
     /// dropped until now).
     fn show_with(&self, buffer: &gst::Buffer, timeout: Duration, reshow: bool) -> Result<(), gst::FlowError> {
-        match self.show_locked(buffer, timeout, reshow) {
+        let shown = self.show_locked(buffer, timeout, reshow);
+        self.forward_input();
+        match shown {
             Ok(reconfigure) => {
                 if reconfigure {
                     self.obj().sink_pad().push_event(gst::event::Reconfigure::new());
@@ -433,7 +411,11 @@ impl ObjectSubclass for WlDmaBufSink {
     const NAME: &'static str = "DmabufInteropWlDmaBufSink";
     type Type = super::WlDmaBufSink;
     type ParentType = gst_video::VideoSink;
-    type Interfaces = (gst_video::VideoOverlay, direction::VideoDirection);
+    type Interfaces = (
+        gst_video::VideoOverlay,
+        gst_video::Navigation,
+        direction::VideoDirection,
+    );
 }
 
 impl GstObjectImpl for WlDmaBufSink {}

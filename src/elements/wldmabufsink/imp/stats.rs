@@ -2,9 +2,40 @@
 //! Presenter counted and the presentation errors, as one structure
 //! (`wldmabufsink-stats`, also posted as an element message at EOS).
 
-use gstreamer as gst;
+use std::time::Duration;
 
-use crate::wayland::{PresentStats, SyncMode};
+use gstreamer as gst;
+use gstreamer::subclass::prelude::*;
+
+use super::{CAT, WlDmaBufSink};
+use crate::wayland::{PresentStats, Presenter, SyncMode};
+
+impl WlDmaBufSink {
+    /// At EOS: the last commits' `wp_presentation` feedback, waited for
+    /// at most 100 ms, so the stats count them.
+    pub(super) fn wait_feedback(&self) {
+        if let Some(p) = self.presenter.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            if let Err(e) = p.wait_timings(Duration::from_millis(100)) {
+                gst::debug!(CAT, imp = self, "feedback at EOS: {e}");
+            }
+            self.timing_errors.lock().unwrap_or_else(|p| p.into_inner()).collect(p);
+        }
+    }
+
+    /// The `stats` property (and the message posted at EOS).
+    pub(super) fn stats_structure(&self) -> gst::Structure {
+        let counters = *self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        let stats = self
+            .presenter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(Presenter::stats)
+            .unwrap_or_default();
+        let timing = self.timing_errors.lock().unwrap_or_else(|p| p.into_inner()).summary();
+        structure(counters.frames, counters.dropped, &stats, timing)
+    }
+}
 
 /// `frames`/`dropped`: the sink's counts; `timing`: (timed frames, median
 /// and p95 presentation error in microseconds), from `timing::Errors`.
