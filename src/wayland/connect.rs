@@ -136,6 +136,7 @@ impl Presenter {
                 Window::embedded(&globals, &qh, &compositor, viewporter.as_ref(), &parent)?
             }
         };
+        let paced = super::pacing::Paced::new(&globals, &qh, &window.surface);
         let feedbacks = match &dmabuf {
             Some(d) => request_feedback(d, &window.surface, &qh, &mut state),
             None => Vec::new(),
@@ -162,6 +163,7 @@ impl Presenter {
             view: View::default(),
             presentation,
             next_target: None,
+            paced,
             last_frame: None,
             explicit: None,
             sync_fallback: None,

@@ -57,6 +57,7 @@ pub mod headless;
 mod input;
 mod linux_dmabuf;
 mod overlay;
+mod pacing;
 mod placement;
 mod presenter;
 #[cfg(feature = "headless")]
@@ -79,6 +80,7 @@ pub use globals::{CONNECT_TIMEOUT, ROUNDTRIP_TIMEOUT};
 pub use input::{InputEvent, MAX_PENDING_INPUT, Modifiers};
 pub use linux_dmabuf::MAX_DMABUF_VERSION;
 pub use overlay::OverlayImage;
+pub use pacing::{Pacing, QUEUE_DEPTH};
 pub use presenter::{Presenter, SYNC_ENV};
 pub use shown::{FIRST_PAINT_TIMEOUT, NEVER_SHOWN_TIMEOUT};
 pub use stats::{PresentStats, Presented, Via};

@@ -92,6 +92,8 @@ pub struct Presenter {
     pub(super) presentation: Option<wayland_protocols::wp::presentation_time::client::wp_presentation::WpPresentation>,
     /// The presentation time wanted for the next commit.
     pub(super) next_target: Option<u64>,
+    /// FIFO barriers and commit timestamps, where offered.
+    pub(super) paced: Option<super::pacing::Paced>,
     /// The size of the last frame committed (for laying it out again).
     pub(super) last_frame: Option<(u32, u32)>,
     /// Explicit sync, where offered and usable.
@@ -176,6 +178,7 @@ impl Presenter {
             }
         }
         self.state.frame_callback = None;
+        self.state.queued_frames.clear();
     }
 
     /// What the compositor accepts. Re-evaluated on every feedback `done`.
@@ -198,6 +201,7 @@ impl Presenter {
             releases: self.state.releases,
             sync: self.explicit.as_ref().map_or(SyncMode::Implicit, Explicit::mode),
             release_points_signalled: self.state.release_points_signalled,
+            pacing: self.pacing(),
             ..self.stats
         }
     }
@@ -286,6 +290,52 @@ impl Presenter {
     /// shown the last commit yet).
     pub fn frame_pending(&self) -> bool {
         self.state.frame_callback.is_some()
+    }
+
+    /// Whether the next frame may be committed now: under FIFO pacing
+    /// (see [`pacing`](Self::pacing)) while fewer than
+    /// [`QUEUE_DEPTH`](super::QUEUE_DEPTH) committed frames wait to be
+    /// shown, else once the last commit was shown (its frame callback).
+    pub fn ready_for_next(&self) -> bool {
+        match self.pacing() {
+            super::Pacing::FrameCallbacks => !self.frame_pending(),
+            _ => self.state.queued_frames.len() < super::QUEUE_DEPTH,
+        }
+    }
+
+    /// Dispatches until [`ready_for_next`](Self::ready_for_next), or
+    /// `timeout`; false on timeout.
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<bool, WaylandError> {
+        let deadline = Instant::now() + timeout;
+        while !self.ready_for_next() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            self.dispatch_timeout(left.min(Duration::from_millis(20)))?;
+            if self.state.closed {
+                return Err(WaylandError::Closed);
+            }
+        }
+        Ok(true)
+    }
+
+    /// How the next commits are paced: [`Pacing::CommitTiming`](super::Pacing)
+    /// where the compositor offers `wp_fifo_v1` and `wp_commit_timing_v1`
+    /// (and [`set_paced`](Self::set_paced) did not turn it off), `Fifo`
+    /// with the first alone, else frame callbacks.
+    pub fn pacing(&self) -> super::Pacing {
+        self.paced
+            .as_ref()
+            .map_or(super::Pacing::FrameCallbacks, super::pacing::Paced::mode)
+    }
+
+    /// Turns FIFO pacing and commit timestamps on (the default where
+    /// offered) or off (frame callbacks pace, as without the protocols).
+    pub fn set_paced(&mut self, on: bool) {
+        if let Some(p) = &mut self.paced {
+            p.enabled = on;
+        }
     }
 
     /// Dispatches until the latest commit's frame callback, or `timeout`;
@@ -469,16 +519,26 @@ impl Presenter {
         self.last_frame = Some((width, height));
         let layout = self.layout_for(width, height);
         self.apply_layout(layout);
+        let target_ns = self.next_target.take();
         if let Some(p) = &self.presentation {
             let pending = super::timing::Pending {
                 commit: self.stats.presented + 1,
                 committed_ns: super::timing::monotonic_ns(),
-                target_ns: self.next_target.take(),
+                target_ns,
             };
             super::timing::request(p, pending, &self.window.surface, &self.qh);
         }
+        if let Some(paced) = &self.paced {
+            self.stats.timed_commits += u64::from(paced.before_commit(target_ns));
+        }
         let callback = self.window.surface.frame(&self.qh, ());
         self.state.frame_callback = Some(callback.id());
+        // Bounded: a compositor that withholds callbacks (a hidden
+        // window) must not grow it.
+        if self.state.queued_frames.len() >= 16 {
+            self.state.queued_frames.pop_front();
+        }
+        self.state.queued_frames.push_back(callback.id());
         self.window.surface.commit();
         self.conn.flush().map_err(lost)?;
         self.stats.presented += 1;
@@ -560,6 +620,9 @@ impl Drop for Presenter {
         }
         self.colour.destroy();
         self.colour_management.destroy();
+        if let Some(p) = self.paced.take() {
+            p.destroy();
+        }
         self.overlays.destroy();
         self.window.destroy(&mut self.state);
         if let Some(v) = self.viewporter.take() {

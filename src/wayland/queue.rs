@@ -42,6 +42,9 @@ pub(crate) struct State {
     /// The frame callback of the latest commit; an older one's `done` does
     /// not mean the latest frame was shown.
     pub(super) frame_callback: Option<ObjectId>,
+    /// Frame callbacks of frames committed and not yet shown, oldest
+    /// first (bounded: see `Presenter::commit_frame`).
+    pub(super) queued_frames: std::collections::VecDeque<ObjectId>,
     /// The frame callback of our toplevel area's first commit.
     pub(super) area_callback: Option<ObjectId>,
     /// When the compositor first painted our window (the first frame
@@ -158,6 +161,7 @@ impl Dispatch<WlCallback, ()> for State {
     ) {
         if let wl_callback::Event::Done { .. } = event {
             let id = callback.id();
+            state.queued_frames.retain(|q| *q != id);
             let frame = state.frame_callback.as_ref() == Some(&id);
             let area = state.area_callback.as_ref() == Some(&id);
             if frame {

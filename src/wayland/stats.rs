@@ -8,6 +8,10 @@ use super::sync::SyncMode;
 pub struct PresentStats {
     /// Frames committed.
     pub presented: u64,
+    /// Commits that carried a target time (`wp_commit_timer_v1`).
+    pub timed_commits: u64,
+    /// How commits are paced now.
+    pub pacing: super::Pacing,
     /// Of those, shown without a copy: linux-dmabuf `wl_buffer`s, and
     /// `wl_shm` buffers over the frame's own memory (`shm_zero_copy`).
     pub zero_copy: u64,

@@ -140,6 +140,20 @@ pub struct TestCompositor {
     requests: mpsc::Sender<Request>,
     thread: Option<JoinHandle<()>>,
     colour_log: Arc<Mutex<ColourLog>>,
+    paced_log: Arc<Mutex<Vec<PacedCommit>>>,
+}
+
+/// What a commit of a buffer carried (see [`TestCompositor::start_paced`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacedCommit {
+    /// The surface's protocol id.
+    pub surface: u32,
+    /// `wp_commit_timer_v1.set_timestamp`, in nanoseconds.
+    pub timestamp_ns: Option<u64>,
+    /// `wp_fifo_v1.set_barrier`.
+    pub set_barrier: bool,
+    /// `wp_fifo_v1.wait_barrier`.
+    pub wait_barrier: bool,
 }
 
 /// What a `wp_color_representation_v1` client did, as the compositor saw
@@ -224,7 +238,43 @@ impl TestCompositor {
     /// default keymap: us), which the test drives with
     /// [`input`](Self::input); toplevels are configured to `toplevel`.
     pub fn start_input(width: u32, height: u32, toplevel: (i32, i32)) -> Self {
-        Self::start_with_input(None, width, height, Offer::None, None, None, None, Some(toplevel))
+        Self::start_with_input(
+            None,
+            width,
+            height,
+            Offer::None,
+            None,
+            None,
+            None,
+            Some(toplevel),
+            false,
+        )
+    }
+
+    /// [`start_input`](Self::start_input) that also offers
+    /// `wp_fifo_manager_v1`, `wp_commit_timing_manager_v1` and
+    /// `wp_presentation` (clock `CLOCK_MONOTONIC`; every feedback is
+    /// answered `discarded`), and logs what each commit of a buffer carried
+    /// ([`paced_log`](Self::paced_log)). The FIFO barriers are logged, not
+    /// enforced.
+    pub fn start_paced(width: u32, height: u32) -> Self {
+        Self::start_with_input(
+            None,
+            width,
+            height,
+            Offer::None,
+            None,
+            None,
+            None,
+            Some((width as i32, height as i32)),
+            true,
+        )
+    }
+
+    /// What the commits of buffers carried so far (see
+    /// [`start_paced`](Self::start_paced)).
+    pub fn paced_log(&self) -> Vec<PacedCommit> {
+        self.paced_log.lock().unwrap().clone()
     }
 
     /// Does `actions` in order.
@@ -284,6 +334,7 @@ impl TestCompositor {
             hidden,
             colour_pairs,
             None,
+            false,
         )
     }
 
@@ -298,6 +349,7 @@ impl TestCompositor {
         hidden: Option<Fourcc>,
         colour_pairs: Option<Vec<(u32, u32)>>,
         input: Option<(i32, i32)>,
+        paced: bool,
     ) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "dmabuf-interop-syncobj-{}-{:?}",
@@ -323,6 +375,7 @@ impl TestCompositor {
             surfaces: HashMap::new(),
             log: Arc::clone(&colour_log),
         });
+        let paced_log = Arc::new(Mutex::new(Vec::new()));
         let config = Config {
             width,
             height,
@@ -331,6 +384,7 @@ impl TestCompositor {
             hidden,
             colour,
             input,
+            paced: paced.then(|| Arc::clone(&paced_log)),
         };
         let thread = std::thread::spawn(move || run(listener, node, config, rx));
         Self {
@@ -339,6 +393,7 @@ impl TestCompositor {
             requests,
             thread: Some(thread),
             colour_log,
+            paced_log,
         }
     }
 
@@ -422,6 +477,8 @@ struct App {
     seat: Seat<App>,
     /// The size toplevels are configured to (None: theirs to choose).
     toplevel_size: Option<(i32, i32)>,
+    /// Where paced commits are logged (FIFO and commit timing offered).
+    paced_log: Option<Arc<Mutex<Vec<PacedCommit>>>>,
     start: Instant,
 }
 
@@ -435,6 +492,8 @@ struct Config {
     colour: Option<Colour>,
     /// A pointer and a keyboard, and the toplevels' size.
     input: Option<(i32, i32)>,
+    /// FIFO, commit timing and presentation offered, commits logged here.
+    paced: Option<Arc<Mutex<Vec<PacedCommit>>>>,
 }
 
 /// A surface's linux-explicit-synchronization-v1 state.
@@ -515,6 +574,36 @@ impl CompositorHandler for App {
     }
 
     fn commit(&mut self, surface: &WlSurface) {
+        // Before the buffer handler, which takes the attached buffer.
+        if let Some(log) = &self.paced_log {
+            let entry = compositor::with_states(surface, |states| {
+                let attached = matches!(
+                    states.cached_state.get::<SurfaceAttributes>().current().buffer,
+                    Some(compositor::BufferAssignment::NewBuffer(_))
+                );
+                let timestamp_ns = states
+                    .data_map
+                    .get::<smithay::wayland::commit_timing::CommitTimerStateUserData>()
+                    .and_then(|t| t.borrow_mut().timestamp.take())
+                    .map(|t| {
+                        let t: smithay::utils::Time<smithay::utils::Monotonic> = t.into();
+                        Duration::from(t).as_nanos() as u64
+                    });
+                let fifo = *states
+                    .cached_state
+                    .get::<smithay::wayland::fifo::FifoCachedState>()
+                    .current();
+                attached.then_some(PacedCommit {
+                    surface: surface.id().protocol_id(),
+                    timestamp_ns,
+                    set_barrier: fifo.set_barrier,
+                    wait_barrier: fifo.wait_barrier,
+                })
+            });
+            if let Some(e) = entry {
+                log.lock().unwrap().push(e);
+            }
+        }
         on_commit_buffer_handler::<Self>(surface);
         self.colour_commit(surface);
         // The buffer this commit replaced is no longer read (the renderer
@@ -935,6 +1024,14 @@ delegate_seat!(App);
 delegate_dmabuf!(App);
 delegate_drm_syncobj!(App);
 delegate_viewporter!(App);
+smithay::delegate_fifo!(App);
+smithay::delegate_commit_timing!(App);
+smithay::delegate_presentation!(App);
+
+/// `CLOCK_MONOTONIC`'s id, the presentation clock of the paced compositor.
+fn libc_clock_monotonic() -> u32 {
+    1
+}
 
 impl App {
     /// Renders the toplevels' surface trees at (0, 0) on a black output.
@@ -1069,6 +1166,16 @@ impl App {
                     {
                         callback.done(time);
                     }
+                    // No output to present on: every feedback is discarded.
+                    for feedback in states
+                        .cached_state
+                        .get::<smithay::wayland::presentation::PresentationFeedbackCachedState>()
+                        .current()
+                        .callbacks
+                        .drain(..)
+                    {
+                        feedback.discarded();
+                    }
                 },
                 |_, _, &()| true,
             );
@@ -1085,6 +1192,7 @@ fn run(listener: ListeningSocket, node: Option<std::os::fd::OwnedFd>, config: Co
         hidden,
         colour,
         input,
+        paced,
     } = config;
     let mut display: Display<App> = Display::new().expect("wayland display");
     let dh = display.handle();
@@ -1115,6 +1223,13 @@ fn run(listener: ListeningSocket, node: Option<std::os::fd::OwnedFd>, config: Co
         .is_none()
         .then(|| dmabuf_state.create_global_with_default_feedback::<App>(&dh, &feedback));
     let _viewporter = input.map(|_| smithay::wayland::viewporter::ViewporterState::new::<App>(&dh));
+    let _paced_globals = paced.is_some().then(|| {
+        (
+            smithay::wayland::fifo::FifoManagerState::unmanaged::<App>(&dh),
+            smithay::wayland::commit_timing::CommitTimingManagerState::unmanaged::<App>(&dh),
+            smithay::wayland::presentation::PresentationState::new::<App>(&dh, libc_clock_monotonic()),
+        )
+    });
     let device = node.map(|n| DrmDeviceFd::new(DeviceFd::from(n)));
     let syncobj_state = (offer == Offer::DrmSyncobj)
         .then_some(())
@@ -1151,6 +1266,7 @@ fn run(listener: ListeningSocket, node: Option<std::os::fd::OwnedFd>, config: Co
         colour,
         seat,
         toplevel_size: input,
+        paced_log: paced,
         start: Instant::now(),
     };
     let mut clients: Vec<Client> = Vec::new();

@@ -96,6 +96,8 @@ pub struct WlDmaBufSink {
     tag_orientation: Mutex<Orientation>,
     /// Presented minus target, from `wp_presentation` feedback.
     timing_errors: Mutex<timing::Errors>,
+    /// We set basesink's render delay (commit timing): undone at NULL.
+    render_ahead_set: AtomicBool,
 }
 
 impl WlDmaBufSink {
@@ -232,11 +234,13 @@ impl WlDmaBufSink {
         }
     }
 
-    /// Waits (in short slices, so unlock() can interrupt) until the previous
-    /// frame was shown; false when `timeout` passed first.
+    /// Waits (in short slices, so unlock() can interrupt) until the next
+    /// frame may be committed (the previous one shown, or under FIFO
+    /// pacing a place in the compositor's queue); false when `timeout`
+    /// passed first.
     fn wait_for_frame(&self, presenter: &mut Presenter, timeout: Duration) -> Result<bool, WaylandError> {
         let deadline = Instant::now() + timeout;
-        while presenter.frame_pending() {
+        while !presenter.ready_for_next() {
             if self.flushing.load(Ordering::SeqCst) {
                 return Ok(false);
             }
@@ -244,7 +248,7 @@ impl WlDmaBufSink {
             if left.is_zero() {
                 return Ok(false);
             }
-            presenter.wait_frame(left.min(Duration::from_millis(10)))?;
+            presenter.wait_ready(left.min(Duration::from_millis(10)))?;
         }
         Ok(true)
     }
@@ -457,8 +461,10 @@ impl ElementImpl for WlDmaBufSink {
                 self.obj().prepare_window_handle();
             }
             match self.connect() {
-                Ok(p) => {
+                Ok(mut p) => {
                     gst::info!(CAT, imp = self, "connected; compositor formats {:?}", p.formats());
+                    p.set_paced(self.settings.lock().unwrap_or_else(|p| p.into_inner()).commit_timing);
+                    self.render_ahead(p.pacing());
                     *self.presenter.lock().unwrap_or_else(|p| p.into_inner()) = Some(p);
                 }
                 Err(e) => {
@@ -480,6 +486,7 @@ impl ElementImpl for WlDmaBufSink {
             self.cache.clear();
         }
         if transition == gst::StateChange::ReadyToNull {
+            self.render_ahead(crate::wayland::Pacing::FrameCallbacks);
             *self.stream.lock().unwrap_or_else(|p| p.into_inner()) = None;
             *self.presenter.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }

@@ -18,6 +18,8 @@ use crate::wayland::ColourCorrection;
 pub(super) struct Settings {
     pub(super) display: Option<String>,
     pub(super) frame_timeout_ms: u32,
+    /// FIFO pacing and commit timestamps where the compositor offers them.
+    pub(super) commit_timing: bool,
     pub(super) colour_correction: ColourCorrectionMode,
     /// `rotate-method` / `video-direction`.
     pub(super) rotate_method: gst_video::VideoOrientationMethod,
@@ -32,6 +34,7 @@ impl Default for Settings {
         Self {
             display: None,
             frame_timeout_ms: 100,
+            commit_timing: true,
             colour_correction: ColourCorrectionMode::Auto,
             rotate_method: gst_video::VideoOrientationMethod::Identity,
             force_aspect_ratio: true,
@@ -88,6 +91,16 @@ impl ObjectImpl for WlDmaBufSink {
                     .maximum(10_000)
                     .default_value(100)
                     .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("commit-timing")
+                    .nick("Commit timing")
+                    .blurb(
+                        "Where the compositor offers wp_fifo_v1 (and wp_commit_timing_v1): frames are queued \
+                         with FIFO barriers and their target presentation time, committed a render delay \
+                         ahead, instead of each waiting for the previous frame's callback",
+                    )
+                    .default_value(true)
+                    .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt64::builder("window-handle")
                     .nick("Window handle")
@@ -185,6 +198,7 @@ impl ObjectImpl for WlDmaBufSink {
         match pspec.name() {
             "display" => s.display = value.get().unwrap_or(None),
             "frame-timeout" => s.frame_timeout_ms = value.get().unwrap_or(100),
+            "commit-timing" => s.commit_timing = value.get().unwrap_or(true),
             "colour-correction" => {
                 s.colour_correction = value.get().unwrap_or_default();
                 let policy = s.colour_correction.into();
@@ -241,6 +255,12 @@ impl ObjectImpl for WlDmaBufSink {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .frame_timeout_ms
+                .to_value(),
+            "commit-timing" => self
+                .settings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .commit_timing
                 .to_value(),
             "colour-correction" => self
                 .settings

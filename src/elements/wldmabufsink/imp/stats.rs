@@ -74,6 +74,8 @@ pub(super) fn structure(frames: u64, dropped: u64, stats: &PresentStats, timing:
         .field("presented-feedback", stats.feedback_presented)
         .field("discarded-feedback", stats.feedback_discarded)
         .field("presented-zero-copy-feedback", stats.feedback_zero_copy)
+        .field("pacing", stats.pacing.name())
+        .field("timed-commits", stats.timed_commits)
         .field("timed", timed)
         .field("presentation-error-median-us", median)
         .field("presentation-error-p95-us", p95)

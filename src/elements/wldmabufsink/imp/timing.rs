@@ -7,10 +7,40 @@ use std::collections::VecDeque;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
+use gstreamer::subclass::prelude::*;
 use gstreamer_base as gst_base;
 use gstreamer_base::prelude::*;
 
-use crate::wayland::{Outcome, Presenter};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::WlDmaBufSink;
+use crate::wayland::{Outcome, Pacing, Presenter};
+
+/// How far ahead of its time a frame is committed under commit timing
+/// (basesink's render delay, added to the latency the sink reports):
+/// two 60 Hz refreshes, more than headless Weston's commit-to-present
+/// (a median 25.9 ms without timing), so the compositor holds each frame
+/// until its time instead of showing it late.
+pub(super) const RENDER_AHEAD: Duration = Duration::from_millis(33);
+
+impl WlDmaBufSink {
+    /// Sets basesink's render delay to [`RENDER_AHEAD`] under commit
+    /// timing, where the application left it at zero; back to zero (if
+    /// we set it) otherwise.
+    pub(super) fn render_ahead(&self, pacing: Pacing) {
+        let sink = self.obj();
+        let sink: &gst_base::BaseSink = sink.upcast_ref();
+        if pacing == Pacing::CommitTiming {
+            if sink.render_delay().is_zero() {
+                sink.set_render_delay(gst::ClockTime::from_nseconds(RENDER_AHEAD.as_nanos() as u64));
+                self.render_ahead_set.store(true, Ordering::SeqCst);
+            }
+        } else if self.render_ahead_set.swap(false, Ordering::SeqCst) {
+            sink.set_render_delay(gst::ClockTime::ZERO);
+        }
+    }
+}
 
 /// Errors kept for the percentiles (the newest).
 const MAX_ERRORS: usize = 1024;
@@ -52,11 +82,12 @@ impl Errors {
 }
 
 /// When `buffer` should be on screen, in nanoseconds of the compositor's
-/// presentation clock: the moment basesink syncs it to (running time +
-/// base time + latency + render delay) on the pipeline's monotonic system
-/// clock, moved onto the presentation clock (Weston presents in
-/// `CLOCK_MONOTONIC_RAW`). `None` where the two clocks cannot be related
-/// (an audio or network clock, no `wp_presentation`, no timestamp).
+/// presentation clock: running time + base time + latency + ts-offset on
+/// the pipeline's monotonic system clock (basesink renders it a render
+/// delay before that: the delay is part of the latency), moved onto the
+/// presentation clock (Weston presents in `CLOCK_MONOTONIC_RAW`). `None`
+/// where the two clocks cannot be related (an audio or network clock, no
+/// `wp_presentation`, no timestamp).
 pub(super) fn target_ns(sink: &gst_base::BaseSink, buffer: &gst::Buffer, presenter: &Presenter) -> Option<u64> {
     let clock = sink.clock()?;
     let system = clock.downcast_ref::<gst::SystemClock>()?;
@@ -65,8 +96,9 @@ pub(super) fn target_ns(sink: &gst_base::BaseSink, buffer: &gst::Buffer, present
     }
     let segment = sink.segment().downcast::<gst::ClockTime>().ok()?;
     let running = segment.to_running_time(buffer.pts()?)?;
-    let at = running + sink.base_time()? + sink.latency() + sink.render_delay();
-    presenter.from_monotonic(at.nseconds())
+    let at = (running + sink.base_time()? + sink.latency()).nseconds();
+    let at = at.checked_add_signed(sink.ts_offset())?;
+    presenter.from_monotonic(at)
 }
 
 #[cfg(test)]

@@ -1,0 +1,108 @@
+//! Commit timing: where the compositor offers `wp_fifo_v1` and
+//! `wp_commit_timing_v1`, every frame wldmabufsink commits carries a FIFO
+//! barrier (set and wait) and its target presentation time, the frame's
+//! running time + base time + latency on the pipeline clock, committed a
+//! render delay ahead; with `commit-timing=false`, or without the
+//! protocols, frames are paced by frame callbacks and carry neither. The
+//! compositor is tests/syncobj_compositor (Smithay) logging what each
+//! commit carried. Runs on the bare host. (What the timing does to
+//! |presented - target| on Weston 16, mutter 50 and KWin 6.7 is measured
+//! in the compositor stage, tests/compositors.rs.)
+#![cfg(all(feature = "headless", feature = "gstreamer"))]
+
+mod common;
+mod syncobj_compositor;
+
+use common::gst::{eos_or_error, init};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_base::prelude::*;
+use syncobj_compositor::TestCompositor;
+
+const FRAMES: u64 = 20;
+
+/// Plays FRAMES frames at 30 fps into `comp`; the sink's stats, render
+/// delay and what the compositor logged.
+fn play(
+    comp: &TestCompositor,
+    sink_props: &str,
+) -> (gst::Structure, gst::ClockTime, Vec<syncobj_compositor::PacedCommit>) {
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers={FRAMES} ! video/x-raw,format=BGRx,width=64,height=48,framerate=30/1 ! \
+         wldmabufsink name=sink {sink_props} display={}",
+        comp.socket_path().display()
+    ))
+    .expect("pipeline")
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline.by_name("sink").unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let msg = eos_or_error(&pipeline, 30);
+    assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
+    let stats = sink.property::<gst::Structure>("stats");
+    let delay = sink.downcast_ref::<gstreamer_base::BaseSink>().unwrap().render_delay();
+    pipeline.set_state(gst::State::Null).unwrap();
+    // The video surface's commits: the surface with the most (our window's
+    // area commits its black pixel once).
+    let log = comp.paced_log();
+    let video = (log.iter().map(|c| c.surface)).max_by_key(|s| log.iter().filter(|c| c.surface == *s).count());
+    let log = log.into_iter().filter(|c| Some(c.surface) == video).collect();
+    (stats, delay, log)
+}
+
+#[test]
+fn frames_carry_fifo_barriers_and_their_target_time() {
+    init();
+    let comp = TestCompositor::start_paced(64, 48);
+    let (stats, delay, log) = play(&comp, "");
+    let get = |name: &str| stats.get::<u64>(name).unwrap();
+    assert_eq!(stats.get::<&str>("pacing").unwrap(), "commit-timing", "{stats}");
+    assert_eq!(delay, gst::ClockTime::from_mseconds(33), "rendered ahead");
+    assert_eq!(
+        log.len() as u64,
+        get("shown"),
+        "one logged commit per frame shown: {stats}"
+    );
+    assert!(get("shown") >= FRAMES - 2, "{stats}");
+    assert!(log.iter().all(|c| c.set_barrier && c.wait_barrier), "{log:?}");
+    // Every frame timed once the clock runs (the preroll frame, shown
+    // before PLAYING, has no base time yet).
+    let timed: Vec<u64> = log.iter().filter_map(|c| c.timestamp_ns).collect();
+    assert_eq!(timed.len() as u64, get("timed-commits"), "{stats}");
+    assert!(timed.len() as u64 >= get("shown") - 1, "{log:?}");
+    // The targets are the frames' times: 1/30 s apart exactly (running
+    // time steps of videotestsrc's timestamps, frame n at n * 10^9 / 30
+    // ns rounded down), so they follow the stream, not the commits.
+    let first = log.iter().position(|c| c.timestamp_ns.is_some()).unwrap() as u64;
+    for (i, t) in timed.iter().enumerate() {
+        let n = first + i as u64;
+        let pts = |n: u64| n * 1_000_000_000 / 30;
+        assert_eq!(t - timed[0], pts(n) - pts(first), "frame {n}: {timed:?}");
+    }
+}
+
+#[test]
+fn commit_timing_off_paces_by_frame_callbacks() {
+    init();
+    let comp = TestCompositor::start_paced(64, 48);
+    let (stats, delay, log) = play(&comp, "commit-timing=false");
+    assert_eq!(stats.get::<&str>("pacing").unwrap(), "frame-callbacks", "{stats}");
+    assert_eq!(stats.get::<u64>("timed-commits").unwrap(), 0, "{stats}");
+    assert_eq!(delay, gst::ClockTime::ZERO);
+    assert!(!log.is_empty());
+    assert!(
+        log.iter()
+            .all(|c| !c.set_barrier && !c.wait_barrier && c.timestamp_ns.is_none()),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn without_the_protocols_frame_callbacks_pace() {
+    init();
+    let comp = TestCompositor::start_input(64, 48, (64, 48));
+    let (stats, delay, _) = play(&comp, "");
+    assert_eq!(stats.get::<&str>("pacing").unwrap(), "frame-callbacks", "{stats}");
+    assert_eq!(delay, gst::ClockTime::ZERO);
+    assert!(stats.get::<u64>("shown").unwrap() >= FRAMES - 2, "{stats}");
+}
