@@ -321,6 +321,29 @@ fn stat(stats: &str, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A signed counter (`gint64`).
+fn signed(stats: &str, name: &str) -> i64 {
+    let key = format!("{name}=(gint64)");
+    stats
+        .split(", ")
+        .find_map(|f| f.trim_end_matches(';').strip_prefix(key.as_str()))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// How our sink paced and how close to their targets its frames came
+/// (`wp_presentation` feedback: presented minus target).
+fn timing_cell(stats: &str) -> String {
+    format!(
+        "pacing {} ({} timed commits), presented - target median {} us, p95 |error| {} us over {} frames",
+        field(stats, "pacing"),
+        stat(stats, "timed-commits"),
+        signed(stats, "presentation-error-median-us"),
+        stat(stats, "presentation-error-p95-us"),
+        stat(stats, "timed"),
+    )
+}
+
 fn field(stats: &str, name: &str) -> String {
     let key = format!("{name}=(string)");
     stats
@@ -546,6 +569,25 @@ fn compositor_case(name: &'static str) {
             anchor.bars,
             if anchor_alive { "" } else { ", compositor died" },
         );
+        println!(
+            "| {} | {name} | {gst} | {format} {width}x{height} | timing: {} |",
+            stage(),
+            timing_cell(s)
+        );
+        // Commit timing against frame callbacks, on the first stream where
+        // the compositor offers it: the same stream with it off.
+        if field(s, "pacing") != "frame-callbacks" && (format, width) == (streams[0].0, streams[0].1) {
+            let comp = Compositor::start(name, width, height);
+            let off = play(&comp, "wldmabufsink commit-timing=false", format, width, height, frames);
+            drop(comp);
+            println!(
+                "| {} | {name} | {gst} | {format} {width}x{height} | commit-timing=false: {} shown, presented {}, {} |",
+                stage(),
+                off.shown,
+                presented(&off),
+                timing_cell(&off.stats)
+            );
+        }
         assert!(
             ours.ok,
             "{name} {format}: wldmabufsink failed: {} / {}",

@@ -109,6 +109,12 @@ impl Globals {
 }
 
 impl Globals {
+    /// Whether the compositor offers a global of interface `I`.
+    pub(crate) fn has<I: Proxy + 'static>(&self) -> bool {
+        let list = self.list.lock().unwrap_or_else(|p| p.into_inner());
+        list.iter().any(|g| g.interface == I::interface().name)
+    }
+
     /// Binds every global of interface `I` (e.g. each `wl_output`) at the
     /// highest version in `versions` offered.
     pub(crate) fn bind_all<I, D>(&self, qh: &QueueHandle<D>, versions: RangeInclusive<u32>) -> Vec<I>

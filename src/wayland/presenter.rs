@@ -322,8 +322,8 @@ impl Presenter {
 
     /// How the next commits are paced: [`Pacing::CommitTiming`](super::Pacing)
     /// where the compositor offers `wp_fifo_v1` and `wp_commit_timing_v1`
-    /// (and [`set_paced`](Self::set_paced) did not turn it off), `Fifo`
-    /// with the first alone, else frame callbacks.
+    /// (and [`set_paced`](Self::set_paced) did not turn it off), else
+    /// frame callbacks.
     pub fn pacing(&self) -> super::Pacing {
         self.paced
             .as_ref()
@@ -529,7 +529,7 @@ impl Presenter {
             super::timing::request(p, pending, &self.window.surface, &self.qh);
         }
         if let Some(paced) = &self.paced {
-            self.stats.timed_commits += u64::from(paced.before_commit(target_ns));
+            self.stats.timed_commits += u64::from(paced.before_commit(target_ns, self.state.timings.refresh_ns));
         }
         let callback = self.window.surface.frame(&self.qh, ());
         self.state.frame_callback = Some(callback.id());

@@ -69,6 +69,9 @@ pub(crate) struct Timings {
     /// Presented with the zero_copy flag (the buffer scanned out, or
     /// shown with no compositor copy).
     pub(super) zero_copy: u64,
+    /// The refresh period the last `presented` reported (0: unknown or
+    /// variable).
+    pub(super) refresh_ns: u32,
 }
 
 impl Timings {
@@ -158,6 +161,7 @@ impl Dispatch<WpPresentationFeedback, Pending> for State {
                     WEnum::Unknown(bits) => bits,
                 };
                 state.timings.presented += 1;
+                state.timings.refresh_ns = refresh;
                 if flags & Kind::ZeroCopy.bits() != 0 {
                     state.timings.zero_copy += 1;
                 }
