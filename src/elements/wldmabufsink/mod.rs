@@ -13,6 +13,11 @@
 //!   `display-handle` properties stay for compatibility.
 //! - Paces with frame callbacks: a frame waits up to one `frame-timeout`
 //!   for the previous frame to be shown, and is dropped (counted) after.
+//!   Where the compositor offers `wp_commit_timing_v1` and `wp_fifo_v1`
+//!   (Weston 16, mutter 50; `commit-timing`, default true) frames are
+//!   instead committed a render delay (33 ms) ahead with their target
+//!   time, behind FIFO barriers, up to two waiting in the compositor (see
+//!   [`wayland::Pacing`](crate::wayland::Pacing)).
 //!   Scales with `wp_viewporter` to the window size.
 //! - What players set (see [`wayland::View`](crate::wayland::View)):
 //!   `rotate-method` and GstVideoDirection's `video-direction` (`auto`:
@@ -53,7 +58,7 @@
 //!   posted as an element message named `wldmabufsink-stats` at EOS.
 //!
 //! Properties: `display` (socket name or path; default `WAYLAND_DISPLAY`),
-//! `window-handle`, `display-handle`, `frame-timeout` (ms),
+//! `window-handle`, `display-handle`, `frame-timeout` (ms), `commit-timing`,
 //! `colour-correction`, `rotate-method`, `video-direction`,
 //! `force-aspect-ratio`, `fullscreen`, `fullscreen-output`, `stats`.
 //!
@@ -61,9 +66,9 @@
 //! players name it (`playbin video-sink=wldmabufsink`,
 //! `gst-play-1.0 --videosink=wldmabufsink`). Navigation, the last feature
 //! players missed, is there; what keeps it from a rank is pacing on a slow
-//! machine: `render` waits for the previous frame's callback, so under an
-//! emulated CPU it shows fewer frames than waylandsink, which commits
-//! every frame.
+//! machine: where commit timing is not offered, `render` waits for the
+//! previous frame's callback, so under an emulated CPU it shows fewer
+//! frames than waylandsink, which commits every frame.
 
 mod imp;
 
