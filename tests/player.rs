@@ -2,7 +2,10 @@
 //! (GL renderer on llvmpipe), with GStreamer's waylandsink measured beside
 //! it in the same test: rotation and flips (`rotate-method`, the
 //! `image-orientation` tag), pixel aspect ratio and `force-aspect-ratio`,
-//! fullscreen. Pixels are checked on a capture of the output.
+//! fullscreen, overlay composition and subtitle files, presentation
+//! timing on any pipeline clock, the plugin's install, and a real player
+//! (gst-play-1.0, playbin: seek, pause, subtitles, A/V offset) end to
+//! end. Pixels are checked on a capture of the output.
 #![cfg(all(feature = "headless", feature = "gstreamer"))]
 
 mod common;
@@ -360,6 +363,39 @@ fn encode(description: &str) {
     );
 }
 
+/// Writes a SubRip file of "HELLO WORLD" from 0 s to 15 s (three cues:
+/// typefind needs 129 bytes to call a file SubRip); returns its path.
+fn write_subtitles(path: &std::path::Path) -> std::path::PathBuf {
+    let cues: String = (0..3)
+        .map(|i| {
+            format!(
+                "{}\n00:00:{:02},000 --> 00:00:{:02},000\nHELLO WORLD\n\n",
+                i + 1,
+                i * 5,
+                i * 5 + 5
+            )
+        })
+        .collect();
+    std::fs::write(path, cues).unwrap();
+    path.to_path_buf()
+}
+
+/// Subtitle text pixels on a blue picture (blue is (0, 0, 255); white text
+/// and its anti-aliased edges raise red and green), in the bottom quarter
+/// where textoverlay puts subtitles. "HELLO WORLD" in textoverlay's
+/// default font at 320x240 is some tens of pixels (the font differs
+/// between Debian 12 and 13); none without the text.
+fn subtitle_pixels(image: &Image) -> usize {
+    let mut n = 0;
+    for y in OUT.1 * 3 / 4..OUT.1 {
+        for x in 0..OUT.0 {
+            let p = image.pixel(x, y).unwrap();
+            n += usize::from(p[0] > 100 && p[1] > 100);
+        }
+    }
+    n
+}
+
 /// An overlay rectangle: x, y, width, height in the frame's pixels, and
 /// its premultiplied BGRA colour.
 type OverlayRect = (u32, u32, u32, u32, [u8; 4]);
@@ -491,32 +527,7 @@ fn playbin_shows_a_subtitle_file_above_the_zero_copy_video() {
          vp8enc deadline=1 ! webmmux ! filesink location={}",
         clip.display()
     ));
-    let srt = dir.join("blue.srt");
-    // Three cues: typefind needs 129 bytes to call a file SubRip.
-    let cues: String = (0..3)
-        .map(|i| {
-            format!(
-                "{}\n00:00:{:02},000 --> 00:00:{:02},000\nHELLO WORLD\n\n",
-                i + 1,
-                i * 5,
-                i * 5 + 5
-            )
-        })
-        .collect();
-    std::fs::write(&srt, cues).unwrap();
-    // Text pixels: light ones on the blue picture (blue is (0, 0, 255);
-    // white text and its anti-aliased edges raise red and green), in the
-    // bottom quarter where textoverlay puts subtitles.
-    let text_pixels = |image: &Image| {
-        let mut n = 0;
-        for y in OUT.1 * 3 / 4..OUT.1 {
-            for x in 0..OUT.0 {
-                let p = image.pixel(x, y).unwrap();
-                n += usize::from(p[0] > 100 && p[1] > 100);
-            }
-        }
-        n
-    };
+    let srt = write_subtitles(&dir.join("blue.srt"));
     let mut results = Vec::new();
     for sink in ["wldmabufsink", "waylandsink"] {
         let weston = weston();
@@ -534,7 +545,7 @@ fn playbin_shows_a_subtitle_file_above_the_zero_copy_video() {
         let run = common::gst::run_pipeline(&weston.socket_path(), playbin, || {
             Some(weston.capture().expect("capture"))
         });
-        let text = run.capture.as_ref().map(text_pixels);
+        let text = run.capture.as_ref().map(subtitle_pixels);
         if let Some(i) = &run.capture {
             keep_capture(i, &format!("subtitles-{sink}"));
         }
@@ -546,9 +557,6 @@ fn playbin_shows_a_subtitle_file_above_the_zero_copy_video() {
     println!("ours: {:?}", ours.stats);
     assert_eq!(ours.error, None);
     let text = text.expect("a capture");
-    // "HELLO WORLD" in textoverlay's default font at 320x240: some tens
-    // of pixels (the font differs between Debian 12 and 13); none without
-    // the text.
     assert!(text >= 10, "the subtitle is not shown ({text} text pixels)");
     assert!(ours.stat("shown") >= 20, "{:?}", ours.stats);
     assert_eq!(ours.stat("zero-copy"), ours.stat("shown"), "{:?}", ours.stats);
@@ -601,6 +609,42 @@ fn presentation_feedback_times_every_frame() {
     assert!(
         p95 < 1_000_000,
         "p95 {p95} us: the target is not on the presentation clock"
+    );
+}
+
+/// A pipeline clock that is not `CLOCK_MONOTONIC` (an audio sink's in a
+/// real player; here a realtime system clock, decades away from the
+/// monotonic one) still times every presented frame: the sink relates the
+/// two clocks by sampling both, so the errors stay those of the monotonic
+/// run above, not the clocks' distance.
+#[test]
+fn frames_are_timed_on_a_clock_other_than_the_monotonic_one() {
+    init();
+    let weston = weston();
+    let pipeline = gst::parse::launch(
+        "videotestsrc pattern=smpte num-buffers=30 ! video/x-raw,format=BGRx,width=320,height=240,framerate=30/1 ! \
+         wldmabufsink name=sink",
+    )
+    .unwrap();
+    let clock = gst::glib::Object::builder::<gst::SystemClock>()
+        .property("clock-type", gst::ClockType::Realtime)
+        .build();
+    pipeline
+        .downcast_ref::<gst::Pipeline>()
+        .unwrap()
+        .use_clock(Some(&clock));
+    let run = common::gst::run_pipeline(&weston.socket_path(), pipeline, || None);
+    assert_eq!(run.error, None);
+    let stats = run.stats.as_ref().unwrap();
+    println!("{stats}");
+    assert!(run.stat("shown") >= 15, "{stats}");
+    // All presented frames but the preroll one, as on the monotonic clock.
+    assert_eq!(run.stat("timed"), run.stat("presented-feedback") - 1, "{stats}");
+    let p95 = stats.get::<u64>("presentation-error-p95-us").unwrap();
+    println!("realtime clock: presented - target p95 |error| {p95} us");
+    assert!(
+        p95 < 1_000_000,
+        "p95 {p95} us: the realtime target was not moved onto the presentation clock"
     );
 }
 
@@ -702,13 +746,69 @@ fn the_plugin_installs_into_a_prefix_and_loads_from_there() {
     let _ = std::fs::remove_dir_all(&prefix);
 }
 
-/// A real player end to end on a file GStreamer's own encoders make (3 s
-/// of VP8 + Vorbis in WebM): `gst-play-1.0 --videosink=wldmabufsink` plays
-/// it to the end and exits cleanly; `playbin video-sink=wldmabufsink`
-/// plays, pauses, resumes, seeks back and reaches EOS, every shown frame
-/// zero-copy (vp8dec decodes into the sink's dma-buf pool), with the
-/// presentation error reported. (Subtitles wait for overlay-composition
-/// support: textoverlay needs gstreamer1.0-x's pango.)
+/// presented - target (or rendered - target) of a sink's frames, in
+/// microseconds: (count, median, 95th percentile of the absolute value).
+fn percentiles(errors: &[i64]) -> (usize, i64, u64) {
+    if errors.is_empty() {
+        return (0, 0, 0);
+    }
+    let mut signed = errors.to_vec();
+    signed.sort_unstable();
+    let mut abs: Vec<u64> = errors.iter().map(|e| e.unsigned_abs()).collect();
+    abs.sort_unstable();
+    (
+        errors.len(),
+        signed[signed.len() / 2],
+        abs[(abs.len() * 95).div_ceil(100) - 1],
+    )
+}
+
+/// A fakesink (`sync=true`) standing in for the audio device, recording
+/// for each buffer it renders how late against its target it did so
+/// (clock now - (running time + base time + latency + ts-offset), the
+/// target basesink waits for), in microseconds: the audio half of the
+/// A/V offset.
+fn timed_audio_sink() -> (gst::Element, std::sync::Arc<std::sync::Mutex<Vec<i64>>>) {
+    use gstreamer_base::prelude::*;
+    let errors = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = gst::ElementFactory::make("fakesink")
+        .property("sync", true)
+        .property("signal-handoffs", true)
+        .build()
+        .unwrap();
+    let record = errors.clone();
+    sink.connect("handoff", false, move |args| {
+        let sink = args[0].get::<gstreamer_base::BaseSink>().unwrap();
+        let buffer = args[1].get::<gst::Buffer>().unwrap();
+        let target = (|| {
+            let segment = sink.segment().downcast::<gst::ClockTime>().ok()?;
+            let running = segment.to_running_time(buffer.pts()?)?;
+            let at = (running + sink.base_time()? + sink.latency()).nseconds();
+            Some((
+                sink.clock()?.time().nseconds(),
+                at.checked_add_signed(sink.ts_offset())?,
+            ))
+        })();
+        if let Some((now, at)) = target {
+            record.lock().unwrap().push((now as i64 - at as i64) / 1000);
+        }
+        None
+    });
+    (sink, errors)
+}
+
+/// A real player end to end on a file GStreamer's own encoders make (10 s
+/// of VP8 + Vorbis in WebM, a green ball moving on blue): `gst-play-1.0
+/// --videosink=wldmabufsink` plays it to the end and exits cleanly, as
+/// with waylandsink; `playbin video-sink=wldmabufsink` with a subtitle
+/// file plays, pauses, resumes, shows the subtitle above the video (text
+/// pixels on a capture taken mid-play), seeks back and reaches EOS, every
+/// shown frame zero-copy (vp8dec decodes into the sink's dma-buf pool).
+/// A/V sync: the video sink's presented - target (`wp_presentation`
+/// feedback) against the audio sink's rendered - target for the same
+/// pipeline clock; their difference is how much later a frame is seen
+/// than its sound is played. Printed, bounded only where a wrong clock
+/// would show (a second), not by the machine's speed.
 #[test]
 fn a_real_player_plays_seeks_pauses_and_resumes() {
     use std::process::Command;
@@ -717,13 +817,15 @@ fn a_real_player_plays_seeks_pauses_and_resumes() {
     let dir = std::env::temp_dir().join(format!("dmabuf-interop-player-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("clip.webm");
+    // 300 frames at 30/1 and 431 x 1024 samples at 44.1 kHz: 10 s each.
     encode(&format!(
         "webmmux name=mux ! filesink location={} \
-         videotestsrc num-buffers=90 pattern=smpte ! video/x-raw,width=320,height=240,framerate=30/1 ! \
-         vp8enc deadline=1 ! queue ! mux. \
-         audiotestsrc num-buffers=130 samplesperbuffer=1024 ! audio/x-raw,rate=44100 ! vorbisenc ! queue ! mux.",
+         videotestsrc num-buffers=300 pattern=ball foreground-color=0xff00ff00 background-color=0xff0000ff ! \
+         video/x-raw,width=320,height=240,framerate=30/1 ! vp8enc deadline=1 ! queue ! mux. \
+         audiotestsrc num-buffers=431 samplesperbuffer=1024 ! audio/x-raw,rate=44100 ! vorbisenc ! queue ! mux.",
         file.display()
     ));
+    let srt = write_subtitles(&dir.join("clip.srt"));
 
     let weston = weston();
     // gst-play-1.0, finding the plugin through GST_PLUGIN_PATH.
@@ -751,6 +853,7 @@ fn a_real_player_plays_seeks_pauses_and_resumes() {
     assert!(!text.contains("ERROR"), "gst-play-1.0 reported an error:\n{text}");
 
     // The anchor: GStreamer's own sink through the same player.
+    let started = Instant::now();
     let anchor = Command::new("gst-play-1.0")
         .arg("--videosink=waylandsink")
         .arg("--audiosink=fakesink sync=true")
@@ -759,19 +862,25 @@ fn a_real_player_plays_seeks_pauses_and_resumes() {
         .env("WAYLAND_DISPLAY", weston.socket_path())
         .output()
         .expect("gst-play-1.0");
-    println!("gst-play-1.0 with waylandsink: {:?}", anchor.status);
+    println!(
+        "gst-play-1.0 with waylandsink: {:?} in {:?}",
+        anchor.status,
+        started.elapsed()
+    );
     if anchor.status.success() {
         assert!(out.status.success(), "waylandsink plays the file, ours does not");
     }
 
-    // playbin in this process: play, pause, resume, seek, EOS, on a
-    // compositor of its own: Weston 14.0.2's kiosk-shell segfaults now and
-    // then (kiosk-shell.so, a NULL list entry) when a client maps a window
-    // right after another client's exit, which the two players above are.
+    // playbin in this process: play, pause, resume, subtitles, seek, EOS,
+    // on a compositor of its own: Weston 14.0.2's kiosk-shell segfaults
+    // now and then (kiosk-shell.so, a NULL list entry) when a client maps
+    // a window right after another client's exit, which the two players
+    // above are.
     drop(weston);
     let weston = self::weston();
     let playbin = gst::ElementFactory::make("playbin")
         .property("uri", format!("file://{}", file.display()))
+        .property("suburi", format!("file://{}", srt.display()))
         .build()
         .unwrap();
     let sink = gst::ElementFactory::make("wldmabufsink")
@@ -780,13 +889,8 @@ fn a_real_player_plays_seeks_pauses_and_resumes() {
         .build()
         .unwrap();
     playbin.set_property("video-sink", &sink);
-    playbin.set_property(
-        "audio-sink",
-        gst::ElementFactory::make("fakesink")
-            .property("sync", true)
-            .build()
-            .unwrap(),
-    );
+    let (audio_sink, audio_errors) = timed_audio_sink();
+    playbin.set_property("audio-sink", &audio_sink);
     let bus = playbin.bus().unwrap();
     // Every step checks the bus: an error posted mid-stream must fail the
     // test with its own text, not as a later state change's failure.
@@ -802,7 +906,7 @@ fn a_real_player_plays_seeks_pauses_and_resumes() {
     };
     playbin.set_state(gst::State::Playing).unwrap();
     wait_state(gst::State::Playing);
-    std::thread::sleep(Duration::from_millis(800));
+    std::thread::sleep(Duration::from_millis(1500));
     no_error("playing");
     playbin.set_state(gst::State::Paused).unwrap();
     wait_state(gst::State::Paused);
@@ -812,28 +916,55 @@ fn a_real_player_plays_seeks_pauses_and_resumes() {
     assert_eq!(still, shown_paused, "frames shown while paused");
     playbin.set_state(gst::State::Playing).unwrap();
     wait_state(gst::State::Playing);
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(500));
+    // Mid-play, about 2 s in: the first cue's text above the moving ball.
+    let mid = weston.capture().expect("capture");
+    keep_capture(&mid, "player-mid-play");
+    let subtitle = subtitle_pixels(&mid);
+    no_error("capturing");
     playbin
         .seek_simple(
             gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT,
             gst::ClockTime::from_mseconds(500),
         )
         .expect("seek");
-    let end = eos_or_error(&playbin, 30);
+    let end = eos_or_error(&playbin, 40);
     let stats = sink.property::<gst::Structure>("stats");
     playbin.set_state(gst::State::Null).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     println!("playbin: {stats}");
     assert!(matches!(end.view(), gst::MessageView::Eos(_)), "{end:?}");
     let get = |n: &str| stats.get::<u64>(n).unwrap();
-    // 90 frames, a second of them played twice after the seek back.
-    assert!(get("shown") >= 60, "{stats}");
+    println!("subtitle mid-play: {subtitle} text pixels");
+    assert!(subtitle >= 10, "the subtitle is not shown ({subtitle} text pixels)");
+    assert!(get("overlay-sets") >= 1, "{stats}");
+    // 300 frames, about 1.5 s of them played twice after the seek back.
+    assert!(get("shown") >= 200, "{stats}");
     assert_eq!(get("zero-copy"), get("shown"), "{stats}");
     assert_eq!(get("reused-before-release"), 0);
-    println!(
-        "presented - target: median {} us, p95 {} us over {} frames",
+    let video = (
+        get("timed"),
         stats.get::<i64>("presentation-error-median-us").unwrap(),
         get("presentation-error-p95-us"),
-        get("timed")
+    );
+    let audio = percentiles(&audio_errors.lock().unwrap());
+    println!(
+        "video presented - target: median {} us, p95 |error| {} us over {} frames; \
+         audio rendered - target: median {} us, p95 |error| {} us over {} buffers; \
+         A/V offset (video later by): {} us",
+        video.1,
+        video.2,
+        video.0,
+        audio.1,
+        audio.2,
+        audio.0,
+        video.1 - audio.1
+    );
+    assert!(video.0 >= 100 && audio.0 >= 200, "too few timed: {video:?} {audio:?}");
+    // Not a timing bound: a second apart would be a wrong clock or a
+    // target that ignores the latency, not a slow machine.
+    assert!(
+        (video.1 - audio.1).abs() < 1_000_000,
+        "video {video:?} and audio {audio:?} a second apart"
     );
 }

@@ -85,7 +85,7 @@ pub use presenter::{Presenter, SYNC_ENV};
 pub use shown::{FIRST_PAINT_TIMEOUT, NEVER_SHOWN_TIMEOUT};
 pub use stats::{PresentStats, Presented, Via};
 pub use sync::SyncMode;
-pub use timing::{CLOCK_MONOTONIC, FrameTiming, MAX_TIMINGS, Outcome};
+pub use timing::{CLOCK_MONOTONIC, FrameTiming, MAX_TIMINGS, Outcome, monotonic_ns};
 pub use view::{Layout, Orientation, Rect, View, fit};
 pub use wayland_client;
 pub use window::Target;

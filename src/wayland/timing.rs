@@ -91,8 +91,10 @@ pub(super) struct Pending {
     pub(super) target_ns: Option<u64>,
 }
 
-/// Now in nanoseconds of `CLOCK_MONOTONIC`.
-pub(super) fn monotonic_ns() -> u64 {
+/// Now in nanoseconds of `CLOCK_MONOTONIC` (what
+/// [`Presenter::from_monotonic`](super::Presenter::from_monotonic) takes):
+/// a caller with another clock samples both to relate them.
+pub fn monotonic_ns() -> u64 {
     now_ns(rustix::time::ClockId::Monotonic)
 }
 

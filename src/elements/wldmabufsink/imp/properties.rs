@@ -181,8 +181,9 @@ impl ObjectImpl for WlDmaBufSink {
                          presented-feedback and discarded-feedback (wp_presentation feedback: commits the \
                          compositor presented or dropped), presented-zero-copy-feedback (of those presented, \
                          those it flagged zero_copy: scanned out), timed (presented frames with a target: \
-                         the pipeline runs on the monotonic system clock and the compositor presents in \
-                         CLOCK_MONOTONIC), presentation-error-median-us (presented minus target: running \
+                         the pipeline has a clock and the frame a timestamp; a clock other than the \
+                         monotonic system clock, such as an audio sink's, is related to CLOCK_MONOTONIC by \
+                         sampling both), presentation-error-median-us (presented minus target: running \
                          time + base time + latency + render delay) and presentation-error-p95-us (95th \
                          percentile of its absolute value)",
                     )

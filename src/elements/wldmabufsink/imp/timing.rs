@@ -83,27 +83,58 @@ impl Errors {
 
 /// When `buffer` should be on screen, in nanoseconds of the compositor's
 /// presentation clock: running time + base time + latency + ts-offset on
-/// the pipeline's monotonic system clock (basesink renders it a render
-/// delay before that: the delay is part of the latency), moved onto the
-/// presentation clock (Weston presents in `CLOCK_MONOTONIC_RAW`). `None`
-/// where the two clocks cannot be related (an audio or network clock, no
-/// `wp_presentation`, no timestamp).
+/// the pipeline clock (basesink renders it a render delay before that: the
+/// delay is part of the latency), moved onto `CLOCK_MONOTONIC` and from
+/// there onto the presentation clock (Weston presents in
+/// `CLOCK_MONOTONIC_RAW`). The pipeline's monotonic system clock is
+/// `CLOCK_MONOTONIC` itself; any other clock (an audio sink's, a realtime
+/// or network clock) is related to it by sampling both now, so a player
+/// whose audio sink provides the clock still gets commit timing and
+/// timing stats (the two clocks drift apart by far less than a frame over
+/// one frame's lead). `None` without `wp_presentation`, a clock or a
+/// timestamp.
 pub(super) fn target_ns(sink: &gst_base::BaseSink, buffer: &gst::Buffer, presenter: &Presenter) -> Option<u64> {
     let clock = sink.clock()?;
-    let system = clock.downcast_ref::<gst::SystemClock>()?;
-    if system.property::<gst::ClockType>("clock-type") != gst::ClockType::Monotonic {
-        return None;
-    }
     let segment = sink.segment().downcast::<gst::ClockTime>().ok()?;
     let running = segment.to_running_time(buffer.pts()?)?;
     let at = (running + sink.base_time()? + sink.latency()).nseconds();
     let at = at.checked_add_signed(sink.ts_offset())?;
+    let monotonic = clock
+        .downcast_ref::<gst::SystemClock>()
+        .is_some_and(|c| c.property::<gst::ClockType>("clock-type") == gst::ClockType::Monotonic);
+    let at = if monotonic {
+        at
+    } else {
+        on_monotonic(at, clock.time().nseconds(), crate::wayland::monotonic_ns())?
+    };
     presenter.from_monotonic(at)
+}
+
+/// `at` on a clock that reads `clock_now` while `CLOCK_MONOTONIC` reads
+/// `monotonic_now`, as a `CLOCK_MONOTONIC` time; `None` before the
+/// monotonic clock's zero.
+fn on_monotonic(at: u64, clock_now: u64, monotonic_now: u64) -> Option<u64> {
+    u64::try_from(i128::from(at) - i128::from(clock_now) + i128::from(monotonic_now)).ok()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Errors;
+    use super::{Errors, on_monotonic};
+
+    #[test]
+    fn another_clock_is_moved_by_the_offset_of_now() {
+        // A realtime clock 1.7e18 ns past its epoch, monotonic 5 s after boot.
+        let (clock_now, mono_now) = (1_700_000_000_000_000_000, 5_000_000_000);
+        assert_eq!(
+            on_monotonic(clock_now + 40_000_000, clock_now, mono_now),
+            Some(5_040_000_000)
+        );
+        assert_eq!(
+            on_monotonic(clock_now - 1_000_000_000, clock_now, mono_now),
+            Some(4_000_000_000)
+        );
+        assert_eq!(on_monotonic(0, clock_now, mono_now), None);
+    }
 
     #[test]
     fn the_summary_is_the_median_and_the_95th_percentile() {
