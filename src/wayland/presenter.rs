@@ -266,24 +266,35 @@ impl Presenter {
     }
 
     /// Dispatches until every commit has its `wp_presentation` feedback
-    /// (presented or discarded), or `timeout`; false on timeout. True at
-    /// once without `wp_presentation`.
+    /// (presented or discarded), or `timeout`; false on timeout,
+    /// [`WaylandError::Closed`] once the window is closed. True at once
+    /// without `wp_presentation`.
     pub fn wait_timings(&mut self, timeout: Duration) -> Result<bool, WaylandError> {
         if self.presentation.is_none() {
             return Ok(true);
         }
+        self.dispatch_until(timeout, |p| {
+            p.state.timings.presented + p.state.timings.discarded >= p.stats.presented
+        })
+    }
+
+    /// Dispatches, in slices of at most 20 ms, until `done` or `timeout`;
+    /// false on timeout, [`WaylandError::Closed`] once the user closed the
+    /// window (what was waited for may never come then). The one loop
+    /// behind every `wait_*`.
+    fn dispatch_until(&mut self, timeout: Duration, done: impl Fn(&Self) -> bool) -> Result<bool, WaylandError> {
         let deadline = Instant::now() + timeout;
-        loop {
-            let t = &self.state.timings;
-            if t.presented + t.discarded >= self.stats.presented {
-                return Ok(true);
-            }
+        while !done(self) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Ok(false);
             }
             self.dispatch_timeout(left.min(Duration::from_millis(20)))?;
+            if self.state.closed {
+                return Err(WaylandError::Closed);
+            }
         }
+        Ok(true)
     }
 
     /// Whether a frame callback is outstanding (the compositor has not
@@ -306,18 +317,7 @@ impl Presenter {
     /// Dispatches until [`ready_for_next`](Self::ready_for_next), or
     /// `timeout`; false on timeout.
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<bool, WaylandError> {
-        let deadline = Instant::now() + timeout;
-        while !self.ready_for_next() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(false);
-            }
-            self.dispatch_timeout(left.min(Duration::from_millis(20)))?;
-            if self.state.closed {
-                return Err(WaylandError::Closed);
-            }
-        }
-        Ok(true)
+        self.dispatch_until(timeout, Self::ready_for_next)
     }
 
     /// How the next commits are paced: [`Pacing::CommitTiming`](super::Pacing)
@@ -343,19 +343,9 @@ impl Presenter {
     /// never to be shown (see [`PresentStats::never_shown`]: the wait ends
     /// there, the frame was not shown).
     pub fn wait_frame(&mut self, timeout: Duration) -> Result<bool, WaylandError> {
-        let deadline = Instant::now() + timeout;
         let never_shown = self.stats.never_shown;
-        while self.state.frame_callback.is_some() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(false);
-            }
-            self.dispatch_timeout(left.min(Duration::from_millis(20)))?;
-            if self.state.closed {
-                return Err(WaylandError::Closed);
-            }
-        }
-        Ok(self.stats.never_shown == never_shown)
+        let called = self.dispatch_until(timeout, |p| p.state.frame_callback.is_none())?;
+        Ok(called && self.stats.never_shown == never_shown)
     }
 
     /// Why explicit sync is not used although the compositor offers a
