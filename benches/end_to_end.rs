@@ -17,6 +17,11 @@
 //! - the viewer's Vulkan path (`viewer --present vulkan --pipeline ...`:
 //!   import, composite with the overlay, export, linux-dmabuf).
 //!
+//! wldmabufsink's presentation timing comes from the same stats: presented
+//! minus target (`wp_presentation` feedback against running time + base
+//! time + latency), median and 95th percentile of |error| over the long
+//! run's frames; the other clients ask for no feedback.
+//!
 //! Each client is its own process; its CPU time (user + system) is read
 //! from `/proc/<pid>/stat` once it has exited but before it is reaped
 //! (`waitid(WNOWAIT)`), Weston's as the difference of its
@@ -75,7 +80,14 @@ struct Outcome {
     shown: u64,
     client_cpu: f64,
     weston_cpu: f64,
+    /// wldmabufsink's presented - target (`wp_presentation` feedback
+    /// against running time + base time + latency), median and p95 of
+    /// |error|, microseconds; the other clients ask for no feedback.
+    timing: Timing,
 }
+
+/// Presented - target: (median, p95 of |error|) in microseconds.
+type Timing = Option<(i64, u64)>;
 
 /// target/release, from target/release/deps/end_to_end-*.
 fn target_dir() -> PathBuf {
@@ -190,10 +202,26 @@ fn run(client: Client, format: &str, size: (u32, u32), frames: u32, scratch: &Pa
             .count() as u64,
         Client::Vulkan => number_after(&stdout, "summary: ").ok_or("no viewer summary")?,
     };
+    let timing = match client {
+        Client::Ours => {
+            let median = |key: &str| -> Option<i64> {
+                let at = stdout.find(key)? + key.len();
+                let digits: String = stdout[at..]
+                    .chars()
+                    .take_while(|c| *c == '-' || c.is_ascii_digit())
+                    .collect();
+                digits.parse().ok()
+            };
+            median("presentation-error-median-us=(gint64)")
+                .zip(number_after(&stdout, "presentation-error-p95-us=(guint64)"))
+        }
+        _ => None,
+    };
     Ok(Outcome {
         shown,
         client_cpu,
         weston_cpu,
+        timing,
     })
 }
 
@@ -288,7 +316,7 @@ fn main() {
         .unwrap_or_else(|| "GStreamer (unknown version)".into());
     let mut table = String::new();
     table.push_str(&format!(
-        "| steady state ({LONG} minus {SHORT} frames), 60 fps live, headless Weston 14 (GL on llvmpipe) at 60 Hz, {gst} | client | frames shown of {LONG} | client CPU ms/frame | Weston CPU ms/frame | client CPU vs waylandsink | client + Weston CPU vs glimagesink |\n|---|---|---|---|---|---|---|\n"
+        "| steady state ({LONG} minus {SHORT} frames), 60 fps live, headless Weston 14 (GL on llvmpipe) at 60 Hz, {gst} | client | frames shown of {LONG} | client CPU ms/frame | Weston CPU ms/frame | client CPU vs waylandsink | client + Weston CPU vs glimagesink | presented - target, median / p95 of abs, ms |\n|---|---|---|---|---|---|---|---|\n"
     ));
     for size in [(1920, 1080), (3840, 2160)] {
         for format in ["BGRx", "NV12"] {
@@ -296,8 +324,9 @@ fn main() {
             if filter.as_ref().is_some_and(|f| !case.contains(f.as_str())) {
                 continue;
             }
-            // (client, frames shown in the long run, client ms/frame, Weston ms/frame)
-            let mut results: Vec<(Client, u64, f64, f64)> = Vec::new();
+            // (client, frames shown in the long run, client ms/frame,
+            // Weston ms/frame, the long run's presentation timing)
+            let mut results: Vec<(Client, u64, f64, f64, Timing)> = Vec::new();
             for client in [Client::Waylandsink, Client::Glimagesink, Client::Ours, Client::Vulkan] {
                 eprintln!("end_to_end: {case} -> {}", client.name());
                 let runs = run(client, format, size, SHORT, &scratch)
@@ -311,10 +340,11 @@ fn main() {
                             long.shown,
                             per(long.client_cpu, short.client_cpu),
                             per(long.weston_cpu, short.weston_cpu),
+                            long.timing,
                         ));
                     }
                     Ok((short, long)) => table.push_str(&format!(
-                        "| {case} | {} | failed: {} frames shown of {SHORT}, {} of {LONG} | | | | |\n",
+                        "| {case} | {} | failed: {} frames shown of {SHORT}, {} of {LONG} | | | | | |\n",
                         client.name(),
                         short.shown,
                         long.shown
@@ -322,7 +352,7 @@ fn main() {
                     Err(e) => {
                         eprintln!("end_to_end: {case} {}: {e}", client.name());
                         table.push_str(&format!(
-                            "| {case} | {} | failed: {} | | | | |\n",
+                            "| {case} | {} | failed: {} | | | | | |\n",
                             client.name(),
                             e.lines().next().unwrap_or("")
                         ));
@@ -333,9 +363,12 @@ fn main() {
             let (wl, gl) = (anchor(Client::Waylandsink), anchor(Client::Glimagesink));
             let ratio =
                 |v: f64, b: Option<f64>| b.filter(|b| *b > 0.0).map_or("-".into(), |b| format!("{:.2}x", v / b));
-            for &(client, shown, c, w) in &results {
+            for &(client, shown, c, w, timing) in &results {
+                let timing = timing.map_or("-".into(), |(m, p)| {
+                    format!("{:.1} / {:.1}", m as f64 / 1000.0, p as f64 / 1000.0)
+                });
                 table.push_str(&format!(
-                    "| {case} | {} | {shown} | {c:.2} | {w:.2} | {} | {} |\n",
+                    "| {case} | {} | {shown} | {c:.2} | {w:.2} | {} | {} | {timing} |\n",
                     client.name(),
                     ratio(c, wl.map(|a| a.0)),
                     ratio(c + w, gl.map(|a| a.1)),
