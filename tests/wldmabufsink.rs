@@ -811,3 +811,78 @@ fn a_renegotiation_storm_through_both_elements_ends_in_eos() {
     assert_eq!(stats.get::<u64>("reused-before-release").unwrap(), 0, "{stats}");
     assert!(stats.get::<u64>("shown").unwrap() >= at_least(24), "{stats}");
 }
+
+/// Seeks during renegotiation: each round changes the caps (size and
+/// format) and at once seeks back with a flush, so that the flush meets
+/// the sink between the new caps and their first buffer (or mid-way in
+/// the old pool's release). The stream must end in EOS at the last
+/// seek's stop, showing the last caps, with no frame written while the
+/// compositor held it.
+#[test]
+fn seeks_during_renegotiation_end_in_eos() {
+    init();
+    let weston = weston(320, 240, Renderer::Gl);
+    let pipeline = gst::parse::launch(
+        "videotestsrc pattern=ball ! capsfilter name=filter caps=video/x-raw,format=BGRx,width=160,height=120,framerate=30/1 ! \
+         wldmabufsink name=sink",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline.by_name("sink").unwrap();
+    sink.set_property("display", weston.socket_path().to_str().unwrap());
+    let filter = pipeline.by_name("filter").unwrap();
+    let kinds = [
+        "video/x-raw,format=NV12,width=320,height=240,framerate=30/1",
+        "video/x-raw,format=RGBA,width=64,height=48,framerate=30/1",
+        "video/x-raw,format=BGRx,width=200,height=100,framerate=30/1",
+        "video/x-raw,format=BGRx,width=160,height=120,framerate=30/1",
+    ];
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let _ = pipeline.state(gst::ClockTime::from_seconds(10));
+    let rounds = 24;
+    for round in 0..rounds {
+        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Eos]) {
+            panic!("round {round}: {msg:?}");
+        }
+        filter.set_property("caps", kinds[round % kinds.len()].parse::<gst::Caps>().unwrap());
+        // Back to 0.1 s steps around the first second, flushing.
+        let to = gst::ClockTime::from_mseconds(100 * (round as u64 % 10));
+        pipeline
+            .seek_simple(gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE, to)
+            .unwrap_or_else(|e| panic!("round {round}: seek to {to} refused: {e}"));
+        std::thread::sleep(Duration::from_millis(if round % 3 == 0 { 0 } else { 60 }));
+    }
+    // The last seek plays half a second and ends.
+    let last = kinds[(rounds - 1) % kinds.len()];
+    pipeline
+        .seek(
+            1.0,
+            gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+            gst::SeekType::Set,
+            gst::ClockTime::from_seconds(1),
+            gst::SeekType::Set,
+            gst::ClockTime::from_mseconds(1500),
+        )
+        .expect("the last seek");
+    let outcome = eos_or_error(&pipeline, 60);
+    let stats = sink.property::<gst::Structure>("stats");
+    let caps = sink.static_pad("sink").unwrap().current_caps();
+    pipeline.set_state(gst::State::Null).unwrap();
+    println!("{rounds} seeks during renegotiation: {stats}");
+    if let gst::MessageView::Error(e) = outcome.view() {
+        panic!(
+            "error: {} {:?}\nweston log:\n{}",
+            e.error(),
+            e.debug(),
+            weston.log_tail()
+        );
+    }
+    let caps = caps.expect("negotiated caps at EOS");
+    let want = last.parse::<gst::Caps>().unwrap();
+    assert!(caps.is_subset(&want), "shows {caps}, the last caps set were {want}");
+    assert_eq!(stats.get::<u64>("reused-before-release").unwrap(), 0, "{stats}");
+    assert!(stats.get::<u64>("shown").unwrap() >= at_least(10), "{stats}");
+    assert_path(&stats, "seeks during renegotiation");
+}
