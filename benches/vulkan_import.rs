@@ -9,7 +9,7 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use dmabuf_interop::DrmFourcc;
 use dmabuf_interop::alloc::{Allocator, MemfdAllocator};
-use dmabuf_interop::pattern;
+use dmabuf_interop::reference::pattern;
 use dmabuf_interop::vulkan::{self, ContextOptions, ImportCache, VulkanContext, ash::vk};
 
 fn import_cost(c: &mut Criterion) {

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use dmabuf_interop::DrmFourcc;
 use dmabuf_interop::alloc::{Allocator, MemfdAllocator};
-use dmabuf_interop::overlay::Overlay;
-use dmabuf_interop::pattern;
+use dmabuf_interop::reference::overlay::Overlay;
+use dmabuf_interop::reference::pattern;
 use dmabuf_interop::vulkan::{self, ContextOptions, Exporter, Kernels, VideoPass, VulkanContext, ash::vk};
 
 fn render_cost(c: &mut Criterion) {

@@ -11,7 +11,7 @@ use dmabuf_interop::DrmFourcc;
 use dmabuf_interop::alloc::{Allocator, MemfdAllocator};
 use dmabuf_interop::colour::Colorimetry;
 use dmabuf_interop::mapping::MapAccess;
-use dmabuf_interop::pattern;
+use dmabuf_interop::reference::pattern;
 use dmabuf_interop::wayland::headless::{Weston, WestonOptions};
 use dmabuf_interop::wayland::{Presenter, Target};
 

@@ -41,9 +41,9 @@ use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
 use dmabuf_interop::DrmFourcc;
-use dmabuf_interop::fence::Fence;
 use dmabuf_interop::gst::{ImportedFrame, Importer};
-use dmabuf_interop::overlay::Overlay;
+use dmabuf_interop::reference::overlay::Overlay;
+use dmabuf_interop::sync::Fence;
 use dmabuf_interop::vulkan::{
     ContextOptions, ExportedImage, Exporter, ImportCache, Kernels, Submission, VulkanContext,
 };

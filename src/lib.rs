@@ -4,22 +4,25 @@
 //! ground floor:
 //!
 //! - [`format`](mod@format): the one table of pixel formats and linear layout computation;
-//! - [`colour`]: what a frame's samples mean (YCbCr matrix, range);
+//! - [`colour`]: what a frame's samples mean (YCbCr matrix, range,
+//!   transfer, primaries, HDR metadata);
 //! - [`convert`]: CPU conversion of every format into XRGB8888 (the last
 //!   resort where a compositor takes a format by no other path);
 //! - [`dmabuf`]: the validated [`DmaBuf`], its cache identity and its weak
 //!   handle;
 //! - [`mapping`]: safe CPU access to linear buffers, bracketed with
 //!   `DMA_BUF_IOCTL_SYNC`;
-//! - [`alloc`]: where fds come from (udmabuf, dma-heap, GBM, memfd) and
-//!   [`alloc::best_available`];
-//! - [`sync`]: sync_file export/import for implicit synchronisation;
-//! - [`pattern`]: the moving test pattern on the CPU (the reference for the
-//!   GPU one);
-//! - [`overlay`]: the viewer's frame counter and progress bar on the CPU (the
-//!   reference for the composite shaders).
+//! - [`alloc`]: where fds come from (udmabuf, dma-heap, GBM, memfd: one file
+//!   each) and [`alloc::best_available`];
+//! - [`sync`]: implicit sync (sync_file export/import), sync_files, DRM
+//!   syncobj timelines and [`sync::Fence`];
+//! - [`reference`](mod@reference): the CPU references of what the GPU draws (the test
+//!   pattern, the viewer's overlay).
 //!
-//! Adapters: [`vulkan`] (feature `vulkan`), [`gst`] (feature `gstreamer`).
+//! Adapters, each over the ground floor only: [`vulkan`] (feature
+//! `vulkan`), [`gst`] (feature `gstreamer`), [`wayland`] (feature
+//! `wayland`); and on top, [`elements`]: the GStreamer elements
+//! `vkdmabufsrc` and `wldmabufsink`, compositions of the adapters.
 //!
 //! ```
 //! use dmabuf_interop::alloc::{self, Allocator};
@@ -42,13 +45,11 @@ pub mod convert;
 pub mod dmabuf;
 #[cfg(all(feature = "gstreamer", any(feature = "vulkan", feature = "wayland")))]
 pub mod elements;
-pub mod fence;
 pub mod format;
 #[cfg(feature = "gstreamer")]
 pub mod gst;
 pub mod mapping;
-pub mod overlay;
-pub mod pattern;
+pub mod reference;
 pub mod sync;
 mod sys;
 #[cfg(feature = "vulkan")]

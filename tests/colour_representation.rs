@@ -14,8 +14,9 @@ use std::time::Duration;
 use common::write_planes;
 use dmabuf_interop::alloc::{Allocator, MemfdAllocator};
 use dmabuf_interop::colour::{ChromaSite, Colorimetry, Matrix, Range};
+use dmabuf_interop::reference::pattern;
 use dmabuf_interop::wayland::{ColourCorrection, Presenter, Target, Via};
-use dmabuf_interop::{DmaBuf, DrmFourcc, pattern};
+use dmabuf_interop::{DmaBuf, DrmFourcc};
 use syncobj_compositor::TestCompositor;
 
 const W: u32 = 64;

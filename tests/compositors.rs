@@ -662,10 +662,11 @@ fn compositor_case(name: &'static str) {
 /// on the screen where it can be read).
 fn pending_fence_holds_the_frame(name: &'static str) {
     use common::vgem::{VgemBuffer, vgem_card};
+    use dmabuf_interop::DrmFourcc;
     use dmabuf_interop::alloc::{Allocator, UdmabufAllocator};
+    use dmabuf_interop::reference::pattern;
     use dmabuf_interop::sync::{SyncAccess, export_sync_file, import_sync_file};
     use dmabuf_interop::wayland::{SyncMode, Via};
-    use dmabuf_interop::{DrmFourcc, pattern};
     let (w, h) = (64, 48);
     let card = vgem_card().expect("vgem in the VM stage");
     let comp = Compositor::start(name, w, h);

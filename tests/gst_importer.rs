@@ -177,7 +177,7 @@ fn under_dmabuf_caps_nothing_is_mapped() {
     let frame = MemfdAllocator::new().allocate(DrmFourcc::Xrgb8888, w, h, 64).unwrap();
     write_planes(
         &frame,
-        &dmabuf_interop::pattern::frame_planes(DrmFourcc::Xrgb8888, w, h, 1).unwrap(),
+        &dmabuf_interop::reference::pattern::frame_planes(DrmFourcc::Xrgb8888, w, h, 1).unwrap(),
     );
     src.push_buffer(dgst::buffer_from_dmabuf(&frame).unwrap()).unwrap();
     // System memory under memory:DMABuf caps is refused, not mapped.

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use dmabuf_interop::alloc::{Allocator, MemfdAllocator};
 use dmabuf_interop::gst::{self as dgst, MemoryError, caps::StreamFormat};
-use dmabuf_interop::pattern;
+use dmabuf_interop::reference::pattern;
 use dmabuf_interop::{DmaBuf, DrmFourcc, DrmModifier};
 use gstreamer as gst;
 use gstreamer::prelude::*;

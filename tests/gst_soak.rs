@@ -7,8 +7,9 @@
 mod common;
 
 use common::*;
+use dmabuf_interop::DrmFourcc;
 use dmabuf_interop::gst::Importer;
-use dmabuf_interop::{DrmFourcc, pattern};
+use dmabuf_interop::reference::pattern;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{grid_error, gst_stage_test, weston};
 use dmabuf_interop::gst::caps::runtime_has_dma_drm;
-use dmabuf_interop::pattern;
+use dmabuf_interop::reference::pattern;
 use dmabuf_interop::wayland::headless::{Image, Renderer, Weston};
 use gstreamer as gst;
 use gstreamer::prelude::*;

@@ -103,8 +103,7 @@ fn eight_sinks_into_one_compositor_stay_flat() {
     .unwrap_or_else(|e| panic!("needs Weston 14 (run scripts/setup): {e}"));
     let pipelines: Vec<gst::Pipeline> = STREAMS
         .iter()
-        .enumerate()
-        .map(|(_, caps)| {
+        .map(|caps| {
             let pipeline = gst::parse::launch(&format!(
                 "videotestsrc is-live=true pattern=ball ! capsfilter name=filter caps=video/x-raw,{caps},framerate=30/1 ! \
                  wldmabufsink name=sink"

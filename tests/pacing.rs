@@ -14,6 +14,11 @@ mod common;
 mod syncobj_compositor;
 
 use common::gst::{eos_or_error, init};
+use std::time::{Duration, Instant};
+
+use dmabuf_interop::DrmFourcc;
+use dmabuf_interop::alloc;
+use dmabuf_interop::wayland::{NEVER_SHOWN_TIMEOUT, Presenter, Target, Via};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_base::prelude::*;
@@ -105,4 +110,62 @@ fn without_the_protocols_frame_callbacks_pace() {
     assert_eq!(stats.get::<&str>("pacing").unwrap(), "frame-callbacks", "{stats}");
     assert_eq!(delay, gst::ClockTime::ZERO);
     assert!(stats.get::<u64>("shown").unwrap() >= FRAMES - 2, "{stats}");
+}
+
+/// A hidden window (minimised, under a fullscreen one: no frame callbacks
+/// at all) is no reason to demote a kind of dma-buf as never shown. A new
+/// kind committed while hidden waits NEVER_SHOWN_TIMEOUT and is demoted
+/// tentatively; the wl_shm commit after it is not shown either, so the
+/// window is hidden and the kind goes back (`hidden_restores`); once the
+/// window is shown, that kind is zero-copy. Before this rule the kind
+/// stayed refused for good (never_shown 1, every frame the wl_shm way).
+#[test]
+fn a_hidden_window_keeps_its_dmabufs() {
+    // The colour compositor offers linux-dmabuf (memfd "dma-bufs" taken
+    // on the bare host) and tells nothing but frame callbacks here.
+    let comp = TestCompositor::start_colour(64, 48, &[]);
+    let mut p = Presenter::connect_to(
+        comp.socket_path(),
+        Target::Toplevel {
+            title: "hidden".into(),
+            app_id: "hidden".into(),
+        },
+    )
+    .expect("connect");
+    let allocator = alloc::best_available().unwrap();
+    let buffer = |w, h| allocator.allocate(DrmFourcc::Xrgb8888, w, h, 64).unwrap();
+    let shown = buffer(64, 48);
+    assert_eq!(p.present(&shown, Box::new(())).unwrap().via, Via::LinuxDmabuf);
+    assert!(p.wait_frame(Duration::from_secs(5)).unwrap(), "shown while visible");
+
+    comp.set_windows_hidden(true);
+    // A new kind (another size) while hidden: demoted after the timeout.
+    let new_kind = buffer(32, 24);
+    assert_eq!(p.present(&new_kind, Box::new(())).unwrap().via, Via::LinuxDmabuf);
+    let start = Instant::now();
+    assert!(
+        !p.wait_frame(NEVER_SHOWN_TIMEOUT * 2).unwrap(),
+        "not shown while hidden"
+    );
+    assert!(start.elapsed() >= NEVER_SHOWN_TIMEOUT, "{:?}", start.elapsed());
+    // The next frame goes the wl_shm way and is not shown either: the
+    // demotion is taken back.
+    let via = p.present(&buffer(32, 24), Box::new(())).unwrap().via;
+    assert!(matches!(via, Via::ShmZeroCopy | Via::ShmCopy), "{via:?}");
+    assert!(
+        !p.wait_frame(NEVER_SHOWN_TIMEOUT * 2).unwrap(),
+        "not shown while hidden"
+    );
+    let stats = p.stats();
+    assert_eq!(
+        (stats.hidden_restores, stats.never_shown, stats.import_refusals),
+        (1, 0, 0),
+        "{stats:?}"
+    );
+
+    comp.set_windows_hidden(false);
+    assert_eq!(p.present(&new_kind, Box::new(())).unwrap().via, Via::LinuxDmabuf);
+    assert!(p.wait_frame(Duration::from_secs(5)).unwrap(), "shown once visible");
+    let stats = p.stats();
+    assert_eq!((stats.never_shown, stats.import_refusals), (0, 0), "{stats:?}");
 }

@@ -16,11 +16,13 @@ use std::time::Duration;
 
 use common::vgem::*;
 use common::*;
+use dmabuf_interop::DrmFourcc;
 use dmabuf_interop::alloc::Allocator as _;
-use dmabuf_interop::fence::{self, Fence};
-use dmabuf_interop::sync::{self, SyncAccess};
+use dmabuf_interop::sync::SyncAccess;
+use dmabuf_interop::sync::{self, Fence};
 use dmabuf_interop::vulkan::{self, ash::vk};
-use dmabuf_interop::{DrmFourcc, pattern};
+
+use dmabuf_interop::reference::pattern;
 
 #[test]
 fn opcodes_match_the_uapi_headers() {
@@ -139,7 +141,7 @@ fn a_composite_waits_for_its_input_and_leaves_a_finished_output() {
     let idle = sync::export_sync_file(out_fd, SyncAccess::Read).expect("export sync_file");
     assert!(signalled(idle.as_fd()), "nothing writes the output yet");
     let kernels = vulkan::Kernels::new(&ctx).unwrap();
-    let overlay = dmabuf_interop::overlay::Overlay {
+    let overlay = dmabuf_interop::reference::overlay::Overlay {
         frame: 7,
         progress: None,
     };
@@ -195,12 +197,12 @@ fn signalled(sync_file: BorrowedFd<'_>) -> bool {
 /// process's fds.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn timeline_setup() -> Option<(PathBuf, Arc<fence::DrmDevice>)> {
+fn timeline_setup() -> Option<(PathBuf, Arc<sync::DrmDevice>)> {
     let Some(card) = vgem_card() else {
         device_test("vgem (modprobe vgem)", false);
         return None;
     };
-    let device = fence::DrmDevice::find(None);
+    let device = sync::DrmDevice::find(None);
     device_test(
         "a DRM node with timeline syncobjs (virtio-gpu: scripts/vm-test --gpu)",
         device.is_ok(),
@@ -226,7 +228,7 @@ fn timeline_points_carry_a_pending_vgem_fence() {
 
         // The sync_file into timeline point 1: pending there too, and
         // exported back as a pending sync_file.
-        let timeline = fence::Timeline::new(&device).expect("create a timeline");
+        let timeline = sync::Timeline::new(&device).expect("create a timeline");
         assert_eq!(timeline.signalled_point().unwrap(), 0);
         timeline.import_sync_file(1, file.as_fd()).expect("import into point 1");
         assert!(!timeline.is_signalled(1).unwrap());
@@ -239,13 +241,13 @@ fn timeline_points_carry_a_pending_vgem_fence() {
 
         // Another process's view: the opaque fd imported on a second open
         // of the node (another DRM file), and a point moved across.
-        let other = fence::DrmDevice::open(device.path()).expect("second open");
-        let shared = fence::Timeline::import(&other, timeline.export().unwrap().as_fd()).expect("import the timeline");
-        let elsewhere = fence::Timeline::new(&other).unwrap();
+        let other = sync::DrmDevice::open(device.path()).expect("second open");
+        let shared = sync::Timeline::import(&other, timeline.export().unwrap().as_fd()).expect("import the timeline");
+        let elsewhere = sync::Timeline::new(&other).unwrap();
         elsewhere
             .import_point(
                 7,
-                &fence::TimelinePoint {
+                &sync::TimelinePoint {
                     timeline: timeline.clone(),
                     point: 1,
                 },
@@ -268,10 +270,10 @@ fn timeline_points_carry_a_pending_vgem_fence() {
         assert_eq!(timeline.signalled_point().unwrap(), 3);
         assert!(matches!(
             timeline.export_sync_file(5),
-            Err(fence::FenceError::NotSubmitted { point: 5 })
+            Err(sync::FenceError::NotSubmitted { point: 5 })
         ));
         assert!(!timeline.wait(5, Duration::from_millis(100)).unwrap());
-        let point = Fence::Timeline(fence::TimelinePoint { timeline, point: 2 });
+        let point = Fence::Timeline(sync::TimelinePoint { timeline, point: 2 });
         assert_eq!(point.is_signalled().unwrap(), Some(true));
 
         // A memfd has no implicit fences: the value says so.

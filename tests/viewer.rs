@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::grid_error;
-use dmabuf_interop::overlay::{self, Overlay};
-use dmabuf_interop::pattern;
+use dmabuf_interop::reference::overlay::{self, Overlay};
+use dmabuf_interop::reference::pattern;
 use dmabuf_interop::wayland::headless::Image;
 
 fn viewer() -> PathBuf {

@@ -10,8 +10,9 @@ use std::process::Command;
 use std::str::FromStr;
 
 use common::*;
+use dmabuf_interop::DrmFourcc;
 use dmabuf_interop::gst::{self as dgst, Importer};
-use dmabuf_interop::{DrmFourcc, pattern};
+use dmabuf_interop::reference::pattern;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use common::*;
 use dmabuf_interop::alloc::{Allocator, AllocatorKind, MemfdAllocator};
-use dmabuf_interop::overlay::Overlay;
-use dmabuf_interop::pattern;
+use dmabuf_interop::reference::overlay::Overlay;
+use dmabuf_interop::reference::pattern;
 use dmabuf_interop::vulkan::ash::vk;
 use dmabuf_interop::vulkan::{self, ExportBackend, Exporter, ImportCache, Kernels, VulkanError};
 use dmabuf_interop::{DmaBuf, DrmFourcc, DrmModifier};

@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use dmabuf_interop::colour::Colorimetry;
-use dmabuf_interop::fence::Fence;
-use dmabuf_interop::overlay::Overlay;
+use dmabuf_interop::reference::overlay::Overlay;
+use dmabuf_interop::sync::Fence;
 use dmabuf_interop::vulkan::ash::vk;
 use dmabuf_interop::vulkan::{self, Exporter, Kernels, VideoPass, VulkanContext};
-use dmabuf_interop::{DmaBuf, DrmFourcc, pattern};
+use dmabuf_interop::{DmaBuf, DrmFourcc};
+
+use dmabuf_interop::reference::pattern;
 
 const IMPORT_USAGE: vk::ImageUsageFlags =
     vk::ImageUsageFlags::from_raw(vk::ImageUsageFlags::TRANSFER_SRC.as_raw() | vk::ImageUsageFlags::SAMPLED.as_raw());

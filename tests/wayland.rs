@@ -13,7 +13,9 @@ use dmabuf_interop::alloc::{Allocator, MemfdAllocator};
 use dmabuf_interop::colour::Colorimetry;
 use dmabuf_interop::wayland::headless::{Image, Renderer, Weston};
 use dmabuf_interop::wayland::{OverlayImage, Presenter, Rect, ShmError, Target, Via, WaylandError};
-use dmabuf_interop::{DmaBuf, DrmFourcc, DrmModifier, pattern};
+use dmabuf_interop::{DmaBuf, DrmFourcc, DrmModifier};
+
+use dmabuf_interop::reference::pattern;
 
 fn presenter(weston: &Weston) -> Presenter {
     Presenter::connect_to(

@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
+use dmabuf_interop::reference::pattern;
 use dmabuf_interop::wayland::headless::{Weston, WestonOptions};
 use dmabuf_interop::wayland::{Presenter, Target};
-use dmabuf_interop::{DmaBuf, DrmFourcc, pattern};
+use dmabuf_interop::{DmaBuf, DrmFourcc};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::gst::{Run, eos_or_error, init, reference_frame};
 use common::{grid_error, keep_capture, weston};
 
-use dmabuf_interop::pattern;
+use dmabuf_interop::reference::pattern;
 use dmabuf_interop::wayland::headless::{Image, Renderer, Weston};
 use gstreamer as gst;
 use gstreamer::prelude::*;

@@ -20,6 +20,14 @@ pub fn register(plugin: Option<&gst::Plugin>) -> Result<(), gst::glib::BoolError
     Ok(())
 }
 
+/// Locks `mutex`, taking a poisoned lock's data as it is: a panic in one
+/// of the element's threads has been reported already, and the element
+/// must still answer its properties and stop. The one lock idiom of the
+/// elements.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The one always-present pad of an element (`src` or `sink`), for
 /// `ElementImpl::pad_templates`; empty if the caps are rejected.
 fn always_pad(direction: gst::PadDirection, caps: &gst::Caps) -> Vec<gst::PadTemplate> {

@@ -98,7 +98,7 @@ pub enum CopyError {
     Map(#[from] MapError),
     /// GStreamer could not map the buffer for reading.
     #[error("mapping the buffer: {0}")]
-    Frame(gst::glib::BoolError),
+    Frame(#[source] gst::glib::BoolError),
     /// The buffer's VideoMeta does not describe the negotiated frame.
     #[error("the VideoMeta ({meta}) does not match the caps ({caps})")]
     Meta {

@@ -53,7 +53,7 @@ pub(crate) fn submit_synced(
     let mut waits = Vec::new();
     if loader.is_none() {
         for fd in after {
-            if !crate::fence::sync_file_wait(*fd, GPU_TIMEOUT).map_err(VulkanError::Fence)? {
+            if !crate::sync::sync_file_wait(*fd, GPU_TIMEOUT).map_err(VulkanError::Fence)? {
                 return Err(VulkanError::Timeout {
                     what: "a sync_file the work must wait for",
                     timeout: GPU_TIMEOUT,
@@ -91,7 +91,7 @@ pub(crate) fn submit_synced(
         let implicit_fences = gpu_waits.into_iter().map(Ok);
         let explicit_fences = after
             .iter()
-            .map(|fd| crate::fence::dup(*fd, "dup of a sync_file").map_err(VulkanError::Fence));
+            .map(|fd| crate::sync::dup(*fd, "dup of a sync_file").map_err(VulkanError::Fence));
         for fence in implicit_fences.chain(explicit_fences) {
             let fence = fence?;
             let semaphore = semaphores.create(false)?;

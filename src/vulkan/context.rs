@@ -116,7 +116,7 @@ impl VulkanContext {
     pub fn new(options: &ContextOptions) -> Result<Arc<Self>, VulkanError> {
         // SAFETY: loading libvulkan runs its initialisers; it is the system's
         // Vulkan loader, which is what this crate is for.
-        let entry = unsafe { ash::Entry::load() }.map_err(|e| VulkanError::Loader(e.to_string()))?;
+        let entry = unsafe { ash::Entry::load() }.map_err(|e| VulkanError::Loader(e.into()))?;
         let selector = DeviceSelector::from_env().unwrap_or_else(|| options.device.clone());
 
         let mut layers: Vec<*const std::ffi::c_char> = Vec::new();
@@ -428,7 +428,7 @@ impl VulkanContext {
     /// reports (the probe example).
     pub fn list_devices() -> Result<Vec<ListedDevice>, VulkanError> {
         // SAFETY: as in `new`.
-        let entry = unsafe { ash::Entry::load() }.map_err(|e| VulkanError::Loader(e.to_string()))?;
+        let entry = unsafe { ash::Entry::load() }.map_err(|e| VulkanError::Loader(e.into()))?;
         let app = vk::ApplicationInfo::default().api_version(vk::API_VERSION_1_3);
         // SAFETY: create_info outlives the call; the instance is destroyed below.
         let instance =

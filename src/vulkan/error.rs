@@ -8,6 +8,39 @@ use crate::alloc::AllocError;
 use crate::dmabuf::{DmaBufError, ModifierName};
 use crate::format::FormatError;
 
+/// Why libvulkan could not be loaded ([`VulkanError::Loader`]): ash's
+/// `LoadingError` (the library missing, or an entry point it lacks),
+/// shared so that `VulkanError` stays `Clone`; two are equal when they are
+/// the same failure.
+#[derive(Debug, Clone)]
+pub struct LoaderError(std::sync::Arc<ash::LoadingError>);
+
+impl From<ash::LoadingError> for LoaderError {
+    fn from(e: ash::LoadingError) -> Self {
+        Self(std::sync::Arc::new(e))
+    }
+}
+
+impl std::fmt::Display for LoaderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for LoaderError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for LoaderError {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for LoaderError {}
+
 /// Why a Vulkan adapter operation failed. Each variant names the device,
 /// format, plane or number involved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,7 +50,7 @@ pub enum VulkanError {
         "cannot load the Vulkan loader: {0}; install libvulkan1 and a driver \
          (on Debian 12 `scripts/setup` installs Mesa 25's lavapipe)"
     )]
-    Loader(String),
+    Loader(#[source] LoaderError),
     /// A Vulkan call returned an error.
     #[error("{call} failed: {result}")]
     Call {
@@ -191,7 +224,7 @@ pub enum VulkanError {
     /// An explicit fence could not be read or made (a release fence to wait
     /// for, a timeline point to export).
     #[error("fence: {0}")]
-    Fence(crate::fence::FenceError),
+    Fence(#[source] crate::sync::FenceError),
     /// The GPU did not finish within the bound (a fence that never
     /// signals: a hung device, or a dma-buf fence its producer never
     /// signals). What the work uses is freed once it does finish.

@@ -17,8 +17,8 @@ use super::error::VulkanError;
 use super::image::{VulkanImage, record_barriers};
 use super::raster::Graphics;
 use super::render::VideoPass;
-use crate::fence::Fence;
-use crate::overlay::Overlay;
+use crate::reference::overlay::Overlay;
+use crate::sync::Fence;
 use crate::sync::SyncAccess;
 use std::os::fd::AsFd;
 
@@ -302,7 +302,7 @@ impl Kernels {
     /// Composites `video` (SAMPLED usage, or TRANSFER_SRC to be copied;
     /// XRGB8888, ARGB8888, XBGR8888, ABGR8888 or NV12, the latter read with
     /// its matrix and range, [`VulkanImage::colorimetry`]) and `overlay`
-    /// (see [`crate::overlay`]) into `out` (an XRGB8888/ARGB8888 image of
+    /// (see [`crate::reference::overlay`]) into `out` (an XRGB8888/ARGB8888 image of
     /// the same size, e.g. an exported one: with COLOR_ATTACHMENT usage the
     /// graphics path renders it, [`composite_output_usage`](Self::composite_output_usage);
     /// with STORAGE only, the compute kernel writes it).

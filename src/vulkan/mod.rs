@@ -84,7 +84,7 @@ pub use context::{
     Capabilities, ContextOptions, DEVICE_ENV, DeviceInfo, ListedDevice, REQUIRED_EXTENSIONS, VulkanContext,
 };
 pub use device_select::DeviceSelector;
-pub use error::VulkanError;
+pub use error::{LoaderError, VulkanError};
 pub use export::{ExportBackend, ExportedImage, Exporter};
 pub use format::{VK_FORMATS, VkFormatInfo, fourccs_for, vk_format};
 pub use image::VulkanImage;

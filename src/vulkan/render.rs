@@ -21,7 +21,7 @@ use super::error::VulkanError;
 use super::image::{VulkanImage, record_barriers};
 use super::kernels::{Kernels, yuv_constants};
 use super::raster::{Draw, Framebuffer, Pass, push_constants};
-use crate::overlay::Overlay;
+use crate::reference::overlay::Overlay;
 use crate::sync::SyncAccess;
 
 /// How the graphics composite puts the video into the output image.

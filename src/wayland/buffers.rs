@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::fence::Fence;
+use crate::sync::Fence;
 
 use wayland_client::protocol::wl_buffer::{self, WlBuffer};
 use wayland_client::{Connection, Dispatch, Proxy, QueueHandle};

@@ -72,11 +72,11 @@ pub enum WaylandError {
     },
     /// The connection broke (compositor gone, protocol error).
     #[error("Wayland connection lost: {0}")]
-    Connection(String),
+    Connection(#[source] ConnectionLost),
     /// An acquire or release fence could not be made or read (explicit
     /// sync); nothing was committed.
     #[error("explicit sync: {0}")]
-    Fence(#[from] crate::fence::FenceError),
+    Fence(#[from] crate::sync::FenceError),
     /// Copying into `wl_shm` failed.
     #[error("wl_shm copy: {0}")]
     Shm(#[from] ShmError),
@@ -94,6 +94,26 @@ pub enum WaylandError {
         /// The outputs' names (`wl_output` v4 `name`).
         known: Vec<String>,
     },
+}
+
+/// What broke a connection ([`WaylandError::Connection`]): libwayland's
+/// error (the socket, or a protocol error the compositor sent), a dispatch
+/// that failed, a request on an object already gone, or a system call on
+/// the connection's fd.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionLost {
+    /// libwayland's error: I/O on the socket, or a protocol error.
+    #[error(transparent)]
+    Backend(#[from] wayland_backend::client::WaylandError),
+    /// Dispatching the events failed.
+    #[error(transparent)]
+    Dispatch(#[from] wayland_client::DispatchError),
+    /// A request on an object that is no longer alive.
+    #[error("request on a dead object: {0}")]
+    InvalidId(#[from] wayland_backend::client::InvalidId),
+    /// A system call on the connection or on a buffer's fd.
+    #[error(transparent)]
+    Os(#[from] rustix::io::Errno),
 }
 
 /// Why a frame could not be copied into `wl_shm`.

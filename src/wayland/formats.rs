@@ -43,9 +43,9 @@ pub enum FormatTableError {
     /// The tranche index array has an odd number of bytes.
     #[error("tranche index array of {0} bytes (indices are 16-bit)")]
     OddIndexArray(usize),
-    /// Mapping the table failed.
-    #[error("cannot map the format table: {0}")]
-    Map(String),
+    /// Reading the table (fstat, pread) failed.
+    #[error("cannot read the format table: {0}")]
+    Read(#[source] rustix::io::Errno),
 }
 
 /// Parses a linux-dmabuf feedback format table: 16-byte entries of

@@ -346,9 +346,7 @@ fn read_format_table(fd: OwnedFd, size: u32) -> Result<Vec<(u32, u64)>, FormatTa
     if size == 0 {
         return Ok(Vec::new());
     }
-    let actual = rustix::fs::fstat(&fd)
-        .map_err(|e| FormatTableError::Map(e.to_string()))?
-        .st_size as usize;
+    let actual = rustix::fs::fstat(&fd).map_err(FormatTableError::Read)?.st_size as usize;
     if actual < size {
         return Err(FormatTableError::Truncated {
             announced: size,
@@ -373,7 +371,7 @@ fn read_format_table(fd: OwnedFd, size: u32) -> Result<Vec<(u32, u64)>, FormatTa
             }
             Ok(n) => done += n,
             Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(FormatTableError::Map(e.to_string())),
+            Err(e) => return Err(FormatTableError::Read(e)),
         }
     }
     parse_format_table(&bytes)

@@ -74,7 +74,7 @@ mod window;
 pub use buffers::Release;
 pub use colour::{ASSUMED_UNTOLD, ColourCorrection, ColourOffer};
 pub use colour_management::ColourManagementOffer;
-pub use error::{ShmError, WaylandError};
+pub use error::{ConnectionLost, ShmError, WaylandError};
 pub use formats::{FormatSet, FormatTableError, Tranche, parse_format_table, tranche_formats};
 pub use globals::{CONNECT_TIMEOUT, ROUNDTRIP_TIMEOUT};
 pub use input::{InputEvent, MAX_PENDING_INPUT, Modifiers};

@@ -29,7 +29,7 @@ use super::linux_dmabuf::ImportKind;
 use super::overlay::Overlays;
 use super::queue::{State, lost};
 use super::shm::ShmBuffer;
-use super::shown::ShownCheck;
+use super::shown::{ShownCheck, Verdict};
 pub(super) use super::stats::{PresentStats, Presented, Via};
 use super::sync::{Explicit, SyncMode};
 use super::view::View;
@@ -39,7 +39,7 @@ use super::window::Window;
 use crate::colour::Colorimetry;
 use crate::convert;
 use crate::dmabuf::{BufferId, DmaBuf, ModifierName};
-use crate::fence::Fence;
+use crate::sync::Fence;
 
 /// `DMABUF_INTEROP_SYNC=implicit` keeps a presenter off explicit sync even
 /// where the compositor offers it (comparisons, debugging);
@@ -154,20 +154,32 @@ impl Presenter {
         Ok(())
     }
 
-    /// The never-shown check ([`ShownCheck`]) after every read: a kind
-    /// the compositor accepted but does not show is demoted like a
-    /// refusal: counted (`never_shown`, `import_refusals`), its
-    /// `wl_buffer`s retired, its frames sent the `wl_shm` way from then
-    /// on, and the wait for that frame callback given up, so playback goes
-    /// on.
+    /// The never-shown check ([`ShownCheck`]) after every read. A kind the
+    /// compositor accepted but does not show is demoted like a refusal:
+    /// its `wl_buffer`s retired, its frames sent the `wl_shm` way from
+    /// then on, and the wait for that frame callback given up, so playback
+    /// goes on. It is counted (`never_shown`, `import_refusals`) once the
+    /// next commit is shown; if that one is not shown either, the window
+    /// is hidden and the kind goes back to linux-dmabuf.
     fn check_shown(&mut self) {
         let pending = self.state.frame_callback.is_some();
-        let Some(kind) = self.shown.check(pending, self.state.painted_at, Instant::now()) else {
-            return;
+        let kind = match self.shown.check(pending, self.state.painted_at, Instant::now()) {
+            None => return,
+            Some(Verdict::NeverShown(_)) => {
+                self.stats.import_refusals += 1;
+                self.stats.never_shown += 1;
+                return;
+            }
+            Some(Verdict::Restore(kind)) => {
+                self.import_kinds.insert(kind, true);
+                self.stats.hidden_restores += 1;
+                self.state.frame_callback = None;
+                self.state.queued_frames.clear();
+                return;
+            }
+            Some(Verdict::Demote(kind)) => kind,
         };
         self.import_kinds.insert(kind.clone(), false);
-        self.stats.import_refusals += 1;
-        self.stats.never_shown += 1;
         let stale: Vec<BufferId> = self
             .cache
             .iter()
@@ -318,9 +330,8 @@ impl Presenter {
         };
         self.apply_colour(buf.fourcc(), plan, presented.via);
         self.commit_frame(&wl_buffer, presented, buf.width(), buf.height(), keepalive)?;
-        if presented.via == Via::LinuxDmabuf {
-            self.shown.committed(ImportKind::of(buf), Instant::now());
-        }
+        let kind = (presented.via == Via::LinuxDmabuf).then(|| ImportKind::of(buf));
+        self.shown.committed(kind, Instant::now());
         Ok(presented)
     }
 

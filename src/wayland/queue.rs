@@ -143,8 +143,8 @@ impl State {
 }
 
 /// A broken connection, as an error.
-pub(super) fn lost(e: impl std::fmt::Display) -> WaylandError {
-    WaylandError::Connection(e.to_string())
+pub(super) fn lost(e: impl Into<super::error::ConnectionLost>) -> WaylandError {
+    WaylandError::Connection(e.into())
 }
 
 delegate_noop!(State: ignore WlCompositor);

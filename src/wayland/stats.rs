@@ -28,6 +28,11 @@ pub struct PresentStats {
     /// showed (no frame callback within [`NEVER_SHOWN_TIMEOUT`](super::NEVER_SHOWN_TIMEOUT) of the window being painted): demoted
     /// like refusals (and counted in `import_refusals` too).
     pub never_shown: u64,
+    /// Never-shown demotions taken back because the `wl_shm` commit after
+    /// them was not shown either: the window was not painted at all
+    /// (minimised, covered by a fullscreen or kiosk window), no fault of
+    /// the buffer kind.
+    pub hidden_restores: u64,
     /// Overlay sets uploaded (`Presenter::set_overlays` with a new key:
     /// a subtitle that stays on screen counts once).
     pub overlay_sets: u64,

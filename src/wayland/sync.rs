@@ -59,7 +59,7 @@ use wayland_protocols::wp::linux_explicit_synchronization::zv1::client::{
 use super::error::WaylandError;
 use super::queue::State;
 use crate::dmabuf::DmaBuf;
-use crate::fence::{DrmDevice, Fence, FenceError, Timeline, sync_file_merge_all, sync_file_wait};
+use crate::sync::{DrmDevice, Fence, FenceError, Timeline, sync_file_merge_all, sync_file_wait};
 
 /// How frames are synchronised with the compositor.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -122,7 +122,7 @@ impl Hold {
             files.push(timeline.export_sync_file(*point)?);
         }
         for f in &self.fences {
-            files.push(crate::fence::dup(f.as_fd(), "dup of a release fence")?);
+            files.push(crate::sync::dup(f.as_fd(), "dup of a release fence")?);
         }
         Ok(Some(
             sync_file_merge_all(files)?.map_or(Fence::Implicit, Fence::SyncFile),

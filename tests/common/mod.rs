@@ -49,7 +49,7 @@ pub fn pattern_dmabuf(
         .expect("allocate");
     write_planes(
         &buf,
-        &dmabuf_interop::pattern::frame_planes(fourcc, w, h, frame).unwrap(),
+        &dmabuf_interop::reference::pattern::frame_planes(fourcc, w, h, frame).unwrap(),
     );
     buf
 }

@@ -21,6 +21,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -141,6 +142,7 @@ pub struct TestCompositor {
     thread: Option<JoinHandle<()>>,
     colour_log: Arc<Mutex<ColourLog>>,
     paced_log: Arc<Mutex<Vec<PacedCommit>>>,
+    windows_hidden: Arc<AtomicBool>,
 }
 
 /// What a commit of a buffer carried (see [`TestCompositor::start_paced`]).
@@ -376,7 +378,9 @@ impl TestCompositor {
             log: Arc::clone(&colour_log),
         });
         let paced_log = Arc::new(Mutex::new(Vec::new()));
+        let windows_hidden = Arc::new(AtomicBool::new(false));
         let config = Config {
+            windows_hidden: Arc::clone(&windows_hidden),
             width,
             height,
             offer,
@@ -394,7 +398,15 @@ impl TestCompositor {
             thread: Some(thread),
             colour_log,
             paced_log,
+            windows_hidden,
         }
+    }
+
+    /// Hides every window (`true`: no frame callback for any surface, as
+    /// for a minimised window or one under a fullscreen one) or shows them
+    /// again.
+    pub fn set_windows_hidden(&self, hidden: bool) {
+        self.windows_hidden.store(hidden, Ordering::SeqCst);
     }
 
     /// The socket clients connect to.
@@ -472,6 +484,8 @@ struct App {
     release_fencer: Option<ReleaseFencer>,
     /// dma-bufs of this format are accepted but never shown.
     hidden: Option<Fourcc>,
+    /// No window is shown (no frame callbacks at all) while set.
+    windows_hidden: Arc<AtomicBool>,
     /// wp_color_representation_v1, where offered.
     colour: Option<Colour>,
     seat: Seat<App>,
@@ -484,6 +498,7 @@ struct App {
 
 /// What `run` starts.
 struct Config {
+    windows_hidden: Arc<AtomicBool>,
     width: u32,
     height: u32,
     offer: Offer,
@@ -1142,6 +1157,9 @@ impl App {
     }
 
     fn send_frames(&self, time: u32) {
+        if self.windows_hidden.load(Ordering::SeqCst) {
+            return;
+        }
         for t in self.xdg_shell_state.toplevel_surfaces() {
             with_surface_tree_downward(
                 t.wl_surface(),
@@ -1185,6 +1203,7 @@ impl App {
 
 fn run(listener: ListeningSocket, node: Option<std::os::fd::OwnedFd>, config: Config, rx: mpsc::Receiver<Request>) {
     let Config {
+        windows_hidden,
         width,
         height,
         offer,
@@ -1263,6 +1282,7 @@ fn run(listener: ListeningSocket, node: Option<std::os::fd::OwnedFd>, config: Co
             pending: Vec::new(),
         }),
         hidden,
+        windows_hidden,
         colour,
         seat,
         toplevel_size: input,

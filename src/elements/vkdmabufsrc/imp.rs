@@ -24,6 +24,7 @@ use crate::vulkan::{ContextOptions, ExportedImage, Exporter, Kernels, VulkanCont
 mod caps;
 mod properties;
 
+use crate::elements::lock;
 use caps::{caps_of, dma_drm_pairs, template_caps};
 use properties::Settings;
 
@@ -92,15 +93,11 @@ pub struct VkDmaBufSrc {
 
 impl VkDmaBufSrc {
     fn pool(&self) -> Option<RingPool> {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .and_then(|s| s.pool.clone())
+        lock(&self.state).as_ref().and_then(|s| s.pool.clone())
     }
 
     fn context(&self) -> Result<Arc<VulkanContext>, gst::ErrorMessage> {
-        let mut guard = self.context.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = lock(&self.context);
         if let Some(ctx) = guard.as_ref() {
             return Ok(Arc::clone(ctx));
         }
@@ -113,7 +110,7 @@ impl VkDmaBufSrc {
     /// Builds the ring for `stream` and decides mappability by trying to map
     /// a buffer of it READWRITE (the caps-feature rule).
     fn build_state(&self, stream: StreamFormat) -> Result<State, gst::LoggableError> {
-        let settings = *self.settings.lock().unwrap_or_else(|p| p.into_inner());
+        let settings = *lock(&self.settings);
         let ctx = self.context().map_err(|e| gst::loggable_error!(CAT, "{:?}", e))?;
         // A tiled modifier (DMA_DRM, 1.24+): the driver's own export; its
         // mapping is meaningless, so the buffers count as non-mappable.
@@ -237,7 +234,7 @@ impl BaseSrcImpl for VkDmaBufSrc {
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        let state = self.state.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let state = lock(&self.state).take();
         if let Some(pool) = state.and_then(|s| s.pool) {
             let _ = pool.set_active(false);
         }
@@ -247,7 +244,7 @@ impl BaseSrcImpl for VkDmaBufSrc {
     fn negotiate(&self) -> Result<(), gst::LoggableError> {
         let obj = self.obj();
         let pad = obj.src_pad();
-        let non_mappable = self.settings.lock().unwrap_or_else(|p| p.into_inner()).non_mappable;
+        let non_mappable = lock(&self.settings).non_mappable;
         // Offer only what this mode produces, in the running GStreamer's
         // caps style (DMA_DRM on 1.24+), so that downstream's answer is
         // about the caps we will set.
@@ -296,7 +293,7 @@ impl BaseSrcImpl for VkDmaBufSrc {
         wanted.fixate();
         let mut stream = dcaps::parse_caps(&wanted).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
         // The caps say what the pattern kernels write: YUV is BT.709
-        // limited range (`crate::pattern`), whatever the size's default.
+        // limited range (`crate::reference::pattern`), whatever the size's default.
         let mut colorimetry = wanted.structure(0).and_then(|s| s.get::<String>("colorimetry").ok());
         if crate::format::info(stream.fourcc).is_ok_and(|i| i.is_yuv) {
             let bt709 = |c: &str| {
@@ -321,7 +318,7 @@ impl BaseSrcImpl for VkDmaBufSrc {
         // the old ring still downstream keep their dma-bufs alive by
         // themselves (each memory owns a dup of its fd), and go back to the
         // old pool, which frees them.
-        let previous = self.state.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let previous = lock(&self.state).take();
         let previous_frame = previous.as_ref().map_or(0, |s| s.frame);
         if let Some(pool) = previous.and_then(|s| s.pool) {
             let _ = pool.set_active(false);
@@ -348,7 +345,7 @@ impl BaseSrcImpl for VkDmaBufSrc {
             gst::element_imp_error!(self, gst::CoreError::Negotiation, ["{}", msg]);
             return Err(gst::loggable_error!(CAT, "{}", msg));
         }
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = Some(state);
+        *lock(&self.state) = Some(state);
         obj.set_caps(&caps).map_err(|e| gst::loggable_error!(CAT, "{}", e))
     }
 
@@ -362,7 +359,7 @@ impl BaseSrcImpl for VkDmaBufSrc {
             .ok_or_else(|| gst::loggable_error!(CAT, "ALLOCATION query without caps"))?
             .to_owned();
         let (slots, stream) = {
-            let guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let guard = lock(&self.state);
             let state = guard
                 .as_ref()
                 .ok_or_else(|| gst::loggable_error!(CAT, "not negotiated"))?;
@@ -422,7 +419,7 @@ impl BaseSrcImpl for VkDmaBufSrc {
             query.remove_nth_allocation_pool(0);
         }
         query.add_allocation_pool(Some(&pool), size as u32, count, count);
-        if let Some(state) = self.state.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
+        if let Some(state) = lock(&self.state).as_mut()
             && let Some(old) = state.pool.replace(pool)
         {
             let _ = old.set_active(false);
@@ -459,12 +456,7 @@ impl BaseSrcImpl for VkDmaBufSrc {
 
     fn query(&self, query: &mut gst::QueryRef) -> bool {
         if let gst::QueryViewMut::Latency(q) = query.view_mut() {
-            let framerate = self
-                .state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-                .map(|s| s.stream.framerate);
+            let framerate = lock(&self.state).as_ref().map(|s| s.stream.framerate);
             if let Some((n, d)) = framerate.filter(|&(n, _)| n > 0) {
                 // One frame: the time it takes to produce one.
                 let frame = gst::ClockTime::SECOND
@@ -479,7 +471,7 @@ impl BaseSrcImpl for VkDmaBufSrc {
     }
 
     fn is_seekable(&self) -> bool {
-        !self.settings.lock().unwrap_or_else(|p| p.into_inner()).is_live
+        !lock(&self.settings).is_live
     }
 
     fn do_seek(&self, segment: &mut gst::Segment) -> bool {
@@ -487,7 +479,7 @@ impl BaseSrcImpl for VkDmaBufSrc {
         let Some(segment) = segment.downcast_mut::<gst::ClockTime>() else {
             return false;
         };
-        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = lock(&self.state);
         if let Some(state) = guard.as_mut() {
             let (n, d) = state.stream.framerate;
             let position = segment.position().unwrap_or(gst::ClockTime::ZERO);
@@ -526,7 +518,7 @@ impl PushSrcImpl for VkDmaBufSrc {
                 continue;
             };
             let (kernels, image, frame, (n, d), in_flight, drawn) = {
-                let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                let mut guard = lock(&self.state);
                 let state = guard.as_mut().ok_or(gst::FlowError::NotNegotiated)?;
                 if state.pool.as_ref() != Some(&pool) {
                     // Renegotiated meanwhile: that buffer goes back to the
@@ -552,7 +544,7 @@ impl PushSrcImpl for VkDmaBufSrc {
             // seeks go on meanwhile).
             // What the image holds, forgotten until this drawing is done
             // (a failure leaves it unknown: the next one draws it whole).
-            let from = drawn.lock().unwrap_or_else(|p| p.into_inner())[index].take();
+            let from = lock(&drawn)[index].take();
             let mut submission = kernels
                 .update_pattern_submit(&image, from, frame as u32)
                 .map_err(failed)?;
@@ -564,11 +556,7 @@ impl PushSrcImpl for VkDmaBufSrc {
                 // so the buffer goes now, without a CPU wait. The
                 // submission lives in the slot until the image is drawn
                 // into again (long done by then).
-                let previous = in_flight
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_mut(index)
-                    .map(|slot| slot.replace(submission));
+                let previous = lock(&in_flight).get_mut(index).map(|slot| slot.replace(submission));
                 drop(previous);
                 self.gpu_fenced.fetch_add(1, Ordering::Relaxed);
             } else {
@@ -576,7 +564,7 @@ impl PushSrcImpl for VkDmaBufSrc {
                 // 6.0 does not take ours: wait here.
                 submission.wait().map_err(failed)?;
             }
-            drawn.lock().unwrap_or_else(|p| p.into_inner())[index] = Some(frame as u32);
+            lock(&drawn)[index] = Some(frame as u32);
             // Fresh from the pool: one reference, writable.
             let b = buffer.make_mut();
             if n > 0 {

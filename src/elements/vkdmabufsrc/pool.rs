@@ -21,6 +21,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::elements::lock;
 use gstreamer as gst;
 use gstreamer::glib;
 use gstreamer::subclass::prelude::*;
@@ -50,7 +51,7 @@ impl RingPool {
     /// default, checked by the caller).
     pub fn new(slots: Vec<SlotMemories>, video_meta: Option<(gst_video::VideoFormat, u32, u32)>) -> Self {
         let pool: Self = glib::Object::new();
-        *pool.imp().inner.lock().unwrap_or_else(|p| p.into_inner()) = imp::Inner {
+        *lock(&pool.imp().inner) = imp::Inner {
             slots,
             next: 0,
             video_meta,
@@ -64,7 +65,7 @@ impl RingPool {
 
     /// Why the last `alloc_buffer` failed, if it did (the element posts it).
     pub fn take_error(&self) -> Option<String> {
-        self.imp().inner.lock().unwrap_or_else(|p| p.into_inner()).error.take()
+        lock(&self.imp().inner).error.take()
     }
 
     /// Which slot `buffer` (one of ours) carries, by its first memory.
@@ -73,7 +74,7 @@ impl RingPool {
             return None;
         }
         let first = buffer.peek_memory(0).as_ptr() as usize;
-        let inner = self.imp().inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = lock(&self.imp().inner);
         inner.first_memories.iter().position(|&m| m == first)
     }
 }
@@ -161,7 +162,7 @@ mod imp {
         fn reuse_discarded(&self) -> Result<gst::Buffer, gst::FlowError> {
             let deadline = Instant::now() + REUSE_TIMEOUT;
             loop {
-                let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+                let mut inner = lock(&self.inner);
                 if let Some(at) = inner
                     .discarded
                     .iter()
@@ -218,7 +219,7 @@ mod imp {
         fn start(&self) -> bool {
             // GStreamer preallocates the configured minimum here: every slot.
             {
-                let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+                let mut inner = lock(&self.inner);
                 inner.next = 0;
                 inner.first_memories.clear();
                 inner.buffers.clear();
@@ -229,7 +230,7 @@ mod imp {
         }
 
         fn alloc_buffer(&self, _params: Option<&gst::BufferPoolAcquireParams>) -> Result<gst::Buffer, gst::FlowError> {
-            let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            let mut inner = lock(&self.inner);
             // One buffer per image: the pool's max is the ring size. Past
             // it, a slot whose buffer was discarded.
             if inner.next >= inner.slots.len() {
@@ -251,7 +252,7 @@ mod imp {
             // whose memory may no longer be the slot's.
             let this = buffer.as_ptr() as usize;
             {
-                let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+                let mut inner = lock(&self.inner);
                 if let Some(index) = inner.buffers.iter().position(|&b| b == this)
                     && !inner.discarded.contains(&index)
                 {

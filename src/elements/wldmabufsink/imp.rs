@@ -31,6 +31,7 @@ mod properties;
 mod stats;
 mod timing;
 
+use crate::elements::lock;
 use caps::{caps_for_formats, template_caps};
 use properties::Settings;
 
@@ -104,18 +105,14 @@ impl WlDmaBufSink {
     /// A presenter with the sink's settings applied.
     fn connect(&self) -> Result<Presenter, WaylandError> {
         let mut presenter = self.open_presenter()?;
-        let policy = self
-            .settings
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .colour_correction;
+        let policy = lock(&self.settings).colour_correction;
         presenter.set_colour_correction(policy.into());
         presenter.set_view(self.view())?;
-        if let Some(rect) = *self.render_rectangle.lock().unwrap_or_else(|p| p.into_inner()) {
+        if let Some(rect) = *lock(&self.render_rectangle) {
             presenter.set_render_rectangle(Some(rect))?;
         }
         let (fullscreen, output) = {
-            let s = self.settings.lock().unwrap_or_else(|p| p.into_inner());
+            let s = lock(&self.settings);
             (s.fullscreen, s.fullscreen_output.clone())
         };
         if fullscreen {
@@ -133,20 +130,14 @@ impl WlDmaBufSink {
     /// orientation tag ask for.
     fn view(&self) -> View {
         let (method, force_aspect_ratio) = {
-            let s = self.settings.lock().unwrap_or_else(|p| p.into_inner());
+            let s = lock(&self.settings);
             (s.rotate_method, s.force_aspect_ratio)
         };
-        let orientation = direction::orientation_of(method)
-            .unwrap_or_else(|| *self.tag_orientation.lock().unwrap_or_else(|p| p.into_inner()));
-        let pixel_aspect_ratio = self
-            .stream
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map_or((1, 1), |s| {
-                let par = s.info.par();
-                (par.numer().max(0) as u32, par.denom().max(0) as u32)
-            });
+        let orientation = direction::orientation_of(method).unwrap_or_else(|| *lock(&self.tag_orientation));
+        let pixel_aspect_ratio = lock(&self.stream).as_ref().map_or((1, 1), |s| {
+            let par = s.info.par();
+            (par.numer().max(0) as u32, par.denom().max(0) as u32)
+        });
         View {
             orientation,
             pixel_aspect_ratio,
@@ -160,14 +151,14 @@ impl WlDmaBufSink {
         if let Some(o) = tags.get::<gst::tags::ImageOrientation>() {
             match Orientation::from_image_orientation(o.get()) {
                 Some(o) => {
-                    *self.tag_orientation.lock().unwrap_or_else(|p| p.into_inner()) = o;
+                    *lock(&self.tag_orientation) = o;
                     self.apply_view();
                 }
                 None => gst::warning!(CAT, imp = self, "unknown image-orientation {:?}", o.get()),
             }
         }
         if let Some(title) = tags.get::<gst::tags::Title>()
-            && let Some(p) = self.presenter.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
+            && let Some(p) = lock(&self.presenter).as_mut()
         {
             p.set_title(title.get());
         }
@@ -176,7 +167,7 @@ impl WlDmaBufSink {
     /// Hands the view to the presenter (the shown frame follows at once).
     fn apply_view(&self) {
         let view = self.view();
-        if let Some(p) = self.presenter.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
+        if let Some(p) = lock(&self.presenter).as_mut()
             && let Err(e) = p.set_view(view)
         {
             gst::warning!(CAT, imp = self, "view: {e}");
@@ -187,10 +178,10 @@ impl WlDmaBufSink {
     /// output is a warning, posted once the presenter's lock is released.
     fn apply_fullscreen(&self) {
         let (on, output) = {
-            let s = self.settings.lock().unwrap_or_else(|p| p.into_inner());
+            let s = lock(&self.settings);
             (s.fullscreen, s.fullscreen_output.clone())
         };
-        let result = match self.presenter.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        let result = match lock(&self.presenter).as_mut() {
             Some(p) => p.set_fullscreen(on, output.as_deref()),
             None => Ok(()),
         };
@@ -200,7 +191,7 @@ impl WlDmaBufSink {
     }
 
     fn open_presenter(&self) -> Result<Presenter, WaylandError> {
-        let foreign = *self.foreign.lock().unwrap_or_else(|p| p.into_inner());
+        let foreign = *lock(&self.foreign);
         if foreign.surface != 0 {
             if foreign.display == 0 {
                 return Err(WaylandError::Connect(
@@ -218,7 +209,7 @@ impl WlDmaBufSink {
             title: "wldmabufsink".into(),
             app_id: "dmabuf-interop.wldmabufsink".into(),
         };
-        let display = self.settings.lock().unwrap_or_else(|p| p.into_inner()).display.clone();
+        let display = lock(&self.settings).display.clone();
         match display {
             Some(d) => {
                 let path = if d.starts_with('/') {
@@ -257,19 +248,17 @@ impl WlDmaBufSink {
     /// is released: an application's sync bus handler runs in this thread
     /// and may read `stats` or call GstVideoOverlay, which take them.
     fn show(&self, buffer: &gst::Buffer) -> Result<(), gst::FlowError> {
-        let timeout = Duration::from_millis(u64::from(
-            self.settings.lock().unwrap_or_else(|p| p.into_inner()).frame_timeout_ms,
-        ));
+        let timeout = Duration::from_millis(u64::from(lock(&self.settings).frame_timeout_ms));
         self.show_with(buffer, timeout, false)
     }
 
     /// Shows the frame held back at EOS (see `held`), waiting up to
     /// [`HELD_FRAME_TIMEOUT`] for the compositor to show the one before.
     fn show_held(&self) {
-        let Some(buffer) = self.held.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+        let Some(buffer) = lock(&self.held).take() else {
             return;
         };
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *lock(&self.last) = None;
         let _ = self.show_with(&buffer, HELD_FRAME_TIMEOUT, true);
     }
 
@@ -307,35 +296,35 @@ impl WlDmaBufSink {
             })
         };
         {
-            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last = lock(&self.last);
             if last.as_ref().is_some_and(|l| l.as_ptr() == buffer.as_ptr()) {
                 return Ok(false);
             }
             *last = Some(buffer.clone());
         }
         if !reshow {
-            self.counters.lock().unwrap_or_else(|p| p.into_inner()).frames += 1;
+            lock(&self.counters).frames += 1;
         }
-        let stream_guard = self.stream.lock().unwrap_or_else(|p| p.into_inner());
+        let stream_guard = lock(&self.stream);
         let stream = stream_guard.as_ref().ok_or(gst::FlowError::NotNegotiated)?;
-        let mut guard = self.presenter.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = lock(&self.presenter);
         let presenter = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         if !self.wait_for_frame(presenter, timeout).map_err(fail)? {
             if self.flushing.load(Ordering::SeqCst) {
                 return Err(gst::FlowError::Flushing.into());
             }
             if !reshow {
-                self.counters.lock().unwrap_or_else(|p| p.into_inner()).dropped += 1;
-                *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some(buffer.clone());
+                lock(&self.counters).dropped += 1;
+                *lock(&self.held) = Some(buffer.clone());
             }
             gst::debug!(CAT, imp = self, "previous frame not shown yet: dropping");
             return Ok(false);
         }
         if reshow {
-            self.counters.lock().unwrap_or_else(|p| p.into_inner()).dropped -= 1;
+            lock(&self.counters).dropped -= 1;
         } else {
             // A newer frame goes: the held one is stale.
-            *self.held.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            *lock(&self.held) = None;
         }
         // Overlays go with this frame's commit (a bad one is only logged).
         if let Err(e) = composition::apply(presenter, buffer) {
@@ -380,10 +369,7 @@ impl WlDmaBufSink {
                 )
                 .map_err(fail)?;
         }
-        self.timing_errors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .collect(presenter);
+        lock(&self.timing_errors).collect(presenter);
         let reconfigure = presenter.take_formats_changed();
         if reconfigure {
             gst::info!(
@@ -447,7 +433,7 @@ impl ElementImpl for WlDmaBufSink {
         if DISPLAY_CONTEXT_TYPES.contains(&context.context_type())
             && let Ok(ptr) = context.structure().get::<glib::Pointer>("display")
         {
-            self.foreign.lock().unwrap_or_else(|p| p.into_inner()).display = ptr as usize;
+            lock(&self.foreign).display = ptr as usize;
         }
         self.parent_set_context(context)
     }
@@ -457,38 +443,38 @@ impl ElementImpl for WlDmaBufSink {
             // Let the application hand over its surface and display (a
             // sync bus handler answering this message, as with
             // GstVideoOverlay's prepare-window-handle).
-            if self.foreign.lock().unwrap_or_else(|p| p.into_inner()).surface == 0 {
+            if lock(&self.foreign).surface == 0 {
                 self.obj().prepare_window_handle();
             }
             match self.connect() {
                 Ok(mut p) => {
                     gst::info!(CAT, imp = self, "connected; compositor formats {:?}", p.formats());
-                    p.set_paced(self.settings.lock().unwrap_or_else(|p| p.into_inner()).commit_timing);
+                    p.set_paced(lock(&self.settings).commit_timing);
                     self.render_ahead(p.pacing());
-                    *self.presenter.lock().unwrap_or_else(|p| p.into_inner()) = Some(p);
+                    *lock(&self.presenter) = Some(p);
                 }
                 Err(e) => {
                     gst::element_imp_error!(self, gst::ResourceError::OpenWrite, ["{}", e]);
                     return Err(gst::StateChangeError);
                 }
             }
-            *self.counters.lock().unwrap_or_else(|p| p.into_inner()) = Counters::default();
+            *lock(&self.counters) = Counters::default();
         }
         let result = self.parent_change_state(transition);
         if matches!(
             transition,
             gst::StateChange::PausedToReady | gst::StateChange::ReadyToNull
         ) {
-            *self.last.lock().unwrap_or_else(|p| p.into_inner()) = None;
-            *self.held.lock().unwrap_or_else(|p| p.into_inner()) = None;
-            *self.tag_orientation.lock().unwrap_or_else(|p| p.into_inner()) = Orientation::Identity;
-            self.timing_errors.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            *lock(&self.last) = None;
+            *lock(&self.held) = None;
+            *lock(&self.tag_orientation) = Orientation::Identity;
+            lock(&self.timing_errors).clear();
             self.cache.clear();
         }
         if transition == gst::StateChange::ReadyToNull {
             self.render_ahead(crate::wayland::Pacing::FrameCallbacks);
-            *self.stream.lock().unwrap_or_else(|p| p.into_inner()) = None;
-            *self.presenter.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            *lock(&self.stream) = None;
+            *lock(&self.presenter) = None;
         }
         result
     }
@@ -496,10 +482,7 @@ impl ElementImpl for WlDmaBufSink {
 
 impl BaseSinkImpl for WlDmaBufSink {
     fn caps(&self, filter: Option<&gst::Caps>) -> Option<gst::Caps> {
-        let caps = self
-            .presenter
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let caps = lock(&self.presenter)
             .as_ref()
             .map(|p| caps_for_formats(p.formats()))
             .unwrap_or_else(template_caps);
@@ -523,7 +506,7 @@ impl BaseSinkImpl for WlDmaBufSink {
             }
         };
         gst::info!(CAT, imp = self, "stream {:?}, {:?}", format, colorimetry);
-        *self.stream.lock().unwrap_or_else(|p| p.into_inner()) = Some(Stream {
+        *lock(&self.stream) = Some(Stream {
             format,
             info,
             colorimetry,
@@ -534,7 +517,7 @@ impl BaseSinkImpl for WlDmaBufSink {
     }
 
     fn propose_allocation(&self, query: &mut gst::query::Allocation) -> Result<(), gst::LoggableError> {
-        let mut guard = self.allocator.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = lock(&self.allocator);
         if guard.is_none() {
             *guard = Some(DmaBufPoolAllocator::new().map_err(|e| gst::loggable_error!(CAT, "{}", e))?);
         }
@@ -550,10 +533,10 @@ impl BaseSinkImpl for WlDmaBufSink {
 
     fn event(&self, event: gst::Event) -> bool {
         match event.view() {
-            gst::EventView::FlushStart(_) => *self.held.lock().unwrap_or_else(|p| p.into_inner()) = None,
+            gst::EventView::FlushStart(_) => *lock(&self.held) = None,
             gst::EventView::StreamStart(_) => {
                 // A new stream: the old one's orientation tag ends.
-                *self.tag_orientation.lock().unwrap_or_else(|p| p.into_inner()) = Orientation::Identity;
+                *lock(&self.tag_orientation) = Orientation::Identity;
                 self.apply_view();
             }
             gst::EventView::Tag(tag) => self.take_tags(tag.tag()),

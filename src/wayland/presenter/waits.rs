@@ -117,12 +117,14 @@ impl Presenter {
     }
 
     /// Dispatches until the latest commit's frame callback, or `timeout`;
-    /// false on timeout, and when the commit's kind of buffer turned out
-    /// never to be shown (see [`PresentStats::never_shown`]: the wait ends
-    /// there, the frame was not shown).
+    /// false on timeout, and when the wait was given up: the commit's kind
+    /// of buffer seemed never to be shown, or the window is hidden (see
+    /// [`PresentStats::never_shown`](crate::wayland::PresentStats::never_shown) and
+    /// [`PresentStats::hidden_restores`](crate::wayland::PresentStats::hidden_restores): the wait ends there, the frame
+    /// was not shown).
     pub fn wait_frame(&mut self, timeout: Duration) -> Result<bool, WaylandError> {
-        let never_shown = self.stats.never_shown;
+        let given_up = self.shown.waits_given_up();
         let called = self.dispatch_until(timeout, |p| p.state.frame_callback.is_none())?;
-        Ok(called && self.stats.never_shown == never_shown)
+        Ok(called && self.shown.waits_given_up() == given_up)
     }
 }

@@ -11,6 +11,7 @@ use gstreamer::subclass::prelude::*;
 use gstreamer_base::prelude::*;
 
 use super::{CAT, VkDmaBufSrc};
+use crate::elements::lock;
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Settings {
@@ -70,7 +71,7 @@ impl ObjectImpl for VkDmaBufSrc {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = self.settings.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = lock(&self.settings);
         match pspec.name() {
             "is-live" => {
                 s.is_live = value.get().unwrap_or(false);
@@ -83,7 +84,7 @@ impl ObjectImpl for VkDmaBufSrc {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        let s = self.settings.lock().unwrap_or_else(|p| p.into_inner());
+        let s = lock(&self.settings);
         match pspec.name() {
             "is-live" => s.is_live.to_value(),
             "non-mappable" => s.non_mappable.to_value(),

@@ -15,6 +15,7 @@ use gstreamer_video::subclass::prelude::*;
 use gst_video::{NavigationEvent, NavigationModifierType as M};
 
 use super::{CAT, WlDmaBufSink};
+use crate::elements::lock;
 use crate::wayland::{InputEvent, Modifiers};
 
 impl NavigationImpl for WlDmaBufSink {
@@ -32,7 +33,7 @@ impl WlDmaBufSink {
     /// every frame (the presenter reads events while it shows frames),
     /// with none of our locks held.
     pub(super) fn forward_input(&self) {
-        let events = match self.presenter.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        let events = match lock(&self.presenter).as_mut() {
             Some(p) => p.take_input(),
             None => return,
         };
@@ -53,12 +54,7 @@ impl WlDmaBufSink {
         };
         let event = match (s.get::<f64>("pointer_x"), s.get::<f64>("pointer_y")) {
             (Ok(x), Ok(y)) => {
-                let mapped = self
-                    .presenter
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .as_ref()
-                    .and_then(|p| p.window_to_frame(x, y));
+                let mapped = lock(&self.presenter).as_ref().and_then(|p| p.window_to_frame(x, y));
                 let Some((fx, fy)) = mapped else {
                     gst::debug!(
                         CAT,

@@ -7,6 +7,7 @@ use gstreamer::subclass::prelude::*;
 use gstreamer_video as gst_video;
 
 use super::{CAT, WlDmaBufSink};
+use crate::elements::lock;
 
 // GstVideoOverlay. gstreamer-video 0.25 has no subclass trait for it, so the
 // interface's C vtable is filled here; each entry forwards to a safe method.
@@ -64,19 +65,19 @@ impl WlDmaBufSink {
     /// `wl_surface*` (0: a window of our own). Taken at the next NULL->READY,
     /// as waylandsink does before it made its window.
     fn set_window_handle(&self, handle: usize) {
-        if self.presenter.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+        if lock(&self.presenter).is_some() {
             gst::warning!(
                 CAT,
                 imp = self,
                 "window handle {handle:#x} set while the sink shows video: taken at the next start"
             );
         }
-        self.foreign.lock().unwrap_or_else(|p| p.into_inner()).surface = handle;
+        lock(&self.foreign).surface = handle;
     }
 
     /// `gst_video_overlay_expose`: show the current frame again.
     fn expose(&self) {
-        if let Some(p) = self.presenter.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
+        if let Some(p) = lock(&self.presenter).as_mut()
             && let Err(e) = p.expose()
         {
             gst::warning!(CAT, imp = self, "expose: {e}");
@@ -89,8 +90,8 @@ impl WlDmaBufSink {
     /// (0, 0).
     fn set_render_rectangle(&self, x: i32, y: i32, width: i32, height: i32) {
         let rect = (x, y, width, height);
-        *self.render_rectangle.lock().unwrap_or_else(|p| p.into_inner()) = Some(rect);
-        if let Some(p) = self.presenter.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
+        *lock(&self.render_rectangle) = Some(rect);
+        if let Some(p) = lock(&self.presenter).as_mut()
             && let Err(e) = p.set_render_rectangle(Some(rect))
         {
             gst::warning!(CAT, imp = self, "set_render_rectangle: {e}");

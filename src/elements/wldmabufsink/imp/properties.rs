@@ -12,6 +12,7 @@ use gstreamer_video as gst_video;
 
 use super::direction::VideoDirection;
 use super::{CAT, WlDmaBufSink};
+use crate::elements::lock;
 use crate::wayland::ColourCorrection;
 
 #[derive(Debug, Clone)]
@@ -195,7 +196,7 @@ impl ObjectImpl for WlDmaBufSink {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = self.settings.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = lock(&self.settings);
         match pspec.name() {
             "display" => s.display = value.get().unwrap_or(None),
             "frame-timeout" => s.frame_timeout_ms = value.get().unwrap_or(100),
@@ -204,7 +205,7 @@ impl ObjectImpl for WlDmaBufSink {
                 s.colour_correction = value.get().unwrap_or_default();
                 let policy = s.colour_correction.into();
                 drop(s);
-                if let Some(p) = self.presenter.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                if let Some(p) = lock(&self.presenter).as_mut() {
                     p.set_colour_correction(policy);
                 }
             }
@@ -231,71 +232,25 @@ impl ObjectImpl for WlDmaBufSink {
                     self.apply_fullscreen();
                 }
             }
-            "window-handle" => {
-                self.foreign.lock().unwrap_or_else(|p| p.into_inner()).surface =
-                    value.get::<u64>().unwrap_or(0) as usize
-            }
-            "display-handle" => {
-                self.foreign.lock().unwrap_or_else(|p| p.into_inner()).display =
-                    value.get::<u64>().unwrap_or(0) as usize
-            }
+            "window-handle" => lock(&self.foreign).surface = value.get::<u64>().unwrap_or(0) as usize,
+            "display-handle" => lock(&self.foreign).display = value.get::<u64>().unwrap_or(0) as usize,
             other => gst::warning!(CAT, imp = self, "unknown property {other}"),
         }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         match pspec.name() {
-            "display" => self
-                .settings
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .display
-                .to_value(),
-            "frame-timeout" => self
-                .settings
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .frame_timeout_ms
-                .to_value(),
-            "commit-timing" => self
-                .settings
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .commit_timing
-                .to_value(),
-            "colour-correction" => self
-                .settings
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .colour_correction
-                .to_value(),
-            "rotate-method" | "video-direction" => self
-                .settings
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .rotate_method
-                .to_value(),
-            "force-aspect-ratio" => self
-                .settings
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .force_aspect_ratio
-                .to_value(),
-            "fullscreen" => self
-                .settings
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .fullscreen
-                .to_value(),
-            "fullscreen-output" => self
-                .settings
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .fullscreen_output
-                .to_value(),
+            "display" => lock(&self.settings).display.to_value(),
+            "frame-timeout" => lock(&self.settings).frame_timeout_ms.to_value(),
+            "commit-timing" => lock(&self.settings).commit_timing.to_value(),
+            "colour-correction" => lock(&self.settings).colour_correction.to_value(),
+            "rotate-method" | "video-direction" => lock(&self.settings).rotate_method.to_value(),
+            "force-aspect-ratio" => lock(&self.settings).force_aspect_ratio.to_value(),
+            "fullscreen" => lock(&self.settings).fullscreen.to_value(),
+            "fullscreen-output" => lock(&self.settings).fullscreen_output.to_value(),
             "stats" => self.stats_structure().to_value(),
-            "window-handle" => (self.foreign.lock().unwrap_or_else(|p| p.into_inner()).surface as u64).to_value(),
-            "display-handle" => (self.foreign.lock().unwrap_or_else(|p| p.into_inner()).display as u64).to_value(),
+            "window-handle" => (lock(&self.foreign).surface as u64).to_value(),
+            "display-handle" => (lock(&self.foreign).display as u64).to_value(),
             _ => glib::Value::from_type(pspec.value_type()),
         }
     }

@@ -8,31 +8,26 @@ use gstreamer as gst;
 use gstreamer::subclass::prelude::*;
 
 use super::{CAT, WlDmaBufSink};
+use crate::elements::lock;
 use crate::wayland::{PresentStats, Presenter, SyncMode};
 
 impl WlDmaBufSink {
     /// At EOS: the last commits' `wp_presentation` feedback, waited for
     /// at most 100 ms, so the stats count them.
     pub(super) fn wait_feedback(&self) {
-        if let Some(p) = self.presenter.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        if let Some(p) = lock(&self.presenter).as_mut() {
             if let Err(e) = p.wait_timings(Duration::from_millis(100)) {
                 gst::debug!(CAT, imp = self, "feedback at EOS: {e}");
             }
-            self.timing_errors.lock().unwrap_or_else(|p| p.into_inner()).collect(p);
+            lock(&self.timing_errors).collect(p);
         }
     }
 
     /// The `stats` property (and the message posted at EOS).
     pub(super) fn stats_structure(&self) -> gst::Structure {
-        let counters = *self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        let stats = self
-            .presenter
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(Presenter::stats)
-            .unwrap_or_default();
-        let timing = self.timing_errors.lock().unwrap_or_else(|p| p.into_inner()).summary();
+        let counters = *lock(&self.counters);
+        let stats = lock(&self.presenter).as_ref().map(Presenter::stats).unwrap_or_default();
+        let timing = lock(&self.timing_errors).summary();
         structure(counters.frames, counters.dropped, &stats, timing)
     }
 }
@@ -55,6 +50,7 @@ pub(super) fn structure(frames: u64, dropped: u64, stats: &PresentStats, timing:
         .field("reused-before-release", stats.reused_before_release)
         .field("import-refusals", stats.import_refusals)
         .field("never-shown", stats.never_shown)
+        .field("hidden-restores", stats.hidden_restores)
         .field("overlay-sets", stats.overlay_sets)
         .field("colour-told", stats.colour_told)
         .field("colour-converted", stats.colour_converted)

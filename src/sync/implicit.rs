@@ -1,17 +1,5 @@
 //! Implicit synchronisation of dma-bufs: sync_file export/import and the CPU
-//! access bracket.
-//!
-//! A kernel dma-buf carries the fences of the devices that read or write it
-//! (its reservation object). [`export_sync_file`] snapshots those fences as a
-//! sync_file that Vulkan can import as a semaphore payload;
-//! [`import_sync_file`] attaches a sync_file (for example one exported from a
-//! Vulkan semaphore after rendering) to the dma-buf so that implicitly synced
-//! consumers such as compositors wait for it.
-//!
-//! None of this exists for fds that are not kernel dma-bufs (a memfd standing
-//! in for one) or on kernels older than 6.0: both are a clear
-//! [`SyncError::Unsupported`] so the caller can fall back to waiting on a CPU
-//! fence.
+//! access bracket (see the [module docs](super)).
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 
