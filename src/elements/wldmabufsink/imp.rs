@@ -52,12 +52,36 @@ struct Counters {
     dropped: u64,
 }
 
-/// Handles the application gave us (pointers as integers: they are only
-/// handed to libwayland).
+/// What the application handed over through GstVideoOverlay and the
+/// display context (pointers as integers: they are only handed to
+/// libwayland), applied to each new presenter.
 #[derive(Debug, Default, Clone, Copy)]
 struct Foreign {
     display: usize,
     surface: usize,
+    /// GstVideoOverlay's render rectangle.
+    render_rectangle: Option<(i32, i32, i32, i32)>,
+}
+
+/// What the sink holds while it runs, under one lock: the presenter
+/// (READY to NULL), the stream and the counts.
+#[derive(Default)]
+struct State {
+    presenter: Option<Presenter>,
+    stream: Option<Stream>,
+    counters: Counters,
+    allocator: Option<DmaBufPoolAllocator>,
+    /// The buffer shown last: basesink hands the preroll buffer to
+    /// show_frame twice (preroll, then render); it is shown once.
+    last: Option<gst::Buffer>,
+    /// The latest frame dropped because the compositor had not shown the
+    /// previous one yet: shown at EOS if no later frame replaced it, so
+    /// the stream's last picture is what stays on screen.
+    held: Option<gst::Buffer>,
+    /// The stream's `image-orientation` tag (for `rotate-method=auto`).
+    tag_orientation: Orientation,
+    /// Presented minus target, from `wp_presentation` feedback.
+    timing_errors: timing::Errors,
 }
 
 struct Stream {
@@ -72,31 +96,18 @@ struct Stream {
 /// the one before it.
 const HELD_FRAME_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The sink: its properties (`settings`), what the application handed
+/// over (`foreign`) and its running state (`state`), each under its own
+/// lock; none is held while an error or warning is posted (see `show`).
 #[derive(Default)]
 pub struct WlDmaBufSink {
     settings: Mutex<Settings>,
-    presenter: Mutex<Option<Presenter>>,
-    stream: Mutex<Option<Stream>>,
-    counters: Mutex<Counters>,
     foreign: Mutex<Foreign>,
-    allocator: Mutex<Option<DmaBufPoolAllocator>>,
-    /// The buffer shown last: basesink hands the preroll buffer to
-    /// show_frame twice (preroll, then render); it is shown once.
-    last: Mutex<Option<gst::Buffer>>,
-    /// The latest frame dropped because the compositor had not shown the
-    /// previous one yet: shown at EOS if no later frame replaced it, so
-    /// the stream's last picture is what stays on screen.
-    held: Mutex<Option<gst::Buffer>>,
+    state: Mutex<State>,
     flushing: AtomicBool,
     /// One `DmaBuf` per upstream storage, so the Presenter's wl_buffer
     /// cache hits; cleared on stop.
     cache: DmaBufCache,
-    /// GstVideoOverlay's render rectangle, applied to each new presenter.
-    render_rectangle: Mutex<Option<(i32, i32, i32, i32)>>,
-    /// The stream's `image-orientation` tag (for `rotate-method=auto`).
-    tag_orientation: Mutex<Orientation>,
-    /// Presented minus target, from `wp_presentation` feedback.
-    timing_errors: Mutex<timing::Errors>,
     /// We set basesink's render delay (commit timing): undone at NULL.
     render_ahead_set: AtomicBool,
 }
@@ -108,7 +119,8 @@ impl WlDmaBufSink {
         let policy = lock(&self.settings).colour_correction;
         presenter.set_colour_correction(policy.into());
         presenter.set_view(self.view())?;
-        if let Some(rect) = *lock(&self.render_rectangle) {
+        let rect = lock(&self.foreign).render_rectangle;
+        if let Some(rect) = rect {
             presenter.set_render_rectangle(Some(rect))?;
         }
         let (fullscreen, output) = {
@@ -133,8 +145,8 @@ impl WlDmaBufSink {
             let s = lock(&self.settings);
             (s.rotate_method, s.force_aspect_ratio)
         };
-        let orientation = direction::orientation_of(method).unwrap_or_else(|| *lock(&self.tag_orientation));
-        let pixel_aspect_ratio = lock(&self.stream).as_ref().map_or((1, 1), |s| {
+        let orientation = direction::orientation_of(method).unwrap_or_else(|| lock(&self.state).tag_orientation);
+        let pixel_aspect_ratio = lock(&self.state).stream.as_ref().map_or((1, 1), |s| {
             let par = s.info.par();
             (par.numer().max(0) as u32, par.denom().max(0) as u32)
         });
@@ -151,14 +163,14 @@ impl WlDmaBufSink {
         if let Some(o) = tags.get::<gst::tags::ImageOrientation>() {
             match Orientation::from_image_orientation(o.get()) {
                 Some(o) => {
-                    *lock(&self.tag_orientation) = o;
+                    lock(&self.state).tag_orientation = o;
                     self.apply_view();
                 }
                 None => gst::warning!(CAT, imp = self, "unknown image-orientation {:?}", o.get()),
             }
         }
         if let Some(title) = tags.get::<gst::tags::Title>()
-            && let Some(p) = lock(&self.presenter).as_mut()
+            && let Some(p) = lock(&self.state).presenter.as_mut()
         {
             p.set_title(title.get());
         }
@@ -167,7 +179,7 @@ impl WlDmaBufSink {
     /// Hands the view to the presenter (the shown frame follows at once).
     fn apply_view(&self) {
         let view = self.view();
-        if let Some(p) = lock(&self.presenter).as_mut()
+        if let Some(p) = lock(&self.state).presenter.as_mut()
             && let Err(e) = p.set_view(view)
         {
             gst::warning!(CAT, imp = self, "view: {e}");
@@ -181,7 +193,7 @@ impl WlDmaBufSink {
             let s = lock(&self.settings);
             (s.fullscreen, s.fullscreen_output.clone())
         };
-        let result = match lock(&self.presenter).as_mut() {
+        let result = match lock(&self.state).presenter.as_mut() {
             Some(p) => p.set_fullscreen(on, output.as_deref()),
             None => Ok(()),
         };
@@ -255,10 +267,10 @@ impl WlDmaBufSink {
     /// Shows the frame held back at EOS (see `held`), waiting up to
     /// [`HELD_FRAME_TIMEOUT`] for the compositor to show the one before.
     fn show_held(&self) {
-        let Some(buffer) = lock(&self.held).take() else {
+        let Some(buffer) = lock(&self.state).held.take() else {
             return;
         };
-        *lock(&self.last) = None;
+        lock(&self.state).last = None;
         let _ = self.show_with(&buffer, HELD_FRAME_TIMEOUT, true);
     }
 
@@ -295,36 +307,41 @@ impl WlDmaBufSink {
                 gst::error_msg!(gst::StreamError::Failed, ["Cannot show the frame: {}", e])
             })
         };
-        {
-            let mut last = lock(&self.last);
-            if last.as_ref().is_some_and(|l| l.as_ptr() == buffer.as_ptr()) {
-                return Ok(false);
-            }
-            *last = Some(buffer.clone());
+        let mut guard = lock(&self.state);
+        let State {
+            presenter,
+            stream,
+            counters,
+            last,
+            held,
+            timing_errors,
+            ..
+        } = &mut *guard;
+        if last.as_ref().is_some_and(|l| l.as_ptr() == buffer.as_ptr()) {
+            return Ok(false);
         }
+        *last = Some(buffer.clone());
         if !reshow {
-            lock(&self.counters).frames += 1;
+            counters.frames += 1;
         }
-        let stream_guard = lock(&self.stream);
-        let stream = stream_guard.as_ref().ok_or(gst::FlowError::NotNegotiated)?;
-        let mut guard = lock(&self.presenter);
-        let presenter = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        let stream = stream.as_ref().ok_or(gst::FlowError::NotNegotiated)?;
+        let presenter = presenter.as_mut().ok_or(gst::FlowError::Flushing)?;
         if !self.wait_for_frame(presenter, timeout).map_err(fail)? {
             if self.flushing.load(Ordering::SeqCst) {
                 return Err(gst::FlowError::Flushing.into());
             }
             if !reshow {
-                lock(&self.counters).dropped += 1;
-                *lock(&self.held) = Some(buffer.clone());
+                counters.dropped += 1;
+                *held = Some(buffer.clone());
             }
             gst::debug!(CAT, imp = self, "previous frame not shown yet: dropping");
             return Ok(false);
         }
         if reshow {
-            lock(&self.counters).dropped -= 1;
+            counters.dropped -= 1;
         } else {
             // A newer frame goes: the held one is stale.
-            *lock(&self.held) = None;
+            *held = None;
         }
         // Overlays go with this frame's commit (a bad one is only logged).
         if let Err(e) = composition::apply(presenter, buffer) {
@@ -369,7 +386,7 @@ impl WlDmaBufSink {
                 )
                 .map_err(fail)?;
         }
-        lock(&self.timing_errors).collect(presenter);
+        timing_errors.collect(presenter);
         let reconfigure = presenter.take_formats_changed();
         if reconfigure {
             gst::info!(
@@ -451,30 +468,30 @@ impl ElementImpl for WlDmaBufSink {
                     gst::info!(CAT, imp = self, "connected; compositor formats {:?}", p.formats());
                     p.set_paced(lock(&self.settings).commit_timing);
                     self.render_ahead(p.pacing());
-                    *lock(&self.presenter) = Some(p);
+                    lock(&self.state).presenter = Some(p);
                 }
                 Err(e) => {
                     gst::element_imp_error!(self, gst::ResourceError::OpenWrite, ["{}", e]);
                     return Err(gst::StateChangeError);
                 }
             }
-            *lock(&self.counters) = Counters::default();
+            lock(&self.state).counters = Counters::default();
         }
         let result = self.parent_change_state(transition);
         if matches!(
             transition,
             gst::StateChange::PausedToReady | gst::StateChange::ReadyToNull
         ) {
-            *lock(&self.last) = None;
-            *lock(&self.held) = None;
-            *lock(&self.tag_orientation) = Orientation::Identity;
-            lock(&self.timing_errors).clear();
+            lock(&self.state).last = None;
+            lock(&self.state).held = None;
+            lock(&self.state).tag_orientation = Orientation::Identity;
+            lock(&self.state).timing_errors.clear();
             self.cache.clear();
         }
         if transition == gst::StateChange::ReadyToNull {
             self.render_ahead(crate::wayland::Pacing::FrameCallbacks);
-            *lock(&self.stream) = None;
-            *lock(&self.presenter) = None;
+            lock(&self.state).stream = None;
+            lock(&self.state).presenter = None;
         }
         result
     }
@@ -482,7 +499,8 @@ impl ElementImpl for WlDmaBufSink {
 
 impl BaseSinkImpl for WlDmaBufSink {
     fn caps(&self, filter: Option<&gst::Caps>) -> Option<gst::Caps> {
-        let caps = lock(&self.presenter)
+        let caps = lock(&self.state)
+            .presenter
             .as_ref()
             .map(|p| caps_for_formats(p.formats()))
             .unwrap_or_else(template_caps);
@@ -506,7 +524,7 @@ impl BaseSinkImpl for WlDmaBufSink {
             }
         };
         gst::info!(CAT, imp = self, "stream {:?}, {:?}", format, colorimetry);
-        *lock(&self.stream) = Some(Stream {
+        lock(&self.state).stream = Some(Stream {
             format,
             info,
             colorimetry,
@@ -517,7 +535,8 @@ impl BaseSinkImpl for WlDmaBufSink {
     }
 
     fn propose_allocation(&self, query: &mut gst::query::Allocation) -> Result<(), gst::LoggableError> {
-        let mut guard = lock(&self.allocator);
+        let mut state = lock(&self.state);
+        let guard = &mut state.allocator;
         if guard.is_none() {
             *guard = Some(DmaBufPoolAllocator::new().map_err(|e| gst::loggable_error!(CAT, "{}", e))?);
         }
@@ -533,10 +552,15 @@ impl BaseSinkImpl for WlDmaBufSink {
 
     fn event(&self, event: gst::Event) -> bool {
         match event.view() {
-            gst::EventView::FlushStart(_) => *lock(&self.held) = None,
+            gst::EventView::FlushStart(_) => {
+                // Before basesink's unlock(): ends a wait for a frame
+                // callback at once, so the state's lock is free.
+                self.flushing.store(true, Ordering::SeqCst);
+                lock(&self.state).held = None;
+            }
             gst::EventView::StreamStart(_) => {
                 // A new stream: the old one's orientation tag ends.
-                *lock(&self.tag_orientation) = Orientation::Identity;
+                lock(&self.state).tag_orientation = Orientation::Identity;
                 self.apply_view();
             }
             gst::EventView::Tag(tag) => self.take_tags(tag.tag()),

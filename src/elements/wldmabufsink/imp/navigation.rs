@@ -33,7 +33,7 @@ impl WlDmaBufSink {
     /// every frame (the presenter reads events while it shows frames),
     /// with none of our locks held.
     pub(super) fn forward_input(&self) {
-        let events = match lock(&self.presenter).as_mut() {
+        let events = match lock(&self.state).presenter.as_mut() {
             Some(p) => p.take_input(),
             None => return,
         };
@@ -54,7 +54,10 @@ impl WlDmaBufSink {
         };
         let event = match (s.get::<f64>("pointer_x"), s.get::<f64>("pointer_y")) {
             (Ok(x), Ok(y)) => {
-                let mapped = lock(&self.presenter).as_ref().and_then(|p| p.window_to_frame(x, y));
+                let mapped = lock(&self.state)
+                    .presenter
+                    .as_ref()
+                    .and_then(|p| p.window_to_frame(x, y));
                 let Some((fx, fy)) = mapped else {
                     gst::debug!(
                         CAT,

@@ -65,7 +65,7 @@ impl WlDmaBufSink {
     /// `wl_surface*` (0: a window of our own). Taken at the next NULL->READY,
     /// as waylandsink does before it made its window.
     fn set_window_handle(&self, handle: usize) {
-        if lock(&self.presenter).is_some() {
+        if lock(&self.state).presenter.is_some() {
             gst::warning!(
                 CAT,
                 imp = self,
@@ -77,7 +77,7 @@ impl WlDmaBufSink {
 
     /// `gst_video_overlay_expose`: show the current frame again.
     fn expose(&self) {
-        if let Some(p) = lock(&self.presenter).as_mut()
+        if let Some(p) = lock(&self.state).presenter.as_mut()
             && let Err(e) = p.expose()
         {
             gst::warning!(CAT, imp = self, "expose: {e}");
@@ -90,8 +90,8 @@ impl WlDmaBufSink {
     /// (0, 0).
     fn set_render_rectangle(&self, x: i32, y: i32, width: i32, height: i32) {
         let rect = (x, y, width, height);
-        *lock(&self.render_rectangle) = Some(rect);
-        if let Some(p) = lock(&self.presenter).as_mut()
+        lock(&self.foreign).render_rectangle = Some(rect);
+        if let Some(p) = lock(&self.state).presenter.as_mut()
             && let Err(e) = p.set_render_rectangle(Some(rect))
         {
             gst::warning!(CAT, imp = self, "set_render_rectangle: {e}");

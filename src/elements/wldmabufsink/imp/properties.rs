@@ -205,7 +205,7 @@ impl ObjectImpl for WlDmaBufSink {
                 s.colour_correction = value.get().unwrap_or_default();
                 let policy = s.colour_correction.into();
                 drop(s);
-                if let Some(p) = lock(&self.presenter).as_mut() {
+                if let Some(p) = lock(&self.state).presenter.as_mut() {
                     p.set_colour_correction(policy);
                 }
             }

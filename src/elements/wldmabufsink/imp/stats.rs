@@ -15,19 +15,26 @@ impl WlDmaBufSink {
     /// At EOS: the last commits' `wp_presentation` feedback, waited for
     /// at most 100 ms, so the stats count them.
     pub(super) fn wait_feedback(&self) {
-        if let Some(p) = lock(&self.presenter).as_mut() {
+        let mut state = lock(&self.state);
+        let super::State {
+            presenter,
+            timing_errors,
+            ..
+        } = &mut *state;
+        if let Some(p) = presenter.as_mut() {
             if let Err(e) = p.wait_timings(Duration::from_millis(100)) {
                 gst::debug!(CAT, imp = self, "feedback at EOS: {e}");
             }
-            lock(&self.timing_errors).collect(p);
+            timing_errors.collect(p);
         }
     }
 
     /// The `stats` property (and the message posted at EOS).
     pub(super) fn stats_structure(&self) -> gst::Structure {
-        let counters = *lock(&self.counters);
-        let stats = lock(&self.presenter).as_ref().map(Presenter::stats).unwrap_or_default();
-        let timing = lock(&self.timing_errors).summary();
+        let state = lock(&self.state);
+        let counters = state.counters;
+        let stats = state.presenter.as_ref().map(Presenter::stats).unwrap_or_default();
+        let timing = state.timing_errors.summary();
         structure(counters.frames, counters.dropped, &stats, timing)
     }
 }
