@@ -128,7 +128,7 @@ impl Presenter {
     /// `wl_buffer`s dropped from the cache that wait for their release to
     /// be destroyed.
     pub fn retired_buffers(&self) -> usize {
-        self.state.retired.len()
+        self.state.retired_count()
     }
 
     /// Whether the compositor still holds the `wl_buffer` last made for
@@ -136,7 +136,7 @@ impl Presenter {
     pub fn is_busy(&self, buf: &DmaBuf) -> bool {
         self.cache
             .get(&buf.id())
-            .is_some_and(|e| self.state.busy.contains_key(&e.buffer.id()))
+            .is_some_and(|e| self.state.is_held(&e.buffer.id()))
     }
 
     /// Dispatches until the compositor released `buf`, or `timeout`.
@@ -164,16 +164,15 @@ impl Presenter {
         let Some(id) = self.cache.get(&buf.id()).map(|e| e.buffer.id()) else {
             return Ok(Release::Free);
         };
-        if !self.state.busy.contains_key(&id) {
+        if !self.state.is_held(&id) {
             return Ok(Release::Free);
         }
-        let Some(hold) = self.state.fenced.get_mut(&id) else {
+        let Some(hold) = self.state.held.get_mut(&id).and_then(|h| h.fenced.as_mut()) else {
             return Ok(Release::Held);
         };
         match hold.as_fence()? {
             None => Ok(Release::Held),
             Some(fence) => {
-                self.state.fenced.remove(&id);
                 self.state.release_points_signalled += 1;
                 self.state.free(&id);
                 Ok(Release::After(fence))
@@ -183,7 +182,7 @@ impl Presenter {
 
     /// Frames the compositor still holds (their keep-alives are alive).
     pub fn buffers_in_flight(&self) -> usize {
-        self.state.busy.len()
+        self.state.held.values().filter(|h| !h.keep.is_empty()).count()
     }
 }
 

@@ -350,17 +350,18 @@ impl Presenter {
                     none => none.insert(sync.release_timeline(&self.qh)?),
                 };
                 let point = sync.set_points(&self.window.surface, &self.qh, buf, acquire, release)?;
-                self.state.fenced.entry(id).or_default().point = Some((release.timeline.clone(), point));
+                let held = self.state.held.entry(id).or_default();
+                held.fenced.get_or_insert_default().point = Some((release.timeline.clone(), point));
             }
             Explicit::V1(v1) => {
-                let existing = self.state.fenced.remove(&id);
+                let existing = self.state.held.get_mut(&id).and_then(|h| h.fenced.take());
                 let held = existing.is_some();
                 let mut hold = existing.unwrap_or_default();
                 let set = v1.set_fences(&self.window.surface, &self.qh, buf, id.clone(), acquire, &mut hold);
                 // A failure sends nothing: an earlier commit's hold stays as
                 // it was, and no empty hold may free the buffer.
                 if set.is_ok() || held {
-                    self.state.fenced.insert(id, hold);
+                    self.state.held.entry(id).or_default().fenced = Some(hold);
                 }
                 set?;
             }
@@ -389,7 +390,7 @@ impl Presenter {
         keepalive: Box<dyn Any + Send>,
     ) -> Result<(), WaylandError> {
         let id = wl_buffer.id();
-        if presented.zero_copy() && self.state.busy.contains_key(&id) {
+        if presented.zero_copy() && self.state.is_held(&id) {
             self.stats.reused_before_release += 1;
         }
         if presented.via != Via::LinuxDmabuf
@@ -399,7 +400,7 @@ impl Presenter {
             // protocol's unsupported_buffer error.
             sync.suspend();
         }
-        self.state.busy.entry(id).or_default().push(keepalive);
+        self.state.held.entry(id).or_default().keep.push(keepalive);
         self.window.surface.attach(Some(wl_buffer), 0, 0);
         if self.window.surface.version() >= 4 {
             self.window.surface.damage_buffer(0, 0, i32::MAX, i32::MAX);
@@ -495,8 +496,10 @@ impl Drop for Presenter {
             }
             e.buffer.destroy();
         }
-        for (_, b) in self.state.retired.drain() {
-            b.destroy();
+        for h in self.state.held.values_mut() {
+            if let Some(b) = h.retired.take() {
+                b.destroy();
+            }
         }
         for b in self.shm_buffers.drain(..) {
             b.buffer.destroy();

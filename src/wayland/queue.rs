@@ -51,16 +51,10 @@ pub(crate) struct State {
     /// callback of ours, the area's or a frame's): the never-shown clock
     /// runs from there, not from a slow first paint of a new window.
     pub(super) painted_at: Option<std::time::Instant>,
-    /// wl_buffer -> what must stay alive until its release (present = busy).
-    pub(super) busy: HashMap<ObjectId, Vec<Box<dyn Any + Send>>>,
-    /// wl_buffers we no longer want but the compositor still holds: they
-    /// are destroyed on their `release` (destroying a held buffer means its
-    /// release never comes and its keep-alives are never dropped).
-    pub(super) retired: HashMap<ObjectId, WlBuffer>,
+    /// The one map of `wl_buffer`s between commit and release (see
+    /// [`Held`]).
+    pub(super) held: HashMap<ObjectId, Held>,
     pub(super) releases: u64,
-    /// wl_buffers whose hold ends by explicit sync (a release point, or
-    /// release events and fences) instead of `wl_buffer.release`.
-    pub(super) fenced: HashMap<ObjectId, Hold>,
     pub(super) release_points_signalled: u64,
     pub(super) created: HashMap<ObjectId, Result<WlBuffer, ()>>,
     /// Import checks that timed out, by params object: kept until the
@@ -84,14 +78,38 @@ pub(crate) struct State {
     pub(super) descriptions: HashMap<ObjectId, super::colour_management::Status>,
 }
 
+/// A `wl_buffer`'s life between a commit and its release: what must stay
+/// alive until then, how the release comes, and whether the buffer is
+/// destroyed then. One entry per buffer, so the three cannot disagree.
+#[derive(Default)]
+pub(super) struct Held {
+    /// Keep-alives of the commits (e.g. the GStreamer buffer), dropped on
+    /// release; non-empty once committed ("busy").
+    pub(super) keep: Vec<Box<dyn Any + Send>>,
+    /// Under explicit sync, what ends the hold (a release point, or
+    /// release events and their fences) instead of `wl_buffer.release`.
+    pub(super) fenced: Option<Hold>,
+    /// No longer wanted (dropped from a cache): destroyed once released
+    /// (destroying a held buffer means its release never comes and its
+    /// keep-alives are never dropped).
+    pub(super) retired: Option<WlBuffer>,
+}
+
 impl State {
+    /// Whether the compositor holds `id` (committed, not released).
+    pub(super) fn is_held(&self, id: &ObjectId) -> bool {
+        self.held.get(id).is_some_and(|h| !h.keep.is_empty())
+    }
+
     /// Destroys `buffer` now if the compositor does not hold it, else on
     /// its release.
     pub(super) fn retire(&mut self, buffer: WlBuffer) {
-        if self.busy.contains_key(&buffer.id()) {
-            self.retired.insert(buffer.id(), buffer);
-        } else {
-            buffer.destroy();
+        match self.held.get_mut(&buffer.id()) {
+            Some(h) if !h.keep.is_empty() => h.retired = Some(buffer),
+            _ => {
+                self.held.remove(&buffer.id());
+                buffer.destroy();
+            }
         }
     }
 
@@ -100,7 +118,7 @@ impl State {
     /// point decides), else the buffer is free.
     pub(super) fn released(&mut self, buffer: &WlBuffer) {
         self.releases += 1;
-        if !self.fenced.contains_key(&buffer.id()) {
+        if self.held.get(&buffer.id()).is_none_or(|h| h.fenced.is_none()) {
             self.free(&buffer.id());
         }
     }
@@ -108,10 +126,16 @@ impl State {
     /// The compositor is done with `id`: the keep-alives go (handing the
     /// frame back to its producer) and a retired buffer is destroyed.
     pub(super) fn free(&mut self, id: &ObjectId) {
-        self.busy.remove(id);
-        if let Some(b) = self.retired.remove(id) {
+        if let Some(h) = self.held.remove(id)
+            && let Some(b) = h.retired
+        {
             b.destroy();
         }
+    }
+
+    /// Buffers retired but still held.
+    pub(super) fn retired_count(&self) -> usize {
+        self.held.values().filter(|h| h.retired.is_some()).count()
     }
 
     /// What follows every read of events: buffers whose release point
@@ -128,13 +152,14 @@ impl State {
     /// Frees the buffers whose release point has signalled.
     pub(super) fn poll_release_points(&mut self) -> Result<(), WaylandError> {
         let mut done = Vec::new();
-        for (id, hold) in &mut self.fenced {
-            if hold.poll()? {
+        for (id, held) in &mut self.held {
+            if let Some(hold) = &mut held.fenced
+                && hold.poll()?
+            {
                 done.push(id.clone());
             }
         }
         for id in done {
-            self.fenced.remove(&id);
             self.release_points_signalled += 1;
             self.free(&id);
         }

@@ -290,7 +290,7 @@ impl Presenter {
             if let Some(i) = self
                 .shm_buffers
                 .iter()
-                .position(|b| !self.state.busy.contains_key(&b.buffer.id()))
+                .position(|b| !self.state.is_held(&b.buffer.id()))
             {
                 return Ok(i);
             }

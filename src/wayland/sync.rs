@@ -217,7 +217,7 @@ impl Dispatch<ZwpLinuxBufferReleaseV1, ObjectId> for State {
         _: &Connection,
         _: &QueueHandle<Self>,
     ) {
-        let Some(hold) = state.fenced.get_mut(buffer) else {
+        let Some(hold) = state.held.get_mut(buffer).and_then(|h| h.fenced.as_mut()) else {
             return;
         };
         hold.awaiting = hold.awaiting.saturating_sub(1);
