@@ -11,6 +11,7 @@ use ash::vk;
 use super::context::VulkanContext;
 use super::error::{VulkanError, call};
 use super::recycle::Frame;
+use super::unwind::{Cleanup, Unwind};
 use crate::sync::{self, SyncAccess};
 
 /// The kernel dma-bufs a submission touches, for implicit synchronisation:
@@ -49,7 +50,7 @@ pub(crate) fn submit_synced(
     record: impl FnOnce(vk::CommandBuffer) -> Result<(), VulkanError>,
 ) -> Result<Submission, VulkanError> {
     let loader = ctx.semaphore_fd();
-    let mut semaphores = SemaphoreGuard { ctx, list: Vec::new() };
+    let mut semaphores = Unwind::new(Semaphores { ctx, list: Vec::new() });
     let mut waits = Vec::new();
     if loader.is_none() {
         for fd in after {
@@ -121,7 +122,7 @@ pub(crate) fn submit_synced(
     // uses (`keep`: e.g. a framebuffer), so an error below still frees
     // them only after the GPU.
     submission.keep.extend(keep);
-    submission.semaphores = std::mem::take(&mut semaphores.list);
+    submission.semaphores = semaphores.handover().list;
     let kernel_dmabufs = implicit.iter().filter(|(fd, _)| sync::is_kernel_dmabuf(*fd)).count();
     let (Some(loader), Some(signal)) = (loader, signal) else {
         submission.attached = kernel_dmabufs == 0;
@@ -163,12 +164,12 @@ pub(crate) fn submit_synced(
 
 /// Semaphores of a submission being built, each with whether it is
 /// exportable (destroyed if it fails before the submission takes them).
-struct SemaphoreGuard<'a> {
+struct Semaphores<'a> {
     ctx: &'a VulkanContext,
     list: Vec<(vk::Semaphore, bool)>,
 }
 
-impl SemaphoreGuard<'_> {
+impl Semaphores<'_> {
     /// A kept semaphore of the kind (`recycle`), else a new one.
     fn create(&mut self, exportable: bool) -> Result<vk::Semaphore, VulkanError> {
         if let Some(semaphore) = self.ctx.recycler().take_semaphore(exportable) {
@@ -189,8 +190,8 @@ impl SemaphoreGuard<'_> {
     }
 }
 
-impl Drop for SemaphoreGuard<'_> {
-    fn drop(&mut self) {
+impl Cleanup for Semaphores<'_> {
+    fn clean_up(&mut self) {
         for (s, _) in self.list.drain(..) {
             // SAFETY: ours, and no submission uses it: either the submission
             // failed or was never made (a successful one takes the list).
@@ -376,8 +377,8 @@ fn submit_inner(
 ) -> Result<Submission, VulkanError> {
     let device = ctx.device();
     // A kept frame (pool reset, fence unsignalled), else new objects.
-    let mut guard = match ctx.recycler().take_frame() {
-        Some(frame) => PoolGuard {
+    let mut guard = Unwind::new(match ctx.recycler().take_frame() {
+        Some(frame) => Building {
             ctx,
             pool: frame.pool,
             cb: Some(frame.cb),
@@ -389,14 +390,14 @@ fn submit_inner(
                 .flags(vk::CommandPoolCreateFlags::TRANSIENT);
             // SAFETY: valid device; the pool is destroyed by the guard below.
             let pool = unsafe { device.create_command_pool(&pool_info, None) }.map_err(call("vkCreateCommandPool"))?;
-            PoolGuard {
+            Building {
                 ctx,
                 pool,
                 cb: None,
                 fence: vk::Fence::null(),
             }
         }
-    };
+    });
     let cb = match guard.cb.take() {
         Some(cb) => cb,
         None => {
@@ -432,11 +433,12 @@ fn submit_inner(
         unsafe { device.queue_submit(*queue, &submit, guard.fence) }.map_err(call("vkQueueSubmit"))?;
     }
     // Submitted: the submission takes the pool and the fence over.
+    let built = guard.handover();
     let submission = Submission {
         ctx: ctx.clone(),
-        pool: guard.pool,
+        pool: built.pool,
         cb,
-        fence: guard.fence,
+        fence: built.fence,
         semaphores: Vec::new(),
         signal_reusable: false,
         descriptor_pools: Vec::new(),
@@ -445,14 +447,13 @@ fn submit_inner(
         timed_out: false,
         attached: false,
     };
-    std::mem::forget(guard);
     Ok(submission)
 }
 
 /// The command pool and fence of a submission being built; on a failure
 /// before the submit they are destroyed (nothing was submitted, so nothing
 /// is pending; a successful submit hands them to the [`Submission`]).
-struct PoolGuard<'a> {
+struct Building<'a> {
     ctx: &'a VulkanContext,
     pool: vk::CommandPool,
     /// A reused pool's command buffer (freed with the pool).
@@ -460,8 +461,8 @@ struct PoolGuard<'a> {
     fence: vk::Fence,
 }
 
-impl Drop for PoolGuard<'_> {
-    fn drop(&mut self) {
+impl Cleanup for Building<'_> {
+    fn clean_up(&mut self) {
         let device = self.ctx.device();
         // SAFETY: both handles are ours and were never submitted (waiting
         // on an unsubmitted fence would never return).

@@ -8,6 +8,7 @@ use ash::vk;
 
 use super::context::VulkanContext;
 use super::error::{VulkanError, call};
+use super::unwind::{Cleanup, Unwind};
 
 /// One compute pipeline with its layouts.
 pub(super) struct Kernel {
@@ -146,32 +147,23 @@ impl Kernel {
     }
 }
 
-/// A transient descriptor pool for one submission (destroyed here if the
-/// submission fails before it adopts the pool).
-pub(super) struct PoolGuard<'a>(&'a VulkanContext, pub(super) vk::DescriptorPool);
+/// A transient descriptor pool for one submission, in an [`Unwind`]
+/// (destroyed if the submission fails before it adopts the pool).
+pub(super) struct DescriptorPool<'a>(&'a VulkanContext, pub(super) vk::DescriptorPool);
 
-impl PoolGuard<'_> {
-    /// Hands the pool over (to the submission that uses it).
-    pub(super) fn release(mut self) -> vk::DescriptorPool {
-        std::mem::replace(&mut self.1, vk::DescriptorPool::null())
-    }
-}
-
-impl Drop for PoolGuard<'_> {
-    fn drop(&mut self) {
-        if self.1 != vk::DescriptorPool::null() {
-            // SAFETY: our pool; no submission uses it (a submitted one
-            // adopted it).
-            unsafe { self.0.device().destroy_descriptor_pool(self.1, None) };
-        }
+impl Cleanup for DescriptorPool<'_> {
+    fn clean_up(&mut self) {
+        // SAFETY: our pool; no submission uses it (a submitted one adopted
+        // it, handed over).
+        unsafe { self.0.device().destroy_descriptor_pool(self.1, None) };
     }
 }
 
 /// A descriptor pool for one submission: one set of up to four storage and
 /// four sampled images; a kept one (`recycle`, reset) where there is one.
-pub(super) fn descriptor_pool(ctx: &VulkanContext) -> Result<PoolGuard<'_>, VulkanError> {
+pub(super) fn descriptor_pool(ctx: &VulkanContext) -> Result<Unwind<DescriptorPool<'_>>, VulkanError> {
     if let Some(pool) = ctx.recycler().take_descriptor_pool() {
-        return Ok(PoolGuard(ctx, pool));
+        return Ok(Unwind::new(DescriptorPool(ctx, pool)));
     }
     let sizes = [
         vk::DescriptorPoolSize::default()
@@ -184,7 +176,7 @@ pub(super) fn descriptor_pool(ctx: &VulkanContext) -> Result<PoolGuard<'_>, Vulk
     let info = vk::DescriptorPoolCreateInfo::default().max_sets(1).pool_sizes(&sizes);
     // SAFETY: valid device; destroyed by the guard.
     let pool = unsafe { ctx.device().create_descriptor_pool(&info, None) }.map_err(call("vkCreateDescriptorPool"))?;
-    Ok(PoolGuard(ctx, pool))
+    Ok(Unwind::new(DescriptorPool(ctx, pool)))
 }
 
 /// Writes `images` (view, descriptor type) into bindings 0, 1, .. of `set`,

@@ -11,6 +11,7 @@ use super::device_select::{DeviceSelector, candidates, choose_device, device_inf
 use super::error::{VulkanError, call};
 use super::recycle::Recycler;
 use super::retire::{Destroy, Retired};
+use super::unwind::{Cleanup, Unwind};
 use super::validation::{Validation, create_messenger};
 
 /// Environment variable that overrides the device choice: a substring of the
@@ -150,7 +151,10 @@ impl VulkanContext {
         // SAFETY: create_info and everything it points to outlive the call.
         let instance = unsafe { entry.create_instance(&create_info, None) }.map_err(call("vkCreateInstance"))?;
         // From here on a guard destroys the instance on every error path.
-        let mut guard = InstanceGuard::new(instance);
+        let mut guard = Unwind::new(HalfInstance {
+            instance,
+            validation: None,
+        });
         if options.validation {
             guard.validation = Some(create_messenger(&entry, guard.instance())?);
         }
@@ -202,7 +206,7 @@ impl VulkanContext {
             .map_err(call("vkCreateDevice"))?;
         // SAFETY: queue family and index 0 were requested at device creation.
         let queue = unsafe { device.get_device_queue(family, 0) };
-        let (instance, validation) = guard.release();
+        let HalfInstance { instance, validation } = guard.handover();
         let capabilities = Capabilities {
             drm_format_modifier: modifiers,
             semaphore_sync_fd: semaphore_fd && sync_fd_semaphores(&instance, chosen.physical),
@@ -434,7 +438,10 @@ impl VulkanContext {
         let instance =
             unsafe { entry.create_instance(&vk::InstanceCreateInfo::default().application_info(&app), None) }
                 .map_err(call("vkCreateInstance"))?;
-        let guard = InstanceGuard::new(instance);
+        let guard = Unwind::new(HalfInstance {
+            instance,
+            validation: None,
+        });
         let list = candidates(guard.instance()).map(|list| {
             list.into_iter()
                 .map(|c| ListedDevice {
@@ -481,39 +488,22 @@ impl Drop for VulkanContext {
     }
 }
 
-/// Destroys a half-built instance on error paths.
-struct InstanceGuard {
+/// An instance (and its messenger) before its device exists, in an
+/// [`Unwind`] on the error paths.
+struct HalfInstance {
     instance: ash::Instance,
     validation: Option<Validation>,
-    armed: bool,
 }
 
-impl InstanceGuard {
-    fn new(instance: ash::Instance) -> Self {
-        Self {
-            instance,
-            validation: None,
-            armed: true,
-        }
-    }
-
+impl HalfInstance {
     fn instance(&self) -> &ash::Instance {
         &self.instance
     }
-
-    /// Hands the instance (and messenger) to the caller, who destroys them.
-    fn release(mut self) -> (ash::Instance, Option<Validation>) {
-        self.armed = false;
-        (self.instance.clone(), self.validation.take())
-    }
 }
 
-impl Drop for InstanceGuard {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        // SAFETY: the instance and messenger were created by `new` and no
+impl Cleanup for HalfInstance {
+    fn clean_up(&mut self) {
+        // SAFETY: the instance and messenger were created by our caller and no
         // device made from them is alive on this path.
         unsafe {
             if let Some(v) = self.validation.take() {

@@ -276,7 +276,7 @@ impl Kernels {
             },
         )?;
         image.acquire_submitted();
-        submission.adopt_descriptor_pool(pool.release());
+        submission.adopt_descriptor_pool(pool.handover().1);
         Ok(submission)
     }
 
@@ -421,7 +421,7 @@ impl Kernels {
         })?;
         src.acquire_submitted();
         dst.acquire_submitted();
-        submission.adopt_descriptor_pool(pool.release());
+        submission.adopt_descriptor_pool(pool.handover().1);
         Ok(submission)
     }
 }

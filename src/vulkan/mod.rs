@@ -75,6 +75,7 @@ mod render;
 mod retire;
 mod support;
 mod transfer;
+mod unwind;
 mod validation;
 mod ycbcr;
 

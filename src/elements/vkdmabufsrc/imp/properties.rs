@@ -13,6 +13,13 @@ use gstreamer_base::prelude::*;
 use super::{CAT, VkDmaBufSrc};
 use crate::elements::lock;
 
+/// `is-live`'s default.
+const DEFAULT_IS_LIVE: bool = false;
+/// `non-mappable`'s default.
+const DEFAULT_NON_MAPPABLE: bool = false;
+/// `ring-size`'s default.
+const DEFAULT_RING_SIZE: u32 = 4;
+
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Settings {
     pub(super) is_live: bool,
@@ -23,9 +30,9 @@ pub(super) struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            is_live: false,
-            non_mappable: false,
-            ring_size: 4,
+            is_live: DEFAULT_IS_LIVE,
+            non_mappable: DEFAULT_NON_MAPPABLE,
+            ring_size: DEFAULT_RING_SIZE,
         }
     }
 }
@@ -37,7 +44,7 @@ impl ObjectImpl for VkDmaBufSrc {
                 glib::ParamSpecBoolean::builder("is-live")
                     .nick("Is live")
                     .blurb("Act as a live source (timestamps follow the clock)")
-                    .default_value(false)
+                    .default_value(DEFAULT_IS_LIVE)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("non-mappable")
@@ -46,7 +53,7 @@ impl ObjectImpl for VkDmaBufSrc {
                         "Seal the memfds against new writable mappings so the buffers cannot be mapped \
                          READWRITE: caps then carry memory:DMABuf (for testing the caps-feature rules)",
                     )
-                    .default_value(false)
+                    .default_value(DEFAULT_NON_MAPPABLE)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("ring-size")
@@ -54,7 +61,7 @@ impl ObjectImpl for VkDmaBufSrc {
                     .blurb("Exported images rendered into in turn (at least 2)")
                     .minimum(2)
                     .maximum(64)
-                    .default_value(4)
+                    .default_value(DEFAULT_RING_SIZE)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt64::builder("gpu-fenced-frames")
@@ -74,11 +81,11 @@ impl ObjectImpl for VkDmaBufSrc {
         let mut s = lock(&self.settings);
         match pspec.name() {
             "is-live" => {
-                s.is_live = value.get().unwrap_or(false);
+                s.is_live = value.get().unwrap_or(DEFAULT_IS_LIVE);
                 self.obj().set_live(s.is_live);
             }
-            "non-mappable" => s.non_mappable = value.get().unwrap_or(false),
-            "ring-size" => s.ring_size = value.get().unwrap_or(4),
+            "non-mappable" => s.non_mappable = value.get().unwrap_or(DEFAULT_NON_MAPPABLE),
+            "ring-size" => s.ring_size = value.get().unwrap_or(DEFAULT_RING_SIZE),
             other => gst::warning!(CAT, imp = self, "unknown property {other}"),
         }
     }
@@ -98,6 +105,6 @@ impl ObjectImpl for VkDmaBufSrc {
         self.parent_constructed();
         let obj = self.obj();
         obj.set_format(gst::Format::Time);
-        obj.set_live(false);
+        obj.set_live(DEFAULT_IS_LIVE);
     }
 }

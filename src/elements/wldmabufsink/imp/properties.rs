@@ -15,6 +15,19 @@ use super::{CAT, WlDmaBufSink};
 use crate::elements::lock;
 use crate::wayland::ColourCorrection;
 
+/// `frame-timeout`'s default, in milliseconds.
+const DEFAULT_FRAME_TIMEOUT_MS: u32 = 100;
+/// `commit-timing`'s default.
+const DEFAULT_COMMIT_TIMING: bool = true;
+/// `colour-correction`'s default.
+const DEFAULT_COLOUR_CORRECTION: ColourCorrectionMode = ColourCorrectionMode::Auto;
+/// `rotate-method`'s default.
+const DEFAULT_ROTATE_METHOD: gst_video::VideoOrientationMethod = gst_video::VideoOrientationMethod::Identity;
+/// `force-aspect-ratio`'s default.
+const DEFAULT_FORCE_ASPECT_RATIO: bool = true;
+/// `fullscreen`'s default.
+const DEFAULT_FULLSCREEN: bool = false;
+
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
     pub(super) display: Option<String>,
@@ -34,12 +47,12 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             display: None,
-            frame_timeout_ms: 100,
-            commit_timing: true,
-            colour_correction: ColourCorrectionMode::Auto,
-            rotate_method: gst_video::VideoOrientationMethod::Identity,
-            force_aspect_ratio: true,
-            fullscreen: false,
+            frame_timeout_ms: DEFAULT_FRAME_TIMEOUT_MS,
+            commit_timing: DEFAULT_COMMIT_TIMING,
+            colour_correction: DEFAULT_COLOUR_CORRECTION,
+            rotate_method: DEFAULT_ROTATE_METHOD,
+            force_aspect_ratio: DEFAULT_FORCE_ASPECT_RATIO,
+            fullscreen: DEFAULT_FULLSCREEN,
             fullscreen_output: None,
         }
     }
@@ -90,7 +103,7 @@ impl ObjectImpl for WlDmaBufSink {
                     )
                     .minimum(1)
                     .maximum(10_000)
-                    .default_value(100)
+                    .default_value(DEFAULT_FRAME_TIMEOUT_MS)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecBoolean::builder("commit-timing")
@@ -100,7 +113,7 @@ impl ObjectImpl for WlDmaBufSink {
                          with FIFO barriers and their target presentation time, committed a render delay \
                          ahead, instead of each waiting for the previous frame's callback",
                     )
-                    .default_value(true)
+                    .default_value(DEFAULT_COMMIT_TIMING)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt64::builder("window-handle")
@@ -120,7 +133,7 @@ impl ObjectImpl for WlDmaBufSink {
                     )
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecEnum::builder_with_default("colour-correction", ColourCorrectionMode::Auto)
+                glib::ParamSpecEnum::builder_with_default("colour-correction", DEFAULT_COLOUR_CORRECTION)
                     .nick("Colour correction")
                     .blurb(
                         "When YUV frames are converted to RGB on the CPU instead of sent as they are: auto \
@@ -130,7 +143,7 @@ impl ObjectImpl for WlDmaBufSink {
                     )
                     .mutable_playing()
                     .build(),
-                glib::ParamSpecEnum::builder_with_default("rotate-method", gst_video::VideoOrientationMethod::Identity)
+                glib::ParamSpecEnum::builder_with_default("rotate-method", DEFAULT_ROTATE_METHOD)
                     .nick("Rotate method")
                     .blurb(
                         "Rotation or flip (wl_surface.set_buffer_transform: the compositor turns the buffer, \
@@ -145,13 +158,13 @@ impl ObjectImpl for WlDmaBufSink {
                         "Keep the picture's shape (its pixel aspect ratio applied) inside a larger window, with \
                          black borders; false stretches it over the whole window",
                     )
-                    .default_value(true)
+                    .default_value(DEFAULT_FORCE_ASPECT_RATIO)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecBoolean::builder("fullscreen")
                     .nick("Fullscreen")
                     .blurb("Ask the compositor to make our window fullscreen (ignored when embedded)")
-                    .default_value(false)
+                    .default_value(DEFAULT_FULLSCREEN)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecString::builder("fullscreen-output")
@@ -170,7 +183,8 @@ impl ObjectImpl for WlDmaBufSink {
                          converted into XRGB8888 on the CPU), dropped, wl-buffers, cache-hits, releases, \
                          reused-before-release, import-refusals (kinds of buffer the compositor \
                          answered `failed` for, or accepted and never showed; their frames go the wl_shm \
-                         way), never-shown (of those, the accepted-but-never-shown ones), sync \
+                         way), never-shown (of those, the accepted-but-never-shown ones), hidden-restores \
+                         (never-shown demotions taken back: the window was not painted at all), sync \
                          (implicit, linux-drm-syncobj-v1 or linux-explicit-synchronization-v1), explicit-sync-commits, \
                          release-points-signalled, colour-told (YUV frames whose matrix and range the \
                          compositor was told: wp_color_representation_v1), colour-converted (YUV frames \
@@ -199,10 +213,10 @@ impl ObjectImpl for WlDmaBufSink {
         let mut s = lock(&self.settings);
         match pspec.name() {
             "display" => s.display = value.get().unwrap_or(None),
-            "frame-timeout" => s.frame_timeout_ms = value.get().unwrap_or(100),
-            "commit-timing" => s.commit_timing = value.get().unwrap_or(true),
+            "frame-timeout" => s.frame_timeout_ms = value.get().unwrap_or(DEFAULT_FRAME_TIMEOUT_MS),
+            "commit-timing" => s.commit_timing = value.get().unwrap_or(DEFAULT_COMMIT_TIMING),
             "colour-correction" => {
-                s.colour_correction = value.get().unwrap_or_default();
+                s.colour_correction = value.get().unwrap_or(DEFAULT_COLOUR_CORRECTION);
                 let policy = s.colour_correction.into();
                 drop(s);
                 if let Some(p) = lock(&self.state).presenter.as_mut() {
@@ -210,17 +224,17 @@ impl ObjectImpl for WlDmaBufSink {
                 }
             }
             "rotate-method" | "video-direction" => {
-                s.rotate_method = value.get().unwrap_or(gst_video::VideoOrientationMethod::Identity);
+                s.rotate_method = value.get().unwrap_or(DEFAULT_ROTATE_METHOD);
                 drop(s);
                 self.apply_view();
             }
             "force-aspect-ratio" => {
-                s.force_aspect_ratio = value.get().unwrap_or(true);
+                s.force_aspect_ratio = value.get().unwrap_or(DEFAULT_FORCE_ASPECT_RATIO);
                 drop(s);
                 self.apply_view();
             }
             "fullscreen" => {
-                s.fullscreen = value.get().unwrap_or(false);
+                s.fullscreen = value.get().unwrap_or(DEFAULT_FULLSCREEN);
                 drop(s);
                 self.apply_fullscreen();
             }
