@@ -148,6 +148,19 @@ pub fn video_info(caps: &gst::CapsRef) -> Result<gst_video::VideoInfo, CapsError
     from_caps(&owned)
 }
 
+/// The one `video/x-raw` structure every caps of the crate starts from:
+/// width and height from 1 to `max_dimension`, any framerate; the caller
+/// adds `format` (and `drm-format`).
+pub fn raw_video(max_dimension: i32) -> gst::structure::Builder {
+    gst::Structure::builder("video/x-raw")
+        .field("width", gst::IntRange::new(1, max_dimension))
+        .field("height", gst::IntRange::new(1, max_dimension))
+        .field(
+            "framerate",
+            gst::FractionRange::new(gst::Fraction::new(0, 1), gst::Fraction::new(i32::MAX, 1)),
+        )
+}
+
 /// `video/x-raw, format=DMA_DRM, drm-format={...}` for `pairs` (GStreamer
 /// 1.24+ style; put it under `memory:DMABuf`), with open width, height and
 /// framerate; `None` when no pair remains. INVALID (implicit) modifiers are
@@ -163,15 +176,9 @@ pub fn dma_drm_structure(pairs: impl IntoIterator<Item = (DrmFourcc, DrmModifier
         return None;
     }
     Some(
-        gst::Structure::builder("video/x-raw")
+        raw_video(i32::MAX)
             .field("format", "DMA_DRM")
             .field("drm-format", gst::List::new(list))
-            .field("width", gst::IntRange::new(1, i32::MAX))
-            .field("height", gst::IntRange::new(1, i32::MAX))
-            .field(
-                "framerate",
-                gst::FractionRange::new(gst::Fraction::new(0, 1), gst::Fraction::new(i32::MAX, 1)),
-            )
             .build(),
     )
 }

@@ -15,14 +15,12 @@ use gstreamer_video as gst_video;
 
 use super::pool::{RingPool, SlotMemories};
 use crate::DrmModifier;
-use crate::alloc::AllocatorKind;
 use crate::gst::caps::{self as dcaps, StreamFormat};
-use crate::gst::memory::buffer_from_dmabuf;
-use crate::vulkan::ash::vk;
 use crate::vulkan::{ContextOptions, ExportedImage, Exporter, Kernels, VulkanContext};
 
 mod caps;
 mod properties;
+mod ring;
 
 use crate::elements::lock;
 use caps::{caps_of, dma_drm_pairs, template_caps};
@@ -37,28 +35,6 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 const FORMATS: [&str; 5] = ["BGRx", "BGRA", "RGBx", "RGBA", "NV12"];
-
-/// What the ring's images of `fourcc` are made for: the pattern kernels
-/// write them (colour attachments for RGB, which compressed modifiers keep;
-/// storage for NV12), downloads read them.
-fn ring_usage(fourcc: drm_fourcc::DrmFourcc) -> vk::ImageUsageFlags {
-    Kernels::pattern_usage(fourcc) | vk::ImageUsageFlags::TRANSFER_SRC
-}
-
-/// Marks a ring memory READONLY (it must not be shared yet): downstream
-/// CPU writers (`timeoverlay` blending in place, any writable map) then get
-/// a copy instead of changing the ring's image, which is what lets each
-/// frame redraw only where the pattern's box moved (the image still holds
-/// the frame drawn last). GstBufferPool releases such buffers as usual;
-/// one whose memory a writer replaced comes back to the pool as discarded.
-fn read_only(memory: &mut gst::Memory) -> Result<(), &'static str> {
-    let memory = memory.get_mut().ok_or("a ring memory is already shared")?;
-    // SAFETY: we hold the only reference (get_mut), so no other thread
-    // reads the flags; GST_MEMORY_FLAG_READONLY is a mini-object flag
-    // (GST_MINI_OBJECT_FLAG_LOCK_READONLY), set as GST_MINI_OBJECT_FLAG_SET does.
-    unsafe { (*memory.as_mut_ptr()).mini_object.flags |= gst::ffi::GST_MEMORY_FLAG_READONLY };
-    Ok(())
-}
 
 struct State {
     /// The pattern frame each slot's image holds (drawn into it last), so
@@ -115,7 +91,6 @@ impl VkDmaBufSrc {
         // A tiled modifier (DMA_DRM, 1.24+): the driver's own export; its
         // mapping is meaningless, so the buffers count as non-mappable.
         let tiled = stream.modifier != DrmModifier::Linear;
-        let modifiers: Vec<DrmModifier> = if tiled { vec![stream.modifier] } else { Vec::new() };
         let exporter = if tiled {
             Exporter::new(&ctx).map_err(|e| gst::loggable_error!(CAT, "{}", e))?
         } else if settings.non_mappable {
@@ -127,51 +102,7 @@ impl VkDmaBufSrc {
             Exporter::with_allocator(&ctx, backend)
         };
         let kernels = Kernels::new(&ctx).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
-        let usage = ring_usage(stream.fourcc);
-        let mut ring = Vec::with_capacity(settings.ring_size as usize);
-        let mut slots = Vec::with_capacity(settings.ring_size as usize);
-        for _ in 0..settings.ring_size.max(2) {
-            let image = exporter
-                .export(stream.fourcc, stream.width, stream.height, usage, &modifiers)
-                .map_err(|e| gst::loggable_error!(CAT, "export failed: {}", e))?;
-            if tiled && image.dmabuf().modifier() != stream.modifier {
-                return Err(gst::loggable_error!(
-                    CAT,
-                    "asked the driver for {:?}, it exported {:?}",
-                    stream.modifier,
-                    image.dmabuf().modifier()
-                ));
-            }
-            if settings.non_mappable && !tiled {
-                if exporter.backend_for(stream.fourcc, usage, &[]).ok()
-                    != Some(crate::vulkan::ExportBackend::Host(AllocatorKind::Memfd))
-                {
-                    return Err(gst::loggable_error!(CAT, "non-mappable mode needs the memfd host path"));
-                }
-                for plane in image.dmabuf().planes() {
-                    // The Vulkan import already holds its mapping; new
-                    // writable mappings (GStreamer's map) now fail.
-                    rustix::fs::fcntl_add_seals(plane.fd(), rustix::fs::SealFlags::FUTURE_WRITE)
-                        .map_err(|e| gst::loggable_error!(CAT, "F_SEAL_FUTURE_WRITE: {}", e))?;
-                }
-            }
-            let buffer = buffer_from_dmabuf(image.dmabuf()).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
-            let meta = buffer
-                .meta::<gst_video::VideoMeta>()
-                .ok_or_else(|| gst::loggable_error!(CAT, "no VideoMeta"))?;
-            let (offsets, strides) = (meta.offset().to_vec(), meta.stride().to_vec());
-            let mut memories: Vec<gst::Memory> = buffer.iter_memories_owned().collect();
-            drop(buffer);
-            for memory in &mut memories {
-                read_only(memory).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
-            }
-            ring.push(Arc::new(image));
-            slots.push(SlotMemories {
-                memories,
-                offsets,
-                strides,
-            });
-        }
+        let (ring, slots) = ring::build(&exporter, stream, settings)?;
         // The rule: try to map one of our buffers for READWRITE.
         let mappable = !tiled
             && crate::gst::memory::dmabuf_maps_writable(ring[0].dmabuf())
@@ -254,7 +185,7 @@ impl BaseSrcImpl for VkDmaBufSrc {
             dma_drm_pairs(|f| {
                 let planes = crate::vulkan::modifiers(&ctx, f).unwrap_or_default();
                 exporter
-                    .native_export_modifiers(f, ring_usage(f))
+                    .native_export_modifiers(f, ring::usage(f))
                     .unwrap_or_default()
                     .into_iter()
                     .filter_map(|m| {

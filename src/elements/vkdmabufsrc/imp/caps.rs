@@ -8,15 +8,9 @@ use gstreamer_video as gst_video;
 use super::FORMATS;
 use crate::gst::caps as dcaps;
 
-/// Width, height and framerate ranges on a `video/x-raw` structure.
+/// A `video/x-raw` structure up to the 16384 pixels our images take.
 fn video_structure() -> gst::structure::Builder {
-    gst::Structure::builder("video/x-raw")
-        .field("width", gst::IntRange::new(1, 16384))
-        .field("height", gst::IntRange::new(1, 16384))
-        .field(
-            "framerate",
-            gst::FractionRange::new(gst::Fraction::new(0, 1), gst::Fraction::new(i32::MAX, 1)),
-        )
+    dcaps::raw_video(16384)
 }
 
 /// The (fourcc, modifier) pairs non-mappable output can take on 1.24+:

@@ -18,15 +18,7 @@ pub(super) fn template_caps() -> gst::Caps {
     let formats: Vec<&str> = dcaps::VIDEO_FORMATS.iter().map(|(_, f)| f.to_str().as_str()).collect();
     if dcaps::runtime_has_dma_drm() {
         let mut caps = caps_with(&formats, &[]);
-        let dma_drm = gst::Structure::builder("video/x-raw")
-            .field("format", "DMA_DRM")
-            .field("width", gst::IntRange::new(1, i32::MAX))
-            .field("height", gst::IntRange::new(1, i32::MAX))
-            .field(
-                "framerate",
-                gst::FractionRange::new(gst::Fraction::new(0, 1), gst::Fraction::new(i32::MAX, 1)),
-            )
-            .build();
+        let dma_drm = dcaps::raw_video(i32::MAX).field("format", "DMA_DRM").build();
         prepend_dmabuf(&mut caps, dma_drm);
         with_overlay_meta(caps)
     } else {
@@ -69,14 +61,8 @@ fn prepend_dmabuf(caps: &mut gst::Caps, structure: gst::Structure) {
 
 fn caps_with(plain: &[&str], dmabuf: &[&str]) -> gst::Caps {
     let structure = |formats: &[&str]| {
-        gst::Structure::builder("video/x-raw")
+        dcaps::raw_video(i32::MAX)
             .field("format", gst::List::new(formats.iter().copied()))
-            .field("width", gst::IntRange::new(1, i32::MAX))
-            .field("height", gst::IntRange::new(1, i32::MAX))
-            .field(
-                "framerate",
-                gst::FractionRange::new(gst::Fraction::new(0, 1), gst::Fraction::new(i32::MAX, 1)),
-            )
             .build()
     };
     let mut caps = gst::Caps::builder_full();
