@@ -87,7 +87,9 @@ impl WlDmaBufSink {
     /// `gst_video_overlay_set_render_rectangle`: where video goes in the
     /// application's surface. A width and height of -1 unset the
     /// rectangle (GStreamer's rule): frames go back to their own size at
-    /// (0, 0).
+    /// (0, 0). No other size of 0 or less reaches this vtable entry:
+    /// GStreamer's wrapper refuses it first (`g_return_val_if_fail ((width
+    /// == -1 && height == -1) || (width > 0 && height > 0), FALSE)`).
     fn set_render_rectangle(&self, x: i32, y: i32, width: i32, height: i32) {
         let rect = (x, y, width, height);
         lock(&self.foreign).render_rectangle = Some(rect);
