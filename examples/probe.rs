@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use dmabuf_interop::alloc;
 use dmabuf_interop::format::FORMATS;
 use dmabuf_interop::sync::{self, SyncAccess};
-use dmabuf_interop::{DmaBuf, DrmFourcc};
+use dmabuf_interop::{DmaBuf, DrmFourcc, Report};
 use serde_json::{Value, json};
 
 fn device_nodes() -> Value {
@@ -51,7 +51,7 @@ fn device_nodes() -> Value {
 fn sync_support(buf: &DmaBuf) -> Value {
     match sync::export_sync_file(buf.planes()[0].fd(), SyncAccess::Read) {
         Ok(_) => json!({ "supported": true }),
-        Err(e) => json!({ "supported": false, "why": e.to_string() }),
+        Err(e) => json!({ "supported": false, "why": Report(&e).to_string() }),
     }
 }
 
@@ -63,13 +63,13 @@ fn vulkan_report() -> Value {
     let devices = match VulkanContext::list_devices() {
         Ok(list) => list
             .into_iter()
-            .map(|d| json!({ "name": d.name, "usable": d.usable.is_ok(), "why_not": d.usable.err().map(|e| e.to_string()) }))
+            .map(|d| json!({ "name": d.name, "usable": d.usable.is_ok(), "why_not": d.usable.err().map(|e| Report(&e).to_string()) }))
             .collect::<Vec<_>>(),
-        Err(e) => return json!({ "error": e.to_string() }),
+        Err(e) => return json!({ "error": Report(&e).to_string() }),
     };
     let ctx = match VulkanContext::new(&ContextOptions::default()) {
         Ok(ctx) => ctx,
-        Err(e) => return json!({ "devices": devices, "error": e.to_string() }),
+        Err(e) => return json!({ "devices": devices, "error": Report(&e).to_string() }),
     };
     let usage = vk::ImageUsageFlags::SAMPLED | vk::ImageUsageFlags::TRANSFER_SRC;
     let exporter = Exporter::new(&ctx).ok();
@@ -104,7 +104,7 @@ fn vulkan_report() -> Value {
                     "planes": s.plane_count,
                     "disjoint": s.disjoint,
                 }),
-                Err(e) => json!({ "fourcc": f.fourcc.to_string(), "error": e.to_string() }),
+                Err(e) => json!({ "fourcc": f.fourcc.to_string(), "error": Report(&e).to_string() }),
             }
         })
         .collect();
@@ -143,7 +143,7 @@ fn compositor_report(headless: bool) -> Value {
     let (which, presenter, _weston) = if headless {
         let weston = match Weston::start(WestonOptions::default()) {
             Ok(w) => w,
-            Err(e) => return json!({ "error": e.to_string() }),
+            Err(e) => return json!({ "error": Report(&e).to_string() }),
         };
         let p = Presenter::connect_to(&weston.socket_path(), target());
         ("private headless Weston".to_owned(), p, Some(weston))
@@ -158,7 +158,7 @@ fn compositor_report(headless: bool) -> Value {
     };
     let presenter = match presenter {
         Ok(p) => p,
-        Err(e) => return json!({ "compositor": which, "error": e.to_string() }),
+        Err(e) => return json!({ "compositor": which, "error": Report(&e).to_string() }),
     };
     let f = presenter.formats();
     let node_of = |dev: u64| {
@@ -249,7 +249,7 @@ fn report(headless: bool) -> Value {
                 "kind": p.kind.name(),
                 "works": p.result.is_ok(),
                 "kernel_dmabuf": p.kind.makes_kernel_dmabufs(),
-                "error": p.result.err().map(|e| e.to_string()),
+                "error": p.result.err().map(|e| Report(&e).to_string()),
             })
         })
         .collect();
@@ -263,7 +263,7 @@ fn report(headless: bool) -> Value {
                 "implicit_sync": sample.as_ref().map(sync_support).unwrap_or(Value::Null),
             })
         }
-        Err(e) => json!({ "error": e.to_string() }),
+        Err(e) => json!({ "error": Report(&e).to_string() }),
     };
     let formats: Vec<Value> = FORMATS
         .iter()

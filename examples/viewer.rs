@@ -40,7 +40,6 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
-use dmabuf_interop::DrmFourcc;
 use dmabuf_interop::gst::{ImportedFrame, Importer};
 use dmabuf_interop::reference::overlay::Overlay;
 use dmabuf_interop::sync::Fence;
@@ -50,6 +49,7 @@ use dmabuf_interop::vulkan::{
 use dmabuf_interop::wayland::headless::{Weston, WestonOptions};
 use dmabuf_interop::wayland::{Presenter, Target, keys};
 use dmabuf_interop::wayland::{Release, SyncMode};
+use dmabuf_interop::{DrmFourcc, Report};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
@@ -168,8 +168,7 @@ fn source(args: &Args) -> Result<(gst::Bin, String), String> {
                 .build()
                 .map_err(|e| format!("uridecodebin (gstreamer1.0-plugins-base): {e}"))?;
             let bin = gst::Bin::new();
-            bin.add_many([&decode, convert.upcast_ref()])
-                .map_err(|e| e.to_string())?;
+            bin.add_many([&decode, convert.upcast_ref()]).map_err(report)?;
             let sink = convert.static_pad("sink").ok_or("no sink pad")?;
             decode.connect_pad_added(move |_, pad| {
                 let is_video = pad
@@ -181,8 +180,8 @@ fn source(args: &Args) -> Result<(gst::Bin, String), String> {
                 }
             });
             let src = convert.static_pad("src").ok_or("no src pad")?;
-            let ghost = gst::GhostPad::with_target(&src).map_err(|e| e.to_string())?;
-            bin.add_pad(&ghost).map_err(|e| e.to_string())?;
+            let ghost = gst::GhostPad::with_target(&src).map_err(report)?;
+            bin.add_pad(&ghost).map_err(report)?;
             Ok((bin, format!("uridecodebin uri={uri} ! videoconvert ! {caps}")))
         }
     }
@@ -213,15 +212,15 @@ const OUTPUT_RING: usize = 3;
 
 impl VulkanPath {
     fn new() -> Result<Self, String> {
-        let ctx: Arc<VulkanContext> =
-            VulkanContext::new(&ContextOptions::default()).map_err(|e| format!("Vulkan: {e} (run scripts/setup)"))?;
-        let kernels = Kernels::new(&ctx).map_err(|e| e.to_string())?;
+        let ctx: Arc<VulkanContext> = VulkanContext::new(&ContextOptions::default())
+            .map_err(|e| format!("Vulkan: {} (run scripts/setup)", Report(&e)))?;
+        let kernels = Kernels::new(&ctx).map_err(report)?;
         Ok(Self {
             // The graphics composite: frames sampled (or copied, on a CPU
             // device), outputs as colour attachments.
             imports: ImportCache::new(&ctx, kernels.composite_video_usage()),
             kernels,
-            exporter: Exporter::new(&ctx).map_err(|e| e.to_string())?,
+            exporter: Exporter::new(&ctx).map_err(report)?,
             ring: Vec::new(),
             next: 0,
             composited: 0,
@@ -255,7 +254,7 @@ impl VulkanPath {
                         self.kernels.composite_output_usage(),
                         &presenter.formats().preferred_modifiers(DrmFourcc::Xrgb8888),
                     )
-                    .map_err(|e| format!("exporting the output image: {e}"))?;
+                    .map_err(|e| format!("exporting the output image: {}", Report(&e)))?;
                 self.ring.push(out);
             }
         }
@@ -264,7 +263,7 @@ impl VulkanPath {
         // Never draw into a buffer the compositor may still read: under
         // explicit sync the composite waits for its release fence on the
         // GPU once the compositor sent it; otherwise wait here.
-        let after = match presenter.take_release(out.dmabuf()).map_err(|e| e.to_string())? {
+        let after = match presenter.take_release(out.dmabuf()).map_err(report)? {
             Release::Free => Fence::Implicit,
             Release::After(fence) => {
                 self.gpu_release_waits += 1;
@@ -273,13 +272,13 @@ impl VulkanPath {
             Release::Held => {
                 presenter
                     .wait_released(out.dmabuf(), Duration::from_secs(2))
-                    .map_err(|e| e.to_string())?;
+                    .map_err(report)?;
                 Fence::Implicit
             }
         };
         // Composites the GPU finished hand their frames back.
         while let Some(done) = self.in_flight.front() {
-            if !done.is_done().map_err(|e| e.to_string())? {
+            if !done.is_done().map_err(report)? {
                 break;
             }
             self.in_flight.pop_front();
@@ -287,11 +286,11 @@ impl VulkanPath {
         let video = self
             .imports
             .get_or_import(&frame.dmabuf)
-            .map_err(|e| format!("importing the frame into Vulkan: {e}"))?;
+            .map_err(|e| format!("importing the frame into Vulkan: {}", Report(&e)))?;
         let mut submission = self
             .kernels
             .composite_submit(&video, out, overlay, &after)
-            .map_err(|e| e.to_string())?;
+            .map_err(report)?;
         self.composited += 1;
         // Under explicit sync the compositor waits for the composite (its
         // GPU fence becomes the commit's acquire fence): no CPU wait here.
@@ -309,13 +308,13 @@ impl VulkanPath {
                 Fence::SyncFile(fence)
             }
             _ => {
-                submission.wait().map_err(|e| e.to_string())?;
+                submission.wait().map_err(report)?;
                 Fence::Implicit
             }
         };
         presenter
             .present_with_fence(out.dmabuf(), Box::new(()), acquire)
-            .map_err(|e| e.to_string())?;
+            .map_err(report)?;
         Ok(())
     }
 }
@@ -347,7 +346,7 @@ fn stdin_commands() -> Receiver<Command> {
 
 fn run(args: Args) -> Result<(), String> {
     gst::init().map_err(|e| format!("GStreamer: {e} (run scripts/setup)"))?;
-    dmabuf_interop::elements::register(None).map_err(|e| e.to_string())?;
+    dmabuf_interop::elements::register(None).map_err(report)?;
     let weston = if args.headless {
         Some(
             Weston::start(WestonOptions {
@@ -355,7 +354,7 @@ fn run(args: Args) -> Result<(), String> {
                 height: args.height,
                 ..Default::default()
             })
-            .map_err(|e| e.to_string())?,
+            .map_err(report)?,
         )
     } else {
         None
@@ -368,7 +367,7 @@ fn run(args: Args) -> Result<(), String> {
         Some(w) => Presenter::connect_to(&w.socket_path(), target),
         None => Presenter::connect(target),
     }
-    .map_err(|e| e.to_string())?;
+    .map_err(report)?;
     let mut vulkan = match args.present {
         Present::Vulkan => Some(VulkanPath::new()?),
         Present::Wayland => None,
@@ -376,10 +375,10 @@ fn run(args: Args) -> Result<(), String> {
 
     let pipeline = gst::Pipeline::new();
     let (bin, description) = source(&args)?;
-    let importer = Importer::new().map_err(|e| e.to_string())?;
-    pipeline.add(&bin).map_err(|e| e.to_string())?;
-    pipeline.add(importer.appsink()).map_err(|e| e.to_string())?;
-    bin.link(importer.appsink()).map_err(|e| e.to_string())?;
+    let importer = Importer::new().map_err(report)?;
+    pipeline.add(&bin).map_err(report)?;
+    pipeline.add(importer.appsink()).map_err(report)?;
+    bin.link(importer.appsink()).map_err(report)?;
     let bus = pipeline.bus().ok_or("no bus")?;
     pipeline
         .set_state(gst::State::Playing)
@@ -431,9 +430,7 @@ fn run(args: Args) -> Result<(), String> {
             }
         }
         if paused_since.is_some() {
-            presenter
-                .dispatch_timeout(Duration::from_millis(50))
-                .map_err(|e| e.to_string())?;
+            presenter.dispatch_timeout(Duration::from_millis(50)).map_err(report)?;
             if presenter.is_closed() {
                 break;
             }
@@ -442,10 +439,7 @@ fn run(args: Args) -> Result<(), String> {
         match importer.pull(gst::ClockTime::from_mseconds(100)) {
             Ok(Some(frame)) => {
                 // Pace: the previous frame must be on screen first.
-                if presenter
-                    .wait_frame(Duration::from_secs(1))
-                    .map_err(|e| e.to_string())?
-                {
+                if presenter.wait_frame(Duration::from_secs(1)).map_err(report)? {
                     match vulkan.as_mut() {
                         Some(path) => {
                             let overlay = Overlay {
@@ -456,7 +450,7 @@ fn run(args: Args) -> Result<(), String> {
                         }
                         None => {
                             let dmabuf = frame.dmabuf.clone();
-                            presenter.present(&dmabuf, Box::new(frame)).map_err(|e| e.to_string())?;
+                            presenter.present(&dmabuf, Box::new(frame)).map_err(report)?;
                         }
                     }
                     shown += 1;
@@ -465,7 +459,7 @@ fn run(args: Args) -> Result<(), String> {
             Ok(None) if importer.appsink().is_eos() => break 'play,
             Ok(None) => {}
             Err(e) => {
-                outcome = Err(e.to_string());
+                outcome = Err(report(e));
                 break;
             }
         }
@@ -493,8 +487,8 @@ fn run(args: Args) -> Result<(), String> {
     // The last frame on screen, then the screenshot.
     let _ = presenter.wait_frame(Duration::from_secs(1));
     if let (Some(w), Some(path)) = (&weston, &args.screenshot) {
-        let image = w.capture().map_err(|e| e.to_string())?;
-        image.save_png(path).map_err(|e| e.to_string())?;
+        let image = w.capture().map_err(report)?;
+        image.save_png(path).map_err(report)?;
         eprintln!("\nscreenshot: {}", path.display());
     }
     let _ = pipeline.set_state(gst::State::Null);
@@ -562,4 +556,9 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes, for the message the viewer prints.
+fn report(e: impl std::error::Error) -> String {
+    Report(&e).to_string()
 }

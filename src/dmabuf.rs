@@ -553,7 +553,7 @@ pub enum DmaBufError {
         what: &'static str,
     },
     /// A system call on the plane's fd failed.
-    #[error("plane {plane}: {op} on its fd failed: {source}")]
+    #[error("plane {plane}: {op} on its fd failed")]
     Fd {
         /// Index of the plane.
         plane: usize,

@@ -17,7 +17,9 @@
 //! - [`sync`]: implicit sync (sync_file export/import), sync_files, DRM
 //!   syncobj timelines and [`sync::Fence`];
 //! - [`reference`](mod@reference): the CPU references of what the GPU draws (the test
-//!   pattern, the viewer's overlay).
+//!   pattern, the viewer's overlay);
+//! - [`Report`]: an error with its chain of causes, for messages to a
+//!   person (each error's own `Display` names its level only).
 //!
 //! Adapters, each over the ground floor only: [`vulkan`] (feature
 //! `vulkan`), [`gst`] (feature `gstreamer`), [`wayland`] (feature
@@ -50,6 +52,7 @@ pub mod format;
 pub mod gst;
 pub mod mapping;
 pub mod reference;
+mod report;
 pub mod sync;
 mod sys;
 #[cfg(feature = "vulkan")]
@@ -59,3 +62,4 @@ pub mod wayland;
 
 pub use dmabuf::{BufferId, DmaBuf, DmaBufBuilder, DmaBufError, Plane, WeakDmaBuf};
 pub use drm_fourcc::{DrmFourcc, DrmModifier};
+pub use report::Report;

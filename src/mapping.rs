@@ -78,7 +78,7 @@ pub enum MapError {
     },
     /// The fd refuses a writable shared mapping: it was opened read-only or
     /// is sealed against writes (`F_SEAL_WRITE`/`F_SEAL_FUTURE_WRITE`).
-    #[error("plane {plane}: the fd cannot be mapped for writing ({source})")]
+    #[error("plane {plane}: the fd cannot be mapped for writing")]
     NotWritable {
         /// Index of the first plane in that fd.
         plane: usize,
@@ -128,7 +128,7 @@ pub enum MapError {
         got: usize,
     },
     /// `mmap` failed.
-    #[error("plane {plane}: mmap of {len} bytes failed: {source}")]
+    #[error("plane {plane}: mmap of {len} bytes failed")]
     Mmap {
         /// Index of the first plane in that fd.
         plane: usize,
@@ -138,7 +138,7 @@ pub enum MapError {
         source: Errno,
     },
     /// `DMA_BUF_IOCTL_SYNC` failed on a real dma-buf.
-    #[error("plane {plane}: {source}")]
+    #[error("plane {plane}: bracketing CPU access")]
     Sync {
         /// Index of the first plane in that fd.
         plane: usize,

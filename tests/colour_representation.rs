@@ -35,7 +35,7 @@ fn frame(fourcc: DrmFourcc, n: u32, colorimetry: Colorimetry) -> DmaBuf {
 }
 
 fn show(p: &mut Presenter, buf: &DmaBuf) -> Via {
-    let via = p.present(buf, Box::new(())).expect("present").via;
+    let via = p.present(buf, Box::new(())).expect("present").via();
     assert!(p.wait_frame(Duration::from_secs(5)).expect("dispatch"), "frame shown");
     via
 }

@@ -681,7 +681,7 @@ fn pending_fence_holds_the_frame(name: &'static str) {
         buf
     };
     let first = frame(1);
-    let via = p.present(&first, Box::new(())).expect("present frame 1").via;
+    let via = p.present(&first, Box::new(())).expect("present frame 1").via();
     let shown_1 = p.wait_frame(Duration::from_secs(20)).unwrap();
     assert!(shown_1, "{name}: frame 1 not shown");
     if sync == SyncMode::Implicit || via != Via::LinuxDmabuf {

@@ -260,7 +260,7 @@ fn a_kind_accepted_but_never_shown_is_demoted_to_wl_shm() {
         &pattern::frame_planes(DrmFourcc::Xrgb8888, W, H, 1).unwrap(),
     );
     assert_eq!(
-        presenter.present(&first.buf, Box::new(())).unwrap().via,
+        presenter.present(&first.buf, Box::new(())).unwrap().via(),
         Via::LinuxDmabuf
     );
     let start = Instant::now();
@@ -276,7 +276,7 @@ fn a_kind_accepted_but_never_shown_is_demoted_to_wl_shm() {
     for n in 2..=3u32 {
         let b = VgemBuffer::new(&card, W, H);
         common::write_planes(&b.buf, &pattern::frame_planes(DrmFourcc::Xrgb8888, W, H, n).unwrap());
-        assert_eq!(presenter.present(&b.buf, Box::new(())).unwrap().via, Via::ShmCopy);
+        assert_eq!(presenter.present(&b.buf, Box::new(())).unwrap().via(), Via::ShmCopy);
         assert!(presenter.wait_frame(Duration::from_secs(5)).unwrap(), "shown");
         assert_eq!(wrong(&compositor.capture(), n), 0, "frame {n} on screen");
     }

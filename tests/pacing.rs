@@ -135,13 +135,13 @@ fn a_hidden_window_keeps_its_dmabufs() {
     let allocator = alloc::best_available().unwrap();
     let buffer = |w, h| allocator.allocate(DrmFourcc::Xrgb8888, w, h, 64).unwrap();
     let shown = buffer(64, 48);
-    assert_eq!(p.present(&shown, Box::new(())).unwrap().via, Via::LinuxDmabuf);
+    assert_eq!(p.present(&shown, Box::new(())).unwrap().via(), Via::LinuxDmabuf);
     assert!(p.wait_frame(Duration::from_secs(5)).unwrap(), "shown while visible");
 
     comp.set_windows_hidden(true);
     // A new kind (another size) while hidden: demoted after the timeout.
     let new_kind = buffer(32, 24);
-    assert_eq!(p.present(&new_kind, Box::new(())).unwrap().via, Via::LinuxDmabuf);
+    assert_eq!(p.present(&new_kind, Box::new(())).unwrap().via(), Via::LinuxDmabuf);
     let start = Instant::now();
     assert!(
         !p.wait_frame(NEVER_SHOWN_TIMEOUT * 2).unwrap(),
@@ -150,7 +150,7 @@ fn a_hidden_window_keeps_its_dmabufs() {
     assert!(start.elapsed() >= NEVER_SHOWN_TIMEOUT, "{:?}", start.elapsed());
     // The next frame goes the wl_shm way and is not shown either: the
     // demotion is taken back.
-    let via = p.present(&buffer(32, 24), Box::new(())).unwrap().via;
+    let via = p.present(&buffer(32, 24), Box::new(())).unwrap().via();
     assert!(matches!(via, Via::ShmZeroCopy | Via::ShmCopy), "{via:?}");
     assert!(
         !p.wait_frame(NEVER_SHOWN_TIMEOUT * 2).unwrap(),
@@ -164,7 +164,7 @@ fn a_hidden_window_keeps_its_dmabufs() {
     );
 
     comp.set_windows_hidden(false);
-    assert_eq!(p.present(&new_kind, Box::new(())).unwrap().via, Via::LinuxDmabuf);
+    assert_eq!(p.present(&new_kind, Box::new(())).unwrap().via(), Via::LinuxDmabuf);
     assert!(p.wait_frame(Duration::from_secs(5)).unwrap(), "shown once visible");
     let stats = p.stats();
     assert_eq!((stats.never_shown, stats.import_refusals), (0, 0), "{stats:?}");

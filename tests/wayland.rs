@@ -12,7 +12,7 @@ use common::*;
 use dmabuf_interop::alloc::{Allocator, MemfdAllocator};
 use dmabuf_interop::colour::Colorimetry;
 use dmabuf_interop::wayland::headless::{Image, Renderer, Weston};
-use dmabuf_interop::wayland::{OverlayImage, Presenter, Rect, ShmError, Target, Via, WaylandError};
+use dmabuf_interop::wayland::{OverlayImage, Presented, Presenter, Rect, ShmError, Target, Via, WaylandError};
 use dmabuf_interop::{DmaBuf, DrmFourcc, DrmModifier};
 
 use dmabuf_interop::reference::pattern;
@@ -398,7 +398,7 @@ fn without_linux_dmabuf_frames_go_zero_copy_through_wl_shm() {
     assert_eq!(before, 1, "the DmaBuf's own fd");
     for i in 0..3 {
         let presented = p.present(&buf, Box::new(())).unwrap();
-        assert_eq!((presented.via, presented.cache_hit), (Via::ShmZeroCopy, i > 0));
+        assert_eq!(presented, Presented::ShmZeroCopy { cached: i > 0 });
         assert!(p.wait_frame(Duration::from_secs(5)).unwrap());
     }
     let image = weston.capture().unwrap();
@@ -431,7 +431,7 @@ fn a_write_sealed_memfd_is_copied_not_sent_to_wl_shm() {
     write_planes(&buf, &pattern::frame_planes(DrmFourcc::Xrgb8888, 64, 48, 2).unwrap());
     rustix::fs::fcntl_add_seals(buf.planes()[0].fd(), rustix::fs::SealFlags::WRITE).expect("F_SEAL_WRITE");
     for _ in 0..2 {
-        assert_eq!(p.present(&buf, Box::new(())).unwrap().via, Via::ShmCopy);
+        assert_eq!(p.present(&buf, Box::new(())).unwrap().via(), Via::ShmCopy);
         assert!(p.wait_frame(Duration::from_secs(5)).unwrap());
     }
     p.roundtrip().expect("the connection survived");
@@ -449,7 +449,7 @@ fn yuv_that_wl_shm_lacks_is_converted_with_the_frames_matrix() {
     let mut p = presenter(&weston);
     assert!(!p.formats().supports_shm(DrmFourcc::Nv12));
     let buf = pattern_buffer(DrmFourcc::Nv12, 320, 240, 4).with_colorimetry(Colorimetry::BT709);
-    assert_eq!(p.present(&buf, Box::new(())).unwrap().via, Via::Converted);
+    assert_eq!(p.present(&buf, Box::new(())).unwrap().via(), Via::Converted);
     assert!(p.wait_frame(Duration::from_secs(5)).unwrap());
     let image = weston.capture().unwrap();
     // Against the RGB the pattern encoded: within 3/255 at flat points.
@@ -526,12 +526,12 @@ fn a_late_created_is_applied_not_leaked() {
     let shown = p
         .present(&new_kind, Box::new(()))
         .expect("the frame goes the wl_shm way");
-    assert_ne!(shown.via, Via::LinuxDmabuf, "{shown:?}");
+    assert_ne!(shown.via(), Via::LinuxDmabuf, "{shown:?}");
     // The same kind again: no second wait (it is not asked again).
     let again = wide(4);
     let start = std::time::Instant::now();
     let shown = p.present(&again, Box::new(())).unwrap();
-    assert_ne!(shown.via, Via::LinuxDmabuf, "{shown:?}");
+    assert_ne!(shown.via(), Via::LinuxDmabuf, "{shown:?}");
     assert!(
         start.elapsed() < Duration::from_secs(1),
         "asked again: {:?}",

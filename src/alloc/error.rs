@@ -12,7 +12,7 @@ use crate::format::FormatError;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AllocError {
     /// The back end's device cannot be opened on this machine.
-    #[error("{kind} allocator unavailable: cannot open {}: {source}", path.display())]
+    #[error("{kind} allocator unavailable: cannot open {}", path.display())]
     Unavailable {
         /// The back end.
         kind: AllocatorKind,
@@ -40,7 +40,7 @@ pub enum AllocError {
     #[error(transparent)]
     Format(#[from] FormatError),
     /// A system call failed.
-    #[error("{kind} allocator: {op} failed: {source}")]
+    #[error("{kind} allocator: {op} failed")]
     Syscall {
         /// The back end.
         kind: AllocatorKind,
@@ -83,6 +83,6 @@ pub enum AllocError {
         kind: AllocatorKind,
     },
     /// The allocated fd did not validate as the requested buffer.
-    #[error("allocated buffer is invalid: {0}")]
+    #[error("allocated buffer is invalid")]
     Buffer(#[from] DmaBufError),
 }

@@ -80,7 +80,7 @@ pub enum ImportError {
     #[error("buffer of system memory under memory:DMABuf caps (memory {0} is not dma-buf)")]
     NotDmaBufUnderDmaBufCaps(String),
     /// Copying system memory into a dma-buf failed.
-    #[error("copy into a dma-buf failed: {0}")]
+    #[error("copy into a dma-buf failed")]
     Copy(#[from] CopyError),
     /// The pipeline reported an error or the sink is flushing.
     #[error("appsink: {0}")]
@@ -97,7 +97,7 @@ pub enum CopyError {
     #[error(transparent)]
     Map(#[from] MapError),
     /// GStreamer could not map the buffer for reading.
-    #[error("mapping the buffer: {0}")]
+    #[error("mapping the buffer")]
     Frame(#[source] gst::glib::BoolError),
     /// The buffer's VideoMeta does not describe the negotiated frame.
     #[error("the VideoMeta ({meta}) does not match the caps ({caps})")]

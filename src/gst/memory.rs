@@ -57,7 +57,7 @@ pub enum MemoryError {
         stride: i64,
     },
     /// A GStreamer call failed.
-    #[error("{op}: {source}")]
+    #[error("{op} failed")]
     Gstreamer {
         /// What was attempted.
         op: &'static str,
@@ -65,7 +65,7 @@ pub enum MemoryError {
         source: gst::glib::BoolError,
     },
     /// A system call on a memory's or plane's fd failed.
-    #[error("{op} of the fd of memory/plane {index}: {source}")]
+    #[error("{op} of the fd of memory/plane {index} failed")]
     Fd {
         /// The call (`dup`, `fstat`).
         op: &'static str,

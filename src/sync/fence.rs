@@ -26,7 +26,7 @@ pub enum FenceError {
     #[error("no DRM node with timeline syncobjs (DRM_CAP_SYNCOBJ_TIMELINE) under /dev/dri")]
     NoDevice,
     /// A syncobj ioctl failed.
-    #[error("{op} failed: {source}")]
+    #[error("{op} failed")]
     Drm {
         /// The operation.
         op: &'static str,
@@ -44,7 +44,7 @@ pub enum FenceError {
     #[error(transparent)]
     Sync(#[from] SyncError),
     /// Polling a sync_file failed.
-    #[error("poll on a sync_file failed: {0}")]
+    #[error("poll on a sync_file failed")]
     Poll(#[source] rustix::io::Errno),
 }
 

@@ -62,7 +62,7 @@ pub enum SyncError {
         reason: UnsupportedReason,
     },
     /// The ioctl failed for another reason.
-    #[error("{op} failed: {source}")]
+    #[error("{op} failed")]
     Ioctl {
         /// The ioctl attempted.
         op: &'static str,

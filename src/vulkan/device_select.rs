@@ -197,7 +197,9 @@ pub(super) fn choose_device(instance: &ash::Instance, selector: &DeviceSelector)
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let verdict = c.unsuitable().map_or("usable".to_owned(), |e| e.to_string());
+            let verdict = c
+                .unsuitable()
+                .map_or("usable".to_owned(), |e| crate::Report(&e).to_string());
             format!("#{i} {:?} ({verdict})", c.name)
         })
         .collect::<Vec<_>>()

@@ -47,8 +47,8 @@ impl Eq for LoaderError {}
 pub enum VulkanError {
     /// libvulkan could not be loaded.
     #[error(
-        "cannot load the Vulkan loader: {0}; install libvulkan1 and a driver \
-         (on Debian 12 `scripts/setup` installs Mesa 25's lavapipe)"
+        "cannot load the Vulkan loader (install libvulkan1 and a driver; \
+         on Debian 12 `scripts/setup` installs Mesa 25's lavapipe)"
     )]
     Loader(#[source] LoaderError),
     /// A Vulkan call returned an error.
@@ -208,7 +208,7 @@ pub enum VulkanError {
         reason: &'static str,
     },
     /// dup of a plane fd failed.
-    #[error("plane {plane}: dup of the fd failed: {source}")]
+    #[error("plane {plane}: dup of the fd failed")]
     Dup {
         /// Index of the plane.
         plane: usize,
@@ -223,7 +223,7 @@ pub enum VulkanError {
     Sync(#[from] crate::sync::SyncError),
     /// An explicit fence could not be read or made (a release fence to wait
     /// for, a timeline point to export).
-    #[error("fence: {0}")]
+    #[error("fence")]
     Fence(#[source] crate::sync::FenceError),
     /// The GPU did not finish within the bound (a fence that never
     /// signals: a hung device, or a dma-buf fence its producer never

@@ -195,7 +195,7 @@ impl Presenter {
                 Ok(s) => this.explicit = Some(Explicit::Syncobj(s)),
                 Err((manager, e)) => {
                     manager.destroy();
-                    this.sync_fallback = Some(e.to_string());
+                    this.sync_fallback = Some(crate::Report(&e).to_string());
                 }
             }
         }

@@ -71,14 +71,14 @@ pub enum WaylandError {
         value: u64,
     },
     /// The connection broke (compositor gone, protocol error).
-    #[error("Wayland connection lost: {0}")]
+    #[error("Wayland connection lost")]
     Connection(#[source] ConnectionLost),
     /// An acquire or release fence could not be made or read (explicit
     /// sync); nothing was committed.
-    #[error("explicit sync: {0}")]
+    #[error("explicit sync")]
     Fence(#[from] crate::sync::FenceError),
     /// Copying into `wl_shm` failed.
-    #[error("wl_shm copy: {0}")]
+    #[error("wl_shm copy")]
     Shm(#[from] ShmError),
     /// Waited too long.
     #[error("timed out after {1:?} waiting for {0}")]
@@ -109,7 +109,7 @@ pub enum ConnectionLost {
     #[error(transparent)]
     Dispatch(#[from] wayland_client::DispatchError),
     /// A request on an object that is no longer alive.
-    #[error("request on a dead object: {0}")]
+    #[error("request on a dead object")]
     InvalidId(#[from] wayland_backend::client::InvalidId),
     /// A system call on the connection or on a buffer's fd.
     #[error(transparent)]
@@ -158,10 +158,10 @@ pub enum ShmError {
     #[error(transparent)]
     Map(#[from] MapError),
     /// The CPU conversion into XRGB8888 refused the frame.
-    #[error("converting the frame into XRGB8888: {0}")]
+    #[error("converting the frame into XRGB8888")]
     Convert(#[from] crate::convert::ConvertError),
     /// Creating, sizing or mapping the pool's memfd failed.
-    #[error("{op} of the pool's memfd: {source}")]
+    #[error("{op} of the pool's memfd failed")]
     Memfd {
         /// The call.
         op: &'static str,

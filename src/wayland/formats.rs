@@ -44,7 +44,7 @@ pub enum FormatTableError {
     #[error("tranche index array of {0} bytes (indices are 16-bit)")]
     OddIndexArray(usize),
     /// Reading the table (fstat, pread) failed.
-    #[error("cannot read the format table: {0}")]
+    #[error("cannot read the format table")]
     Read(#[source] rustix::io::Errno),
 }
 

@@ -39,7 +39,7 @@
 //! // releases the buffer.
 //! let shown = presenter.present(&frame, Box::new(()))?;
 //! presenter.wait_frame(Duration::from_millis(100))?;
-//! println!("{:?}: {:?}", shown.via, presenter.stats());
+//! println!("{:?}: {:?}", shown.via(), presenter.stats());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!

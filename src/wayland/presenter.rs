@@ -308,7 +308,7 @@ impl Presenter {
             } else {
                 wait_ready(&acquire)?;
             }
-            (b, Presented::new(Via::LinuxDmabuf, hit))
+            (b, Presented::LinuxDmabuf { cached: hit })
         } else if !fallback_ok {
             if self.dmabuf.is_some() {
                 // Say what linux-dmabuf offers instead.
@@ -319,18 +319,18 @@ impl Presenter {
             // The compositor reads wl_shm memory on the CPU, unfenced.
             wait_ready(&acquire)?;
             if plan == Plan::Convert {
-                (self.convert_dmabuf_to_shm(buf)?, Presented::new(Via::Converted, false))
+                (self.convert_dmabuf_to_shm(buf)?, Presented::Converted)
             } else if let Some((b, hit)) = self.shm_wl_buffer_for(buf)? {
-                (b, Presented::new(Via::ShmZeroCopy, hit))
+                (b, Presented::ShmZeroCopy { cached: hit })
             } else if shm_ok {
-                (self.copy_dmabuf_to_shm(buf)?, Presented::new(Via::ShmCopy, false))
+                (self.copy_dmabuf_to_shm(buf)?, Presented::ShmCopy)
             } else {
-                (self.convert_dmabuf_to_shm(buf)?, Presented::new(Via::Converted, false))
+                (self.convert_dmabuf_to_shm(buf)?, Presented::Converted)
             }
         };
-        self.apply_colour(buf.fourcc(), plan, presented.via);
+        self.apply_colour(buf.fourcc(), plan, presented.via());
         self.commit_frame(&wl_buffer, presented, buf.width(), buf.height(), keepalive)?;
-        let kind = (presented.via == Via::LinuxDmabuf).then(|| ImportKind::of(buf));
+        let kind = matches!(presented, Presented::LinuxDmabuf { .. }).then(|| ImportKind::of(buf));
         self.shown.committed(kind, Instant::now());
         Ok(presented)
     }
@@ -393,7 +393,7 @@ impl Presenter {
         if presented.zero_copy() && self.state.is_held(&id) {
             self.stats.reused_before_release += 1;
         }
-        if presented.via != Via::LinuxDmabuf
+        if !matches!(presented, Presented::LinuxDmabuf { .. })
             && let Some(sync) = &mut self.explicit
         {
             // A wl_shm buffer on a surface with a syncobj object is the
@@ -433,15 +433,17 @@ impl Presenter {
         self.window.surface.commit();
         self.conn.flush().map_err(lost)?;
         self.stats.presented += 1;
-        match presented.via {
-            Via::LinuxDmabuf | Via::ShmZeroCopy => {
+        self.stats.cache_hits += u64::from(presented.cache_hit());
+        match presented {
+            Presented::LinuxDmabuf { .. } => self.stats.zero_copy += 1,
+            Presented::ShmZeroCopy { .. } => {
                 self.stats.zero_copy += 1;
-                self.stats.shm_zero_copy += u64::from(presented.via == Via::ShmZeroCopy);
-                self.stats.cache_hits += u64::from(presented.cache_hit);
+                self.stats.shm_zero_copy += 1;
             }
-            Via::ShmCopy | Via::Converted => {
+            Presented::ShmCopy => self.stats.copies += 1,
+            Presented::Converted => {
                 self.stats.copies += 1;
-                self.stats.converted += u64::from(presented.via == Via::Converted);
+                self.stats.converted += 1;
             }
         }
         Ok(())
@@ -464,18 +466,17 @@ impl Presenter {
         let convertible = self.shm.is_some() && convert::can_convert(fourcc);
         let plan = self.colour_plan(fourcc, colorimetry, convertible);
         self.prepare_description(&colorimetry)?;
-        let (b, via) = if self.state.formats.supports_shm(fourcc) && plan != Plan::Convert {
-            (self.copy_to_shm(fourcc, width, height, planes)?, Via::ShmCopy)
+        let (b, presented) = if self.state.formats.supports_shm(fourcc) && plan != Plan::Convert {
+            (self.copy_to_shm(fourcc, width, height, planes)?, Presented::ShmCopy)
         } else if convertible {
             (
                 self.convert_to_shm(fourcc, width, height, planes, colorimetry)?,
-                Via::Converted,
+                Presented::Converted,
             )
         } else {
             return Err(WaylandError::Unsupported(fourcc, ModifierName(DrmModifier::Linear)));
         };
-        let presented = Presented::new(via, false);
-        self.apply_colour(fourcc, plan, via);
+        self.apply_colour(fourcc, plan, presented.via());
         self.commit_frame(&b, presented, width, height, keepalive)?;
         Ok(presented)
     }

@@ -86,13 +86,25 @@ pub struct PresentStats {
     pub feedback_zero_copy: u64,
 }
 
-/// How a frame went out.
+/// How a frame went out: the path it took and, for the two zero-copy
+/// paths, whether its `wl_buffer` came from the cache (a copy always
+/// goes into a fresh pool buffer, so it has no cache to hit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Presented {
-    /// The `wl_buffer` came from the cache.
-    pub cache_hit: bool,
-    /// The path the frame took.
-    pub via: Via,
+pub enum Presented {
+    /// A linux-dmabuf `wl_buffer` (zero copy).
+    LinuxDmabuf {
+        /// The `wl_buffer` came from the cache.
+        cached: bool,
+    },
+    /// A `wl_shm` buffer over the frame's own memory (zero copy).
+    ShmZeroCopy {
+        /// The `wl_buffer` came from the cache.
+        cached: bool,
+    },
+    /// Copied into a `wl_shm` buffer of the same format.
+    ShmCopy,
+    /// Converted on the CPU into an XRGB8888 `wl_shm` buffer.
+    Converted,
 }
 
 /// The paths a frame can take to the compositor, best first.
@@ -109,12 +121,26 @@ pub enum Via {
 }
 
 impl Presented {
-    pub(super) fn new(via: Via, cache_hit: bool) -> Self {
-        Self { cache_hit, via }
+    /// The path the frame took.
+    pub fn via(&self) -> Via {
+        match self {
+            Self::LinuxDmabuf { .. } => Via::LinuxDmabuf,
+            Self::ShmZeroCopy { .. } => Via::ShmZeroCopy,
+            Self::ShmCopy => Via::ShmCopy,
+            Self::Converted => Via::Converted,
+        }
+    }
+
+    /// The `wl_buffer` came from the cache (only ever on a zero-copy path).
+    pub fn cache_hit(&self) -> bool {
+        matches!(
+            self,
+            Self::LinuxDmabuf { cached: true } | Self::ShmZeroCopy { cached: true }
+        )
     }
 
     /// No copy: [`Via::LinuxDmabuf`] or [`Via::ShmZeroCopy`].
     pub fn zero_copy(&self) -> bool {
-        matches!(self.via, Via::LinuxDmabuf | Via::ShmZeroCopy)
+        matches!(self, Self::LinuxDmabuf { .. } | Self::ShmZeroCopy { .. })
     }
 }

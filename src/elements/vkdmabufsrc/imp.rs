@@ -15,6 +15,7 @@ use gstreamer_video as gst_video;
 
 use super::pool::{RingPool, SlotMemories};
 use crate::DrmModifier;
+use crate::Report;
 use crate::gst::caps::{self as dcaps, StreamFormat};
 use crate::vulkan::{ContextOptions, ExportedImage, Exporter, Kernels, VulkanContext};
 
@@ -77,8 +78,12 @@ impl VkDmaBufSrc {
         if let Some(ctx) = guard.as_ref() {
             return Ok(Arc::clone(ctx));
         }
-        let ctx = VulkanContext::new(&ContextOptions::default())
-            .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ["No usable Vulkan device: {}", e]))?;
+        let ctx = VulkanContext::new(&ContextOptions::default()).map_err(|e| {
+            gst::error_msg!(
+                gst::ResourceError::OpenRead,
+                ["No usable Vulkan device: {}", Report(&e)]
+            )
+        })?;
         *guard = Some(Arc::clone(&ctx));
         Ok(ctx)
     }
@@ -92,21 +97,21 @@ impl VkDmaBufSrc {
         // mapping is meaningless, so the buffers count as non-mappable.
         let tiled = stream.modifier != DrmModifier::Linear;
         let exporter = if tiled {
-            Exporter::new(&ctx).map_err(|e| gst::loggable_error!(CAT, "{}", e))?
+            Exporter::new(&ctx).map_err(|e| gst::loggable_error!(CAT, "{}", Report(&e)))?
         } else if settings.non_mappable {
             // Sealing against writable mappings needs memfds of our own,
             // even where the driver could export (modifier devices).
             Exporter::host_only(&ctx, Box::new(crate::alloc::MemfdAllocator::new()))
         } else {
-            let backend = crate::alloc::best_available().map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
+            let backend = crate::alloc::best_available().map_err(|e| gst::loggable_error!(CAT, "{}", Report(&e)))?;
             Exporter::with_allocator(&ctx, backend)
         };
-        let kernels = Kernels::new(&ctx).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
+        let kernels = Kernels::new(&ctx).map_err(|e| gst::loggable_error!(CAT, "{}", Report(&e)))?;
         let (ring, slots) = ring::build(&exporter, stream, settings)?;
         // The rule: try to map one of our buffers for READWRITE.
         let mappable = !tiled
             && crate::gst::memory::dmabuf_maps_writable(ring[0].dmabuf())
-                .map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
+                .map_err(|e| gst::loggable_error!(CAT, "{}", Report(&e)))?;
         gst::info!(
             CAT,
             imp = self,
@@ -181,7 +186,7 @@ impl BaseSrcImpl for VkDmaBufSrc {
         // about the caps we will set.
         let pairs = if non_mappable && dcaps::runtime_has_dma_drm() {
             let ctx = self.context().map_err(|e| gst::loggable_error!(CAT, "{:?}", e))?;
-            let exporter = Exporter::new(&ctx).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
+            let exporter = Exporter::new(&ctx).map_err(|e| gst::loggable_error!(CAT, "{}", Report(&e)))?;
             dma_drm_pairs(|f| {
                 let planes = crate::vulkan::modifiers(&ctx, f).unwrap_or_default();
                 exporter
@@ -222,7 +227,7 @@ impl BaseSrcImpl for VkDmaBufSrc {
             s.fixate_field_nearest_fraction("framerate", gst::Fraction::new(30, 1));
         }
         wanted.fixate();
-        let mut stream = dcaps::parse_caps(&wanted).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
+        let mut stream = dcaps::parse_caps(&wanted).map_err(|e| gst::loggable_error!(CAT, "{}", Report(&e)))?;
         // The caps say what the pattern kernels write: YUV is BT.709
         // limited range (`crate::reference::pattern`), whatever the size's default.
         let mut colorimetry = wanted.structure(0).and_then(|s| s.get::<String>("colorimetry").ok());
@@ -265,7 +270,8 @@ impl BaseSrcImpl for VkDmaBufSrc {
             return Err(gst::loggable_error!(CAT, "{}", msg));
         }
         stream.dmabuf_feature = !state.mappable;
-        let mut caps = dcaps::caps_for(&stream, state.mappable).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
+        let mut caps =
+            dcaps::caps_for(&stream, state.mappable).map_err(|e| gst::loggable_error!(CAT, "{}", Report(&e)))?;
         if let Some(c) = colorimetry
             && let Some(s) = caps.make_mut().structure_mut(0)
         {
@@ -277,7 +283,8 @@ impl BaseSrcImpl for VkDmaBufSrc {
             return Err(gst::loggable_error!(CAT, "{}", msg));
         }
         *lock(&self.state) = Some(state);
-        obj.set_caps(&caps).map_err(|e| gst::loggable_error!(CAT, "{}", e))
+        obj.set_caps(&caps)
+            .map_err(|e| gst::loggable_error!(CAT, "{}", Report(&e)))
     }
 
     fn decide_allocation(&self, query: &mut gst::query::Allocation) -> Result<(), gst::LoggableError> {
@@ -299,7 +306,7 @@ impl BaseSrcImpl for VkDmaBufSrc {
         let format = dcaps::video_format(stream.fourcc).ok_or_else(|| gst::loggable_error!(CAT, "format"))?;
         let defaults = gst_video::VideoInfo::builder(format, stream.width, stream.height)
             .build()
-            .map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
+            .map_err(|e| gst::loggable_error!(CAT, "{}", Report(&e)))?;
         let planes = slots[0].offsets.len();
         if stream.modifier != DrmModifier::Linear && !video_meta {
             let msg = format!(
@@ -337,9 +344,9 @@ impl BaseSrcImpl for VkDmaBufSrc {
             config.add_option(gst_video::BUFFER_POOL_OPTION_VIDEO_META);
         }
         pool.set_config(config)
-            .map_err(|e| gst::loggable_error!(CAT, "pool config: {}", e))?;
+            .map_err(|e| gst::loggable_error!(CAT, "pool config: {}", Report(&e)))?;
         pool.set_active(true)
-            .map_err(|e| gst::loggable_error!(CAT, "pool activation: {}", e))?;
+            .map_err(|e| gst::loggable_error!(CAT, "pool activation: {}", Report(&e)))?;
         gst::info!(
             CAT,
             imp = self,
@@ -468,7 +475,11 @@ impl PushSrcImpl for VkDmaBufSrc {
                 )
             };
             let failed = |e: crate::vulkan::VulkanError| {
-                gst::element_imp_error!(self, gst::StreamError::Failed, ["Vulkan rendering failed: {}", e]);
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Failed,
+                    ["Vulkan rendering failed: {}", Report(&e)]
+                );
                 gst::FlowError::Error
             };
             // No state lock from here on (property reads, queries and

@@ -14,6 +14,7 @@ use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 use gstreamer_video::subclass::prelude::*;
 
+use crate::Report;
 use crate::colour::Colorimetry;
 use crate::gst::caps::{self as dcaps, StreamFormat};
 use crate::gst::colorimetry::colorimetry_from_caps;
@@ -130,7 +131,7 @@ impl WlDmaBufSink {
         if fullscreen {
             match presenter.set_fullscreen(true, output.as_deref()) {
                 Err(e @ WaylandError::UnknownOutput { .. }) => {
-                    gst::element_imp_warning!(self, gst::ResourceError::Settings, ["{}; shown windowed", e]);
+                    gst::element_imp_warning!(self, gst::ResourceError::Settings, ["{}; shown windowed", Report(&e)]);
                 }
                 other => other?,
             }
@@ -182,7 +183,7 @@ impl WlDmaBufSink {
         if let Some(p) = lock(&self.state).presenter.as_mut()
             && let Err(e) = p.set_view(view)
         {
-            gst::warning!(CAT, imp = self, "view: {e}");
+            gst::warning!(CAT, imp = self, "view: {}", Report(&e));
         }
     }
 
@@ -198,7 +199,7 @@ impl WlDmaBufSink {
             None => Ok(()),
         };
         if let Err(e) = result {
-            gst::element_imp_warning!(self, gst::ResourceError::Settings, ["{}", e]);
+            gst::element_imp_warning!(self, gst::ResourceError::Settings, ["{}", Report(&e)]);
         }
     }
 
@@ -302,9 +303,9 @@ impl WlDmaBufSink {
         let fail = |e: WaylandError| {
             let lost = matches!(e, WaylandError::Connection(_) | WaylandError::Closed);
             Failure::Error(if lost {
-                gst::error_msg!(gst::ResourceError::Write, ["Wayland compositor gone: {}", e])
+                gst::error_msg!(gst::ResourceError::Write, ["Wayland compositor gone: {}", Report(&e)])
             } else {
-                gst::error_msg!(gst::StreamError::Failed, ["Cannot show the frame: {}", e])
+                gst::error_msg!(gst::StreamError::Failed, ["Cannot show the frame: {}", Report(&e)])
             })
         };
         let mut guard = lock(&self.state);
@@ -345,14 +346,14 @@ impl WlDmaBufSink {
         }
         // Overlays go with this frame's commit (a bad one is only logged).
         if let Err(e) = composition::apply(presenter, buffer) {
-            gst::warning!(CAT, imp = self, "overlay composition not shown: {e}");
+            gst::warning!(CAT, imp = self, "overlay composition not shown: {}", Report(&e));
         }
         // The rule: check every buffer for dma-buf memory, whatever the caps.
         if is_dmabuf_buffer(buffer) {
             let dmabuf = self
                 .cache
                 .get_as(buffer, &stream.info, stream.format.modifier, stream.colorimetry)
-                .map_err(|e| Failure::Error(gst::error_msg!(gst::StreamError::Format, ["{}", e])))?;
+                .map_err(|e| Failure::Error(gst::error_msg!(gst::StreamError::Format, ["{}", Report(&e)])))?;
             presenter.set_target(timing::target_ns(self.obj().upcast_ref(), buffer, presenter));
             presenter.present(&dmabuf, Box::new(buffer.clone())).map_err(fail)?;
         } else if stream.format.dmabuf_feature {
@@ -371,7 +372,7 @@ impl WlDmaBufSink {
             let planes = checked_planes(&data, buffer, &stream.info, stream.format.fourcc).map_err(|e| {
                 Failure::Error(gst::error_msg!(
                     gst::StreamError::Format,
-                    ["Malformed system-memory frame: {}", e]
+                    ["Malformed system-memory frame: {}", Report(&e)]
                 ))
             })?;
             presenter.set_target(timing::target_ns(self.obj().upcast_ref(), buffer, presenter));
@@ -471,7 +472,7 @@ impl ElementImpl for WlDmaBufSink {
                     lock(&self.state).presenter = Some(p);
                 }
                 Err(e) => {
-                    gst::element_imp_error!(self, gst::ResourceError::OpenWrite, ["{}", e]);
+                    gst::element_imp_error!(self, gst::ResourceError::OpenWrite, ["{}", Report(&e)]);
                     return Err(gst::StateChangeError);
                 }
             }
@@ -511,15 +512,15 @@ impl BaseSinkImpl for WlDmaBufSink {
     }
 
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
-        let format = dcaps::parse_caps(caps).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
+        let format = dcaps::parse_caps(caps).map_err(|e| gst::loggable_error!(CAT, "{}", Report(&e)))?;
         // Any caps style (DMA_DRM included).
-        let info = dcaps::video_info(caps).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
+        let info = dcaps::video_info(caps).map_err(|e| gst::loggable_error!(CAT, "{}", Report(&e)))?;
         let colorimetry = match colorimetry_from_caps(caps, &info) {
             Ok(c) => c,
             Err(e) => {
                 // Played as every GStreamer element reads it, and said.
                 let c = dcaps::colorimetry_of(&info);
-                gst::element_imp_warning!(self, gst::StreamError::Format, ["{}; shown as {:?}", e, c]);
+                gst::element_imp_warning!(self, gst::StreamError::Format, ["{}; shown as {:?}", Report(&e), c]);
                 c
             }
         };
@@ -538,7 +539,7 @@ impl BaseSinkImpl for WlDmaBufSink {
         let mut state = lock(&self.state);
         let guard = &mut state.allocator;
         if guard.is_none() {
-            *guard = Some(DmaBufPoolAllocator::new().map_err(|e| gst::loggable_error!(CAT, "{}", e))?);
+            *guard = Some(DmaBufPoolAllocator::new().map_err(|e| gst::loggable_error!(CAT, "{}", Report(&e)))?);
         }
         // Overlays are shown above the video, never blended into it.
         query.add_allocation_meta::<gst_video::VideoOverlayCompositionMeta>(None);

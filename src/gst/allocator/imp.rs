@@ -12,6 +12,7 @@ use gstreamer::subclass::prelude::*;
 use gstreamer_allocators as gst_allocators;
 use gstreamer_allocators::subclass::prelude::*;
 
+use crate::Report;
 use crate::alloc::{Allocator, AllocatorKind};
 
 static CAT: std::sync::LazyLock<gst::DebugCategory> = std::sync::LazyLock::new(|| {
@@ -48,7 +49,7 @@ impl DmaBufPoolAllocator {
             match crate::alloc::best_available() {
                 Ok(b) => self.set_backend(b),
                 Err(e) => {
-                    gst::error!(CAT, imp = self, "no allocator back end: {e}");
+                    gst::error!(CAT, imp = self, "no allocator back end: {}", Report(&e));
                     return None;
                 }
             }
@@ -84,7 +85,7 @@ unsafe impl AllocatorImpl for DmaBufPoolAllocator {
         let fd = match backend.allocate_bytes(maxsize as u64) {
             Ok(fd) => fd,
             Err(e) => {
-                gst::error!(CAT, imp = self, "cannot allocate {maxsize} bytes: {e}");
+                gst::error!(CAT, imp = self, "cannot allocate {maxsize} bytes: {}", Report(&e));
                 return std::ptr::null_mut();
             }
         };

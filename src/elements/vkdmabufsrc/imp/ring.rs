@@ -11,6 +11,7 @@ use super::super::pool::SlotMemories;
 use super::CAT;
 use super::properties::Settings;
 use crate::DrmModifier;
+use crate::Report;
 use crate::alloc::AllocatorKind;
 use crate::gst::caps::StreamFormat;
 use crate::gst::memory::buffer_from_dmabuf;
@@ -55,7 +56,7 @@ pub(super) fn build(
     for _ in 0..settings.ring_size.max(2) {
         let image = exporter
             .export(stream.fourcc, stream.width, stream.height, usage, &modifiers)
-            .map_err(|e| gst::loggable_error!(CAT, "export failed: {}", e))?;
+            .map_err(|e| gst::loggable_error!(CAT, "export failed: {}", Report(&e)))?;
         if tiled && image.dmabuf().modifier() != stream.modifier {
             return Err(gst::loggable_error!(
                 CAT,
@@ -74,10 +75,10 @@ pub(super) fn build(
                 // The Vulkan import already holds its mapping; new
                 // writable mappings (GStreamer's map) now fail.
                 rustix::fs::fcntl_add_seals(plane.fd(), rustix::fs::SealFlags::FUTURE_WRITE)
-                    .map_err(|e| gst::loggable_error!(CAT, "F_SEAL_FUTURE_WRITE: {}", e))?;
+                    .map_err(|e| gst::loggable_error!(CAT, "F_SEAL_FUTURE_WRITE: {}", Report(&e)))?;
             }
         }
-        let buffer = buffer_from_dmabuf(image.dmabuf()).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
+        let buffer = buffer_from_dmabuf(image.dmabuf()).map_err(|e| gst::loggable_error!(CAT, "{}", Report(&e)))?;
         let meta = buffer
             .meta::<gst_video::VideoMeta>()
             .ok_or_else(|| gst::loggable_error!(CAT, "no VideoMeta"))?;

@@ -7,6 +7,7 @@ use gstreamer::subclass::prelude::*;
 use gstreamer_video as gst_video;
 
 use super::{CAT, WlDmaBufSink};
+use crate::Report;
 use crate::elements::lock;
 
 // GstVideoOverlay. gstreamer-video 0.25 has no subclass trait for it, so the
@@ -80,7 +81,7 @@ impl WlDmaBufSink {
         if let Some(p) = lock(&self.state).presenter.as_mut()
             && let Err(e) = p.expose()
         {
-            gst::warning!(CAT, imp = self, "expose: {e}");
+            gst::warning!(CAT, imp = self, "expose: {}", Report(&e));
         }
     }
 
@@ -96,7 +97,7 @@ impl WlDmaBufSink {
         if let Some(p) = lock(&self.state).presenter.as_mut()
             && let Err(e) = p.set_render_rectangle(Some(rect))
         {
-            gst::warning!(CAT, imp = self, "set_render_rectangle: {e}");
+            gst::warning!(CAT, imp = self, "set_render_rectangle: {}", Report(&e));
         }
     }
 }

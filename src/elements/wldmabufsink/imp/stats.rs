@@ -8,6 +8,7 @@ use gstreamer as gst;
 use gstreamer::subclass::prelude::*;
 
 use super::{CAT, WlDmaBufSink};
+use crate::Report;
 use crate::elements::lock;
 use crate::wayland::{PresentStats, Presenter, SyncMode};
 
@@ -23,7 +24,7 @@ impl WlDmaBufSink {
         } = &mut *state;
         if let Some(p) = presenter.as_mut() {
             if let Err(e) = p.wait_timings(Duration::from_millis(100)) {
-                gst::debug!(CAT, imp = self, "feedback at EOS: {e}");
+                gst::debug!(CAT, imp = self, "feedback at EOS: {}", Report(&e));
             }
             timing_errors.collect(p);
         }
