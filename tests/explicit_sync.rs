@@ -331,49 +331,12 @@ fn headless_weston_without_a_render_device_keeps_implicit_sync() {
     assert_eq!(stats.reused_before_release, 0);
 }
 
-/// `videotestsrc` SMPTE bars, BGRx `W`x`H`: (R, G, B) at (x, y).
-#[cfg(feature = "gstreamer")]
-fn smpte_reference() -> impl Fn(u32, u32) -> [u8; 3] {
-    use gstreamer as gst;
-    use gstreamer::prelude::*;
-    let pipeline = gst::parse::launch(&format!(
-        "videotestsrc num-buffers=1 pattern=smpte ! video/x-raw,format=BGRx,width={W},height={H} ! appsink name=s"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline
-        .by_name("s")
-        .unwrap()
-        .downcast::<gstreamer_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let sample = sink.pull_sample().expect("reference sample");
-    let bytes = sample.buffer().unwrap().map_readable().unwrap().to_vec();
-    pipeline.set_state(gst::State::Null).unwrap();
-    move |x, y| {
-        let at = ((y * W + x) * 4) as usize;
-        [bytes[at + 2], bytes[at + 1], bytes[at]]
-    }
-}
-
 /// GStreamer with our elements, and `description` (its sink named `sink`)
 /// pointed at `compositor`.
 #[cfg(feature = "gstreamer")]
 fn sink_pipeline(description: &str, compositor: &TestCompositor) -> gstreamer::Pipeline {
-    use gstreamer as gst;
-    use gstreamer::prelude::*;
-    gst::init().expect("GStreamer (run scripts/setup)");
-    dmabuf_interop::elements::register(None).expect("register our elements");
-    let pipeline = gst::parse::launch(description)
-        .unwrap_or_else(|e| panic!("{description}: {e}"))
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    pipeline
-        .by_name("sink")
-        .expect("an element named sink")
-        .set_property("display", compositor.socket_path().to_str().unwrap());
-    pipeline
+    common::gst::init();
+    common::gst::sink_pipeline(description, compositor.socket_path()).0
 }
 
 #[cfg(feature = "gstreamer")]
@@ -424,7 +387,7 @@ fn wldmabufsink_commits_acquire_and_release_points() {
     // is applied): every other one came back through its release point.
     assert!(get("release-points-signalled") >= get("shown") - 2, "{stats}");
     assert_eq!(get("reused-before-release"), 0);
-    let reference = smpte_reference();
+    let reference = common::gst::smpte_rgb(W, H);
     // Points inside a flat area of the bars (the pattern's lower right is
     // noise, which changes every frame).
     let flat = |x: u32, y: u32| {
@@ -608,11 +571,7 @@ fn wldmabufsink_does_not_show_a_buffer_its_producer_still_writes() {
         ),
         &compositor,
     );
-    let src = pipeline
-        .by_name("src")
-        .unwrap()
-        .downcast::<gstreamer_app::AppSrc>()
-        .unwrap();
+    let src = common::gst::child::<gstreamer_app::AppSrc>(&pipeline, "src");
     pipeline.set_state(gst::State::Playing).expect("play");
     let push = |buf: &dmabuf_interop::DmaBuf, n: u64| {
         let mut b = dmabuf_interop::gst::memory::buffer_from_dmabuf(buf).expect("a dma-buf buffer");

@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::gst::{appsink_pipeline, child, init, launch};
 use common::*;
 use dmabuf_interop::alloc::{Allocator, MemfdAllocator};
 use dmabuf_interop::gst::{self as dgst, ImportError, Importer, caps::StreamFormat};
@@ -18,22 +19,10 @@ use gstreamer_video::prelude::*;
 
 const TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(10);
 
-fn init() {
-    gst::init().expect("GStreamer 1.22 (run scripts/setup)");
-}
-
 /// Runs `upstream ! appsink` and returns each frame's tightly packed planes
 /// (the reference: GStreamer's own system-memory path).
 fn reference_frames(upstream: &str, fourcc: DrmFourcc) -> Vec<Vec<Vec<u8>>> {
-    let pipeline = gst::parse::launch(&format!("{upstream} ! appsink name=sink sync=false"))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let (pipeline, sink) = appsink_pipeline(upstream);
     pipeline.set_state(gst::State::Playing).unwrap();
     let mut frames = Vec::new();
     while let Some(sample) = sink.try_pull_sample(TIMEOUT) {
@@ -162,11 +151,8 @@ fn under_dmabuf_caps_nothing_is_mapped() {
         dmabuf_feature: true,
     };
     let caps = dgst::caps_for(&stream, false).unwrap();
-    let pipeline = gst::parse::launch(&format!("appsrc name=src format=time caps=\"{caps}\" ! queue name=q"))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let src = pipeline.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
+    let pipeline = launch(&format!("appsrc name=src format=time caps=\"{caps}\" ! queue name=q"));
+    let src = child::<gst_app::AppSrc>(&pipeline, "src");
     let queue = pipeline.by_name("q").unwrap();
     let importer = Importer::new().unwrap();
     importer.appsink().set_property("sync", false);

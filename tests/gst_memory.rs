@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::gst::{child, init, launch};
 use common::*;
 use dmabuf_interop::alloc::{Allocator, MemfdAllocator};
 use dmabuf_interop::gst::{self as dgst, MemoryError, caps::StreamFormat};
@@ -13,10 +14,6 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
-
-fn init() {
-    gst::init().expect("GStreamer 1.22 (run scripts/setup)");
-}
 
 fn pattern_buf(fourcc: DrmFourcc, w: u32, h: u32, frame: u32) -> DmaBuf {
     let buf = MemfdAllocator::new().allocate(fourcc, w, h, 64).unwrap();
@@ -154,18 +151,11 @@ fn mappable_dmabufs_work_with_ordinary_elements_under_plain_caps() {
         caps.features(0)
             .is_none_or(|f| !f.contains(dgst::CAPS_FEATURE_MEMORY_DMABUF))
     );
-    let pipeline = gst::parse::launch(&format!(
+    let pipeline = launch(&format!(
         "appsrc name=src format=time caps=\"{caps}\" ! videoconvert ! video/x-raw,format=RGBx ! appsink name=sink sync=false"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let src = pipeline.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    ));
+    let src = child::<gst_app::AppSrc>(&pipeline, "src");
+    let sink = child::<gst_app::AppSink>(&pipeline, "sink");
     pipeline.set_state(gst::State::Playing).unwrap();
     let frames = 5;
     for frame in 0..frames {

@@ -8,6 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::gst::{init, launch};
 use common::{grid_error, gst_stage_test, weston};
 use dmabuf_interop::gst::caps::runtime_has_dma_drm;
 use dmabuf_interop::reference::pattern;
@@ -18,11 +19,6 @@ use gstreamer::prelude::*;
 const W: u32 = 320;
 const H: u32 = 240;
 const FRAMES: u32 = 20;
-
-fn init() {
-    gst::init().expect("GStreamer (run scripts/setup)");
-    dmabuf_interop::elements::register(None).expect("register our elements");
-}
 
 /// The caps a non-mappable XRGB8888 (BGRx) stream must negotiate with this
 /// GStreamer: `memory:DMABuf` with `format=BGRx` on 1.22, `format=DMA_DRM,
@@ -42,10 +38,7 @@ fn assert_dmabuf_caps_style(caps: &gst::Caps, what: &str) {
 /// Plays `description` (its sink named `sink`) to EOS, capturing `weston`'s
 /// output there; returns the capture and the caps on the sink's pad.
 fn play_and_capture(weston: &Weston, description: &str) -> (Image, gst::Caps) {
-    let pipeline = gst::parse::launch(description)
-        .unwrap_or_else(|e| panic!("{description}: {e}"))
-        .downcast::<gst::Pipeline>()
-        .unwrap();
+    let pipeline = launch(description);
     let sink = pipeline.by_name("sink").expect("an element named sink");
     let pad = sink.static_pad("sink").unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();

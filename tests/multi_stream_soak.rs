@@ -12,6 +12,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::gst::sink_pipeline;
 use common::*;
 use dmabuf_interop::wayland::headless::{Weston, WestonOptions};
 use gstreamer as gst;
@@ -104,15 +105,10 @@ fn eight_sinks_into_one_compositor_stay_flat() {
     let pipelines: Vec<gst::Pipeline> = STREAMS
         .iter()
         .map(|caps| {
-            let pipeline = gst::parse::launch(&format!(
+            let (pipeline, _) = sink_pipeline(&format!(
                 "videotestsrc is-live=true pattern=ball ! capsfilter name=filter caps=video/x-raw,{caps},framerate=30/1 ! \
                  wldmabufsink name=sink"
-            ))
-            .unwrap_or_else(|e| panic!("{caps}: {e}"))
-            .downcast::<gst::Pipeline>()
-            .unwrap();
-            let sink = pipeline.by_name("sink").unwrap();
-            sink.set_property("display", weston.socket_path().to_str().unwrap());
+            ), weston.socket_path());
             pipeline
         })
         .collect();

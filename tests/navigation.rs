@@ -13,7 +13,7 @@ mod syncobj_compositor;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::gst::init;
+use common::gst::{init, launch};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_video as gst_video;
@@ -94,14 +94,11 @@ const ACTIONS: &[Action] = &[
 fn pointer_wheel_and_keys_go_upstream_in_frame_pixels() {
     init();
     let comp = TestCompositor::start_input(200, 200, (200, 200));
-    let pipeline = gst::parse::launch(&format!(
+    let pipeline = launch(&format!(
         "videotestsrc name=src pattern=white ! video/x-raw,format=BGRx,width=160,height=120,framerate=30/1 ! \
          wldmabufsink name=sink rotate-method=90r display={}",
         comp.socket_path().display()
-    ))
-    .expect("pipeline")
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     let sink = pipeline.by_name("sink").unwrap();
     let src_pad = pipeline.by_name("src").unwrap().static_pad("src").unwrap();
     let seen = Arc::new(Mutex::new(Vec::<Nav>::new()));

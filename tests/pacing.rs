@@ -13,7 +13,7 @@
 mod common;
 mod syncobj_compositor;
 
-use common::gst::{eos_or_error, init};
+use common::gst::{eos_or_error, init, launch};
 use std::time::{Duration, Instant};
 
 use dmabuf_interop::DrmFourcc;
@@ -32,14 +32,11 @@ fn play(
     comp: &TestCompositor,
     sink_props: &str,
 ) -> (gst::Structure, gst::ClockTime, Vec<syncobj_compositor::PacedCommit>) {
-    let pipeline = gst::parse::launch(&format!(
+    let pipeline = launch(&format!(
         "videotestsrc num-buffers={FRAMES} ! video/x-raw,format=BGRx,width=64,height=48,framerate=30/1 ! \
          wldmabufsink name=sink {sink_props} display={}",
         comp.socket_path().display()
-    ))
-    .expect("pipeline")
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     let sink = pipeline.by_name("sink").unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     let msg = eos_or_error(&pipeline, 30);

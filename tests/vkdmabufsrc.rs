@@ -9,17 +9,13 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::str::FromStr;
 
+use common::gst::{appsink_pipeline, init};
 use common::*;
 use dmabuf_interop::DrmFourcc;
 use dmabuf_interop::gst::{self as dgst, Importer};
 use dmabuf_interop::reference::pattern;
 use gstreamer as gst;
 use gstreamer::prelude::*;
-
-fn init() {
-    gst::init().expect("GStreamer 1.22 (run scripts/setup)");
-    dmabuf_interop::elements::register(None).expect("register elements");
-}
 
 /// Runs `description ! <importer>`, hands each frame to `check` (index,
 /// frame) and keeps none of them, so the source's ring is never starved;
@@ -512,15 +508,7 @@ fn loadable_plugin_works_with_the_gstreamer_tools() {
 /// allocation metas, so downstream does not read VideoMeta); returns them or
 /// the pipeline's error.
 fn pull_without_video_meta(description: &str) -> Result<Vec<gst::Sample>, String> {
-    let pipeline = gst::parse::launch(&format!("{description} ! appsink name=sink sync=false"))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gstreamer_app::AppSink>()
-        .unwrap();
+    let (pipeline, sink) = appsink_pipeline(description);
     let _ = pipeline.set_state(gst::State::Playing);
     let bus = pipeline.bus().unwrap();
     let mut samples = Vec::new();

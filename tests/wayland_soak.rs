@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::gst::sink_pipeline;
 use common::*;
 use dmabuf_interop::reference::pattern;
 use dmabuf_interop::wayland::headless::{Weston, WestonOptions};
@@ -18,12 +19,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 
 fn play(weston: &Weston, description: &str, probe: Option<Arc<[AtomicUsize; 2]>>) -> gst::Structure {
-    let pipeline = gst::parse::launch(description)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline.by_name("sink").unwrap();
-    sink.set_property("display", weston.socket_path().to_str().unwrap());
+    let (pipeline, sink) = sink_pipeline(description, weston.socket_path());
     if let Some(fds) = probe {
         let seen = AtomicUsize::new(0);
         sink.static_pad("sink")

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::gst::{Run, eos_or_error, init, reference_frame};
+use common::gst::{Run, child, eos_or_error, init, launch, reference_frame, sink_pipeline};
 use common::{grid_error, keep_capture, weston};
 
 use dmabuf_interop::reference::pattern;
@@ -304,14 +304,10 @@ fn caps_follow_the_compositor() {
 fn weston_dying_mid_stream_is_an_error_within_a_second() {
     init();
     let mut weston = weston(320, 240, Renderer::Gl);
-    let pipeline = gst::parse::launch(
+    let (pipeline, sink) = sink_pipeline(
         "videotestsrc is-live=true ! video/x-raw,format=BGRx,width=320,height=240,framerate=30/1 ! wldmabufsink name=sink",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline.by_name("sink").unwrap();
-    sink.set_property("display", weston.socket_path().to_str().unwrap());
+        weston.socket_path(),
+    );
     let bus = pipeline.bus().unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     // Let it play.
@@ -349,15 +345,11 @@ fn weston_dying_mid_stream_is_an_error_within_a_second() {
 fn after_a_compositor_restart_a_pipeline_plays_and_a_stalled_one_is_a_bounded_error() {
     init();
     let run = |socket: &std::path::Path| -> Result<u64, String> {
-        let pipeline = gst::parse::launch(
+        let (pipeline, sink) = sink_pipeline(
             "videotestsrc num-buffers=15 ! video/x-raw,format=BGRx,width=320,height=240,framerate=30/1 ! \
              wldmabufsink name=sink",
-        )
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-        let sink = pipeline.by_name("sink").unwrap();
-        sink.set_property("display", socket.to_str().unwrap());
+            socket,
+        );
         let _ = pipeline.set_state(gst::State::Playing);
         let msg = eos_or_error(&pipeline, 30);
         let shown = sink.property::<gst::Structure>("stats").get::<u64>("shown").unwrap();
@@ -562,12 +554,9 @@ fn plays_into_a_surface_the_application_hands_over() {
     let caps = "video/x-raw,format=BGRx,width=320,height=240";
     let (info, planes, strides) = reference_frame(caps);
     for round in 0..2 {
-        let pipeline = gst::parse::launch(&format!(
+        let pipeline = launch(&format!(
             "videotestsrc pattern=smpte num-buffers=30 ! {caps} ! wldmabufsink name=sink max-lateness=-1"
-        ))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
+        ));
         let sink = pipeline.by_name("sink").unwrap();
         sink.set_property("window-handle", surface);
         sink.set_property("display-handle", display);
@@ -642,14 +631,11 @@ fn plays_on_westons_drm_backend() {
 fn a_sync_handler_reading_stats_on_an_error_does_not_deadlock() {
     init();
     let weston = weston(64, 64, Renderer::Gl);
-    let pipeline = gst::parse::launch(&format!(
+    let pipeline = launch(&format!(
         "appsrc name=src format=time caps=video/x-raw,format=BGRx,width=64,height=64,framerate=30/1 ! \
          wldmabufsink name=sink display={}",
         weston.socket_path().display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     let sink = pipeline.by_name("sink").unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let tx = std::sync::Mutex::new(tx);
@@ -665,7 +651,7 @@ fn a_sync_handler_reading_stats_on_an_error_does_not_deadlock() {
         gst::BusSyncReply::Pass
     });
     pipeline.set_state(gst::State::Playing).unwrap();
-    let src = pipeline.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
+    let src = child::<gst_app::AppSrc>(&pipeline, "src");
     let mut buffer = gst::Buffer::from_slice(vec![0u8; 10]);
     buffer.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
     src.push_buffer(buffer).unwrap();
@@ -689,12 +675,9 @@ fn embeds_through_gstvideooverlay_at_the_render_rectangle() {
     let mut app = app::App::new(&weston.socket_path());
     let (display, surface) = app.handles();
     let caps = "video/x-raw,format=BGRx,width=320,height=240";
-    let pipeline = gst::parse::launch(&format!(
+    let pipeline = launch(&format!(
         "videotestsrc pattern=smpte num-buffers=30 ! {caps} ! wldmabufsink name=sink max-lateness=-1"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     let bus = pipeline.bus().unwrap();
     let (x0, y0, w, h) = (40i32, 30i32, 160i32, 120i32);
     let asked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -764,15 +747,11 @@ fn embeds_through_gstvideooverlay_at_the_render_rectangle() {
 fn a_renegotiation_storm_through_both_elements_ends_in_eos() {
     init();
     let weston = weston(320, 240, Renderer::Gl);
-    let pipeline = gst::parse::launch(
+    let (pipeline, sink) = sink_pipeline(
         "vkdmabufsrc num-buffers=120 ! capsfilter name=filter caps=video/x-raw,format=BGRx,width=160,height=120 ! \
          wldmabufsink name=sink sync=false",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline.by_name("sink").unwrap();
-    sink.set_property("display", weston.socket_path().to_str().unwrap());
+        weston.socket_path(),
+    );
     let filter = pipeline.by_name("filter").unwrap();
     let kinds = [
         "video/x-raw,format=BGRx,width=160,height=120",
@@ -822,15 +801,11 @@ fn a_renegotiation_storm_through_both_elements_ends_in_eos() {
 fn seeks_during_renegotiation_end_in_eos() {
     init();
     let weston = weston(320, 240, Renderer::Gl);
-    let pipeline = gst::parse::launch(
+    let (pipeline, sink) = sink_pipeline(
         "videotestsrc pattern=ball ! capsfilter name=filter caps=video/x-raw,format=BGRx,width=160,height=120,framerate=30/1 ! \
          wldmabufsink name=sink",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline.by_name("sink").unwrap();
-    sink.set_property("display", weston.socket_path().to_str().unwrap());
+        weston.socket_path(),
+    );
     let filter = pipeline.by_name("filter").unwrap();
     let kinds = [
         "video/x-raw,format=NV12,width=320,height=240,framerate=30/1",

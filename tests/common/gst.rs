@@ -21,6 +21,41 @@ pub fn init() {
     });
 }
 
+/// The pipeline `description` makes (a test's own description: a parse
+/// error is a test failure).
+pub fn launch(description: &str) -> gst::Pipeline {
+    gst::parse::launch(description)
+        .unwrap_or_else(|e| panic!("{description}: {e}"))
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline")
+}
+
+/// [`launch`] of a pipeline whose sink, named `sink`, shows on the
+/// compositor at `socket`: the pipeline and that sink.
+pub fn sink_pipeline(description: &str, socket: impl AsRef<Path>) -> (gst::Pipeline, gst::Element) {
+    let pipeline = launch(description);
+    let sink = pipeline.by_name("sink").expect("an element named sink");
+    sink.set_property("display", socket.as_ref().to_str().unwrap());
+    (pipeline, sink)
+}
+
+/// [`launch`] of `upstream ! appsink name=sink sync=false`: the pipeline
+/// and its appsink.
+pub fn appsink_pipeline(upstream: &str) -> (gst::Pipeline, gst_app::AppSink) {
+    let pipeline = launch(&format!("{upstream} ! appsink name=sink sync=false"));
+    let sink = child::<gst_app::AppSink>(&pipeline, "sink");
+    (pipeline, sink)
+}
+
+/// The element `name` of `pipeline`, as the type it is.
+pub fn child<T: IsA<gst::Element>>(pipeline: &gst::Pipeline, name: &str) -> T {
+    pipeline
+        .by_name(name)
+        .unwrap_or_else(|| panic!("no element named {name}"))
+        .downcast::<T>()
+        .unwrap_or_else(|_| panic!("{name} is not a {}", T::static_type().name()))
+}
+
 /// The EOS or error message of `element`'s bus, waited for at most
 /// `seconds` (a pipeline that neither ends nor fails is a test failure).
 pub fn eos_or_error(element: &impl IsA<gst::Element>, seconds: u64) -> gst::Message {
