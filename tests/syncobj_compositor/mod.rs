@@ -211,11 +211,48 @@ struct Colour {
     log: Arc<Mutex<ColourLog>>,
 }
 
+/// What a test compositor is started with; each `start_*` fills in what
+/// it is about and leaves the rest as [`Setup::new`] has it.
+struct Setup<'a> {
+    render_node: Option<&'a Path>,
+    width: u32,
+    height: u32,
+    offer: Offer,
+    fence_card: Option<PathBuf>,
+    hidden: Option<Fourcc>,
+    colour_pairs: Option<Vec<(u32, u32)>>,
+    input: Option<(i32, i32)>,
+    paced: bool,
+}
+
+impl Setup<'_> {
+    /// A `width`x`height` output and nothing else: no render node, no
+    /// explicit sync, every buffer shown, no colour protocols, no seat, no
+    /// pacing protocols.
+    fn new(width: u32, height: u32) -> Self {
+        Self {
+            render_node: None,
+            width,
+            height,
+            offer: Offer::None,
+            fence_card: None,
+            hidden: None,
+            colour_pairs: None,
+            input: None,
+            paced: false,
+        }
+    }
+}
+
 impl TestCompositor {
     /// Starts a `width`x`height` output, importing syncobj timelines on the
     /// DRM node `render_node`.
     pub fn start(render_node: &Path, width: u32, height: u32, offer: Offer) -> Self {
-        Self::start_with(Some(render_node), width, height, offer, None, None, None)
+        Self::start_with(Setup {
+            render_node: Some(render_node),
+            offer,
+            ..Setup::new(width, height)
+        })
     }
 
     /// A compositor without a render node (it runs on the bare host:
@@ -232,7 +269,10 @@ impl TestCompositor {
     /// description and logs what each was made of and which one each commit
     /// carries.
     pub fn start_colour(width: u32, height: u32, pairs: &[(u32, u32)]) -> Self {
-        Self::start_with(None, width, height, Offer::None, None, None, Some(pairs.to_vec()))
+        Self::start_with(Setup {
+            colour_pairs: Some(pairs.to_vec()),
+            ..Setup::new(width, height)
+        })
     }
 
     /// A compositor without a render node (the bare host: dma-bufs of
@@ -240,17 +280,10 @@ impl TestCompositor {
     /// default keymap: us), which the test drives with
     /// [`input`](Self::input); toplevels are configured to `toplevel`.
     pub fn start_input(width: u32, height: u32, toplevel: (i32, i32)) -> Self {
-        Self::start_with_input(
-            None,
-            width,
-            height,
-            Offer::None,
-            None,
-            None,
-            None,
-            Some(toplevel),
-            false,
-        )
+        Self::start_with(Setup {
+            input: Some(toplevel),
+            ..Setup::new(width, height)
+        })
     }
 
     /// [`start_input`](Self::start_input) that also offers
@@ -260,17 +293,11 @@ impl TestCompositor {
     /// ([`paced_log`](Self::paced_log)). The FIFO barriers are logged, not
     /// enforced.
     pub fn start_paced(width: u32, height: u32) -> Self {
-        Self::start_with_input(
-            None,
-            width,
-            height,
-            Offer::None,
-            None,
-            None,
-            None,
-            Some((width as i32, height as i32)),
-            true,
-        )
+        Self::start_with(Setup {
+            input: Some((width as i32, height as i32)),
+            paced: true,
+            ..Setup::new(width, height)
+        })
     }
 
     /// What the commits of buffers carried so far (see
@@ -300,34 +327,27 @@ impl TestCompositor {
     /// frame callback comes while a surface holds one (Weston 16 does this
     /// with some NV12 imports in a VM).
     pub fn start_hiding(render_node: &Path, width: u32, height: u32, hidden: Fourcc) -> Self {
-        Self::start_with(Some(render_node), width, height, Offer::None, None, Some(hidden), None)
+        Self::start_with(Setup {
+            render_node: Some(render_node),
+            hidden: Some(hidden),
+            ..Setup::new(width, height)
+        })
     }
 
     /// [`start`](Self::start) with [`Offer::ExplicitSyncV1`] answering
     /// releases with `fenced_release`: fences (on vgem's `card`) pending
     /// until [`signal_release_fences`](Self::signal_release_fences).
     pub fn start_with_release_fences(render_node: &Path, width: u32, height: u32, card: &Path) -> Self {
-        Self::start_with(
-            Some(render_node),
-            width,
-            height,
-            Offer::ExplicitSyncV1,
-            Some(card.to_owned()),
-            None,
-            None,
-        )
+        Self::start_with(Setup {
+            render_node: Some(render_node),
+            offer: Offer::ExplicitSyncV1,
+            fence_card: Some(card.to_owned()),
+            ..Setup::new(width, height)
+        })
     }
 
-    fn start_with(
-        render_node: Option<&Path>,
-        width: u32,
-        height: u32,
-        offer: Offer,
-        fence_card: Option<PathBuf>,
-        hidden: Option<Fourcc>,
-        colour_pairs: Option<Vec<(u32, u32)>>,
-    ) -> Self {
-        Self::start_with_input(
+    fn start_with(setup: Setup<'_>) -> Self {
+        let Setup {
             render_node,
             width,
             height,
@@ -335,24 +355,9 @@ impl TestCompositor {
             fence_card,
             hidden,
             colour_pairs,
-            None,
-            false,
-        )
-    }
-
-    // One constructor takes the compositor's whole configuration.
-    #[allow(clippy::too_many_arguments)]
-    fn start_with_input(
-        render_node: Option<&Path>,
-        width: u32,
-        height: u32,
-        offer: Offer,
-        fence_card: Option<PathBuf>,
-        hidden: Option<Fourcc>,
-        colour_pairs: Option<Vec<(u32, u32)>>,
-        input: Option<(i32, i32)>,
-        paced: bool,
-    ) -> Self {
+            input,
+            paced,
+        } = setup;
         let dir = std::env::temp_dir().join(format!(
             "dmabuf-interop-syncobj-{}-{:?}",
             std::process::id(),
