@@ -23,6 +23,19 @@ fn memfd(size: u64) -> Arc<OwnedFd> {
     Arc::new(fd)
 }
 
+/// The error the builder gives for a LINEAR `fourcc` `width`x`height`
+/// with `planes` (fd, offset, stride).
+fn rejected(fourcc: DrmFourcc, width: u32, height: u32, planes: Vec<(Arc<OwnedFd>, u32, u32)>) -> DmaBufError {
+    planes
+        .into_iter()
+        .fold(
+            DmaBuf::builder(fourcc, DrmModifier::Linear, width, height),
+            |b, (fd, offset, stride)| b.plane(fd, offset, stride),
+        )
+        .build()
+        .unwrap_err()
+}
+
 /// fd sizes the random planes draw from; sparse, so the big ones cost nothing.
 const FD_SIZES: &[u64] = &[
     0,
@@ -322,10 +335,7 @@ fn a_valid_buffer_is_accepted_with_its_fields() {
 
 #[test]
 fn wrong_plane_count() {
-    let err = DmaBuf::builder(DrmFourcc::Nv12, DrmModifier::Linear, 16, 16)
-        .plane(memfd(4096), 0, 16)
-        .build()
-        .unwrap_err();
+    let err = rejected(DrmFourcc::Nv12, 16, 16, vec![(memfd(4096), 0, 16)]);
     assert!(
         matches!(
             err,
@@ -361,10 +371,7 @@ fn wrong_plane_count() {
 
 #[test]
 fn stride_too_small() {
-    let err = DmaBuf::builder(DrmFourcc::Xrgb8888, DrmModifier::Linear, 250, 75)
-        .plane(memfd(1 << 20), 0, 999)
-        .build()
-        .unwrap_err();
+    let err = rejected(DrmFourcc::Xrgb8888, 250, 75, vec![(memfd(1 << 20), 0, 999)]);
     assert_eq!(
         err,
         DmaBufError::StrideTooSmall {
@@ -376,11 +383,7 @@ fn stride_too_small() {
     // Subsampled plane of an odd width rounds up: 3 px of NV12 = 2 chroma
     // samples = 4 bytes per UV row.
     let fd = memfd(4096);
-    let err = DmaBuf::builder(DrmFourcc::Nv12, DrmModifier::Linear, 3, 5)
-        .plane(Arc::clone(&fd), 0, 3)
-        .plane(fd, 15, 3)
-        .build()
-        .unwrap_err();
+    let err = rejected(DrmFourcc::Nv12, 3, 5, vec![(Arc::clone(&fd), 0, 3), (fd, 15, 3)]);
     assert_eq!(
         err,
         DmaBufError::StrideTooSmall {
@@ -394,11 +397,7 @@ fn stride_too_small() {
 #[test]
 fn offset_past_the_end() {
     let fd = memfd(1000);
-    let err = DmaBuf::builder(DrmFourcc::Nv12, DrmModifier::Linear, 10, 10)
-        .plane(Arc::clone(&fd), 0, 10)
-        .plane(fd, 1000, 10)
-        .build()
-        .unwrap_err();
+    let err = rejected(DrmFourcc::Nv12, 10, 10, vec![(Arc::clone(&fd), 0, 10), (fd, 1000, 10)]);
     assert_eq!(
         err,
         DmaBufError::OffsetPastEnd {
@@ -412,10 +411,7 @@ fn offset_past_the_end() {
 #[test]
 fn fd_too_small() {
     // 250x75 RGBA needs 75000 bytes; one byte short.
-    let err = DmaBuf::builder(DrmFourcc::Abgr8888, DrmModifier::Linear, 250, 75)
-        .plane(memfd(74_999), 0, 1000)
-        .build()
-        .unwrap_err();
+    let err = rejected(DrmFourcc::Abgr8888, 250, 75, vec![(memfd(74_999), 0, 1000)]);
     assert_eq!(
         err,
         DmaBufError::FdTooSmall {
@@ -426,11 +422,7 @@ fn fd_too_small() {
     );
     // Chroma rows round up: 5 rows of luma need 3 rows of chroma.
     let fd = memfd(15 + 8);
-    let err = DmaBuf::builder(DrmFourcc::Nv12, DrmModifier::Linear, 3, 5)
-        .plane(Arc::clone(&fd), 0, 3)
-        .plane(fd, 15, 4)
-        .build()
-        .unwrap_err();
+    let err = rejected(DrmFourcc::Nv12, 3, 5, vec![(Arc::clone(&fd), 0, 3), (fd, 15, 4)]);
     assert_eq!(
         err,
         DmaBufError::FdTooSmall {
@@ -444,17 +436,16 @@ fn fd_too_small() {
 #[test]
 fn overflow_near_u32_max() {
     // A row of 2^30 XRGB pixels is 2^32 bytes: not a u32 stride.
-    let err = DmaBuf::builder(DrmFourcc::Xrgb8888, DrmModifier::Linear, 1 << 30, 1)
-        .plane(memfd(4096), 0, u32::MAX)
-        .build()
-        .unwrap_err();
+    let err = rejected(DrmFourcc::Xrgb8888, 1 << 30, 1, vec![(memfd(4096), 0, u32::MAX)]);
     assert!(matches!(err, DmaBufError::Overflow { plane: 0, .. }), "{err}");
     // The largest stride and height: the end is computed in u64 and compared,
     // not wrapped.
-    let err = DmaBuf::builder(DrmFourcc::Rgb565, DrmModifier::Linear, 1, u32::MAX)
-        .plane(memfd(u32::MAX as u64 + 10), u32::MAX - 1, u32::MAX)
-        .build()
-        .unwrap_err();
+    let err = rejected(
+        DrmFourcc::Rgb565,
+        1,
+        u32::MAX,
+        vec![(memfd(u32::MAX as u64 + 10), u32::MAX - 1, u32::MAX)],
+    );
     assert_eq!(
         err,
         DmaBufError::FdTooSmall {
@@ -468,20 +459,14 @@ fn overflow_near_u32_max() {
 #[test]
 fn zero_width_or_height() {
     for (w, h) in [(0, 1), (1, 0), (0, 0)] {
-        let err = DmaBuf::builder(DrmFourcc::Xrgb8888, DrmModifier::Linear, w, h)
-            .plane(memfd(4096), 0, 4)
-            .build()
-            .unwrap_err();
+        let err = rejected(DrmFourcc::Xrgb8888, w, h, vec![(memfd(4096), 0, 4)]);
         assert_eq!(err, DmaBufError::ZeroSize { width: w, height: h });
     }
 }
 
 #[test]
 fn unsupported_format() {
-    let err = DmaBuf::builder(DrmFourcc::Rgb888, DrmModifier::Linear, 4, 4)
-        .plane(memfd(4096), 0, 12)
-        .build()
-        .unwrap_err();
+    let err = rejected(DrmFourcc::Rgb888, 4, 4, vec![(memfd(4096), 0, 12)]);
     assert_eq!(
         err,
         DmaBufError::UnsupportedFormat {

@@ -6,11 +6,11 @@
 
 mod common;
 
-use common::gst::{appsink_pipeline, child, init, launch};
+use common::gst::{appsink_pipeline, child, init, launch, linear_xrgb_caps};
 use common::*;
 use dmabuf_interop::alloc::{Allocator, MemfdAllocator};
-use dmabuf_interop::gst::{self as dgst, ImportError, Importer, caps::StreamFormat};
-use dmabuf_interop::{DrmFourcc, DrmModifier};
+use dmabuf_interop::gst::{self as dgst, ImportError, Importer};
+use dmabuf_interop::DrmFourcc;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
@@ -142,15 +142,7 @@ fn system_memory_takes_the_counted_copy_path() {
 fn under_dmabuf_caps_nothing_is_mapped() {
     init();
     let (w, h) = (64u32, 48u32);
-    let stream = StreamFormat {
-        fourcc: DrmFourcc::Xrgb8888,
-        modifier: DrmModifier::Linear,
-        width: w,
-        height: h,
-        framerate: (30, 1),
-        dmabuf_feature: true,
-    };
-    let caps = dgst::caps_for(&stream, false).unwrap();
+    let caps = linear_xrgb_caps(w, h, true, false);
     let pipeline = launch(&format!("appsrc name=src format=time caps=\"{caps}\" ! queue name=q"));
     let src = child::<gst_app::AppSrc>(&pipeline, "src");
     let queue = pipeline.by_name("q").unwrap();

@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::gst::{child, init, launch};
+use common::gst::{child, init, launch, linear_xrgb_caps};
 use common::*;
 use dmabuf_interop::alloc::{Allocator, MemfdAllocator};
-use dmabuf_interop::gst::{self as dgst, MemoryError, caps::StreamFormat};
+use dmabuf_interop::gst::{self as dgst, MemoryError};
 use dmabuf_interop::reference::pattern;
 use dmabuf_interop::{DmaBuf, DrmFourcc, DrmModifier};
 use gstreamer as gst;
@@ -138,15 +138,7 @@ fn system_memory_is_never_taken_for_dmabuf() {
 fn mappable_dmabufs_work_with_ordinary_elements_under_plain_caps() {
     init();
     let (w, h) = (320u32, 240u32);
-    let stream = StreamFormat {
-        fourcc: DrmFourcc::Xrgb8888,
-        modifier: DrmModifier::Linear,
-        width: w,
-        height: h,
-        framerate: (30, 1),
-        dmabuf_feature: false,
-    };
-    let caps = dgst::caps_for(&stream, true).unwrap();
+    let caps = linear_xrgb_caps(w, h, false, true);
     assert!(
         caps.features(0)
             .is_none_or(|f| !f.contains(dgst::CAPS_FEATURE_MEMORY_DMABUF))

@@ -56,6 +56,21 @@ pub fn child<T: IsA<gst::Element>>(pipeline: &gst::Pipeline, name: &str) -> T {
         .unwrap_or_else(|_| panic!("{name} is not a {}", T::static_type().name()))
 }
 
+/// The caps the crate gives a LINEAR XRGB8888 (BGRx) `width`x`height`
+/// 30 fps stream: under `memory:DMABuf` or plain, for mappable or
+/// non-mappable buffers (`gst::caps_for`).
+pub fn linear_xrgb_caps(width: u32, height: u32, dmabuf_feature: bool, mappable: bool) -> gst::Caps {
+    let stream = dmabuf_interop::gst::StreamFormat {
+        fourcc: dmabuf_interop::DrmFourcc::Xrgb8888,
+        modifier: dmabuf_interop::DrmModifier::Linear,
+        width,
+        height,
+        framerate: (30, 1),
+        dmabuf_feature,
+    };
+    dmabuf_interop::gst::caps_for(&stream, mappable).expect("caps for LINEAR XRGB8888")
+}
+
 /// The EOS or error message of `element`'s bus, waited for at most
 /// `seconds` (a pipeline that neither ends nor fails is a test failure).
 pub fn eos_or_error(element: &impl IsA<gst::Element>, seconds: u64) -> gst::Message {
