@@ -8,9 +8,9 @@ mod common;
 
 use common::gst::{appsink_pipeline, child, init, launch, linear_xrgb_caps};
 use common::*;
+use dmabuf_interop::DrmFourcc;
 use dmabuf_interop::alloc::{Allocator, MemfdAllocator};
 use dmabuf_interop::gst::{self as dgst, ImportError, Importer};
-use dmabuf_interop::DrmFourcc;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
