@@ -138,6 +138,22 @@ impl ChromaSite {
     }
 }
 
+/// How a frame's colour samples stand to its alpha channel (formats with
+/// alpha only; `wp_color_representation_v1`'s alpha modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Alpha {
+    /// Not stated: whatever the consumer assumes (a Wayland compositor:
+    /// premultiplied, electrical values).
+    #[default]
+    Unspecified,
+    /// Straight (not premultiplied), as GStreamer's raw video has it
+    /// unless `GST_VIDEO_FLAG_PREMULTIPLIED_ALPHA` says otherwise.
+    Straight,
+    /// Colour values premultiplied by alpha in their electrical (encoded)
+    /// form: the Wayland default.
+    Premultiplied,
+}
+
 /// HDR10 static metadata, in the units of CTA-861.3 / SMPTE ST 2086 (and
 /// GStreamer's `mastering-display-info` / `content-light-level` caps).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -174,6 +190,8 @@ pub struct Colorimetry {
     /// Mastering display and content light levels, where the stream has
     /// them.
     pub hdr: Option<Hdr10>,
+    /// What the alpha channel means, for formats that have one.
+    pub alpha: Alpha,
 }
 
 impl Colorimetry {
@@ -195,6 +213,7 @@ impl Colorimetry {
             primaries,
             chroma_site: ChromaSite::Unspecified,
             hdr: None,
+            alpha: Alpha::Unspecified,
         }
     }
 

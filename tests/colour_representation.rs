@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use common::write_planes;
 use dmabuf_interop::alloc::{Allocator, MemfdAllocator};
-use dmabuf_interop::colour::{ChromaSite, Colorimetry, Matrix, Range};
+use dmabuf_interop::colour::{Alpha, ChromaSite, Colorimetry, Matrix, Range};
 use dmabuf_interop::reference::pattern;
 use dmabuf_interop::wayland::{ColourCorrection, Presenter, Target, Via};
 use dmabuf_interop::{DmaBuf, DrmFourcc};
-use syncobj_compositor::TestCompositor;
+use syncobj_compositor::{ALPHA_PREMULTIPLIED_ELECTRICAL, ALPHA_STRAIGHT, TestCompositor};
 
 const W: u32 = 64;
 const H: u32 = 48;
@@ -27,6 +27,8 @@ const BT601_LIMITED: (u32, u32) = (4, 2);
 
 /// (coefficients, range) and chroma location a commit carried.
 type Told = (Option<(u32, u32)>, Option<u32>);
+/// (coefficients, range) and alpha mode a commit carried.
+type ToldAlpha = (Option<(u32, u32)>, Option<u32>);
 
 fn frame(fourcc: DrmFourcc, n: u32, colorimetry: Colorimetry) -> DmaBuf {
     let buf = MemfdAllocator.allocate(fourcc, W, H, 64).unwrap();
@@ -179,4 +181,75 @@ fn hdr10_metadata_reaches_the_compositor_as_the_caps_say() {
     assert_eq!(log.described, vec![Some(0), Some(0), Some(0), None], "{log:?}");
     let stats = p.stats();
     assert_eq!((stats.colour_described, stats.colour_description_failures), (3, 0));
+}
+
+/// Alpha: frames with straight alpha (GStreamer's raw video) are told
+/// `straight` where the compositor lists it. Where it lists only
+/// `premultiplied_electrical` (Weston 16, KWin 6.7), nothing is sent and
+/// the frames are counted as untold. Frames without alpha, premultiplied
+/// ones (the default) and YUV ones get a fresh object without the mode.
+/// Nothing unlisted is ever sent, and no protocol error.
+#[test]
+fn straight_alpha_is_told_only_where_listed() {
+    let straight = Colorimetry {
+        alpha: Alpha::Straight,
+        ..Colorimetry::BT709
+    };
+    let premultiplied = Colorimetry {
+        alpha: Alpha::Premultiplied,
+        ..Colorimetry::BT709
+    };
+    // (frame, its coefficients and range on the compositor's side, told
+    // straight where the compositor lists it).
+    let frames = [
+        (frame(DrmFourcc::Argb8888, 0, straight), None, true),
+        (frame(DrmFourcc::Argb8888, 1, straight), None, true),
+        (frame(DrmFourcc::Xrgb8888, 2, straight), None, false),
+        (frame(DrmFourcc::Nv12, 3, straight), Some(BT709_LIMITED), false),
+        (frame(DrmFourcc::Argb8888, 4, premultiplied), None, false),
+        (frame(DrmFourcc::Argb8888, 5, straight), None, true),
+    ];
+    for (modes, listed) in [
+        (vec![ALPHA_PREMULTIPLIED_ELECTRICAL, ALPHA_STRAIGHT], true),
+        (vec![ALPHA_PREMULTIPLIED_ELECTRICAL], false),
+    ] {
+        let comp = TestCompositor::start_colour_alpha(W, H, &[BT709_LIMITED], &modes);
+        let mut p = Presenter::connect_to(
+            comp.socket_path(),
+            Target::Toplevel {
+                title: "alpha".into(),
+                app_id: "dmabuf-interop-test".into(),
+            },
+        )
+        .expect("connect");
+        assert_eq!(
+            p.colour_offer().lists_straight_alpha(),
+            listed,
+            "{:?}",
+            p.colour_offer()
+        );
+        for (buf, _, _) in &frames {
+            show(&mut p, buf);
+        }
+        p.roundtrip().expect("the connection survives");
+        let log = comp.colour_log();
+        assert!(log.errors.is_empty(), "protocol errors ({modes:?}): {:?}", log.errors);
+        let seen: Vec<ToldAlpha> = log.commits.iter().map(|c| (c.1, c.3)).collect();
+        let want: Vec<ToldAlpha> = frames
+            .iter()
+            .map(|f| (f.1, (f.2 && listed).then_some(ALPHA_STRAIGHT)))
+            .collect();
+        // The compositor logs a surface's commits from its first colour
+        // object on: from the first frame that needs one.
+        let first = want.iter().position(|w| *w != (None, None)).unwrap();
+        assert_eq!(seen, want[first..], "{modes:?}: {log:?}");
+        let stats = p.stats();
+        let straight_frames = frames.iter().filter(|f| f.2).count() as u64;
+        let expected = if listed {
+            (straight_frames, 0)
+        } else {
+            (0, straight_frames)
+        };
+        assert_eq!((stats.alpha_told, stats.alpha_untold), expected, "{modes:?}: {stats:?}");
+    }
 }

@@ -18,7 +18,7 @@ use gst_video::{VideoChromaSite, VideoColorMatrix, VideoColorPrimaries, VideoCol
 use gstreamer as gst;
 use gstreamer_video as gst_video;
 
-use crate::colour::{ChromaSite, Colorimetry, Hdr10, Matrix, Primaries, Range, Transfer};
+use crate::colour::{Alpha, ChromaSite, Colorimetry, Hdr10, Matrix, Primaries, Range, Transfer};
 
 /// Why caps' colour fields could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -129,7 +129,8 @@ fn chroma_site_of(site: VideoChromaSite) -> ChromaSite {
 /// [`Transfer::Unspecified`] / [`Primaries::Unspecified`]. The chroma site
 /// and HDR metadata are left unspecified (`VideoInfo` holds no HDR metadata
 /// and cannot tell a stated chroma site from its own guess): see
-/// [`colorimetry_from_caps`].
+/// [`colorimetry_from_caps`]. A format with alpha has straight alpha
+/// unless the info is flagged `PREMULTIPLIED_ALPHA`.
 pub fn colorimetry_of(info: &gst_video::VideoInfo) -> Colorimetry {
     let default = Colorimetry::default_for_size(info.width(), info.height());
     let c = info.colorimetry();
@@ -142,6 +143,19 @@ pub fn colorimetry_of(info: &gst_video::VideoInfo) -> Colorimetry {
         // tell the two apart: only the caps' field says (the strict reader).
         chroma_site: ChromaSite::Unspecified,
         hdr: None,
+        alpha: alpha_of(info),
+    }
+}
+
+/// GStreamer's raw video has straight alpha unless the info says it is
+/// premultiplied; formats without alpha leave it unspecified.
+fn alpha_of(info: &gst_video::VideoInfo) -> Alpha {
+    if !info.format_info().has_alpha() {
+        Alpha::Unspecified
+    } else if info.flags().contains(gst_video::VideoFlags::PREMULTIPLIED_ALPHA) {
+        Alpha::Premultiplied
+    } else {
+        Alpha::Straight
     }
 }
 
@@ -227,6 +241,26 @@ mod tests {
         read(&format!(
             "video/x-raw,format=NV12,width=640,height=480,framerate=30/1{extra}"
         ))
+    }
+
+    #[test]
+    fn alpha_is_straight_unless_the_info_says_premultiplied() {
+        let rgba = |format: &str| {
+            read(&format!(
+                "video/x-raw,format={format},width=64,height=48,framerate=30/1"
+            ))
+            .unwrap()
+            .alpha
+        };
+        assert_eq!(rgba("BGRA"), Alpha::Straight);
+        assert_eq!(rgba("RGBA"), Alpha::Straight);
+        assert_eq!(rgba("BGRx"), Alpha::Unspecified);
+        assert_eq!(nv12("").unwrap().alpha, Alpha::Unspecified);
+        let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Bgra, 64, 48)
+            .flags(gst_video::VideoFlags::PREMULTIPLIED_ALPHA)
+            .build()
+            .unwrap();
+        assert_eq!(colorimetry_of(&info).alpha, Alpha::Premultiplied);
     }
 
     #[test]

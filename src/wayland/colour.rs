@@ -4,12 +4,23 @@
 //!
 //! The manager lists the (coefficients, range) pairs the compositor takes;
 //! only those are ever sent (anything else is the fatal `coefficients`
-//! error). The surface object exists only while a YUV frame is told: an RGB
-//! buffer committed with YCbCr coefficients is the fatal `pixel_format`
-//! error, so the object is destroyed (which unsets everything at the next
-//! commit) before an RGB or converted frame. Everything is double-buffered
-//! and set before the commit whose buffer needs it. The chroma location is
-//! sent for 4:2:0 formats only, when the stream states it.
+//! error). The surface object exists only while a YUV frame is told or a
+//! frame with straight alpha is: an RGB buffer committed with YCbCr
+//! coefficients is the fatal `pixel_format` error, and nothing set can be
+//! unset but by destroying the object (which unsets everything at the next
+//! commit), so a frame that needs less than the object holds gets a fresh
+//! one. Everything is double-buffered and set before the commit whose
+//! buffer needs it. The chroma location is sent for 4:2:0 formats only,
+//! when the stream states it.
+//!
+//! Alpha: Wayland reads alpha as premultiplied (electrical values) unless
+//! told otherwise; GStreamer's raw video is straight. A frame with straight
+//! alpha is told `straight` where the compositor lists it (Weston 16 lists
+//! only `premultiplied_electrical`, and KWin's source accepts nothing
+//! else). Where it
+//! cannot be told, it is sent as it is and counted (`alpha_untold`): its
+//! translucent pixels show brighter than meant. Premultiplied frames need
+//! nothing: they are the default.
 //!
 //! Without the protocol, or for a pair it does not list, what the
 //! compositor does is its own choice. Measured (README's colour section):
@@ -30,7 +41,7 @@ use wayland_protocols::wp::color_representation::v1::client::{
 
 use super::presenter::{Presenter, Via};
 use super::queue::State;
-use crate::colour::{Colorimetry, Matrix, Range};
+use crate::colour::{Alpha, Colorimetry, Matrix, Range};
 use crate::format;
 use drm_fourcc::DrmFourcc;
 use wayland_client::protocol::wl_surface::WlSurface;
@@ -77,6 +88,36 @@ impl ColourOffer {
     pub fn lists(&self, c: &Colorimetry) -> bool {
         self.pairs.contains(&(c.matrix, c.range))
     }
+
+    /// Whether alpha mode `straight` may be sent.
+    pub fn lists_straight_alpha(&self) -> bool {
+        self.representation && self.alpha_modes.contains(&"straight")
+    }
+}
+
+/// What to tell about one frame's alpha.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AlphaPlan {
+    /// Nothing: no alpha channel, premultiplied (the default), or not
+    /// stated.
+    Nothing,
+    /// Straight alpha, told.
+    Straight,
+    /// Straight alpha the compositor cannot be told: read as premultiplied.
+    Untold,
+}
+
+impl AlphaPlan {
+    /// The plan for a frame of `fourcc` whose alpha is `alpha`.
+    pub(super) fn of(offer: &ColourOffer, fourcc: DrmFourcc, alpha: Alpha) -> Self {
+        if alpha != Alpha::Straight || !format::info(fourcc).is_ok_and(|i| i.has_alpha) {
+            AlphaPlan::Nothing
+        } else if offer.lists_straight_alpha() {
+            AlphaPlan::Straight
+        } else {
+            AlphaPlan::Untold
+        }
+    }
 }
 
 /// What to do with one frame's colour.
@@ -105,6 +146,8 @@ pub(super) struct ColourRep {
     set: Option<Colorimetry>,
     /// A chroma location was sent on the object.
     chroma_sent: bool,
+    /// Alpha mode `straight` was sent on the object.
+    straight_sent: bool,
     pub(super) policy: ColourCorrection,
 }
 
@@ -115,6 +158,7 @@ impl ColourRep {
             object: None,
             set: None,
             chroma_sent: false,
+            straight_sent: false,
             policy: ColourCorrection::default(),
         }
     }
@@ -137,40 +181,59 @@ impl ColourRep {
 
     /// Brings the surface's colour representation in line with the next
     /// commit: `told` is the colorimetry of a YUV buffer to tell, `None`
-    /// for everything else (the object is destroyed, which unsets it).
+    /// for everything else; `straight` says whether the buffer's alpha is
+    /// told straight. A buffer that needs none of it destroys the object,
+    /// which unsets everything.
     pub(super) fn apply(
         &mut self,
         surface: &WlSurface,
         qh: &QueueHandle<State>,
         fourcc: DrmFourcc,
         told: Option<Colorimetry>,
+        straight: bool,
     ) {
-        let Some(c) = told.filter(|_| self.manager.is_some()) else {
+        if self.manager.is_none() || (told.is_none() && !straight) {
             self.unset();
             return;
-        };
+        }
         // Chroma locations are Chroma420SampleLocType: 4:2:0 formats only.
         let is_420 = format::info(fourcc).is_ok_and(|i| i.planes.iter().any(|p| p.v_sub == 2));
-        let location = c.chroma_site.h273().filter(|_| is_420).and_then(chroma_location);
-        // A location, once set, stays until the object goes: a frame that
-        // states none (or is not 4:2:0) needs a fresh object.
-        if self.chroma_sent && location.is_none() {
+        let location = told
+            .and_then(|c| c.chroma_site.h273())
+            .filter(|_| is_420)
+            .and_then(chroma_location);
+        // What the object holds stays until it goes: a frame that needs
+        // less (no coefficients: on an RGB buffer they are the fatal
+        // pixel_format error; no chroma location; no alpha mode) needs a
+        // fresh object.
+        if (self.set.is_some() && told.is_none())
+            || (self.chroma_sent && location.is_none())
+            || (self.straight_sent && !straight)
+        {
             self.unset();
         }
         let Some(manager) = &self.manager else { return };
         let object = self.object.get_or_insert_with(|| manager.get_surface(surface, qh, ()));
-        if self.set.is_none_or(|s| !s.same_conversion(&c)) {
-            object.set_coefficients_and_range(coefficients(c.matrix), range(c.range));
+        if let Some(c) = told {
+            if self.set.is_none_or(|s| !s.same_conversion(&c)) {
+                object.set_coefficients_and_range(coefficients(c.matrix), range(c.range));
+            }
+            if let Some(loc) = location
+                && self
+                    .set
+                    .is_none_or(|s| s.chroma_site != c.chroma_site || !self.chroma_sent)
+            {
+                object.set_chroma_location(loc);
+                self.chroma_sent = true;
+            }
+            self.set = Some(c);
         }
-        if let Some(loc) = location
-            && self
-                .set
-                .is_none_or(|s| s.chroma_site != c.chroma_site || !self.chroma_sent)
-        {
-            object.set_chroma_location(loc);
-            self.chroma_sent = true;
+        // Sent only where listed (AlphaPlan): anything else is the fatal
+        // alpha_mode error.
+        if straight && !self.straight_sent {
+            object.set_alpha_mode(AlphaMode::Straight);
+            self.straight_sent = true;
         }
-        self.set = Some(c);
     }
 
     /// Destroys the surface's object: everything it set is unset at the
@@ -181,6 +244,7 @@ impl ColourRep {
         }
         self.set = None;
         self.chroma_sent = false;
+        self.straight_sent = false;
     }
 
     /// Destroys our objects (children first).
@@ -232,8 +296,9 @@ impl Presenter {
     }
 
     /// Sets (or unsets) the surface's colour representation and image
-    /// description for the commit that follows, and counts the frame.
-    pub(super) fn apply_colour(&mut self, fourcc: DrmFourcc, plan: Plan, via: Via) {
+    /// description for the commit that follows, and counts the frame
+    /// (`colorimetry`: the frame's, for its alpha).
+    pub(super) fn apply_colour(&mut self, fourcc: DrmFourcc, colorimetry: &Colorimetry, plan: Plan, via: Via) {
         if self
             .colour_management
             .apply(&self.state, &self.window.surface, &self.qh)
@@ -245,12 +310,28 @@ impl Presenter {
             (Plan::Tell(c), _) => Some(c),
             _ => None,
         };
-        self.colour.apply(&self.window.surface, &self.qh, fourcc, told);
+        // A converted frame is XRGB8888: no alpha left.
+        let alpha = match via {
+            Via::Converted => AlphaPlan::Nothing,
+            _ => AlphaPlan::of(&self.state.colour, fourcc, colorimetry.alpha),
+        };
+        self.colour.apply(
+            &self.window.surface,
+            &self.qh,
+            fourcc,
+            told,
+            alpha == AlphaPlan::Straight,
+        );
         match plan {
             Plan::Tell(_) if told.is_some() => self.stats.colour_told += 1,
             Plan::Convert => self.stats.colour_converted += u64::from(via == Via::Converted),
             Plan::Untold { matches: false } => self.stats.colour_uncorrected += 1,
             _ => {}
+        }
+        match alpha {
+            AlphaPlan::Straight => self.stats.alpha_told += 1,
+            AlphaPlan::Untold => self.stats.alpha_untold += 1,
+            AlphaPlan::Nothing => {}
         }
     }
 }
@@ -341,8 +422,42 @@ mod tests {
             object: None,
             set: None,
             chroma_sent: false,
+            straight_sent: false,
             policy,
         }
+    }
+
+    #[test]
+    fn straight_alpha_is_told_only_where_listed_and_only_with_alpha() {
+        let premultiplied_only = ColourOffer {
+            representation: true,
+            alpha_modes: vec!["premultiplied_electrical"],
+            ..ColourOffer::default()
+        };
+        let both = ColourOffer {
+            representation: true,
+            alpha_modes: vec!["premultiplied_electrical", "straight"],
+            ..ColourOffer::default()
+        };
+        let plan = AlphaPlan::of;
+        assert_eq!(plan(&both, DrmFourcc::Argb8888, Alpha::Straight), AlphaPlan::Straight);
+        assert_eq!(
+            plan(&premultiplied_only, DrmFourcc::Argb8888, Alpha::Straight),
+            AlphaPlan::Untold
+        );
+        assert_eq!(
+            plan(&ColourOffer::default(), DrmFourcc::Abgr8888, Alpha::Straight),
+            AlphaPlan::Untold
+        );
+        // Premultiplied is the default; unstated says nothing; no alpha
+        // channel, nothing to tell.
+        assert_eq!(
+            plan(&both, DrmFourcc::Argb8888, Alpha::Premultiplied),
+            AlphaPlan::Nothing
+        );
+        assert_eq!(plan(&both, DrmFourcc::Argb8888, Alpha::Unspecified), AlphaPlan::Nothing);
+        assert_eq!(plan(&both, DrmFourcc::Xrgb8888, Alpha::Straight), AlphaPlan::Nothing);
+        assert_eq!(plan(&both, DrmFourcc::Nv12, Alpha::Straight), AlphaPlan::Nothing);
     }
 
     #[test]

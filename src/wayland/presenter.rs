@@ -328,7 +328,7 @@ impl Presenter {
                 (self.convert_dmabuf_to_shm(buf)?, Presented::Converted)
             }
         };
-        self.apply_colour(buf.fourcc(), plan, presented.via());
+        self.apply_colour(buf.fourcc(), &buf.colorimetry(), plan, presented.via());
         self.commit_frame(&wl_buffer, presented, buf.width(), buf.height(), keepalive)?;
         let kind = matches!(presented, Presented::LinuxDmabuf { .. }).then(|| ImportKind::of(buf));
         self.shown.committed(kind, Instant::now());
@@ -476,7 +476,7 @@ impl Presenter {
         } else {
             return Err(WaylandError::Unsupported(fourcc, ModifierName(DrmModifier::Linear)));
         };
-        self.apply_colour(fourcc, plan, presented.via());
+        self.apply_colour(fourcc, &colorimetry, plan, presented.via());
         self.commit_frame(&b, presented, width, height, keepalive)?;
         Ok(presented)
     }

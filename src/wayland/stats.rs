@@ -71,6 +71,13 @@ pub struct PresentStats {
     /// differ from what the compositor is assumed to read (no conversion
     /// path, or `ColourCorrection::Never`): shown with wrong colours.
     pub colour_uncorrected: u64,
+    /// Frames with straight alpha told so (`wp_color_representation_v1`
+    /// alpha mode `straight`).
+    pub alpha_told: u64,
+    /// Frames with straight alpha the compositor lists no `straight` for:
+    /// sent as they are, read as premultiplied (translucent pixels show
+    /// brighter than meant).
+    pub alpha_untold: u64,
     /// Frames committed with a `wp_color_management_v1` image description
     /// (the stream's transfer function and primaries, HDR10 metadata).
     pub colour_described: u64,

@@ -190,8 +190,14 @@ pub struct DescriptionParams {
     pub max_fall: Option<u32>,
 }
 
-/// (buffer fourcc code, (coefficients, range), chroma location) of a commit.
-pub type ColourCommit = (u32, Option<(u32, u32)>, Option<u32>);
+/// `wp_color_representation_surface_v1` alpha mode `premultiplied_electrical`.
+pub const ALPHA_PREMULTIPLIED_ELECTRICAL: u32 = 0;
+/// `wp_color_representation_surface_v1` alpha mode `straight`.
+pub const ALPHA_STRAIGHT: u32 = 2;
+
+/// (buffer fourcc code, (coefficients, range), chroma location, alpha
+/// mode) of a commit (protocol values; `None`: not set).
+pub type ColourCommit = (u32, Option<(u32, u32)>, Option<u32>, Option<u32>);
 
 /// One surface's colour-representation and colour-management state.
 #[derive(Default)]
@@ -201,12 +207,16 @@ struct ColourSurface {
     current: (Option<(u32, u32)>, Option<u32>),
     managed: bool,
     pending_description: Option<usize>,
+    pending_alpha: Option<u32>,
+    current_alpha: Option<u32>,
     current_description: Option<usize>,
 }
 
 /// The colour-representation side: the pairs listed, and each surface.
 struct Colour {
     pairs: Vec<(u32, u32)>,
+    /// Alpha modes listed (protocol values).
+    alpha_modes: Vec<u32>,
     surfaces: HashMap<ObjectId, ColourSurface>,
     log: Arc<Mutex<ColourLog>>,
 }
@@ -221,6 +231,7 @@ struct Setup<'a> {
     fence_card: Option<PathBuf>,
     hidden: Option<Fourcc>,
     colour_pairs: Option<Vec<(u32, u32)>>,
+    alpha_modes: Vec<u32>,
     input: Option<(i32, i32)>,
     paced: bool,
 }
@@ -238,6 +249,7 @@ impl Setup<'_> {
             fence_card: None,
             hidden: None,
             colour_pairs: None,
+            alpha_modes: vec![ALPHA_PREMULTIPLIED_ELECTRICAL],
             input: None,
             paced: false,
         }
@@ -271,6 +283,17 @@ impl TestCompositor {
     pub fn start_colour(width: u32, height: u32, pairs: &[(u32, u32)]) -> Self {
         Self::start_with(Setup {
             colour_pairs: Some(pairs.to_vec()),
+            ..Setup::new(width, height)
+        })
+    }
+
+    /// [`start_colour`](Self::start_colour) listing the alpha modes
+    /// `alpha_modes` (protocol values: [`ALPHA_PREMULTIPLIED_ELECTRICAL`],
+    /// [`ALPHA_STRAIGHT`]) instead of `premultiplied_electrical` alone.
+    pub fn start_colour_alpha(width: u32, height: u32, pairs: &[(u32, u32)], alpha_modes: &[u32]) -> Self {
+        Self::start_with(Setup {
+            colour_pairs: Some(pairs.to_vec()),
+            alpha_modes: alpha_modes.to_vec(),
             ..Setup::new(width, height)
         })
     }
@@ -355,6 +378,7 @@ impl TestCompositor {
             fence_card,
             hidden,
             colour_pairs,
+            alpha_modes,
             input,
             paced,
         } = setup;
@@ -379,6 +403,7 @@ impl TestCompositor {
         let colour_log = Arc::new(Mutex::new(ColourLog::default()));
         let colour = colour_pairs.map(|pairs| Colour {
             pairs,
+            alpha_modes,
             surfaces: HashMap::new(),
             log: Arc::clone(&colour_log),
         });
@@ -795,6 +820,7 @@ impl App {
         };
         state.current = state.pending;
         state.current_description = state.pending_description;
+        state.current_alpha = state.pending_alpha;
         let format = with_states(surface, |states| {
             let data = states.data_map.get::<RendererSurfaceStateUserData>()?;
             let data = data.lock().ok()?;
@@ -811,7 +837,8 @@ impl App {
         });
         let Some(format) = format else { return };
         let mut log = colour.log.lock().unwrap();
-        log.commits.push((format, state.current.0, state.current.1));
+        log.commits
+            .push((format, state.current.0, state.current.1, state.current_alpha));
         log.described.push(state.current_description);
         let yuv = [Fourcc::Nv12 as u32, Fourcc::Yuv420 as u32, Fourcc::P010 as u32].contains(&format);
         // Identity (1) is the only coefficient set an RGB buffer takes.
@@ -834,7 +861,16 @@ impl GlobalDispatch<WpColorRepresentationManagerV1, ()> for App {
         data_init: &mut DataInit<'_, Self>,
     ) {
         let manager = data_init.init(resource, ());
-        manager.supported_alpha_mode(wp_color_representation_surface_v1::AlphaMode::PremultipliedElectrical);
+        for &mode in app
+            .colour
+            .as_ref()
+            .map(|c| c.alpha_modes.as_slice())
+            .unwrap_or_default()
+        {
+            if let Ok(mode) = wp_color_representation_surface_v1::AlphaMode::try_from(mode) {
+                manager.supported_alpha_mode(mode);
+            }
+        }
         for &(c, r) in app.colour.as_ref().map(|c| c.pairs.as_slice()).unwrap_or_default() {
             if let (Ok(c), Ok(r)) = (
                 wp_color_representation_surface_v1::Coefficients::try_from(c),
@@ -886,6 +922,7 @@ impl Dispatch<WpColorRepresentationSurfaceV1, WlSurface> for App {
         use wp_color_representation_surface_v1::{Error, Request};
         let Some(colour) = app.colour.as_mut() else { return };
         let listed = colour.pairs.clone();
+        let alpha_modes = colour.alpha_modes.clone();
         let state = colour.surfaces.entry(surface.id()).or_default();
         let mut log = colour.log.lock().unwrap();
         match request {
@@ -899,15 +936,20 @@ impl Dispatch<WpColorRepresentationSurfaceV1, WlSurface> for App {
                 state.pending.0 = Some(pair);
             }
             Request::SetChromaLocation { chroma_location } => state.pending.1 = Some(u32::from(chroma_location)),
-            // Only premultiplied_electrical (0) is listed.
-            Request::SetAlphaMode { alpha_mode } if u32::from(alpha_mode) != 0 => {
-                log.errors.push("alpha_mode: not listed".into());
-                object.post_error(Error::AlphaMode, "not listed");
+            Request::SetAlphaMode { alpha_mode } => {
+                let mode = u32::from(alpha_mode);
+                if !alpha_modes.contains(&mode) {
+                    log.errors.push(format!("alpha_mode: {mode} not listed"));
+                    object.post_error(Error::AlphaMode, format!("{mode} not listed"));
+                    return;
+                }
+                state.pending_alpha = Some(mode);
             }
             Request::Destroy => {
                 // Unsets everything at the next commit.
                 state.object = None;
                 state.pending = (None, None);
+                state.pending_alpha = None;
             }
             _ => {}
         }

@@ -190,7 +190,10 @@ impl ObjectImpl for WlDmaBufSink {
                          compositor was told: wp_color_representation_v1), colour-converted (YUV frames \
                          converted to RGB because the compositor could not be told and would misread them), \
                          colour-uncorrected (YUV frames shown neither told nor converted although the \
-                         compositor is not assumed to read them right), colour-described (frames with a \
+                         compositor is not assumed to read them right), alpha-told (frames with straight \
+                         alpha told so: wp_color_representation_v1 alpha mode straight), alpha-untold \
+                         (straight-alpha frames the compositor lists no straight for, read as premultiplied), \
+                         colour-described (frames with a \
                          wp_color_management_v1 image description: transfer, primaries, HDR10 metadata), \
                          colour-description-failures (descriptions the compositor answered failed for), \
                          presented-feedback and discarded-feedback (wp_presentation feedback: commits the \

@@ -63,6 +63,8 @@ pub(super) fn structure(frames: u64, dropped: u64, stats: &PresentStats, timing:
         .field("colour-told", stats.colour_told)
         .field("colour-converted", stats.colour_converted)
         .field("colour-uncorrected", stats.colour_uncorrected)
+        .field("alpha-told", stats.alpha_told)
+        .field("alpha-untold", stats.alpha_untold)
         .field("colour-described", stats.colour_described)
         .field("colour-description-failures", stats.colour_description_failures)
         .field(
