@@ -265,6 +265,40 @@ fn target() -> Target {
     }
 }
 
+/// A BGRA stream (straight alpha, as GStreamer's raw video has it) through
+/// both sinks: ours tells `straight` on every frame where the compositor
+/// lists it (mutter 50) and counts every frame untold elsewhere; nothing
+/// unlisted is sent (the compositor would end the connection: the sink's
+/// error), and the compositor survives.
+fn straight_alpha_is_told_where_listed(name: &'static str) {
+    let (w, h, frames) = (320, 240, 30);
+    let mut comp = Compositor::start(name, w, h);
+    let listed = Presenter::connect_to(&comp.socket, target())
+        .expect("connect")
+        .colour_offer()
+        .lists_straight_alpha();
+    let ours = play(&comp, "wldmabufsink", "BGRA", w, h, frames);
+    assert!(comp.alive(), "{name} died under wldmabufsink: {}", comp.log_tail());
+    drop(comp);
+    let comp = Compositor::start(name, w, h);
+    let anchor = play(&comp, "waylandsink", "BGRA", w, h, frames);
+    drop(comp);
+    let s = &ours.stats;
+    let (shown, told, untold) = (stat(s, "shown"), stat(s, "alpha-told"), stat(s, "alpha-untold"));
+    println!(
+        "| {} | {name} | BGRA {w}x{h} | ours: {} shown {}, alpha told {told}, untold {untold} (straight listed: {listed}) | waylandsink: {} shown {} |",
+        stage(),
+        if ours.ok { "plays" } else { "FAILS" },
+        ours.shown,
+        if anchor.ok { "plays" } else { "FAILS" },
+        anchor.shown,
+    );
+    assert!(ours.ok, "{name}: BGRA through wldmabufsink: {}", ours.error);
+    assert!(shown > 0, "{name}: nothing shown: {s}");
+    let want = if listed { (shown, 0) } else { (0, shown) };
+    assert_eq!((told, untold), want, "{name}: {s}");
+}
+
 /// A binary PPM (P6, maxval 255) as RGBA.
 fn parse_ppm(bytes: &[u8]) -> Option<Image> {
     let mut fields = Vec::new();
@@ -536,6 +570,8 @@ fn compositor_case(name: &'static str) {
     let streams: &[(&str, u32, u32, u32)] = if in_vm() { &VM_STREAMS } else { &STREAMS };
     if in_vm() {
         pending_fence_holds_the_frame(name);
+    } else {
+        straight_alpha_is_told_where_listed(name);
     }
     for &(format, width, height, frames) in streams {
         // A fresh compositor per stream and sink: no window of the last run
@@ -543,7 +579,21 @@ fn compositor_case(name: &'static str) {
         let mut comp = Compositor::start(name, width, height);
         let ours = play(&comp, "wldmabufsink", format, width, height, frames);
         assert!(comp.alive(), "{name} died under wldmabufsink: {}", comp.log_tail());
-        Presenter::connect_to(&comp.socket, target()).expect("the compositor still answers");
+        let after = Presenter::connect_to(&comp.socket, target()).expect("the compositor still answers");
+        if (format, width, height, frames) == streams[0] {
+            // What the compositor offers for colour (README's colour
+            // section), once per compositor.
+            let offer = after.colour_offer();
+            println!(
+                "| {} | {name} | colour offer | representation {}: {} pairs {:?}, alpha modes {:?} |",
+                stage(),
+                offer.representation,
+                offer.raw_pairs.len(),
+                offer.pairs,
+                offer.alpha_modes
+            );
+        }
+        drop(after);
         drop(comp);
         let mut comp = Compositor::start(name, width, height);
         let anchor = play(&comp, "waylandsink", format, width, height, frames);

@@ -15,9 +15,9 @@
 //!
 //! Alpha: Wayland reads alpha as premultiplied (electrical values) unless
 //! told otherwise; GStreamer's raw video is straight. A frame with straight
-//! alpha is told `straight` where the compositor lists it (Weston 16 lists
-//! only `premultiplied_electrical`, and KWin's source accepts nothing
-//! else). Where it
+//! alpha is told `straight` where the compositor lists it (mutter 50 does;
+//! Weston 16, KWin 6.7 and sway 1.12 list only `premultiplied_electrical`).
+//! Where it
 //! cannot be told, it is sent as it is and counted (`alpha_untold`): its
 //! translucent pixels show brighter than meant. Premultiplied frames need
 //! nothing: they are the default.
