@@ -808,12 +808,13 @@ fn weston_colour() {
         let s = &ours.stats;
         let what = format!("{format} {width}x{height} {}", colorimetry.unwrap_or("default"));
         println!(
-            "| {} | weston colour | {gst} | {what} | ours: {} shown {}, told {}, converted {}, uncorrected {}, bars {:?} | waylandsink: {} shown {}, bars {:?} |",
+            "| {} | weston colour | {gst} | {what} | ours: {} shown {}, told {}, converted {} (on the GPU {}), uncorrected {}, bars {:?} | waylandsink: {} shown {}, bars {:?} |",
             stage(),
             if ours.ok { "plays" } else { "FAILS" },
             ours.shown,
             stat(s, "colour-told"),
-            stat(s, "colour-converted"),
+            stat(s, "colour-converted") + stat(s, "gpu-converted"),
+            stat(s, "gpu-converted"),
             stat(s, "colour-uncorrected"),
             ours.bars,
             if anchor.ok { "plays" } else { "fails" },

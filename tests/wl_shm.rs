@@ -9,53 +9,9 @@
 
 mod common;
 
-use common::gst::{Run, init, run, smpte_rgb};
-use common::{grid_error_above, keep_capture, weston};
+use common::gst::{bars_error, init, play_bars as play, play_bars_via as play_via};
+use common::weston;
 use dmabuf_interop::wayland::headless::{Renderer, Weston};
-
-/// SMPTE bars in `caps` (`format`, `width`, `height`, any `colorimetry`)
-/// into `sink` on `weston` to EOS, captured at EOS. videotestsrc paints its
-/// YUV bars right for BT.601 and BT.709 limited range only (full range as
-/// limited, BT.2020 with BT.709's matrix), so other caps go through
-/// videoconvert from BGRx (`via_videoconvert`), which encodes with both.
-fn play_via(weston: &Weston, caps: &str, sink: &str, frames: u32, via_videoconvert: bool) -> Run {
-    let source = if via_videoconvert {
-        let size = caps
-            .split(',')
-            .filter(|f| f.starts_with("width") || f.starts_with("height"));
-        let bgrx = std::iter::once("video/x-raw,format=BGRx")
-            .chain(size)
-            .collect::<Vec<_>>()
-            .join(",");
-        format!("{bgrx} ! videoconvert dither=none ! ")
-    } else {
-        String::new()
-    };
-    run(
-        &weston.socket_path(),
-        || weston.capture().ok(),
-        &format!("videotestsrc pattern=smpte num-buffers={frames} ! {source}{caps} ! {sink} name=sink"),
-    )
-}
-
-fn play(weston: &Weston, caps: &str, sink: &str, frames: u32) -> Run {
-    play_via(weston, caps, sink, frames, false)
-}
-
-/// Worst channel error of the capture against the RGB SMPTE bars (flat
-/// points of the colour bars and the strip below them: the bottom quarter's
-/// -I/+Q patches and noise differ between videotestsrc's RGB and YUV output).
-fn bars_error(run: &Run, width: u32, height: u32, name: &str) -> Option<(u32, usize)> {
-    let image = run.capture.as_ref()?;
-    keep_capture(image, name);
-    Some(grid_error_above(
-        image,
-        smpte_rgb(width, height),
-        width,
-        height,
-        height * 3 / 4,
-    ))
-}
 
 #[test]
 fn without_linux_dmabuf_upstream_writes_straight_into_wl_shm() {
@@ -119,7 +75,14 @@ fn yuv_that_wl_shm_lacks_is_converted_with_the_streams_colorimetry() {
                 colorimetry.map(|c| format!(",colorimetry={c}")).unwrap_or_default()
             );
             let weston = pixman_weston(width, height);
-            let ours = play_via(&weston, &caps, "wldmabufsink max-lateness=-1", 10, via_videoconvert);
+            // The CPU conversion (tests/gpu_conversion.rs has the GPU's).
+            let ours = play_via(
+                &weston,
+                &caps,
+                "wldmabufsink max-lateness=-1 gpu-conversion=false",
+                10,
+                via_videoconvert,
+            );
             assert_eq!(ours.error, None, "{caps}");
             let stats = ours.stats.as_ref().unwrap();
             assert!(ours.stat("shown") >= 1, "{caps}: {stats}");

@@ -19,6 +19,23 @@ use super::validation::{Validation, create_messenger};
 /// index into the loader's list (`#1`).
 pub const DEVICE_ENV: &str = "DMABUF_INTEROP_VULKAN_DEVICE";
 
+/// Set to `1`, [`ContextOptions::from_env`] turns the validation layer on
+/// (the elements' contexts: vkdmabufsrc, wldmabufsink's GPU conversion).
+pub const VALIDATION_ENV: &str = "DMABUF_INTEROP_VULKAN_VALIDATION";
+
+impl ContextOptions {
+    /// The default device, under the validation layer when
+    /// [`VALIDATION_ENV`] is `1` (its messages, less the outdated checks
+    /// of old layers, are printed as `vulkan validation: ...` on stderr
+    /// and collected in [`VulkanContext::validation_messages`]).
+    pub fn from_env() -> Self {
+        Self {
+            validation: std::env::var(VALIDATION_ENV).is_ok_and(|v| v == "1"),
+            ..Self::default()
+        }
+    }
+}
+
 /// Extensions without which nothing in this adapter works.
 pub const REQUIRED_EXTENSIONS: [&CStr; 3] = [
     khr::external_memory_fd::NAME,

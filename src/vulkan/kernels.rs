@@ -335,6 +335,32 @@ impl Kernels {
         overlay: &Overlay,
         after: &Fence,
     ) -> Result<Submission, VulkanError> {
+        self.composite_inner(video, out, Some(overlay), after)
+    }
+
+    /// Converts `video` into `out` with nothing drawn over it: the colour
+    /// conversion of [`composite_submit`](Self::composite_submit) (an NV12
+    /// frame read with its matrix and range) without the overlay, e.g. for
+    /// a compositor that cannot be told a frame's matrix. Graphics path
+    /// only: `out` needs COLOR_ATTACHMENT usage
+    /// ([`composite_output_usage`](Self::composite_output_usage)), else
+    /// it is a [`VulkanError::Usage`] error.
+    pub fn convert_submit(
+        &self,
+        video: &VulkanImage,
+        out: &VulkanImage,
+        after: &Fence,
+    ) -> Result<Submission, VulkanError> {
+        self.composite_inner(video, out, None, after)
+    }
+
+    fn composite_inner(
+        &self,
+        video: &VulkanImage,
+        out: &VulkanImage,
+        overlay: Option<&Overlay>,
+        after: &Fence,
+    ) -> Result<Submission, VulkanError> {
         let kernel = match video.fourcc() {
             DrmFourcc::Xrgb8888 | DrmFourcc::Argb8888 | DrmFourcc::Xbgr8888 | DrmFourcc::Abgr8888 => {
                 self.kernel(Which::CompositeRgb)
@@ -355,6 +381,11 @@ impl Kernels {
             }
             return self.composite_graphics(video, out, overlay, &after);
         }
+        let Some(overlay) = overlay else {
+            return Err(VulkanError::Usage(
+                "a conversion without an overlay needs an output with COLOR_ATTACHMENT usage",
+            ));
+        };
         let mut push = overlay.push_constants(video.width(), video.height()).to_vec();
         if video.fourcc() == DrmFourcc::Nv12 {
             push.extend(yuv_constants(video.colorimetry()));

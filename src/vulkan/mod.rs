@@ -82,7 +82,8 @@ mod ycbcr;
 pub use cache::ImportCache;
 pub use commands::{GPU_TIMEOUT, Submission};
 pub use context::{
-    Capabilities, ContextOptions, DEVICE_ENV, DeviceInfo, ListedDevice, REQUIRED_EXTENSIONS, VulkanContext,
+    Capabilities, ContextOptions, DEVICE_ENV, DeviceInfo, ListedDevice, REQUIRED_EXTENSIONS, VALIDATION_ENV,
+    VulkanContext,
 };
 pub use device_select::DeviceSelector;
 pub use error::{LoaderError, VulkanError};

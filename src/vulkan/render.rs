@@ -92,12 +92,13 @@ impl Kernels {
     }
 
     /// The graphics composite (`composite_submit` with an attachment
-    /// output): the video copied or drawn, then the overlay's quads.
+    /// output): the video copied or drawn, then the overlay's quads
+    /// (`None`: nothing over the video, `convert_submit`).
     pub(super) fn composite_graphics(
         &self,
         video: &VulkanImage,
         out: &VulkanImage,
-        overlay: &Overlay,
+        overlay: Option<&Overlay>,
         after: &[BorrowedFd<'_>],
     ) -> Result<Submission, VulkanError> {
         let target = self
@@ -119,7 +120,11 @@ impl Kernels {
             ));
         }
         let yuv = (video.fourcc() == DrmFourcc::Nv12).then(|| yuv_constants(video.colorimetry()));
-        let push = push_constants(overlay.push_constants(w, h), yuv);
+        let head = overlay.copied().unwrap_or(Overlay {
+            frame: 0,
+            progress: None,
+        });
+        let push = push_constants(head.push_constants(w, h), yuv);
         // The video's set is made once per image and kept with it.
         let set = if copy {
             None
@@ -201,7 +206,9 @@ impl Kernels {
             if !copy {
                 pass.draw(video_draw, set, &push, (3, 1))?;
             }
-            pass.draw(Draw::Overlay, None, &push, (6, 2))?;
+            if overlay.is_some() {
+                pass.draw(Draw::Overlay, None, &push, (6, 2))?;
+            }
             pass.end();
             record_barriers(
                 &self.ctx,

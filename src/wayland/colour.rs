@@ -269,6 +269,15 @@ impl Presenter {
         self.colour.policy = policy;
     }
 
+    /// Whether `buf` is a YUV frame that [`present`](Presenter::present)
+    /// converts to RGB for its colours where it can (the compositor cannot
+    /// be told its matrix and range and is not assumed to read them right,
+    /// or the policy is [`ColourCorrection::Always`]). A caller that can
+    /// convert it itself, on the GPU, presents the RGB result instead.
+    pub fn converts_for_colour(&self, buf: &crate::DmaBuf) -> bool {
+        self.colour_plan(buf.fourcc(), buf.colorimetry(), true) == Plan::Convert
+    }
+
     /// The plan for one frame (`convertible`: a CPU conversion path exists).
     pub(super) fn colour_plan(&self, fourcc: DrmFourcc, c: Colorimetry, convertible: bool) -> Plan {
         self.colour.plan(&self.state.colour, fourcc, c, convertible)

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use dmabuf_interop::wayland::headless::Image;
+use dmabuf_interop::wayland::headless::{Image, Weston};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
@@ -190,4 +190,49 @@ pub fn smpte_rgb(width: u32, height: u32) -> impl Fn(u32, u32) -> [u8; 3] {
         let p = &planes[0][y as usize * strides[0] + x as usize * 4..];
         [p[2], p[1], p[0]]
     }
+}
+
+/// SMPTE bars in `caps` (`format`, `width`, `height`, any `colorimetry`)
+/// into `sink` on `weston` to EOS, captured at EOS. videotestsrc paints its
+/// YUV bars right for BT.601 and BT.709 limited range only (full range as
+/// limited, BT.2020 with BT.709's matrix), so other caps go through
+/// videoconvert from BGRx (`via_videoconvert`), which encodes with both.
+pub fn play_bars_via(weston: &Weston, caps: &str, sink: &str, frames: u32, via_videoconvert: bool) -> Run {
+    let source = if via_videoconvert {
+        let size = caps
+            .split(',')
+            .filter(|f| f.starts_with("width") || f.starts_with("height"));
+        let bgrx = std::iter::once("video/x-raw,format=BGRx")
+            .chain(size)
+            .collect::<Vec<_>>()
+            .join(",");
+        format!("{bgrx} ! videoconvert dither=none ! ")
+    } else {
+        String::new()
+    };
+    run(
+        &weston.socket_path(),
+        || weston.capture().ok(),
+        &format!("videotestsrc pattern=smpte num-buffers={frames} ! {source}{caps} ! {sink} name=sink"),
+    )
+}
+
+/// [`play_bars_via`] straight from videotestsrc.
+pub fn play_bars(weston: &Weston, caps: &str, sink: &str, frames: u32) -> Run {
+    play_bars_via(weston, caps, sink, frames, false)
+}
+
+/// Worst channel error of the capture against the RGB SMPTE bars (flat
+/// points of the colour bars and the strip below them: the bottom quarter's
+/// -I/+Q patches and noise differ between videotestsrc's RGB and YUV output).
+pub fn bars_error(run: &Run, width: u32, height: u32, name: &str) -> Option<(u32, usize)> {
+    let image = run.capture.as_ref()?;
+    super::keep_capture(image, name);
+    Some(super::grid_error_above(
+        image,
+        smpte_rgb(width, height),
+        width,
+        height,
+        height * 3 / 4,
+    ))
 }

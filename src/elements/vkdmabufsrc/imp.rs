@@ -78,7 +78,7 @@ impl VkDmaBufSrc {
         if let Some(ctx) = guard.as_ref() {
             return Ok(Arc::clone(ctx));
         }
-        let ctx = VulkanContext::new(&ContextOptions::default()).map_err(|e| {
+        let ctx = VulkanContext::new(&ContextOptions::from_env()).map_err(|e| {
             gst::error_msg!(
                 gst::ResourceError::OpenRead,
                 ["No usable Vulkan device: {}", Report(&e)]

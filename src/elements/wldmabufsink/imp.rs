@@ -21,16 +21,19 @@ use crate::gst::colorimetry::colorimetry_from_caps;
 use crate::gst::importer::checked_planes;
 use crate::gst::memory::{DmaBufCache, is_dmabuf_buffer};
 use crate::gst::{DmaBufPoolAllocator, importer::propose_allocation};
-use crate::wayland::{Orientation, Presenter, Target, View, WaylandError};
+use crate::wayland::{Orientation, Presenter, Target, WaylandError};
 
 mod caps;
 mod composition;
 mod direction;
+#[cfg(feature = "vulkan")]
+mod gpu;
 mod navigation;
 mod overlay;
 mod properties;
 mod stats;
 mod timing;
+mod view;
 
 use crate::elements::lock;
 use caps::{caps_for_formats, template_caps};
@@ -51,6 +54,8 @@ const DISPLAY_CONTEXT_TYPES: [&str; 2] = ["GstWlDisplayHandleContextType", "GstW
 struct Counters {
     frames: u64,
     dropped: u64,
+    /// Frames converted on the GPU for their colours (`gpu`).
+    gpu_converted: u64,
 }
 
 /// What the application handed over through GstVideoOverlay and the
@@ -83,6 +88,8 @@ struct State {
     tag_orientation: Orientation,
     /// Presented minus target, from `wp_presentation` feedback.
     timing_errors: timing::Errors,
+    #[cfg(feature = "vulkan")]
+    gpu: gpu::Gpu,
 }
 
 struct Stream {
@@ -137,70 +144,6 @@ impl WlDmaBufSink {
             }
         }
         Ok(presenter)
-    }
-
-    /// The view the settings, the stream's pixel aspect ratio and its
-    /// orientation tag ask for.
-    fn view(&self) -> View {
-        let (method, force_aspect_ratio) = {
-            let s = lock(&self.settings);
-            (s.rotate_method, s.force_aspect_ratio)
-        };
-        let orientation = direction::orientation_of(method).unwrap_or_else(|| lock(&self.state).tag_orientation);
-        let pixel_aspect_ratio = lock(&self.state).stream.as_ref().map_or((1, 1), |s| {
-            let par = s.info.par();
-            (par.numer().max(0) as u32, par.denom().max(0) as u32)
-        });
-        View {
-            orientation,
-            pixel_aspect_ratio,
-            force_aspect_ratio,
-        }
-    }
-
-    /// What the sink takes from the stream's tags: the `image-orientation`
-    /// (used under `rotate-method=auto`) and the title (our window's).
-    fn take_tags(&self, tags: &gst::TagListRef) {
-        if let Some(o) = tags.get::<gst::tags::ImageOrientation>() {
-            match Orientation::from_image_orientation(o.get()) {
-                Some(o) => {
-                    lock(&self.state).tag_orientation = o;
-                    self.apply_view();
-                }
-                None => gst::warning!(CAT, imp = self, "unknown image-orientation {:?}", o.get()),
-            }
-        }
-        if let Some(title) = tags.get::<gst::tags::Title>()
-            && let Some(p) = lock(&self.state).presenter.as_mut()
-        {
-            p.set_title(title.get());
-        }
-    }
-
-    /// Hands the view to the presenter (the shown frame follows at once).
-    fn apply_view(&self) {
-        let view = self.view();
-        if let Some(p) = lock(&self.state).presenter.as_mut()
-            && let Err(e) = p.set_view(view)
-        {
-            gst::warning!(CAT, imp = self, "view: {}", Report(&e));
-        }
-    }
-
-    /// Asks for fullscreen (or to leave it) as the settings say; an unknown
-    /// output is a warning, posted once the presenter's lock is released.
-    fn apply_fullscreen(&self) {
-        let (on, output) = {
-            let s = lock(&self.settings);
-            (s.fullscreen, s.fullscreen_output.clone())
-        };
-        let result = match lock(&self.state).presenter.as_mut() {
-            Some(p) => p.set_fullscreen(on, output.as_deref()),
-            None => Ok(()),
-        };
-        if let Err(e) = result {
-            gst::element_imp_warning!(self, gst::ResourceError::Settings, ["{}", Report(&e)]);
-        }
     }
 
     fn open_presenter(&self) -> Result<Presenter, WaylandError> {
@@ -316,6 +259,8 @@ impl WlDmaBufSink {
             last,
             held,
             timing_errors,
+            #[cfg(feature = "vulkan")]
+            gpu,
             ..
         } = &mut *guard;
         if last.as_ref().is_some_and(|l| l.as_ptr() == buffer.as_ptr()) {
@@ -355,7 +300,13 @@ impl WlDmaBufSink {
                 .get_as(buffer, &stream.info, stream.format.modifier, stream.colorimetry)
                 .map_err(|e| Failure::Error(gst::error_msg!(gst::StreamError::Format, ["{}", Report(&e)])))?;
             presenter.set_target(timing::target_ns(self.obj().upcast_ref(), buffer, presenter));
-            presenter.present(&dmabuf, Box::new(buffer.clone())).map_err(fail)?;
+            #[cfg(feature = "vulkan")]
+            let converted = self.convert_on_gpu(gpu, presenter, &dmabuf, counters).map_err(fail)?;
+            #[cfg(not(feature = "vulkan"))]
+            let converted = false;
+            if !converted {
+                presenter.present(&dmabuf, Box::new(buffer.clone())).map_err(fail)?;
+            }
         } else if stream.format.dmabuf_feature {
             return Err(Failure::Error(gst::error_msg!(
                 gst::StreamError::Format,
@@ -469,7 +420,13 @@ impl ElementImpl for WlDmaBufSink {
                     gst::info!(CAT, imp = self, "connected; compositor formats {:?}", p.formats());
                     p.set_paced(lock(&self.settings).commit_timing);
                     self.render_ahead(p.pacing());
-                    lock(&self.state).presenter = Some(p);
+                    let gpu_conversion = lock(&self.settings).gpu_conversion;
+                    let mut state = lock(&self.state);
+                    state.presenter = Some(p);
+                    #[cfg(feature = "vulkan")]
+                    state.gpu.reset(gpu_conversion);
+                    #[cfg(not(feature = "vulkan"))]
+                    let _ = gpu_conversion;
                 }
                 Err(e) => {
                     gst::element_imp_error!(self, gst::ResourceError::OpenWrite, ["{}", Report(&e)]);

@@ -21,6 +21,8 @@ const DEFAULT_FRAME_TIMEOUT_MS: u32 = 100;
 const DEFAULT_COMMIT_TIMING: bool = true;
 /// `colour-correction`'s default.
 const DEFAULT_COLOUR_CORRECTION: ColourCorrectionMode = ColourCorrectionMode::Auto;
+/// `gpu-conversion`'s default.
+const DEFAULT_GPU_CONVERSION: bool = true;
 /// `rotate-method`'s default.
 const DEFAULT_ROTATE_METHOD: gst_video::VideoOrientationMethod = gst_video::VideoOrientationMethod::Identity;
 /// `force-aspect-ratio`'s default.
@@ -35,6 +37,8 @@ pub(super) struct Settings {
     /// FIFO pacing and commit timestamps where the compositor offers them.
     pub(super) commit_timing: bool,
     pub(super) colour_correction: ColourCorrectionMode,
+    /// Conversions for colour on the GPU where one is found (`gpu`).
+    pub(super) gpu_conversion: bool,
     /// `rotate-method` / `video-direction`.
     pub(super) rotate_method: gst_video::VideoOrientationMethod,
     pub(super) force_aspect_ratio: bool,
@@ -50,6 +54,7 @@ impl Default for Settings {
             frame_timeout_ms: DEFAULT_FRAME_TIMEOUT_MS,
             commit_timing: DEFAULT_COMMIT_TIMING,
             colour_correction: DEFAULT_COLOUR_CORRECTION,
+            gpu_conversion: DEFAULT_GPU_CONVERSION,
             rotate_method: DEFAULT_ROTATE_METHOD,
             force_aspect_ratio: DEFAULT_FORCE_ASPECT_RATIO,
             fullscreen: DEFAULT_FULLSCREEN,
@@ -114,6 +119,18 @@ impl ObjectImpl for WlDmaBufSink {
                          ahead, instead of each waiting for the previous frame's callback",
                     )
                     .default_value(DEFAULT_COMMIT_TIMING)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("gpu-conversion")
+                    .nick("GPU conversion")
+                    .blurb(
+                        "Convert the YUV frames that colour-correction converts on the GPU (Vulkan, built \
+                         in with the vulkan feature) into XRGB8888 dma-bufs the compositor shows without a \
+                         copy (counted in stats as gpu-converted); where no Vulkan device is found, the \
+                         device refuses the frame or its format is not NV12, or with false: on the CPU \
+                         into wl_shm (converted)",
+                    )
+                    .default_value(DEFAULT_GPU_CONVERSION)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt64::builder("window-handle")
@@ -188,7 +205,8 @@ impl ObjectImpl for WlDmaBufSink {
                          (implicit, linux-drm-syncobj-v1 or linux-explicit-synchronization-v1), explicit-sync-commits, \
                          release-points-signalled, colour-told (YUV frames whose matrix and range the \
                          compositor was told: wp_color_representation_v1), colour-converted (YUV frames \
-                         converted to RGB because the compositor could not be told and would misread them), \
+                         converted to RGB on the CPU because the compositor could not be told and would \
+                         misread them), gpu-converted (such frames converted on the GPU instead), \
                          colour-uncorrected (YUV frames shown neither told nor converted although the \
                          compositor is not assumed to read them right), alpha-told (frames with straight \
                          alpha told so: wp_color_representation_v1 alpha mode straight), alpha-untold \
@@ -218,6 +236,7 @@ impl ObjectImpl for WlDmaBufSink {
             "display" => s.display = value.get().unwrap_or(None),
             "frame-timeout" => s.frame_timeout_ms = value.get().unwrap_or(DEFAULT_FRAME_TIMEOUT_MS),
             "commit-timing" => s.commit_timing = value.get().unwrap_or(DEFAULT_COMMIT_TIMING),
+            "gpu-conversion" => s.gpu_conversion = value.get().unwrap_or(DEFAULT_GPU_CONVERSION),
             "colour-correction" => {
                 s.colour_correction = value.get().unwrap_or(DEFAULT_COLOUR_CORRECTION);
                 let policy = s.colour_correction.into();
@@ -260,6 +279,7 @@ impl ObjectImpl for WlDmaBufSink {
             "display" => lock(&self.settings).display.to_value(),
             "frame-timeout" => lock(&self.settings).frame_timeout_ms.to_value(),
             "commit-timing" => lock(&self.settings).commit_timing.to_value(),
+            "gpu-conversion" => lock(&self.settings).gpu_conversion.to_value(),
             "colour-correction" => lock(&self.settings).colour_correction.to_value(),
             "rotate-method" | "video-direction" => lock(&self.settings).rotate_method.to_value(),
             "force-aspect-ratio" => lock(&self.settings).force_aspect_ratio.to_value(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use gstreamer as gst;
 use gstreamer::subclass::prelude::*;
 
-use super::{CAT, WlDmaBufSink};
+use super::{CAT, Counters, WlDmaBufSink};
 use crate::Report;
 use crate::elements::lock;
 use crate::wayland::{PresentStats, Presenter, SyncMode};
@@ -36,13 +36,18 @@ impl WlDmaBufSink {
         let counters = state.counters;
         let stats = state.presenter.as_ref().map(Presenter::stats).unwrap_or_default();
         let timing = state.timing_errors.summary();
-        structure(counters.frames, counters.dropped, &stats, timing)
+        structure(counters, &stats, timing)
     }
 }
 
-/// `frames`/`dropped`: the sink's counts; `timing`: (timed frames, median
+/// `counters`: the sink's counts; `timing`: (timed frames, median
 /// and p95 presentation error in microseconds), from `timing::Errors`.
-pub(super) fn structure(frames: u64, dropped: u64, stats: &PresentStats, timing: (u64, i64, u64)) -> gst::Structure {
+pub(super) fn structure(counters: Counters, stats: &PresentStats, timing: (u64, i64, u64)) -> gst::Structure {
+    let Counters {
+        frames,
+        dropped,
+        gpu_converted,
+    } = counters;
     let (timed, median, p95) = timing;
     gst::Structure::builder("wldmabufsink-stats")
         .field("frames", frames)
@@ -51,6 +56,7 @@ pub(super) fn structure(frames: u64, dropped: u64, stats: &PresentStats, timing:
         .field("shm-zero-copy", stats.shm_zero_copy)
         .field("copies", stats.copies)
         .field("converted", stats.converted)
+        .field("gpu-converted", gpu_converted)
         .field("dropped", dropped)
         .field("wl-buffers", stats.wl_buffers_created)
         .field("cache-hits", stats.cache_hits)

@@ -1,0 +1,213 @@
+//! The sink's GPU conversion (property `gpu-conversion`, built with the
+//! `vulkan` feature): a YUV frame the compositor cannot be told about and
+//! would misread ([`Presenter::converts_for_colour`]) is converted into
+//! XRGB8888 on the GPU, with its matrix and range, into an exported
+//! dma-buf that goes to the compositor like any RGB frame: zero CPU
+//! copies, where the Presenter's own conversion copies into `wl_shm` on
+//! the CPU.
+//!
+//! It takes a frame only where the Vulkan adapter can: a device is found
+//! (once, at the first frame that needs it; a failure is logged and the CPU
+//! path stays for the rest of the sink's life), the device imports the
+//! frame, and the kernels read its format (NV12). Everything else falls
+//! through to the Presenter, which converts on the CPU and counts it.
+//!
+//! Outputs: a ring of [`OUTPUT_RING`] exported images per size. An output
+//! is drawn into only once the compositor has let go of it (its release,
+//! or under explicit sync its release fence, waited for on the GPU); the
+//! conversion is waited for before the commit, so the frame's own memory
+//! is free again when the sink returns.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::subclass::prelude::*;
+
+use super::{CAT, Counters, WlDmaBufSink};
+use crate::sync::Fence;
+use crate::vulkan::{ContextOptions, ExportedImage, Exporter, ImportCache, Kernels, VulkanContext, VulkanError};
+use crate::wayland::{Presenter, Release, WaylandError};
+use crate::{DmaBuf, DrmFourcc, Report};
+
+/// Output images per size: one on screen, one queued, one drawn.
+const OUTPUT_RING: usize = 3;
+
+/// How long an output may stay with the compositor before a conversion
+/// into it gives up (a compositor that never releases).
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The conversion's state in the sink.
+#[derive(Default)]
+pub(super) struct Gpu {
+    /// `gpu-conversion` as the presenter was connected.
+    pub(super) enabled: bool,
+    /// Made at the first frame that needs it; `Err` (why) for good once
+    /// that failed.
+    path: Option<Result<Path, String>>,
+}
+
+struct Path {
+    kernels: Kernels,
+    exporter: Exporter,
+    imports: ImportCache,
+    ring: Vec<ExportedImage>,
+    next: usize,
+}
+
+/// What a GPU conversion did with a frame.
+pub(super) enum Outcome {
+    /// Converted and shown.
+    Shown,
+    /// Not taken (not needed, not enabled, no device, a format the kernels
+    /// do not read, or the device refused it): the caller presents the
+    /// frame; `Some` says why the GPU path is now off for good.
+    NotTaken(Option<String>),
+}
+
+impl Path {
+    fn new() -> Result<Self, VulkanError> {
+        let ctx: Arc<VulkanContext> = VulkanContext::new(&ContextOptions::from_env())?;
+        let kernels = Kernels::new(&ctx)?;
+        Ok(Self {
+            imports: ImportCache::new(&ctx, kernels.composite_video_usage()),
+            exporter: Exporter::new(&ctx)?,
+            kernels,
+            ring: Vec::new(),
+            next: 0,
+        })
+    }
+
+    /// The index of the next output for a `width`x`height` frame, a new
+    /// ring at a new size (the old outputs die once the compositor lets go
+    /// of them).
+    fn output(&mut self, presenter: &mut Presenter, width: u32, height: u32) -> Result<usize, VulkanError> {
+        let size = |o: &ExportedImage| (o.dmabuf().width(), o.dmabuf().height());
+        if self.ring.first().is_none_or(|o| size(o) != (width, height)) {
+            for old in self.ring.drain(..) {
+                presenter.forget(old.dmabuf());
+            }
+            self.imports.purge();
+            let tiers = presenter.formats().preferred_modifiers(DrmFourcc::Xrgb8888);
+            for _ in 0..OUTPUT_RING {
+                let usage = self.kernels.composite_output_usage();
+                let out = self
+                    .exporter
+                    .export_preferring(DrmFourcc::Xrgb8888, width, height, usage, &tiers)?;
+                self.ring.push(out);
+            }
+            self.next = 0;
+        }
+        let out = self.next;
+        self.next = (self.next + 1) % self.ring.len();
+        Ok(out)
+    }
+}
+
+/// A conversion step failed: the Vulkan side (the GPU path goes off, the
+/// frame falls through to the CPU) or the Wayland side (the frame's error).
+enum Failed {
+    Vulkan(VulkanError),
+    Wayland(WaylandError),
+}
+
+impl WlDmaBufSink {
+    /// Shows `frame` converted on the GPU where [`Gpu::present`] takes it
+    /// (counted in `counters`); false where the caller presents it.
+    pub(super) fn convert_on_gpu(
+        &self,
+        gpu: &mut Gpu,
+        presenter: &mut Presenter,
+        frame: &DmaBuf,
+        counters: &mut Counters,
+    ) -> Result<bool, WaylandError> {
+        match gpu.present(presenter, frame)? {
+            Outcome::Shown => {
+                counters.gpu_converted += 1;
+                Ok(true)
+            }
+            Outcome::NotTaken(Some(why)) => {
+                gst::warning!(CAT, imp = self, "GPU conversion off, converting on the CPU: {why}");
+                Ok(false)
+            }
+            Outcome::NotTaken(None) => Ok(false),
+        }
+    }
+}
+
+impl Gpu {
+    /// A new presenter: `gpu-conversion` as set now; outputs of the last
+    /// presenter are dropped (its `wl_buffer`s went with it), the device
+    /// is kept.
+    pub(super) fn reset(&mut self, enabled: bool) {
+        self.enabled = enabled;
+        if let Some(Ok(path)) = &mut self.path {
+            path.ring.clear();
+            path.imports.purge();
+        }
+    }
+
+    /// Converts and shows `frame` where it should and can (see the module
+    /// docs); a Wayland error is the frame's error.
+    pub(super) fn present(&mut self, presenter: &mut Presenter, frame: &DmaBuf) -> Result<Outcome, WaylandError> {
+        if !self.enabled || frame.fourcc() != DrmFourcc::Nv12 || !presenter.converts_for_colour(frame) {
+            return Ok(Outcome::NotTaken(None));
+        }
+        if self.path.is_none() {
+            let made = Path::new().map_err(|e| Report(&e).to_string());
+            if let Err(why) = &made {
+                let why = why.clone();
+                self.path = Some(made);
+                return Ok(Outcome::NotTaken(Some(why)));
+            }
+            self.path = Some(made);
+        }
+        let Some(Ok(path)) = &mut self.path else {
+            return Ok(Outcome::NotTaken(None));
+        };
+        match convert(path, presenter, frame) {
+            Ok(()) => Ok(Outcome::Shown),
+            Err(Failed::Wayland(e)) => Err(e),
+            Err(Failed::Vulkan(e)) => {
+                let why = Report(&e).to_string();
+                if let Some(Ok(path)) = self.path.take() {
+                    for out in &path.ring {
+                        presenter.forget(out.dmabuf());
+                    }
+                }
+                self.path = Some(Err(why.clone()));
+                Ok(Outcome::NotTaken(Some(why)))
+            }
+        }
+    }
+}
+
+/// Draws `frame` into a free output and commits that.
+fn convert(path: &mut Path, presenter: &mut Presenter, frame: &DmaBuf) -> Result<(), Failed> {
+    let video = path.imports.get_or_import(frame).map_err(Failed::Vulkan)?;
+    let index = path
+        .output(presenter, frame.width(), frame.height())
+        .map_err(Failed::Vulkan)?;
+    let out = &path.ring[index];
+    // Never draw into a buffer the compositor may still read: under
+    // explicit sync the draw waits for its release fence on the GPU,
+    // otherwise for the release here.
+    let after = match presenter.take_release(out.dmabuf()).map_err(Failed::Wayland)? {
+        Release::Free => Fence::Implicit,
+        Release::After(fence) => fence,
+        Release::Held => {
+            presenter
+                .wait_released(out.dmabuf(), RELEASE_TIMEOUT)
+                .map_err(Failed::Wayland)?;
+            Fence::Implicit
+        }
+    };
+    // Waited for here: the frame's memory goes back upstream when the sink
+    // returns, and the output's contents are complete at the commit.
+    path.kernels
+        .convert_submit(&video, out, &after)
+        .and_then(|s| s.wait())
+        .map_err(Failed::Vulkan)?;
+    presenter.present(out.dmabuf(), Box::new(())).map_err(Failed::Wayland)?;
+    Ok(())
+}
