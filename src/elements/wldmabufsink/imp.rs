@@ -448,8 +448,12 @@ impl ElementImpl for WlDmaBufSink {
         }
         if transition == gst::StateChange::ReadyToNull {
             self.render_ahead(crate::wayland::Pacing::FrameCallbacks);
-            lock(&self.state).stream = None;
-            lock(&self.state).presenter = None;
+            let mut state = lock(&self.state);
+            state.stream = None;
+            state.presenter = None;
+            // The outputs go with the presenter that showed them.
+            #[cfg(feature = "vulkan")]
+            state.gpu.reset(false);
         }
         result
     }
