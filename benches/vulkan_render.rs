@@ -4,8 +4,11 @@
 //! output), by the graphics path drawing the video (a fullscreen triangle)
 //! and by the graphics path copying it (`vkCmdCopyImage`), each with the
 //! overlay; and vkdmabufsrc's pattern by the compute kernel against the
-//! graphics path (clears + one quad). Compare within one run:
-//! `scripts/bench` prints the ratios.
+//! graphics path (clears + one quad); and wldmabufsink's conversion of an
+//! NV12 frame the compositor would misread: on the GPU
+//! (`Kernels::convert_submit`, no overlay) against the CPU
+//! (`convert::to_xrgb8888`, what goes into wl_shm). Compare within one
+//! run: `scripts/bench` prints the ratios.
 
 use std::sync::Arc;
 
@@ -53,6 +56,39 @@ fn render_cost(c: &mut Criterion) {
             group.bench_function(format!("composite_{name}_draw"), |b| {
                 b.iter(|| kernels.composite(&video, &attachment, &overlay).expect("composite"))
             });
+            if fourcc == DrmFourcc::Nv12 {
+                let fence = dmabuf_interop::sync::Fence::Implicit;
+                group.bench_function("convert_nv12_gpu", |b| {
+                    b.iter(|| {
+                        kernels
+                            .convert_submit(&video, &attachment, &fence)
+                            .and_then(|s| s.wait())
+                            .expect("convert")
+                    })
+                });
+                let map = buf.map(dmabuf_interop::mapping::MapAccess::Read).expect("map");
+                let planes: Vec<(Vec<u8>, usize)> = (0..2)
+                    .map(|i| (map.read_plane(i).expect("plane"), buf.planes()[i].stride() as usize))
+                    .collect();
+                drop(map);
+                let views: Vec<(&[u8], usize)> = planes.iter().map(|(p, s)| (p.as_slice(), *s)).collect();
+                let mut out = vec![0u8; (w * h * 4) as usize];
+                let colorimetry = dmabuf_interop::colour::Colorimetry::BT709;
+                group.bench_function("convert_nv12_cpu", |b| {
+                    b.iter(|| {
+                        dmabuf_interop::convert::to_xrgb8888(
+                            fourcc,
+                            w,
+                            h,
+                            &views,
+                            colorimetry,
+                            &mut out,
+                            (w * 4) as usize,
+                        )
+                        .expect("convert")
+                    })
+                });
+            }
             if fourcc == DrmFourcc::Xrgb8888 {
                 kernels.set_video_pass(VideoPass::Copy);
                 group.bench_function(format!("composite_{name}_copy"), |b| {
