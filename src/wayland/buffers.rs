@@ -180,6 +180,22 @@ impl Presenter {
         }
     }
 
+    /// What a producer reusing `buf` must wait for before writing into it:
+    /// its release fence where [`take_release`](Self::take_release) hands
+    /// one back early (for the producer's GPU to wait on), else
+    /// [`Fence::Implicit`] once the compositor released it, waited for here
+    /// at most `timeout`.
+    pub fn writable_after(&mut self, buf: &DmaBuf, timeout: Duration) -> Result<Fence, WaylandError> {
+        match self.take_release(buf)? {
+            Release::Free => Ok(Fence::Implicit),
+            Release::After(fence) => Ok(fence),
+            Release::Held => {
+                self.wait_released(buf, timeout)?;
+                Ok(Fence::Implicit)
+            }
+        }
+    }
+
     /// Frames the compositor still holds (their keep-alives are alive).
     pub fn buffers_in_flight(&self) -> usize {
         self.state.held.values().filter(|h| !h.keep.is_empty()).count()

@@ -25,9 +25,8 @@ use gstreamer as gst;
 use gstreamer::subclass::prelude::*;
 
 use super::{CAT, Counters, WlDmaBufSink};
-use crate::sync::Fence;
 use crate::vulkan::{ContextOptions, ExportedImage, Exporter, ImportCache, Kernels, VulkanContext, VulkanError};
-use crate::wayland::{Presenter, Release, WaylandError};
+use crate::wayland::{Presenter, WaylandError};
 use crate::{DmaBuf, DrmFourcc, Report};
 
 /// Output images per size: one on screen, one queued, one drawn.
@@ -42,9 +41,17 @@ const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 pub(super) struct Gpu {
     /// `gpu-conversion` as the presenter was connected.
     pub(super) enabled: bool,
-    /// Made at the first frame that needs it; `Err` (why) for good once
-    /// that failed.
-    path: Option<Result<Path, String>>,
+    device: Device,
+}
+
+/// The Vulkan side, made at the first frame that needs it.
+#[derive(Default)]
+enum Device {
+    #[default]
+    Unmade,
+    Ready(Box<Path>),
+    /// Making it or a conversion failed: the CPU path for good.
+    Off,
 }
 
 struct Path {
@@ -87,7 +94,6 @@ impl Path {
             for old in self.ring.drain(..) {
                 presenter.forget(old.dmabuf());
             }
-            self.imports.purge();
             let tiers = presenter.formats().preferred_modifiers(DrmFourcc::Xrgb8888);
             for _ in 0..OUTPUT_RING {
                 let usage = self.kernels.composite_output_usage();
@@ -141,7 +147,7 @@ impl Gpu {
     /// is kept.
     pub(super) fn reset(&mut self, enabled: bool) {
         self.enabled = enabled;
-        if let Some(Ok(path)) = &mut self.path {
+        if let Device::Ready(path) = &mut self.device {
             path.ring.clear();
             path.imports.purge();
         }
@@ -153,32 +159,31 @@ impl Gpu {
         if !self.enabled || frame.fourcc() != DrmFourcc::Nv12 || !presenter.converts_for_colour(frame) {
             return Ok(Outcome::NotTaken(None));
         }
-        if self.path.is_none() {
-            let made = Path::new().map_err(|e| Report(&e).to_string());
-            if let Err(why) = &made {
-                let why = why.clone();
-                self.path = Some(made);
-                return Ok(Outcome::NotTaken(Some(why)));
+        if matches!(self.device, Device::Unmade) {
+            match Path::new() {
+                Ok(path) => self.device = Device::Ready(Box::new(path)),
+                Err(e) => return Ok(self.turn_off(presenter, &e)),
             }
-            self.path = Some(made);
         }
-        let Some(Ok(path)) = &mut self.path else {
+        let Device::Ready(path) = &mut self.device else {
             return Ok(Outcome::NotTaken(None));
         };
         match convert(path, presenter, frame) {
             Ok(()) => Ok(Outcome::Shown),
             Err(Failed::Wayland(e)) => Err(e),
-            Err(Failed::Vulkan(e)) => {
-                let why = Report(&e).to_string();
-                if let Some(Ok(path)) = self.path.take() {
-                    for out in &path.ring {
-                        presenter.forget(out.dmabuf());
-                    }
-                }
-                self.path = Some(Err(why.clone()));
-                Ok(Outcome::NotTaken(Some(why)))
+            Err(Failed::Vulkan(e)) => Ok(self.turn_off(presenter, &e)),
+        }
+    }
+
+    /// Leaves the GPU path for good after `e` (its outputs' `wl_buffer`s
+    /// go); the frame falls through to the CPU.
+    fn turn_off(&mut self, presenter: &mut Presenter, e: &VulkanError) -> Outcome {
+        if let Device::Ready(path) = std::mem::replace(&mut self.device, Device::Off) {
+            for out in &path.ring {
+                presenter.forget(out.dmabuf());
             }
         }
+        Outcome::NotTaken(Some(Report(e).to_string()))
     }
 }
 
@@ -192,16 +197,9 @@ fn convert(path: &mut Path, presenter: &mut Presenter, frame: &DmaBuf) -> Result
     // Never draw into a buffer the compositor may still read: under
     // explicit sync the draw waits for its release fence on the GPU,
     // otherwise for the release here.
-    let after = match presenter.take_release(out.dmabuf()).map_err(Failed::Wayland)? {
-        Release::Free => Fence::Implicit,
-        Release::After(fence) => fence,
-        Release::Held => {
-            presenter
-                .wait_released(out.dmabuf(), RELEASE_TIMEOUT)
-                .map_err(Failed::Wayland)?;
-            Fence::Implicit
-        }
-    };
+    let after = presenter
+        .writable_after(out.dmabuf(), RELEASE_TIMEOUT)
+        .map_err(Failed::Wayland)?;
     // Waited for here: the frame's memory goes back upstream when the sink
     // returns, and the output's contents are complete at the commit.
     path.kernels
