@@ -17,10 +17,9 @@
 //! told otherwise; GStreamer's raw video is straight. A frame with straight
 //! alpha is told `straight` where the compositor lists it (mutter 50 does;
 //! Weston 16, KWin 6.7 and sway 1.12 list only `premultiplied_electrical`).
-//! Where it
-//! cannot be told, it is sent as it is and counted (`alpha_untold`): its
-//! translucent pixels show brighter than meant. Premultiplied frames need
-//! nothing: they are the default.
+//! Where it cannot be told, it is sent as it is and counted
+//! (`alpha_untold`): its translucent pixels show brighter than meant.
+//! Premultiplied frames need nothing: they are the default.
 //!
 //! Without the protocol, or for a pair it does not list, what the
 //! compositor does is its own choice. Measured (README's colour section):
