@@ -29,31 +29,61 @@ mod shaders {
             &[("SWIZZLE", "bgra")],
         ),
         ("pattern_nv12", &["pattern_common.wgsl", "pattern_nv12.wgsl"], &[]),
-        ("nv12_to_rgba", &["nv12_read.wgsl", "nv12_to_rgba.wgsl"], &[]),
+        (
+            "nv12_to_rgba",
+            &["yuv_common.wgsl", "semiplanar_read.wgsl", "nv12_to_rgba.wgsl"],
+            &[],
+        ),
         (
             "composite_rgb",
             &["overlay_common.wgsl", "overlay_store.wgsl", "composite_rgb.wgsl"],
             &[("EXTRA_PARAMS", "")],
         ),
+        // YUV composites: one per reader (two planes: NV12, P010; three:
+        // I420), the output bound after the planes.
         (
-            "composite_nv12",
+            "composite_semiplanar",
             &[
                 "overlay_common.wgsl",
                 "overlay_store.wgsl",
-                "nv12_read.wgsl",
-                "composite_nv12.wgsl",
+                "yuv_common.wgsl",
+                "semiplanar_read.wgsl",
+                "composite_yuv.wgsl",
             ],
-            &[("EXTRA_PARAMS", "yuv: Yuv,")],
+            &[("EXTRA_PARAMS", "yuv: Yuv,"), ("OUT_BINDING", "2")],
+        ),
+        (
+            "composite_planar",
+            &[
+                "overlay_common.wgsl",
+                "overlay_store.wgsl",
+                "yuv_common.wgsl",
+                "planar_read.wgsl",
+                "composite_yuv.wgsl",
+            ],
+            &[("EXTRA_PARAMS", "yuv: Yuv,"), ("OUT_BINDING", "3")],
         ),
         // Graphics pipelines (vs_main + fs_main in one module).
         ("draw_video_rgb", &["raster_common.wgsl", "draw_video_rgb.wgsl"], &[]),
         (
-            "draw_video_nv12",
+            "draw_video_semiplanar",
             &[
                 "overlay_common.wgsl",
-                "nv12_read.wgsl",
+                "yuv_common.wgsl",
+                "semiplanar_read.wgsl",
                 "raster_common.wgsl",
-                "draw_video_nv12.wgsl",
+                "draw_video_yuv.wgsl",
+            ],
+            &[("EXTRA_PARAMS", "yuv: Yuv,")],
+        ),
+        (
+            "draw_video_planar",
+            &[
+                "overlay_common.wgsl",
+                "yuv_common.wgsl",
+                "planar_read.wgsl",
+                "raster_common.wgsl",
+                "draw_video_yuv.wgsl",
             ],
             &[("EXTRA_PARAMS", "yuv: Yuv,")],
         ),

@@ -1,4 +1,4 @@
-// NV12 to RGBA8 (nv12_read.wgsl), writing a storage image.
+// NV12 to RGBA8 (semiplanar_read.wgsl), writing a storage image.
 
 struct Size {
     width: u32,
@@ -15,5 +15,5 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     if id.x >= size.width || id.y >= size.height {
         return;
     }
-    textureStore(out_image, id.xy, vec4<f32>(nv12_rgb(id.xy, size.yuv), 1.0));
+    textureStore(out_image, id.xy, vec4<f32>(yuv_rgb(id.xy, size.yuv), 1.0));
 }

@@ -9,7 +9,7 @@ struct Params {
     frame: u32,
     // Progress in 1/1000; NO_PROGRESS hides the bar.
     progress: u32,
-    // YUV composites: the video's matrix and range (nv12_read.wgsl).
+    // YUV composites: the video's matrix and range (yuv_common.wgsl).
     EXTRA_PARAMS
 }
 

@@ -302,3 +302,119 @@ fn an_argb_output_is_opaque_whatever_the_videos_padding() {
     assert_composite(out.dmabuf(), 1, &overlay, 0, false, "ARGB8888 out");
     assert_no_validation_messages(&ctx);
 }
+
+/// Distinct YUV samples for every plane of a `fourcc` frame (tightly
+/// packed): luma and each chroma channel run through their whole code
+/// range, out-of-range codes included; P010 gets 10-bit codes (the low two
+/// bits vary too) in the top bits of its 16-bit words.
+fn yuv_planes(fourcc: DrmFourcc, w: u32, h: u32) -> Vec<Vec<u8>> {
+    let (w, h) = (w as usize, h as usize);
+    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    let luma = |x: usize, y: usize| ((x * 1021 / w.max(2) + y * 37) % 1024) as u16;
+    let cb = |x: usize, y: usize| ((x * 17 + y * 1019 / ch.max(2)) % 1024) as u16;
+    let cr = |x: usize, y: usize| ((1023 - x * 1013 / cw.max(2) + y * 29) % 1024) as u16;
+    let eight = |v: u16| (v >> 2) as u8;
+    let plane = |pw: usize, ph: usize, f: &dyn Fn(usize, usize) -> Vec<u8>| -> Vec<u8> {
+        (0..ph).flat_map(|y| (0..pw).flat_map(move |x| f(x, y))).collect()
+    };
+    match fourcc {
+        DrmFourcc::Nv12 => vec![
+            plane(w, h, &|x, y| vec![eight(luma(x, y))]),
+            plane(cw, ch, &|x, y| vec![eight(cb(x, y)), eight(cr(x, y))]),
+        ],
+        DrmFourcc::Yuv420 => vec![
+            plane(w, h, &|x, y| vec![eight(luma(x, y))]),
+            plane(cw, ch, &|x, y| vec![eight(cb(x, y))]),
+            plane(cw, ch, &|x, y| vec![eight(cr(x, y))]),
+        ],
+        DrmFourcc::P010 => {
+            let word = |v: u16| (v << 6).to_le_bytes().to_vec();
+            vec![
+                plane(w, h, &|x, y| word(luma(x, y))),
+                plane(cw, ch, &|x, y| [word(cb(x, y)), word(cr(x, y))].concat()),
+            ]
+        }
+        other => panic!("no YUV samples for {other}"),
+    }
+}
+
+/// The GPU reads every YUV format of `VIDEO_FORMATS` (NV12, I420 with its
+/// three planes, P010 with 10 bits) with the frame's matrix and range as the
+/// CPU conversion (`convert::to_xrgb8888`, itself checked against reference
+/// colours) does: every pixel of frames that run through the whole code
+/// range, for BT.601/709/2020 x limited/full, within 1 (float against fixed
+/// point rounding). Both paths: the sink's conversion (graphics, no
+/// overlay) and the viewer's compute composite (its video pixels).
+#[test]
+fn every_yuv_format_converts_on_the_gpu_as_on_the_cpu() {
+    use dmabuf_interop::alloc::Allocator;
+    use dmabuf_interop::colour::{Matrix, Range};
+    let ctx = vulkan();
+    let exporter = Exporter::new(&ctx).unwrap();
+    let kernels = Kernels::new(&ctx).unwrap();
+    let (w, h) = (130, 66);
+    let attachment = exporter.export(DrmFourcc::Xrgb8888, w, h, ATTACHMENT_OUT, &[]).unwrap();
+    let storage = exporter.export(DrmFourcc::Xrgb8888, w, h, STORAGE_OUT, &[]).unwrap();
+    let overlay = Overlay {
+        frame: 12,
+        progress: Some(250),
+    };
+    let mut worst = 0;
+    for fourcc in [DrmFourcc::Nv12, DrmFourcc::Yuv420, DrmFourcc::P010] {
+        assert!(vulkan::VIDEO_FORMATS.contains(&fourcc));
+        let layout = vulkan::linear_layout(&ctx, fourcc, w, h, vk::ImageUsageFlags::SAMPLED).expect("driver layout");
+        let frame = dmabuf_interop::alloc::MemfdAllocator::new()
+            .allocate_layout(fourcc, w, h, &layout)
+            .unwrap();
+        let planes = yuv_planes(fourcc, w, h);
+        write_planes(&frame, &planes);
+        for matrix in [Matrix::Bt601, Matrix::Bt709, Matrix::Bt2020] {
+            for range in [Range::Limited, Range::Full] {
+                let colorimetry = Colorimetry::BT709.with_matrix(matrix, range);
+                let what = format!("{fourcc} {matrix:?} {range:?}");
+                let frame = frame.clone().with_colorimetry(colorimetry);
+                let mut want = vec![0u8; w as usize * h as usize * 4];
+                let rows: Vec<(&[u8], usize)> = planes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (p.as_slice(), p.len() / plane_rows(&frame, i)))
+                    .collect();
+                dmabuf_interop::convert::to_xrgb8888(fourcc, w, h, &rows, colorimetry, &mut want, w as usize * 4)
+                    .unwrap();
+                let video = vulkan::import(&ctx, &frame, vk::ImageUsageFlags::SAMPLED).unwrap();
+                kernels
+                    .convert_submit(&video, &attachment, &Fence::Implicit)
+                    .unwrap()
+                    .wait()
+                    .unwrap();
+                kernels.composite(&video, &storage, &overlay).unwrap();
+                for (out, overlaid) in [(&attachment, false), (&storage, true)] {
+                    let got = &read_planes(out.dmabuf())[0];
+                    let mut checked = 0;
+                    for y in 0..h {
+                        for x in 0..w {
+                            if overlaid && overlay.pixel(w, h, x, y).is_some() {
+                                continue;
+                            }
+                            let at = (y * w + x) as usize * 4;
+                            for ch in 0..3 {
+                                let diff = (i32::from(got[at + ch]) - i32::from(want[at + ch])).abs();
+                                worst = worst.max(diff);
+                                assert!(
+                                    diff <= 1,
+                                    "{what} overlaid {overlaid} ({x},{y}) byte {ch}: GPU {:?} CPU {:?}",
+                                    &got[at..at + 3],
+                                    &want[at..at + 3]
+                                );
+                            }
+                            checked += 1;
+                        }
+                    }
+                    assert!(checked > (w * h / 2) as usize, "{what}: {checked} pixels checked");
+                }
+            }
+        }
+    }
+    println!("GPU against CPU conversion: worst byte difference {worst}");
+    assert_no_validation_messages(&ctx);
+}

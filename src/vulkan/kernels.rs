@@ -1,6 +1,7 @@
 //! [`Kernels`]: the shaders of `shaders/` (compiled to SPIR-V at build time
 //! by naga) as the operations callers use: the moving test pattern, NV12 ->
-//! RGBA conversion and the viewer's composite (video + overlay). Each picks
+//! RGBA conversion, the viewer's composite (video + overlay) and the
+//! sink's conversion (video only) of every format in [`VIDEO_FORMATS`]. Each picks
 //! its path by the output image: a colour attachment goes the graphics way
 //! (the `render` module), a storage image the compute way (`compute`).
 
@@ -27,7 +28,8 @@ const PATTERN_BGRA8: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pattern_b
 const PATTERN_NV12: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pattern_nv12.spv"));
 const NV12_TO_RGBA: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/nv12_to_rgba.spv"));
 const COMPOSITE_RGB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/composite_rgb.spv"));
-const COMPOSITE_NV12: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/composite_nv12.spv"));
+const COMPOSITE_SEMIPLANAR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/composite_semiplanar.spv"));
+const COMPOSITE_PLANAR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/composite_planar.spv"));
 
 /// Images this kernel set can draw the pattern into.
 pub const PATTERN_FORMATS: [DrmFourcc; 5] = [
@@ -38,6 +40,56 @@ pub const PATTERN_FORMATS: [DrmFourcc; 5] = [
     DrmFourcc::Nv12,
 ];
 
+/// The video formats [`Kernels::composite`] and [`Kernels::convert_submit`]
+/// read: the four 32-bit RGB orders, and YUV 4:2:0 as NV12, I420 (three
+/// planes) and P010 (10 bits), the YUV ones with the frame's matrix and
+/// range.
+pub const VIDEO_FORMATS: [DrmFourcc; 7] = [
+    DrmFourcc::Xrgb8888,
+    DrmFourcc::Argb8888,
+    DrmFourcc::Xbgr8888,
+    DrmFourcc::Abgr8888,
+    DrmFourcc::Nv12,
+    DrmFourcc::Yuv420,
+    DrmFourcc::P010,
+];
+
+/// How a YUV video format's planes are read: which shader reader
+/// (`semiplanar_read.wgsl`, `planar_read.wgsl`) and how a normalised
+/// sample becomes an 8-bit code value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum YuvPlanes {
+    /// Luma and interleaved chroma (NV12; P010 with `ten_bit`).
+    SemiPlanar {
+        /// 10-bit samples (P010's R10X6 views).
+        ten_bit: bool,
+    },
+    /// Luma, Cb and Cr planes (I420).
+    Planar,
+}
+
+impl YuvPlanes {
+    /// The reader for `fourcc`; `None` for RGB and formats the kernels do
+    /// not read.
+    pub(super) fn of(fourcc: DrmFourcc) -> Option<Self> {
+        match fourcc {
+            DrmFourcc::Nv12 => Some(Self::SemiPlanar { ten_bit: false }),
+            DrmFourcc::P010 => Some(Self::SemiPlanar { ten_bit: true }),
+            DrmFourcc::Yuv420 => Some(Self::Planar),
+            _ => None,
+        }
+    }
+
+    /// Normalised sample -> 8-bit code value: a UNORM view reads an
+    /// n-bit code c as c / (2^n - 1), and a 10-bit code counts a quarter.
+    fn sample_scale(self) -> f64 {
+        match self {
+            Self::SemiPlanar { ten_bit: true } => 1023.0 / 4.0,
+            _ => 255.0,
+        }
+    }
+}
+
 /// Which kernel: its index in [`Kernels::kernels`] (the order of the specs
 /// in [`Kernels::new`]).
 #[derive(Clone, Copy)]
@@ -47,7 +99,8 @@ enum Which {
     PatternNv12,
     Nv12ToRgba,
     CompositeRgb,
-    CompositeNv12,
+    CompositeSemiPlanar,
+    CompositePlanar,
 }
 
 /// The compiled kernels of one context: compute pipelines (storage
@@ -69,13 +122,13 @@ impl std::fmt::Debug for Kernels {
     }
 }
 
-/// Bytes of `nv12_read.wgsl`'s `Yuv` push constants.
+/// Bytes of `yuv_common.wgsl`'s `Yuv` push constants.
 pub(super) const YUV_CONSTANTS: u32 = 32;
 
-/// `nv12_read.wgsl`'s `Yuv` for `c` (8-bit samples): the inverse of the
-/// encoding equations with Kr, Kb of the matrix and the range's offsets, as
-/// [`crate::convert`] does on the CPU.
-pub(super) fn yuv_constants(c: Colorimetry) -> [u8; YUV_CONSTANTS as usize] {
+/// `yuv_common.wgsl`'s `Yuv` for `c` read through `planes`: the inverse of
+/// the encoding equations with Kr, Kb of the matrix and the range's
+/// offsets (in 8-bit code values), as [`crate::convert`] does on the CPU.
+pub(super) fn yuv_constants(c: Colorimetry, planes: YuvPlanes) -> [u8; YUV_CONSTANTS as usize] {
     let (kr, kb) = c.matrix.coefficients();
     let kg = 1.0 - kr - kb;
     let (y_offset, y_scale, c_scale) = c.range.offsets();
@@ -87,7 +140,7 @@ pub(super) fn yuv_constants(c: Colorimetry) -> [u8; YUV_CONSTANTS as usize] {
         -2.0 * kb * (1.0 - kb) / kg,
         -2.0 * kr * (1.0 - kr) / kg,
         2.0 * (1.0 - kb),
-        255.0,
+        planes.sample_scale(),
     ];
     let mut out = [0u8; YUV_CONSTANTS as usize];
     for (chunk, v) in out.chunks_exact_mut(4).zip(values) {
@@ -100,7 +153,7 @@ impl Kernels {
     /// Builds the compute pipelines on `ctx`.
     pub fn new(ctx: &Arc<VulkanContext>) -> Result<Self, VulkanError> {
         use vk::DescriptorType as D;
-        let specs: [(Which, &[u8], &[D], u32); 6] = [
+        let specs: [(Which, &[u8], &[D], u32); 7] = [
             (Which::PatternRgba8, PATTERN_RGBA8, &[D::STORAGE_IMAGE], 16),
             (Which::PatternBgra8, PATTERN_BGRA8, &[D::STORAGE_IMAGE], 16),
             (
@@ -122,9 +175,15 @@ impl Kernels {
                 16,
             ),
             (
-                Which::CompositeNv12,
-                COMPOSITE_NV12,
+                Which::CompositeSemiPlanar,
+                COMPOSITE_SEMIPLANAR,
                 &[D::SAMPLED_IMAGE, D::SAMPLED_IMAGE, D::STORAGE_IMAGE],
+                16 + YUV_CONSTANTS,
+            ),
+            (
+                Which::CompositePlanar,
+                COMPOSITE_PLANAR,
+                &[D::SAMPLED_IMAGE, D::SAMPLED_IMAGE, D::SAMPLED_IMAGE, D::STORAGE_IMAGE],
                 16 + YUV_CONSTANTS,
             ),
         ];
@@ -294,14 +353,17 @@ impl Kernels {
             .iter()
             .flat_map(|v| v.to_le_bytes())
             .collect();
-        push.extend(yuv_constants(src.colorimetry()));
+        push.extend(yuv_constants(
+            src.colorimetry(),
+            YuvPlanes::SemiPlanar { ten_bit: false },
+        ));
         self.read_write(self.kernel(Which::Nv12ToRgba), src, dst, &push, &[])?
             .wait()
     }
 
-    /// Composites `video` (SAMPLED usage, or TRANSFER_SRC to be copied;
-    /// XRGB8888, ARGB8888, XBGR8888, ABGR8888 or NV12, the latter read with
-    /// its matrix and range, [`VulkanImage::colorimetry`]) and `overlay`
+    /// Composites `video` (SAMPLED usage, or TRANSFER_SRC to be copied; one
+    /// of [`VIDEO_FORMATS`], YUV read with its matrix and range,
+    /// [`VulkanImage::colorimetry`]) and `overlay`
     /// (see [`crate::reference::overlay`]) into `out` (an XRGB8888/ARGB8888 image of
     /// the same size, e.g. an exported one: with COLOR_ATTACHMENT usage the
     /// graphics path renders it, [`composite_output_usage`](Self::composite_output_usage);
@@ -339,7 +401,7 @@ impl Kernels {
     }
 
     /// Converts `video` into `out` with nothing drawn over it: the colour
-    /// conversion of [`composite_submit`](Self::composite_submit) (an NV12
+    /// conversion of [`composite_submit`](Self::composite_submit) (a YUV
     /// frame read with its matrix and range) without the overlay, e.g. for
     /// a compositor that cannot be told a frame's matrix. Graphics path
     /// only: `out` needs COLOR_ATTACHMENT usage
@@ -361,12 +423,14 @@ impl Kernels {
         overlay: Option<&Overlay>,
         after: &Fence,
     ) -> Result<Submission, VulkanError> {
-        let kernel = match video.fourcc() {
-            DrmFourcc::Xrgb8888 | DrmFourcc::Argb8888 | DrmFourcc::Xbgr8888 | DrmFourcc::Abgr8888 => {
+        let yuv = YuvPlanes::of(video.fourcc());
+        let kernel = match (video.fourcc(), yuv) {
+            (_, Some(YuvPlanes::SemiPlanar { .. })) => self.kernel(Which::CompositeSemiPlanar),
+            (_, Some(YuvPlanes::Planar)) => self.kernel(Which::CompositePlanar),
+            (DrmFourcc::Xrgb8888 | DrmFourcc::Argb8888 | DrmFourcc::Xbgr8888 | DrmFourcc::Abgr8888, None) => {
                 self.kernel(Which::CompositeRgb)
             }
-            DrmFourcc::Nv12 => self.kernel(Which::CompositeNv12),
-            other => return Err(VulkanError::UnsupportedFormat { fourcc: other }),
+            (other, None) => return Err(VulkanError::UnsupportedFormat { fourcc: other }),
         };
         if !matches!(out.fourcc(), DrmFourcc::Xrgb8888 | DrmFourcc::Argb8888) {
             return Err(VulkanError::Usage("composite writes an XRGB8888/ARGB8888 image"));
@@ -387,8 +451,8 @@ impl Kernels {
             ));
         };
         let mut push = overlay.push_constants(video.width(), video.height()).to_vec();
-        if video.fourcc() == DrmFourcc::Nv12 {
-            push.extend(yuv_constants(video.colorimetry()));
+        if let Some(planes) = yuv {
+            push.extend(yuv_constants(video.colorimetry(), planes));
         }
         self.read_write(kernel, video, out, &push, &after)
     }

@@ -91,7 +91,7 @@ pub use export::{ExportBackend, ExportedImage, Exporter};
 pub use format::{VK_FORMATS, VkFormatInfo, fourccs_for, vk_format};
 pub use image::VulkanImage;
 pub use import::import;
-pub use kernels::{Kernels, PATTERN_FORMATS};
+pub use kernels::{Kernels, PATTERN_FORMATS, VIDEO_FORMATS};
 pub use memory::linear_layout;
 pub use render::VideoPass;
 pub use support::{FormatSupport, ModifierSupport, choose_modifiers, format_support, modifiers, usage_features};

@@ -21,12 +21,13 @@ use super::image::VulkanImage;
 use super::kernels::YUV_CONSTANTS;
 
 const DRAW_VIDEO_RGB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/draw_video_rgb.spv"));
-const DRAW_VIDEO_NV12: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/draw_video_nv12.spv"));
+const DRAW_VIDEO_SEMIPLANAR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/draw_video_semiplanar.spv"));
+const DRAW_VIDEO_PLANAR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/draw_video_planar.spv"));
 const DRAW_OVERLAY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/draw_overlay.spv"));
 const DRAW_PATTERN_RAMP: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/draw_pattern_ramp.spv"));
 
 /// Push constants of every graphics pipeline (vertex and fragment stage):
-/// width, height, frame, progress, then `nv12_read.wgsl`'s `Yuv`.
+/// width, height, frame, progress, then `yuv_common.wgsl`'s `Yuv`.
 pub(super) const PUSH_BYTES: u32 = 16 + YUV_CONSTANTS;
 
 /// What a graphics pipeline draws.
@@ -34,8 +35,11 @@ pub(super) const PUSH_BYTES: u32 = 16 + YUV_CONSTANTS;
 pub(super) enum Draw {
     /// A 32-bit RGB frame, one sampled view, a fullscreen triangle.
     VideoRgb,
-    /// An NV12 frame, two sampled plane views, a fullscreen triangle.
-    VideoNv12,
+    /// A two-plane YUV frame (NV12, P010), two sampled plane views, a
+    /// fullscreen triangle.
+    VideoSemiPlanar,
+    /// A three-plane YUV frame (I420), three sampled plane views.
+    VideoPlanar,
     /// The overlay's box and bar: 6 vertices, 2 instances.
     Overlay,
     /// The pattern's ramp: 6 vertices.
@@ -46,7 +50,8 @@ impl Draw {
     fn spirv(self) -> &'static [u8] {
         match self {
             Draw::VideoRgb => DRAW_VIDEO_RGB,
-            Draw::VideoNv12 => DRAW_VIDEO_NV12,
+            Draw::VideoSemiPlanar => DRAW_VIDEO_SEMIPLANAR,
+            Draw::VideoPlanar => DRAW_VIDEO_PLANAR,
             Draw::Overlay => DRAW_OVERLAY,
             Draw::Ramp => DRAW_PATTERN_RAMP,
         }
@@ -56,7 +61,8 @@ impl Draw {
     fn sampled(self) -> u32 {
         match self {
             Draw::VideoRgb => 1,
-            Draw::VideoNv12 => 2,
+            Draw::VideoSemiPlanar => 2,
+            Draw::VideoPlanar => 3,
             Draw::Overlay | Draw::Ramp => 0,
         }
     }
@@ -106,7 +112,13 @@ impl Graphics {
         let specs: [(vk::Format, &[Draw]); 2] = [
             (
                 vk::Format::B8G8R8A8_UNORM,
-                &[Draw::VideoRgb, Draw::VideoNv12, Draw::Overlay, Draw::Ramp],
+                &[
+                    Draw::VideoRgb,
+                    Draw::VideoSemiPlanar,
+                    Draw::VideoPlanar,
+                    Draw::Overlay,
+                    Draw::Ramp,
+                ],
             ),
             (vk::Format::R8G8B8A8_UNORM, &[Draw::Ramp]),
         ];

@@ -19,7 +19,7 @@ use super::commands::{Submission, submit_synced};
 use super::context::VulkanContext;
 use super::error::VulkanError;
 use super::image::{VulkanImage, record_barriers};
-use super::kernels::{Kernels, yuv_constants};
+use super::kernels::{Kernels, YuvPlanes, yuv_constants};
 use super::raster::{Draw, Framebuffer, Pass, push_constants};
 use crate::reference::overlay::Overlay;
 use crate::sync::SyncAccess;
@@ -110,16 +110,18 @@ impl Kernels {
         ))?;
         let (w, h) = (out.width(), out.height());
         let copy = self.copies(video, out);
-        let video_draw = match video.fourcc() {
-            DrmFourcc::Nv12 => Draw::VideoNv12,
-            _ => Draw::VideoRgb,
+        let yuv = YuvPlanes::of(video.fourcc());
+        let video_draw = match yuv {
+            Some(YuvPlanes::SemiPlanar { .. }) => Draw::VideoSemiPlanar,
+            Some(YuvPlanes::Planar) => Draw::VideoPlanar,
+            None => Draw::VideoRgb,
         };
         if !copy && !video.usage().contains(vk::ImageUsageFlags::SAMPLED) {
             return Err(VulkanError::Usage(
                 "the video image needs SAMPLED usage (or TRANSFER_SRC for a copy)",
             ));
         }
-        let yuv = (video.fourcc() == DrmFourcc::Nv12).then(|| yuv_constants(video.colorimetry()));
+        let yuv = yuv.map(|planes| yuv_constants(video.colorimetry(), planes));
         let head = overlay.copied().unwrap_or(Overlay {
             frame: 0,
             progress: None,

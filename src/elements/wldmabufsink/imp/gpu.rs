@@ -9,8 +9,10 @@
 //! It takes a frame only where the Vulkan adapter can: a device is found
 //! (once, at the first frame that needs it; a failure is logged and the CPU
 //! path stays for the rest of the sink's life), the device imports the
-//! frame, and the kernels read its format (NV12). Everything else falls
-//! through to the Presenter, which converts on the CPU and counts it.
+//! frame, and the kernels read its format (NV12, I420, P010:
+//! [`VIDEO_FORMATS`]). Everything else falls through to the Presenter,
+//! which converts on the CPU and counts it. A format the device refuses to
+//! import goes to the CPU from then on; the others stay on the GPU.
 //!
 //! Outputs: a ring of [`OUTPUT_RING`] exported images per size. An output
 //! is drawn into only once the compositor has let go of it (its release,
@@ -25,7 +27,9 @@ use gstreamer as gst;
 use gstreamer::subclass::prelude::*;
 
 use super::{CAT, Counters, WlDmaBufSink};
-use crate::vulkan::{ContextOptions, ExportedImage, Exporter, ImportCache, Kernels, VulkanContext, VulkanError};
+use crate::vulkan::{
+    ContextOptions, ExportedImage, Exporter, ImportCache, Kernels, VIDEO_FORMATS, VulkanContext, VulkanError,
+};
 use crate::wayland::{Presenter, WaylandError};
 use crate::{DmaBuf, DrmFourcc, Report};
 
@@ -60,6 +64,8 @@ struct Path {
     imports: ImportCache,
     ring: Vec<ExportedImage>,
     next: usize,
+    /// Formats the device refused to import: the CPU's from then on.
+    refused: Vec<DrmFourcc>,
 }
 
 /// What a GPU conversion did with a frame.
@@ -82,6 +88,7 @@ impl Path {
             kernels,
             ring: Vec::new(),
             next: 0,
+            refused: Vec::new(),
         })
     }
 
@@ -110,9 +117,11 @@ impl Path {
     }
 }
 
-/// A conversion step failed: the Vulkan side (the GPU path goes off, the
+/// A conversion step failed: the frame's import (its format goes to the
+/// CPU), the rest of the Vulkan side (the GPU path goes off; either way the
 /// frame falls through to the CPU) or the Wayland side (the frame's error).
 enum Failed {
+    Import(VulkanError),
     Vulkan(VulkanError),
     Wayland(WaylandError),
 }
@@ -133,7 +142,7 @@ impl WlDmaBufSink {
                 Ok(true)
             }
             Outcome::NotTaken(Some(why)) => {
-                gst::warning!(CAT, imp = self, "GPU conversion off, converting on the CPU: {why}");
+                gst::warning!(CAT, imp = self, "{why}");
                 Ok(false)
             }
             Outcome::NotTaken(None) => Ok(false),
@@ -156,7 +165,7 @@ impl Gpu {
     /// Converts and shows `frame` where it should and can (see the module
     /// docs); a Wayland error is the frame's error.
     pub(super) fn present(&mut self, presenter: &mut Presenter, frame: &DmaBuf) -> Result<Outcome, WaylandError> {
-        if !self.enabled || frame.fourcc() != DrmFourcc::Nv12 || !presenter.converts_for_colour(frame) {
+        if !self.enabled || !VIDEO_FORMATS.contains(&frame.fourcc()) || !presenter.converts_for_colour(frame) {
             return Ok(Outcome::NotTaken(None));
         }
         if matches!(self.device, Device::Unmade) {
@@ -168,9 +177,20 @@ impl Gpu {
         let Device::Ready(path) = &mut self.device else {
             return Ok(Outcome::NotTaken(None));
         };
+        if path.refused.contains(&frame.fourcc()) {
+            return Ok(Outcome::NotTaken(None));
+        }
         match convert(path, presenter, frame) {
             Ok(()) => Ok(Outcome::Shown),
             Err(Failed::Wayland(e)) => Err(e),
+            Err(Failed::Import(e)) => {
+                path.refused.push(frame.fourcc());
+                Ok(Outcome::NotTaken(Some(format!(
+                    "the Vulkan device does not import {:?}, converting it on the CPU: {}",
+                    frame.fourcc(),
+                    Report(&e)
+                ))))
+            }
             Err(Failed::Vulkan(e)) => Ok(self.turn_off(presenter, &e)),
         }
     }
@@ -183,13 +203,16 @@ impl Gpu {
                 presenter.forget(out.dmabuf());
             }
         }
-        Outcome::NotTaken(Some(Report(e).to_string()))
+        Outcome::NotTaken(Some(format!(
+            "GPU conversion off, converting on the CPU: {}",
+            Report(e)
+        )))
     }
 }
 
 /// Draws `frame` into a free output and commits that.
 fn convert(path: &mut Path, presenter: &mut Presenter, frame: &DmaBuf) -> Result<(), Failed> {
-    let video = path.imports.get_or_import(frame).map_err(Failed::Vulkan)?;
+    let video = path.imports.get_or_import(frame).map_err(Failed::Import)?;
     let index = path
         .output(presenter, frame.width(), frame.height())
         .map_err(Failed::Vulkan)?;

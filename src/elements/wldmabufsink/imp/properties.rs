@@ -127,7 +127,7 @@ impl ObjectImpl for WlDmaBufSink {
                         "Convert the YUV frames that colour-correction converts on the GPU (Vulkan, built \
                          in with the vulkan feature) into XRGB8888 dma-bufs the compositor shows without a \
                          copy (counted in stats as gpu-converted); where no Vulkan device is found, the \
-                         device refuses the frame or its format is not NV12, or with false: on the CPU \
+                         device refuses the frame or its format is not NV12, I420 or P010, or with false: on the CPU \
                          into wl_shm (converted)",
                     )
                     .default_value(DEFAULT_GPU_CONVERSION)
