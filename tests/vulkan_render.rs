@@ -338,6 +338,62 @@ fn yuv_planes(fourcc: DrmFourcc, w: u32, h: u32) -> Vec<Vec<u8>> {
     }
 }
 
+/// Open fds of this process on the file behind `fd` (by device and inode:
+/// other tests' fds, opened meanwhile in other threads, do not count).
+fn fds_on(fd: std::os::fd::BorrowedFd<'_>) -> usize {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let id = |path: &std::path::Path| std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+    let file = id(std::path::Path::new(&format!("/proc/self/fd/{}", fd.as_raw_fd())));
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter(|e| file.is_some() && id(&e.path()) == file)
+        .count()
+}
+
+/// The CPU conversion (`convert::to_xrgb8888`) of packed `planes`.
+fn cpu_xrgb(fourcc: DrmFourcc, w: u32, h: u32, planes: &[Vec<u8>], colorimetry: Colorimetry) -> Vec<u8> {
+    let info = dmabuf_interop::format::info(fourcc).unwrap();
+    let rows: Vec<(&[u8], usize)> = planes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.as_slice(), p.len() / info.planes[i].rows(h) as usize))
+        .collect();
+    let mut want = vec![0u8; w as usize * h as usize * 4];
+    dmabuf_interop::convert::to_xrgb8888(fourcc, w, h, &rows, colorimetry, &mut want, w as usize * 4).unwrap();
+    want
+}
+
+/// Asserts `out` (XRGB8888) equals `want` within 1 at every pixel the
+/// overlay (if any) leaves to the video; returns the worst difference.
+fn assert_matches_cpu(out: &DmaBuf, want: &[u8], overlay: Option<&Overlay>, what: &str) -> i32 {
+    let (w, h) = (out.width(), out.height());
+    let got = &read_planes(out)[0];
+    let (mut worst, mut checked) = (0, 0);
+    for y in 0..h {
+        for x in 0..w {
+            if overlay.is_some_and(|o| o.pixel(w, h, x, y).is_some()) {
+                continue;
+            }
+            let at = (y * w + x) as usize * 4;
+            for ch in 0..3 {
+                let diff = (i32::from(got[at + ch]) - i32::from(want[at + ch])).abs();
+                worst = worst.max(diff);
+                assert!(
+                    diff <= 1,
+                    "{what} ({x},{y}) byte {ch}: GPU {:?} CPU {:?}",
+                    &got[at..at + 3],
+                    &want[at..at + 3]
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > (w * h / 2) as usize, "{what}: {checked} pixels checked");
+    worst
+}
+
 /// The GPU reads every YUV format of `VIDEO_FORMATS` (NV12, I420 with its
 /// three planes, P010 with 10 bits) with the frame's matrix and range as the
 /// CPU conversion (`convert::to_xrgb8888`, itself checked against reference
@@ -373,14 +429,7 @@ fn every_yuv_format_converts_on_the_gpu_as_on_the_cpu() {
                 let colorimetry = Colorimetry::BT709.with_matrix(matrix, range);
                 let what = format!("{fourcc} {matrix:?} {range:?}");
                 let frame = frame.clone().with_colorimetry(colorimetry);
-                let mut want = vec![0u8; w as usize * h as usize * 4];
-                let rows: Vec<(&[u8], usize)> = planes
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| (p.as_slice(), p.len() / plane_rows(&frame, i)))
-                    .collect();
-                dmabuf_interop::convert::to_xrgb8888(fourcc, w, h, &rows, colorimetry, &mut want, w as usize * 4)
-                    .unwrap();
+                let want = cpu_xrgb(fourcc, w, h, &planes, colorimetry);
                 let video = vulkan::import(&ctx, &frame, vk::ImageUsageFlags::SAMPLED).unwrap();
                 kernels
                     .convert_submit(&video, &attachment, &Fence::Implicit)
@@ -388,33 +437,82 @@ fn every_yuv_format_converts_on_the_gpu_as_on_the_cpu() {
                     .wait()
                     .unwrap();
                 kernels.composite(&video, &storage, &overlay).unwrap();
-                for (out, overlaid) in [(&attachment, false), (&storage, true)] {
-                    let got = &read_planes(out.dmabuf())[0];
-                    let mut checked = 0;
-                    for y in 0..h {
-                        for x in 0..w {
-                            if overlaid && overlay.pixel(w, h, x, y).is_some() {
-                                continue;
-                            }
-                            let at = (y * w + x) as usize * 4;
-                            for ch in 0..3 {
-                                let diff = (i32::from(got[at + ch]) - i32::from(want[at + ch])).abs();
-                                worst = worst.max(diff);
-                                assert!(
-                                    diff <= 1,
-                                    "{what} overlaid {overlaid} ({x},{y}) byte {ch}: GPU {:?} CPU {:?}",
-                                    &got[at..at + 3],
-                                    &want[at..at + 3]
-                                );
-                            }
-                            checked += 1;
-                        }
-                    }
-                    assert!(checked > (w * h / 2) as usize, "{what}: {checked} pixels checked");
-                }
+                worst = worst.max(assert_matches_cpu(attachment.dmabuf(), &want, None, &what));
+                let what = format!("{what}, compute composite");
+                worst = worst.max(assert_matches_cpu(storage.dmabuf(), &want, Some(&overlay), &what));
             }
         }
     }
     println!("GPU against CPU conversion: worst byte difference {worst}");
+    assert_no_validation_messages(&ctx);
+}
+
+/// A frame in a layout the device will not import as an image (lavapipe
+/// without DRM format modifiers takes only its own LINEAR layout, rows of
+/// 64-byte multiples; GStreamer packs rows to 4 bytes): `import` refuses it
+/// with `LayoutMismatch`, and `CopyIn` brings it in on the GPU instead
+/// (its memory as buffers, `vkCmdCopyBufferToImage` into an image of the
+/// device's own), which then converts as the CPU does at every pixel.
+/// I420 320x240 (160-byte chroma rows), NV12 and P010 200x120. Frames of
+/// one size reuse the image; the fds Vulkan held on a frame's file are
+/// closed once its copy is done.
+#[test]
+fn a_layout_the_device_refuses_is_copied_in_on_the_gpu() {
+    use dmabuf_interop::alloc::Allocator;
+    use dmabuf_interop::vulkan::{CopyIn, VulkanError};
+    let ctx = vulkan();
+    let exporter = Exporter::new(&ctx).unwrap();
+    let kernels = Kernels::new(&ctx).unwrap();
+    let colorimetry = Colorimetry::BT601.with_matrix(
+        dmabuf_interop::colour::Matrix::Bt709,
+        dmabuf_interop::colour::Range::Full,
+    );
+    for (fourcc, w, h) in [
+        (DrmFourcc::Yuv420, 320, 240),
+        (DrmFourcc::Nv12, 200, 120),
+        (DrmFourcc::P010, 200, 120),
+    ] {
+        let what = format!("{fourcc} {w}x{h}");
+        let out = exporter.export(DrmFourcc::Xrgb8888, w, h, ATTACHMENT_OUT, &[]).unwrap();
+        let mut copy_in = CopyIn::new(&exporter, fourcc, w, h, vk::ImageUsageFlags::SAMPLED).unwrap();
+        for seed in 0..3u16 {
+            let frame = dmabuf_interop::alloc::MemfdAllocator::new()
+                .allocate(fourcc, w, h, 4)
+                .unwrap()
+                .with_colorimetry(colorimetry);
+            let mut planes = yuv_planes(fourcc, w, h);
+            // A different frame each time: luma shifted by the seed.
+            if fourcc == DrmFourcc::P010 {
+                planes[0].chunks_exact_mut(2).for_each(|s| {
+                    let v = (u16::from_le_bytes([s[0], s[1]]) >> 6).wrapping_add(seed * 5) % 1024;
+                    s.copy_from_slice(&(v << 6).to_le_bytes());
+                });
+            } else {
+                planes[0].iter_mut().for_each(|v| *v = v.wrapping_add(seed as u8 * 5));
+            }
+            write_planes(&frame, &planes);
+            match vulkan::import(&ctx, &frame, vk::ImageUsageFlags::SAMPLED) {
+                Err(VulkanError::LayoutMismatch { .. }) => {}
+                other => panic!("{what}: the test needs a layout the device refuses, got {other:?}"),
+            }
+            let own = fds_on(frame.planes()[0].fd());
+            assert!(own >= 1, "{what}: the frame holds its file");
+            let video = copy_in.copy(&frame).unwrap();
+            assert_eq!(video.colorimetry(), colorimetry);
+            kernels
+                .convert_submit(video, &out, &Fence::Implicit)
+                .unwrap()
+                .wait()
+                .unwrap();
+            let want = cpu_xrgb(fourcc, w, h, &planes, colorimetry);
+            assert_matches_cpu(out.dmabuf(), &want, None, &format!("{what} frame {seed}"));
+            settle(&ctx);
+            assert_eq!(
+                fds_on(frame.planes()[0].fd()),
+                own,
+                "{what}: an imported buffer kept an fd"
+            );
+        }
+    }
     assert_no_validation_messages(&ctx);
 }

@@ -85,6 +85,11 @@ pub struct Exporter {
 }
 
 impl Exporter {
+    /// The context images are exported from.
+    pub fn context(&self) -> &Arc<VulkanContext> {
+        &self.ctx
+    }
+
     /// An exporter whose host path uses [`alloc::best_available`].
     pub fn new(ctx: &Arc<VulkanContext>) -> Result<Self, VulkanError> {
         Ok(Self::with_allocator(ctx, alloc::best_available()?))

@@ -61,6 +61,7 @@ mod cache;
 mod commands;
 mod compute;
 mod context;
+mod copy_in;
 mod device_select;
 mod error;
 mod export;
@@ -85,6 +86,7 @@ pub use context::{
     Capabilities, ContextOptions, DEVICE_ENV, DeviceInfo, ListedDevice, REQUIRED_EXTENSIONS, VALIDATION_ENV,
     VulkanContext,
 };
+pub use copy_in::CopyIn;
 pub use device_select::DeviceSelector;
 pub use error::{LoaderError, VulkanError};
 pub use export::{ExportBackend, ExportedImage, Exporter};

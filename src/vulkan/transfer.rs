@@ -25,7 +25,9 @@ impl VulkanImage {
             .collect()
     }
 
-    fn copy_regions(&self, offsets: &[u64]) -> Vec<vk::BufferImageCopy> {
+    /// One copy region per plane (its aspect and extent) with the
+    /// buffer offsets `offsets`, rows tightly packed.
+    pub(super) fn copy_regions(&self, offsets: &[u64]) -> Vec<vk::BufferImageCopy> {
         let multi = self.format.plane_formats.len() > 1;
         self.plane_extents()
             .into_iter()

@@ -56,6 +56,9 @@ struct Counters {
     dropped: u64,
     /// Frames converted on the GPU for their colours (`gpu`).
     gpu_converted: u64,
+    /// Of those, frames copied into the device on the GPU first (a
+    /// layout it does not import as an image).
+    gpu_copied_in: u64,
 }
 
 /// What the application handed over through GstVideoOverlay and the

@@ -10,9 +10,12 @@
 //! (once, at the first frame that needs it; a failure is logged and the CPU
 //! path stays for the rest of the sink's life), the device imports the
 //! frame, and the kernels read its format (NV12, I420, P010:
-//! [`VIDEO_FORMATS`]). Everything else falls through to the Presenter,
-//! which converts on the CPU and counts it. A format the device refuses to
-//! import goes to the CPU from then on; the others stay on the GPU.
+//! [`VIDEO_FORMATS`]). A frame whose layout the device will not import as
+//! an image (a LINEAR pitch it does not lay out) is copied on the GPU into
+//! an image of the device's own ([`CopyIn`]). Everything else falls through
+//! to the Presenter, which converts on the CPU and counts it. A format the
+//! device refuses to import goes to the CPU from then on; the others stay
+//! on the GPU.
 //!
 //! Outputs: a ring of [`OUTPUT_RING`] exported images per size. An output
 //! is drawn into only once the compositor has let go of it (its release,
@@ -28,7 +31,8 @@ use gstreamer::subclass::prelude::*;
 
 use super::{CAT, Counters, WlDmaBufSink};
 use crate::vulkan::{
-    ContextOptions, ExportedImage, Exporter, ImportCache, Kernels, VIDEO_FORMATS, VulkanContext, VulkanError,
+    ContextOptions, CopyIn, ExportedImage, Exporter, ImportCache, Kernels, VIDEO_FORMATS, VulkanContext, VulkanError,
+    VulkanImage,
 };
 use crate::wayland::{Presenter, WaylandError};
 use crate::{DmaBuf, DrmFourcc, Report};
@@ -66,12 +70,19 @@ struct Path {
     next: usize,
     /// Formats the device refused to import: the CPU's from then on.
     refused: Vec<DrmFourcc>,
+    /// Where frames the device will not import as they are laid out are
+    /// copied on the GPU (one format and size at a time).
+    copied: Option<CopyIn>,
 }
 
 /// What a GPU conversion did with a frame.
 pub(super) enum Outcome {
-    /// Converted and shown.
-    Shown,
+    /// Converted and shown; `copied_in`: copied into the device on the
+    /// GPU first ([`CopyIn`]).
+    Shown {
+        /// Whether the frame was copied in.
+        copied_in: bool,
+    },
     /// Not taken (not needed, not enabled, no device, a format the kernels
     /// do not read, or the device refused it): the caller presents the
     /// frame; `Some` says why the GPU path is now off for good.
@@ -89,7 +100,29 @@ impl Path {
             ring: Vec::new(),
             next: 0,
             refused: Vec::new(),
+            copied: None,
         })
+    }
+
+    /// Copies `frame`, whose layout the device does not import as an
+    /// image, into [`Path::copied`] on the GPU (a new image at a new format
+    /// or size).
+    fn copy_in(&mut self, frame: &DmaBuf) -> Result<&VulkanImage, VulkanError> {
+        if !self.copied.as_ref().is_some_and(|c| c.fits(frame)) {
+            let usage = self.kernels.composite_video_usage();
+            self.copied = None;
+            self.copied = Some(CopyIn::new(
+                &self.exporter,
+                frame.fourcc(),
+                frame.width(),
+                frame.height(),
+                usage,
+            )?);
+        }
+        match &mut self.copied {
+            Some(c) => Ok(c.copy(frame)?),
+            None => Err(VulkanError::Usage("no image to copy the frame into")),
+        }
     }
 
     /// The index of the next output for a `width`x`height` frame, a new
@@ -137,8 +170,9 @@ impl WlDmaBufSink {
         counters: &mut Counters,
     ) -> Result<bool, WaylandError> {
         match gpu.present(presenter, frame)? {
-            Outcome::Shown => {
+            Outcome::Shown { copied_in } => {
                 counters.gpu_converted += 1;
+                counters.gpu_copied_in += u64::from(copied_in);
                 Ok(true)
             }
             Outcome::NotTaken(Some(why)) => {
@@ -181,7 +215,7 @@ impl Gpu {
             return Ok(Outcome::NotTaken(None));
         }
         match convert(path, presenter, frame) {
-            Ok(()) => Ok(Outcome::Shown),
+            Ok(copied_in) => Ok(Outcome::Shown { copied_in }),
             Err(Failed::Wayland(e)) => Err(e),
             Err(Failed::Import(e)) => {
                 path.refused.push(frame.fourcc());
@@ -210,13 +244,28 @@ impl Gpu {
     }
 }
 
-/// Draws `frame` into a free output and commits that.
-fn convert(path: &mut Path, presenter: &mut Presenter, frame: &DmaBuf) -> Result<(), Failed> {
-    let video = path.imports.get_or_import(frame).map_err(Failed::Import)?;
+/// Draws `frame` into a free output and commits that; true when the frame
+/// was copied in first.
+fn convert(path: &mut Path, presenter: &mut Presenter, frame: &DmaBuf) -> Result<bool, Failed> {
+    // Imported as it is (zero-copy), else copied in on the GPU where only
+    // its layout is refused.
+    let imported = match path.imports.get_or_import(frame) {
+        Ok(image) => Some(image),
+        Err(VulkanError::LayoutMismatch { .. }) => {
+            path.copy_in(frame).map_err(Failed::Import)?;
+            None
+        }
+        Err(e) => return Err(Failed::Import(e)),
+    };
     let index = path
         .output(presenter, frame.width(), frame.height())
         .map_err(Failed::Vulkan)?;
     let out = &path.ring[index];
+    let video: &VulkanImage = match (&imported, &path.copied) {
+        (Some(image), _) => image,
+        (None, Some(copied)) => copied.image(),
+        (None, None) => return Err(Failed::Vulkan(VulkanError::Usage("no copied frame"))),
+    };
     // Never draw into a buffer the compositor may still read: under
     // explicit sync the draw waits for its release fence on the GPU,
     // otherwise for the release here.
@@ -226,9 +275,9 @@ fn convert(path: &mut Path, presenter: &mut Presenter, frame: &DmaBuf) -> Result
     // Waited for here: the frame's memory goes back upstream when the sink
     // returns, and the output's contents are complete at the commit.
     path.kernels
-        .convert_submit(&video, out, &after)
+        .convert_submit(video, out, &after)
         .and_then(|s| s.wait())
         .map_err(Failed::Vulkan)?;
     presenter.present(out.dmabuf(), Box::new(())).map_err(Failed::Wayland)?;
-    Ok(())
+    Ok(imported.is_none())
 }

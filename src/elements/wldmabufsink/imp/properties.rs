@@ -207,6 +207,8 @@ impl ObjectImpl for WlDmaBufSink {
                          compositor was told: wp_color_representation_v1), colour-converted (YUV frames \
                          converted to RGB on the CPU because the compositor could not be told and would \
                          misread them), gpu-converted (such frames converted on the GPU instead), \
+                         gpu-copied-in (of those, frames first copied into the Vulkan device on the GPU: \
+                         a layout it does not import as an image), \
                          colour-uncorrected (YUV frames shown neither told nor converted although the \
                          compositor is not assumed to read them right), alpha-told (frames with straight \
                          alpha told so: wp_color_representation_v1 alpha mode straight), alpha-untold \

@@ -47,6 +47,7 @@ pub(super) fn structure(counters: Counters, stats: &PresentStats, timing: (u64, 
         frames,
         dropped,
         gpu_converted,
+        gpu_copied_in,
     } = counters;
     let (timed, median, p95) = timing;
     gst::Structure::builder("wldmabufsink-stats")
@@ -57,6 +58,7 @@ pub(super) fn structure(counters: Counters, stats: &PresentStats, timing: (u64, 
         .field("copies", stats.copies)
         .field("converted", stats.converted)
         .field("gpu-converted", gpu_converted)
+        .field("gpu-copied-in", gpu_copied_in)
         .field("dropped", dropped)
         .field("wl-buffers", stats.wl_buffers_created)
         .field("cache-hits", stats.cache_hits)
