@@ -6,9 +6,11 @@
 //! overlay; and vkdmabufsrc's pattern by the compute kernel against the
 //! graphics path (clears + one quad); and wldmabufsink's conversion of an
 //! NV12 frame the compositor would misread: on the GPU
-//! (`Kernels::convert_submit`, no overlay) against the CPU
-//! (`convert::to_xrgb8888`, what goes into wl_shm). Compare within one
-//! run: `scripts/bench` prints the ratios.
+//! (`Kernels::convert_submit`, no overlay), on the GPU after a copy-in (a
+//! layout the device does not import: `CopyIn` copies the frame into an
+//! image of its own first) and on the CPU (`convert::to_xrgb8888`, what
+//! goes into wl_shm). Compare within one run: `scripts/bench` prints the
+//! ratios.
 
 use std::sync::Arc;
 
@@ -17,7 +19,7 @@ use dmabuf_interop::DrmFourcc;
 use dmabuf_interop::alloc::{Allocator, MemfdAllocator};
 use dmabuf_interop::reference::overlay::Overlay;
 use dmabuf_interop::reference::pattern;
-use dmabuf_interop::vulkan::{self, ContextOptions, Exporter, Kernels, VideoPass, VulkanContext, ash::vk};
+use dmabuf_interop::vulkan::{self, ContextOptions, CopyIn, Exporter, Kernels, VideoPass, VulkanContext, ash::vk};
 
 fn render_cost(c: &mut Criterion) {
     let ctx: Arc<VulkanContext> = VulkanContext::new(&ContextOptions::default()).expect("Vulkan (run scripts/setup)");
@@ -62,6 +64,17 @@ fn render_cost(c: &mut Criterion) {
                     b.iter(|| {
                         kernels
                             .convert_submit(&video, &attachment, &fence)
+                            .and_then(|s| s.wait())
+                            .expect("convert")
+                    })
+                });
+                let mut copy_in =
+                    CopyIn::new(&exporter, fourcc, w, h, vk::ImageUsageFlags::SAMPLED).expect("copy-in image");
+                group.bench_function("convert_nv12_copy_in", |b| {
+                    b.iter(|| {
+                        let copied = copy_in.copy(&buf).expect("copy in");
+                        kernels
+                            .convert_submit(copied, &attachment, &fence)
                             .and_then(|s| s.wait())
                             .expect("convert")
                     })
