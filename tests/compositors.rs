@@ -369,9 +369,11 @@ fn signed(stats: &str, name: &str) -> i64 {
 /// (`wp_presentation` feedback: presented minus target).
 fn timing_cell(stats: &str) -> String {
     format!(
-        "pacing {} ({} timed commits), presented - target median {} us, p95 |error| {} us over {} frames",
+        "pacing {} ({} timed commits), {} frames rendered ({} dropped waiting for the compositor), presented - target median {} us, p95 |error| {} us over {} frames",
         field(stats, "pacing"),
         stat(stats, "timed-commits"),
+        stat(stats, "frames"),
+        stat(stats, "dropped"),
         signed(stats, "presentation-error-median-us"),
         stat(stats, "presentation-error-p95-us"),
         stat(stats, "timed"),
