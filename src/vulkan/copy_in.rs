@@ -11,17 +11,16 @@
 //! drivers still check a LINEAR pitch against their alignment.
 
 use std::any::Any;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
 use ash::vk;
-use rustix::io::Errno;
 
 use super::commands::submit_synced;
 use super::context::VulkanContext;
 use super::error::{VulkanError, call};
 use super::export::{ExportedImage, Exporter};
-use super::memory::DMA_BUF;
+use super::memory::{DMA_BUF, import_fd_memory};
 use super::support::device_name;
 use crate::dmabuf::DmaBuf;
 use crate::format;
@@ -198,41 +197,14 @@ impl Buffers {
         self.list.push((buffer, vk::DeviceMemory::null()));
         // SAFETY: the buffer was just created.
         let req = unsafe { device.get_buffer_memory_requirements(buffer) };
-        let mut fd_props = vk::MemoryFdPropertiesKHR::default();
-        // SAFETY: a valid fd we hold for the duration of the call.
-        unsafe {
-            self.ctx
-                .memory_fd()
-                .get_memory_fd_properties(DMA_BUF, fd.as_raw_fd(), &mut fd_props)
-        }
-        .map_err(call("vkGetMemoryFdPropertiesKHR"))?;
-        let types = fd_props.memory_type_bits & req.memory_type_bits;
-        if types == 0 || req.size > size {
-            return Err(VulkanError::NoMemoryType {
-                fd_types: fd_props.memory_type_bits,
-                image_types: req.memory_type_bits,
+        if req.size > size {
+            return Err(VulkanError::FdTooSmall {
+                plane,
+                needed: req.size,
+                fd_size: size,
             });
         }
-        // Vulkan owns the fd it imports (on success): hand it a dup.
-        let dup: OwnedFd = fd.try_clone_to_owned().map_err(|e| VulkanError::Dup {
-            plane,
-            source: Errno::from_io_error(&e).unwrap_or(Errno::BADF),
-        })?;
-        let raw = dup.into_raw_fd();
-        let mut import = vk::ImportMemoryFdInfoKHR::default().handle_type(DMA_BUF).fd(raw);
-        let alloc = vk::MemoryAllocateInfo::default()
-            .allocation_size(size)
-            .memory_type_index(types.trailing_zeros())
-            .push_next(&mut import);
-        // SAFETY: valid allocate info; on success the memory owns `raw`.
-        let memory = match unsafe { device.allocate_memory(&alloc, None) } {
-            Ok(m) => m,
-            Err(e) => {
-                // SAFETY: the import failed, so `raw` is still ours to close.
-                drop(unsafe { OwnedFd::from_raw_fd(raw) });
-                return Err(call("vkAllocateMemory (dma-buf buffer import)")(e));
-            }
-        };
+        let memory = import_fd_memory(&self.ctx, plane, fd, size, req.memory_type_bits, None)?;
         if let Some(last) = self.list.last_mut() {
             last.1 = memory;
         }
@@ -244,10 +216,10 @@ impl Buffers {
 impl Drop for Buffers {
     fn drop(&mut self) {
         for (buffer, memory) in self.list.drain(..) {
-            // SAFETY: ours; dropped only after the copy using them (a
-            // submission's kept values: after its fence, or in its
-            // deferred destruction) or never submitted. Null handles are
-            // ignored.
+            // Dropped only after the copy using them (a submission's kept
+            // values: after its fence, or in its deferred destruction) or
+            // never submitted; null handles are ignored.
+            // SAFETY: our handles, which the GPU no longer uses (above).
             unsafe {
                 self.ctx.device().destroy_buffer(buffer, None);
                 self.ctx.device().free_memory(memory, None);

@@ -1,7 +1,7 @@
 //! The one place that creates dma-buf `VkImage`s, picks their memory types,
 //! imports or allocates and binds their memory, and names PLANE vs MEMORY_PLANE aspects.
 
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::Arc;
 
 use ash::vk;
@@ -180,7 +180,6 @@ pub(super) fn bind_memory(
     dmabuf: &DmaBuf,
     bind_offsets: &[u64],
 ) -> Result<(), VulkanError> {
-    let device = ctx.device();
     let disjoint = image.disjoint;
     for (binding, &bind_offset) in bind_offsets.iter().enumerate() {
         let plane = &dmabuf.planes()[binding];
@@ -206,53 +205,72 @@ pub(super) fn bind_memory(
                 device: device_name(ctx),
             });
         }
-        let mut fd_props = vk::MemoryFdPropertiesKHR::default();
-        // SAFETY: a valid fd we hold for the duration of the call.
-        unsafe {
-            ctx.memory_fd().get_memory_fd_properties(
-                DMA_BUF,
-                std::os::fd::AsRawFd::as_raw_fd(&plane.fd()),
-                &mut fd_props,
-            )
-        }
-        .map_err(call("vkGetMemoryFdPropertiesKHR"))?;
-        let types = fd_props.memory_type_bits & req.memory_type_bits;
-        if types == 0 {
-            return Err(VulkanError::NoMemoryType {
-                fd_types: fd_props.memory_type_bits,
-                image_types: req.memory_type_bits,
-            });
-        }
-        let type_index = types.trailing_zeros();
-        // Vulkan owns the fd it imports (on success): hand it a dup.
-        let dup: OwnedFd = plane.fd().try_clone_to_owned().map_err(|e| VulkanError::Dup {
-            plane: binding,
-            source: Errno::from_io_error(&e).unwrap_or(Errno::BADF),
-        })?;
-        let raw = dup.into_raw_fd();
-        let mut import = vk::ImportMemoryFdInfoKHR::default().handle_type(DMA_BUF).fd(raw);
         // A dedicated allocation must be bound at offset 0 and covers one
         // non-disjoint image.
         let dedicate = wants_dedicated && bind_offset == 0 && !disjoint;
-        let mut dedicated = vk::MemoryDedicatedAllocateInfo::default().image(image.image);
-        let mut info = vk::MemoryAllocateInfo::default()
-            .allocation_size(plane.fd_size())
-            .memory_type_index(type_index)
-            .push_next(&mut import);
-        if dedicate {
-            info = info.push_next(&mut dedicated);
-        }
-        // SAFETY: valid allocate info; on success the memory owns `raw`.
-        match unsafe { device.allocate_memory(&info, None) } {
-            Ok(memory) => image.memory.push(memory),
-            Err(e) => {
-                // SAFETY: the import failed, so `raw` is still ours to close.
-                drop(unsafe { OwnedFd::from_raw_fd(raw) });
-                return Err(call("vkAllocateMemory (dma-buf import)")(e));
-            }
-        }
+        let memory = import_fd_memory(
+            ctx,
+            binding,
+            plane.fd(),
+            plane.fd_size(),
+            req.memory_type_bits,
+            dedicate.then_some(image.image),
+        )?;
+        image.memory.push(memory);
     }
     bind_image(ctx, image, bind_offsets)
+}
+
+/// Imports the `size`-byte dma-buf `fd` (of plane `plane`) as device
+/// memory of a type both the fd and the resource (`resource_types`, its
+/// requirements' bits) accept; `dedicated`: the image the allocation is
+/// dedicated to. Vulkan owns the fd it imports, so it is handed a dup; the
+/// caller keeps `fd`.
+pub(super) fn import_fd_memory(
+    ctx: &VulkanContext,
+    plane: usize,
+    fd: BorrowedFd<'_>,
+    size: u64,
+    resource_types: u32,
+    dedicated: Option<vk::Image>,
+) -> Result<vk::DeviceMemory, VulkanError> {
+    let mut fd_props = vk::MemoryFdPropertiesKHR::default();
+    // SAFETY: a valid fd we hold for the duration of the call.
+    unsafe {
+        ctx.memory_fd()
+            .get_memory_fd_properties(DMA_BUF, fd.as_raw_fd(), &mut fd_props)
+    }
+    .map_err(call("vkGetMemoryFdPropertiesKHR"))?;
+    let types = fd_props.memory_type_bits & resource_types;
+    if types == 0 {
+        return Err(VulkanError::NoMemoryType {
+            fd_types: fd_props.memory_type_bits,
+            image_types: resource_types,
+        });
+    }
+    let dup: OwnedFd = fd.try_clone_to_owned().map_err(|e| VulkanError::Dup {
+        plane,
+        source: Errno::from_io_error(&e).unwrap_or(Errno::BADF),
+    })?;
+    let raw = dup.into_raw_fd();
+    let mut import = vk::ImportMemoryFdInfoKHR::default().handle_type(DMA_BUF).fd(raw);
+    let mut dedicated_info = vk::MemoryDedicatedAllocateInfo::default().image(dedicated.unwrap_or_default());
+    let mut info = vk::MemoryAllocateInfo::default()
+        .allocation_size(size)
+        .memory_type_index(types.trailing_zeros())
+        .push_next(&mut import);
+    if dedicated.is_some() {
+        info = info.push_next(&mut dedicated_info);
+    }
+    // SAFETY: valid allocate info; on success the memory owns `raw`.
+    match unsafe { ctx.device().allocate_memory(&info, None) } {
+        Ok(memory) => Ok(memory),
+        Err(e) => {
+            // SAFETY: the import failed, so `raw` is still ours to close.
+            drop(unsafe { OwnedFd::from_raw_fd(raw) });
+            Err(call("vkAllocateMemory (dma-buf import)")(e))
+        }
+    }
 }
 
 fn bind_image(ctx: &VulkanContext, image: &VulkanImage, bind_offsets: &[u64]) -> Result<(), VulkanError> {

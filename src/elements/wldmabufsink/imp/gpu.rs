@@ -73,6 +73,21 @@ struct Path {
     /// Where frames the device will not import as they are laid out are
     /// copied on the GPU (one format and size at a time).
     copied: Option<CopyIn>,
+    /// The last layout the device refused ([`Shape::of`]): frames laid out
+    /// so go straight to the copy-in instead of failing an import each.
+    refused_layout: Option<Shape>,
+}
+
+/// A frame's format, size and plane offsets and strides: what decides
+/// whether the device imports it.
+#[derive(PartialEq, Eq)]
+struct Shape(DrmFourcc, u32, u32, Vec<(u32, u32)>);
+
+impl Shape {
+    fn of(frame: &DmaBuf) -> Self {
+        let planes = frame.planes().iter().map(|p| (p.offset(), p.stride())).collect();
+        Self(frame.fourcc(), frame.width(), frame.height(), planes)
+    }
 }
 
 /// What a GPU conversion did with a frame.
@@ -101,13 +116,14 @@ impl Path {
             next: 0,
             refused: Vec::new(),
             copied: None,
+            refused_layout: None,
         })
     }
 
     /// Copies `frame`, whose layout the device does not import as an
     /// image, into [`Path::copied`] on the GPU (a new image at a new format
     /// or size).
-    fn copy_in(&mut self, frame: &DmaBuf) -> Result<&VulkanImage, VulkanError> {
+    fn copy_in(&mut self, frame: &DmaBuf) -> Result<(), VulkanError> {
         if !self.copied.as_ref().is_some_and(|c| c.fits(frame)) {
             let usage = self.kernels.composite_video_usage();
             self.copied = None;
@@ -120,7 +136,7 @@ impl Path {
             )?);
         }
         match &mut self.copied {
-            Some(c) => Ok(c.copy(frame)?),
+            Some(c) => c.copy(frame).map(drop),
             None => Err(VulkanError::Usage("no image to copy the frame into")),
         }
     }
@@ -248,15 +264,23 @@ impl Gpu {
 /// was copied in first.
 fn convert(path: &mut Path, presenter: &mut Presenter, frame: &DmaBuf) -> Result<bool, Failed> {
     // Imported as it is (zero-copy), else copied in on the GPU where only
-    // its layout is refused.
-    let imported = match path.imports.get_or_import(frame) {
-        Ok(image) => Some(image),
-        Err(VulkanError::LayoutMismatch { .. }) => {
-            path.copy_in(frame).map_err(Failed::Import)?;
-            None
+    // its layout is refused (remembered: a stream keeps its layout).
+    let shape = Shape::of(frame);
+    let imported = if path.refused_layout.as_ref() == Some(&shape) {
+        None
+    } else {
+        match path.imports.get_or_import(frame) {
+            Ok(image) => Some(image),
+            Err(VulkanError::LayoutMismatch { .. }) => {
+                path.refused_layout = Some(shape);
+                None
+            }
+            Err(e) => return Err(Failed::Import(e)),
         }
-        Err(e) => return Err(Failed::Import(e)),
     };
+    if imported.is_none() {
+        path.copy_in(frame).map_err(Failed::Import)?;
+    }
     let index = path
         .output(presenter, frame.width(), frame.height())
         .map_err(Failed::Vulkan)?;
