@@ -110,7 +110,7 @@ fn eight_sinks_into_one_compositor_stay_flat() {
         .iter()
         .map(|caps| {
             let (pipeline, _) = sink_pipeline(&format!(
-                "videotestsrc is-live=true pattern=ball ! capsfilter name=filter caps=video/x-raw,{caps},framerate=30/1 ! \
+                "videotestsrc is-live=true pattern=ball ! capsfilter name=filter caps-change-mode=delayed caps=video/x-raw,{caps},framerate=30/1 ! \
                  wldmabufsink name=sink"
             ), weston.socket_path());
             pipeline

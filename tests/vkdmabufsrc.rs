@@ -339,7 +339,7 @@ fn renegotiates_when_downstream_changes_size_and_format() {
     // flight take longer to drain.
     let mut nv12_asked_at = None;
     let (error, frames) = run_driving(
-        "vkdmabufsrc num-buffers=20 ! capsfilter name=filter caps=video/x-raw,format=BGRx,width=160,height=120",
+        "vkdmabufsrc num-buffers=20 ! capsfilter name=filter caps-change-mode=delayed caps=video/x-raw,format=BGRx,width=160,height=120",
         &importer,
         |pipeline, i, frame| {
             let (w, h) = (frame.dmabuf.width(), frame.dmabuf.height());
