@@ -552,6 +552,10 @@ fn stage() -> String {
     std::env::var(STAGE_ENV).unwrap_or_default()
 }
 
+/// Frames of the unmeasured run of each stream in the guest (see
+/// `compositor_case`).
+const WARM_UP_FRAMES: u32 = 10;
+
 /// Plays every stream with both sinks on `name`; prints the table rows
 /// and asserts what wldmabufsink owes: it plays wherever waylandsink does
 /// (every stream, in fact: no format in its caps can fail mid-stream),
@@ -584,10 +588,10 @@ fn compositor_case(name: &'static str) {
         // the comparison fair (ours then 30, waylandsink 30).
         for &(format, width, height, _) in streams {
             let mut comp = Compositor::start(name, width, height);
-            let warm = play(&comp, "wldmabufsink", format, width, height, 10);
+            let warm = play(&comp, "wldmabufsink", format, width, height, WARM_UP_FRAMES);
             assert!(comp.alive(), "{name} died warming up: {}", comp.log_tail());
             println!(
-                "| {} | {name} | warm-up | {format} {width}x{height}: {} of 10 shown (not compared) |",
+                "| {} | {name} | warm-up | {format} {width}x{height}: {} of {WARM_UP_FRAMES} shown (not compared) |",
                 stage(),
                 warm.shown
             );

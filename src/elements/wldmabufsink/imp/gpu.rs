@@ -265,14 +265,13 @@ impl Gpu {
 fn convert(path: &mut Path, presenter: &mut Presenter, frame: &DmaBuf) -> Result<bool, Failed> {
     // Imported as it is (zero-copy), else copied in on the GPU where only
     // its layout is refused (remembered: a stream keeps its layout).
-    let shape = Shape::of(frame);
-    let imported = if path.refused_layout.as_ref() == Some(&shape) {
+    let imported = if path.refused_layout.as_ref().is_some_and(|s| *s == Shape::of(frame)) {
         None
     } else {
         match path.imports.get_or_import(frame) {
             Ok(image) => Some(image),
             Err(VulkanError::LayoutMismatch { .. }) => {
-                path.refused_layout = Some(shape);
+                path.refused_layout = Some(Shape::of(frame));
                 None
             }
             Err(e) => return Err(Failed::Import(e)),
