@@ -166,3 +166,23 @@ fn a_hidden_window_keeps_its_dmabufs() {
     let stats = p.stats();
     assert_eq!((stats.never_shown, stats.import_refusals), (0, 0), "{stats:?}");
 }
+
+/// xdg-shell: an acked configure takes effect with the surface's next
+/// commit. sway lays a new window out once it has its first buffer (a
+/// configure to the output's size) and paints it only once that configure
+/// is committed, giving up after 200 ms. Where the new size is the size
+/// the window already has, the sink changed nothing and committed nothing
+/// after the ack: in the guest's sway the first frame callback then came
+/// only with that timeout (the sink dropped the frames of those 200 ms).
+/// The test compositor never gives up: without the commit after the ack
+/// at most the first frame is shown, and the kind is demoted as never
+/// shown.
+#[test]
+fn a_configure_is_committed_when_acked_even_if_nothing_changes() {
+    init();
+    let comp = TestCompositor::start_transactional(64, 48);
+    let (stats, _, _) = play(&comp, "");
+    let get = |name: &str| stats.get::<u64>(name).unwrap();
+    assert!(get("shown") >= FRAMES - 2, "{stats}");
+    assert_eq!((get("never-shown"), get("import-refusals")), (0, 0), "{stats}");
+}

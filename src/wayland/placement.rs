@@ -235,6 +235,27 @@ impl Presenter {
         Ok(())
     }
 
+    /// After an acked configure: the window laid out again for it, and
+    /// the xdg surface committed even where nothing changed, which is
+    /// what makes the ack take effect (see
+    /// [`Window::commit_xdg_surface`](super::window::Window::commit_xdg_surface)). Before the first frame there is
+    /// nothing to lay out: that frame's commit carries the ack.
+    pub(super) fn configured(&mut self) -> Result<(), WaylandError> {
+        let Some((w, h)) = self.last_frame else {
+            return Ok(());
+        };
+        let layout = self.layout_for(w, h);
+        let moved = self.window.moves(&layout);
+        if self.window.changes(&layout, self.view.orientation) {
+            self.apply_layout(layout);
+            self.window.surface.commit();
+        }
+        if !moved {
+            self.window.commit_xdg_surface();
+        }
+        self.conn.flush().map_err(lost)
+    }
+
     /// Applies `layout` and the view's turn to the window (the caller
     /// commits the video surface), keeping the area's first-paint frame
     /// callback for the never-shown check.

@@ -149,7 +149,7 @@ impl Presenter {
         self.apply_late_answers();
         self.check_shown();
         if std::mem::take(&mut self.state.configure_changed) {
-            self.relayout()?;
+            self.configured()?;
         }
         Ok(())
     }

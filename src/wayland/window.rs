@@ -228,6 +228,25 @@ impl Window {
         self.applied != Some((*layout, orientation))
     }
 
+    /// Whether applying `layout` moves or sizes the window (then
+    /// [`apply`](Self::apply) commits our area, or the application's
+    /// surface).
+    pub(super) fn moves(&self, layout: &Layout) -> bool {
+        self.applied.is_none_or(|(l, _)| l != *layout)
+    }
+
+    /// Commits our toplevel's xdg surface (the area) as it is: an acked
+    /// configure takes effect with that surface's next commit
+    /// (`xdg_surface.ack_configure`), and a window manager may hold the
+    /// window's painting and frame callbacks until then (sway's
+    /// transactions, for up to 200 ms). Nothing for an embedded surface,
+    /// whose configures are the application's.
+    pub(super) fn commit_xdg_surface(&self) {
+        if let Role::Toplevel { area, .. } = &self.role {
+            area.commit();
+        }
+    }
+
     /// Applies a layout to the video surface's pending state (its turn
     /// and its size; the caller commits it) and to its place: our area
     /// is sized (the black pixel stretched over it) and committed with the
@@ -245,7 +264,7 @@ impl Window {
     ) -> Option<wayland_client::backend::ObjectId> {
         let mut first_paint = None;
         let first = self.applied.is_none();
-        let moved = self.applied.is_none_or(|(l, _)| l != layout);
+        let moved = self.moves(&layout);
         let turned = self
             .applied
             .map_or(orientation != Orientation::Identity, |(_, o)| o != orientation);

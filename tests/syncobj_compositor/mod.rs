@@ -234,6 +234,7 @@ struct Setup<'a> {
     alpha_modes: Vec<u32>,
     input: Option<(i32, i32)>,
     paced: bool,
+    transactions: bool,
 }
 
 impl Setup<'_> {
@@ -252,6 +253,7 @@ impl Setup<'_> {
             alpha_modes: vec![ALPHA_PREMULTIPLIED_ELECTRICAL],
             input: None,
             paced: false,
+            transactions: false,
         }
     }
 }
@@ -323,6 +325,20 @@ impl TestCompositor {
         })
     }
 
+    /// A compositor that, like sway, lays a new toplevel out once it has
+    /// committed its first buffer (a configure to the output's size) and
+    /// then paints it, frame callbacks included, only once the client has
+    /// committed the latest configure it acked (sway's transactions, which
+    /// give up after 200 ms; this one never does). Otherwise as
+    /// [`start_colour`](Self::start_colour) with no pairs: linux-dmabuf of
+    /// memfd "dma-bufs".
+    pub fn start_transactional(width: u32, height: u32) -> Self {
+        Self::start_with(Setup {
+            transactions: true,
+            ..Setup::new(width, height)
+        })
+    }
+
     /// What the commits of buffers carried so far (see
     /// [`start_paced`](Self::start_paced)).
     pub fn paced_log(&self) -> Vec<PacedCommit> {
@@ -381,6 +397,7 @@ impl TestCompositor {
             alpha_modes,
             input,
             paced,
+            transactions,
         } = setup;
         let dir = std::env::temp_dir().join(format!(
             "dmabuf-interop-syncobj-{}-{:?}",
@@ -419,6 +436,7 @@ impl TestCompositor {
             colour,
             input,
             paced: paced.then(|| Arc::clone(&paced_log)),
+            transactions,
         };
         let thread = std::thread::spawn(move || run(listener, node, config, rx));
         Self {
@@ -523,6 +541,10 @@ struct App {
     toplevel_size: Option<(i32, i32)>,
     /// Where paced commits are logged (FIFO and commit timing offered).
     paced_log: Option<Arc<Mutex<Vec<PacedCommit>>>>,
+    /// Where toplevels are laid out in transactions: per toplevel's
+    /// wl_surface, the serial of the configure sent after its first buffer
+    /// (see [`TestCompositor::start_transactional`]).
+    transactions: Option<HashMap<ObjectId, Serial>>,
     start: Instant,
 }
 
@@ -539,6 +561,8 @@ struct Config {
     input: Option<(i32, i32)>,
     /// FIFO, commit timing and presentation offered, commits logged here.
     paced: Option<Arc<Mutex<Vec<PacedCommit>>>>,
+    /// Toplevels laid out in transactions.
+    transactions: bool,
 }
 
 /// A surface's linux-explicit-synchronization-v1 state.
@@ -650,6 +674,7 @@ impl CompositorHandler for App {
             }
         }
         on_commit_buffer_handler::<Self>(surface);
+        self.lay_out_once_mapped(surface);
         self.colour_commit(surface);
         // The buffer this commit replaced is no longer read (the renderer
         // reads the current buffer only, synchronously).
@@ -1203,11 +1228,62 @@ impl App {
         Ok(())
     }
 
+    /// Transactions: the first commit of a toplevel with a buffer is
+    /// answered with a configure to the output's size.
+    fn lay_out_once_mapped(&mut self, surface: &WlSurface) {
+        let size = self.size;
+        let Some(laid_out) = &mut self.transactions else {
+            return;
+        };
+        if laid_out.contains_key(&surface.id()) {
+            return;
+        }
+        let has_buffer = with_states(surface, |states| {
+            states
+                .data_map
+                .get::<RendererSurfaceStateUserData>()
+                .and_then(|d| d.lock().ok().map(|d| d.buffer().is_some()))
+                .unwrap_or(false)
+        });
+        let toplevel = self
+            .xdg_shell_state
+            .toplevel_surfaces()
+            .iter()
+            .find(|t| t.wl_surface() == surface)
+            .cloned();
+        if let (true, Some(t)) = (has_buffer, toplevel) {
+            t.with_pending_state(|s| s.size = Some(size.into()));
+            laid_out.insert(surface.id(), t.send_configure());
+        }
+    }
+
+    /// Transactions: whether `toplevel` committed the configure of its
+    /// layout (always true without transactions, and before the layout).
+    fn layout_committed(&self, toplevel: &ToplevelSurface) -> bool {
+        let Some(serial) = self
+            .transactions
+            .as_ref()
+            .and_then(|t| t.get(&toplevel.wl_surface().id()))
+        else {
+            return true;
+        };
+        with_states(toplevel.wl_surface(), |states| {
+            states
+                .data_map
+                .get::<smithay::wayland::shell::xdg::XdgToplevelSurfaceData>()
+                .and_then(|d| d.lock().ok().map(|d| d.current_serial == Some(*serial)))
+                .unwrap_or(false)
+        })
+    }
+
     fn send_frames(&self, time: u32) {
         if self.windows_hidden.load(Ordering::SeqCst) {
             return;
         }
         for t in self.xdg_shell_state.toplevel_surfaces() {
+            if !self.layout_committed(t) {
+                continue;
+            }
             with_surface_tree_downward(
                 t.wl_surface(),
                 (),
@@ -1259,6 +1335,7 @@ fn run(listener: ListeningSocket, node: Option<std::os::fd::OwnedFd>, config: Co
         colour,
         input,
         paced,
+        transactions,
     } = config;
     let mut display: Display<App> = Display::new().expect("wayland display");
     let dh = display.handle();
@@ -1334,6 +1411,7 @@ fn run(listener: ListeningSocket, node: Option<std::os::fd::OwnedFd>, config: Co
         seat,
         toplevel_size: input,
         paced_log: paced,
+        transactions: transactions.then(HashMap::new),
         start: Instant::now(),
     };
     let mut clients: Vec<Client> = Vec::new();
