@@ -186,3 +186,68 @@ fn a_configure_is_committed_when_acked_even_if_nothing_changes() {
     assert!(get("shown") >= FRAMES - 2, "{stats}");
     assert_eq!((get("never-shown"), get("import-refusals")), (0, 0), "{stats}");
 }
+
+/// A compositor that repaints every 100 ms (10 Hz) under a 30 fps stream
+/// with `sync=true`: `render` does not wait for it. A frame that finds the
+/// last one's callback outstanding is held, the newest replacing the one
+/// before, and committed at the next repaint, so every frame reaches the
+/// sink on its time (basesink drops none as late), each repaint gets a
+/// frame, and every frame is shown or counted dropped. When `render`
+/// waited for the callback instead, the frames after each wait were late
+/// and basesink dropped them before the sink saw them (10 of 20 reached
+/// it, 8 shown).
+#[test]
+fn a_compositor_slower_than_the_stream_gets_the_newest_frame_at_each_repaint() {
+    init();
+    let comp = TestCompositor::start_slow(64, 48, Duration::from_millis(100));
+    let (stats, _, _) = play(&comp, "");
+    println!("{stats}");
+    let get = |name: &str| stats.get::<u64>(name).unwrap();
+    assert!(get("frames") >= FRAMES - 1, "every frame reaches the sink: {stats}");
+    assert_eq!(get("shown") + get("dropped"), get("frames"), "{stats}");
+    // 20 frames at 30 fps: about 7 repaints.
+    assert!(get("shown") >= 5, "{stats}");
+}
+
+/// The held frame is committed when the compositor is ready, not when the
+/// next frame comes: two frames, the second arriving while the first's
+/// callback is outstanding (a 300 ms repaint), and no third. Both are
+/// shown before EOS. When `render` waited instead, the second was dropped
+/// after `frame-timeout` (100 ms) and shown only at EOS.
+#[test]
+fn a_held_frame_is_committed_without_waiting_for_the_next() {
+    init();
+    let comp = TestCompositor::start_slow(64, 48, Duration::from_millis(300));
+    let pipeline = launch(&format!(
+        "appsrc name=src format=time caps=video/x-raw,format=BGRx,width=64,height=48,framerate=30/1 ! \
+         wldmabufsink name=sink display={}",
+        comp.socket_path().display()
+    ));
+    let src = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gstreamer_app::AppSrc>()
+        .unwrap();
+    let sink = pipeline.by_name("sink").unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let stat = |name: &str| sink.property::<gst::Structure>("stats").get::<u64>(name).unwrap();
+    for i in 0..2u64 {
+        let mut buffer = gst::Buffer::from_mut_slice(vec![40 * (i as u8 + 1); 64 * 48 * 4]);
+        buffer.get_mut().unwrap().set_pts(gst::ClockTime::from_mseconds(i * 33));
+        src.push_buffer(buffer).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stat("shown") < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the held frame was not committed: {}",
+            sink.property::<gst::Structure>("stats")
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    src.end_of_stream().unwrap();
+    let msg = eos_or_error(&pipeline, 20);
+    assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
+    assert_eq!((stat("shown"), stat("dropped")), (2, 0));
+    pipeline.set_state(gst::State::Null).unwrap();
+}

@@ -235,6 +235,7 @@ struct Setup<'a> {
     input: Option<(i32, i32)>,
     paced: bool,
     transactions: bool,
+    repaint: Duration,
 }
 
 impl Setup<'_> {
@@ -254,6 +255,7 @@ impl Setup<'_> {
             input: None,
             paced: false,
             transactions: false,
+            repaint: Duration::from_millis(16),
         }
     }
 }
@@ -339,6 +341,16 @@ impl TestCompositor {
         })
     }
 
+    /// [`start_colour`](Self::start_colour) with no pairs, repainting
+    /// (and sending frame callbacks) only every `repaint` instead of every
+    /// 16 ms: a compositor slower than the stream.
+    pub fn start_slow(width: u32, height: u32, repaint: Duration) -> Self {
+        Self::start_with(Setup {
+            repaint,
+            ..Setup::new(width, height)
+        })
+    }
+
     /// What the commits of buffers carried so far (see
     /// [`start_paced`](Self::start_paced)).
     pub fn paced_log(&self) -> Vec<PacedCommit> {
@@ -398,6 +410,7 @@ impl TestCompositor {
             input,
             paced,
             transactions,
+            repaint,
         } = setup;
         let dir = std::env::temp_dir().join(format!(
             "dmabuf-interop-syncobj-{}-{:?}",
@@ -437,6 +450,7 @@ impl TestCompositor {
             input,
             paced: paced.then(|| Arc::clone(&paced_log)),
             transactions,
+            repaint,
         };
         let thread = std::thread::spawn(move || run(listener, node, config, rx));
         Self {
@@ -563,6 +577,8 @@ struct Config {
     paced: Option<Arc<Mutex<Vec<PacedCommit>>>>,
     /// Toplevels laid out in transactions.
     transactions: bool,
+    /// The time between repaints.
+    repaint: Duration,
 }
 
 /// A surface's linux-explicit-synchronization-v1 state.
@@ -1336,6 +1352,7 @@ fn run(listener: ListeningSocket, node: Option<std::os::fd::OwnedFd>, config: Co
         input,
         paced,
         transactions,
+        repaint,
     } = config;
     let mut display: Display<App> = Display::new().expect("wayland display");
     let dh = display.handle();
@@ -1453,7 +1470,7 @@ fn run(listener: ListeningSocket, node: Option<std::os::fd::OwnedFd>, config: Co
                 Err(mpsc::TryRecvError::Empty) => break,
             }
         }
-        if last_frame.elapsed() >= Duration::from_millis(16) {
+        if last_frame.elapsed() >= repaint {
             // A repaint: what the surfaces show now, then their callbacks.
             let _ = app.render();
             app.send_frames(start.elapsed().as_millis() as u32);

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Condvar, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use gstreamer as gst;
@@ -31,6 +31,7 @@ mod gpu;
 mod navigation;
 mod overlay;
 mod properties;
+mod pump;
 mod stats;
 mod timing;
 mod view;
@@ -83,16 +84,28 @@ struct State {
     /// The buffer shown last: basesink hands the preroll buffer to
     /// show_frame twice (preroll, then render); it is shown once.
     last: Option<gst::Buffer>,
-    /// The latest frame dropped because the compositor had not shown the
-    /// previous one yet: shown at EOS if no later frame replaced it, so
-    /// the stream's last picture is what stays on screen.
-    held: Option<gst::Buffer>,
+    /// The latest frame that found the compositor not ready for it (the
+    /// previous frame not shown yet), counted as dropped until it is
+    /// shown: committed by the pump once the compositor is ready (under
+    /// `sync=true`, see `pump`), else at EOS if no later frame replaced
+    /// it, so the stream's last picture is what stays on screen.
+    held: Option<Frame>,
     /// The stream's `image-orientation` tag (for `rotate-method=auto`).
     tag_orientation: Orientation,
     /// Presented minus target, from `wp_presentation` feedback.
     timing_errors: timing::Errors,
     #[cfg(feature = "vulkan")]
     gpu: gpu::Gpu,
+}
+
+/// A frame to show: the buffer and its target presentation time on
+/// `CLOCK_MONOTONIC` (see `timing::target_monotonic_ns`), read when it
+/// arrives, in the streaming thread: reading basesink's segment takes the
+/// pad's stream lock, which the pump must never wait for under ours.
+#[derive(Clone)]
+struct Frame {
+    buffer: gst::Buffer,
+    target_ns: Option<u64>,
 }
 
 struct Stream {
@@ -121,6 +134,13 @@ pub struct WlDmaBufSink {
     cache: DmaBufCache,
     /// We set basesink's render delay (commit timing): undone at NULL.
     render_ahead_set: AtomicBool,
+    /// Signalled when a frame is held (`State::held`): wakes the pump.
+    held_ready: Condvar,
+    /// The thread that commits held frames (READY to NULL).
+    pump: Mutex<Option<pump::Pump>>,
+    /// What the pump's last commit failed with, returned by the next
+    /// `render` (its error, if any, is posted already).
+    pump_failure: Mutex<Option<gst::FlowError>>,
 }
 
 impl WlDmaBufSink {
@@ -189,6 +209,12 @@ impl WlDmaBufSink {
     /// pacing a place in the compositor's queue); false when `timeout`
     /// passed first.
     fn wait_for_frame(&self, presenter: &mut Presenter, timeout: Duration) -> Result<bool, WaylandError> {
+        if !presenter.ready_for_next() {
+            // What the compositor sent already (a frame callback waiting
+            // in the socket), without waiting: the whole check when
+            // `timeout` is zero.
+            presenter.dispatch_timeout(Duration::ZERO)?;
+        }
         let deadline = Instant::now() + timeout;
         while !presenter.ready_for_next() {
             if self.flushing.load(Ordering::SeqCst) {
@@ -206,26 +232,76 @@ impl WlDmaBufSink {
     /// Shows `buffer`; an error is posted only after every lock of ours
     /// is released: an application's sync bus handler runs in this thread
     /// and may read `stats` or call GstVideoOverlay, which take them.
+    ///
+    /// Under `sync=true` a frame that finds the compositor not ready is
+    /// held for the pump at once; with `sync=false` it waits up to
+    /// `frame-timeout` first (see `pump`).
     fn show(&self, buffer: &gst::Buffer) -> Result<(), gst::FlowError> {
-        let timeout = Duration::from_millis(u64::from(lock(&self.settings).frame_timeout_ms));
-        self.show_with(buffer, timeout, false)
+        if let Some(failure) = lock(&self.pump_failure).take() {
+            return Err(failure);
+        }
+        let timeout = if self.obj().is_sync() {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(u64::from(lock(&self.settings).frame_timeout_ms))
+        };
+        let frame = Frame {
+            buffer: buffer.clone(),
+            target_ns: timing::target_monotonic_ns(self.obj().upcast_ref(), buffer),
+        };
+        self.show_with(&frame, timeout, false)
+    }
+
+    /// The pump's step: commits the held frame if the compositor is ready
+    /// for it; with nothing held, first waits up to `idle` for a frame to
+    /// be held. True while a frame is still held (look again soon).
+    fn commit_held(&self, idle: Duration) -> bool {
+        let mut guard = lock(&self.state);
+        if guard.held.is_none() {
+            guard = match self.held_ready.wait_timeout(guard, idle) {
+                Ok((g, _)) => g,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        // A flush drops the held frame (FlushStart); until then it waits.
+        if self.flushing.load(Ordering::SeqCst) {
+            return guard.held.is_some();
+        }
+        let Some(frame) = guard.held.take() else {
+            return false;
+        };
+        let shown = self.show_in(&mut guard, &frame, Duration::ZERO, true);
+        let still_held = guard.held.is_some();
+        drop(guard);
+        // An error (posted already) ends the stream at the next render;
+        // a flush or a renegotiation only loses the held frame.
+        if self.after_show(shown) == Err(gst::FlowError::Error) {
+            *lock(&self.pump_failure) = Some(gst::FlowError::Error);
+        }
+        still_held
     }
 
     /// Shows the frame held back at EOS (see `held`), waiting up to
     /// [`HELD_FRAME_TIMEOUT`] for the compositor to show the one before.
     fn show_held(&self) {
-        let Some(buffer) = lock(&self.state).held.take() else {
+        let Some(frame) = lock(&self.state).held.take() else {
             return;
         };
-        lock(&self.state).last = None;
-        let _ = self.show_with(&buffer, HELD_FRAME_TIMEOUT, true);
+        let _ = self.show_with(&frame, HELD_FRAME_TIMEOUT, true);
     }
 
     /// [`show`](Self::show) with the wait for the previous frame;
     /// `reshow`: the held frame again (already counted, and counted as
     /// dropped until now).
-    fn show_with(&self, buffer: &gst::Buffer, timeout: Duration, reshow: bool) -> Result<(), gst::FlowError> {
-        let shown = self.show_locked(buffer, timeout, reshow);
+    fn show_with(&self, frame: &Frame, timeout: Duration, reshow: bool) -> Result<(), gst::FlowError> {
+        let shown = self.show_in(&mut lock(&self.state), frame, timeout, reshow);
+        self.after_show(shown)
+    }
+
+    /// What follows a commit, with the sink's locks released: input
+    /// forwarded, RECONFIGURE sent upstream where the compositor's formats
+    /// changed, an error posted.
+    fn after_show(&self, shown: Result<bool, Failure>) -> Result<(), gst::FlowError> {
         self.forward_input();
         match shown {
             Ok(reconfigure) => {
@@ -242,10 +318,11 @@ impl WlDmaBufSink {
         }
     }
 
-    /// The work of [`show`](Self::show), under the stream and presenter
-    /// locks; true when upstream should renegotiate (the compositor's
-    /// formats changed).
-    fn show_locked(&self, buffer: &gst::Buffer, timeout: Duration, reshow: bool) -> Result<bool, Failure> {
+    /// The work of [`show`](Self::show), under the state's lock (`state`);
+    /// true when upstream should renegotiate (the compositor's formats
+    /// changed). `reshow`: the held frame, already counted.
+    fn show_in(&self, state: &mut State, frame: &Frame, timeout: Duration, reshow: bool) -> Result<bool, Failure> {
+        let buffer = &frame.buffer;
         let fail = |e: WaylandError| {
             let lost = matches!(e, WaylandError::Connection(_) | WaylandError::Closed);
             Failure::Error(if lost {
@@ -254,7 +331,6 @@ impl WlDmaBufSink {
                 gst::error_msg!(gst::StreamError::Failed, ["Cannot show the frame: {}", Report(&e)])
             })
         };
-        let mut guard = lock(&self.state);
         let State {
             presenter,
             stream,
@@ -265,8 +341,8 @@ impl WlDmaBufSink {
             #[cfg(feature = "vulkan")]
             gpu,
             ..
-        } = &mut *guard;
-        if last.as_ref().is_some_and(|l| l.as_ptr() == buffer.as_ptr()) {
+        } = state;
+        if !reshow && last.as_ref().is_some_and(|l| l.as_ptr() == buffer.as_ptr()) {
             return Ok(false);
         }
         *last = Some(buffer.clone());
@@ -280,10 +356,12 @@ impl WlDmaBufSink {
                 return Err(gst::FlowError::Flushing.into());
             }
             if !reshow {
+                // The one held before stays dropped.
                 counters.dropped += 1;
-                *held = Some(buffer.clone());
             }
-            gst::debug!(CAT, imp = self, "previous frame not shown yet: dropping");
+            *held = Some(frame.clone());
+            self.held_ready.notify_one();
+            gst::debug!(CAT, imp = self, "previous frame not shown yet: held");
             return Ok(false);
         }
         if reshow {
@@ -302,7 +380,7 @@ impl WlDmaBufSink {
                 .cache
                 .get_as(buffer, &stream.info, stream.format.modifier, stream.colorimetry)
                 .map_err(|e| Failure::Error(gst::error_msg!(gst::StreamError::Format, ["{}", Report(&e)])))?;
-            presenter.set_target(timing::target_ns(self.obj().upcast_ref(), buffer, presenter));
+            presenter.set_target(frame.target_ns.and_then(|t| presenter.from_monotonic(t)));
             #[cfg(feature = "vulkan")]
             let converted = self.convert_on_gpu(gpu, presenter, &dmabuf, counters).map_err(fail)?;
             #[cfg(not(feature = "vulkan"))]
@@ -329,7 +407,7 @@ impl WlDmaBufSink {
                     ["Malformed system-memory frame: {}", Report(&e)]
                 ))
             })?;
-            presenter.set_target(timing::target_ns(self.obj().upcast_ref(), buffer, presenter));
+            presenter.set_target(frame.target_ns.and_then(|t| presenter.from_monotonic(t)));
             presenter
                 .present_memory(
                     stream.format.fourcc,
@@ -437,6 +515,15 @@ impl ElementImpl for WlDmaBufSink {
                 }
             }
             lock(&self.state).counters = Counters::default();
+            *lock(&self.pump_failure) = None;
+            match pump::Pump::start(&self.obj()) {
+                Ok(p) => *lock(&self.pump) = Some(p),
+                Err(e) => {
+                    gst::element_imp_error!(self, gst::CoreError::Thread, ["Cannot start the sink's thread: {}", e]);
+                    lock(&self.state).presenter = None;
+                    return Err(gst::StateChangeError);
+                }
+            }
         }
         let result = self.parent_change_state(transition);
         if matches!(
@@ -450,6 +537,12 @@ impl ElementImpl for WlDmaBufSink {
             self.cache.clear();
         }
         if transition == gst::StateChange::ReadyToNull {
+            // Before the presenter goes (the pump uses it).
+            let pump = lock(&self.pump).take();
+            if let Some(p) = pump {
+                p.stop(&self.held_ready);
+            }
+            *lock(&self.pump_failure) = None;
             self.render_ahead(crate::wayland::Pacing::FrameCallbacks);
             let mut state = lock(&self.state);
             state.stream = None;

@@ -11,8 +11,14 @@
 //!   `display-handle` property. Video goes to a subsurface of ours placed by
 //!   `set_render_rectangle`; `expose` commits again. The `window-handle` and
 //!   `display-handle` properties stay for compatibility.
-//! - Paces with frame callbacks: a frame waits up to one `frame-timeout`
-//!   for the previous frame to be shown, and is dropped (counted) after.
+//! - Paces with frame callbacks. Under `sync=true` (the default) `render`
+//!   never waits for the compositor: a frame that finds the previous one
+//!   not shown yet is held and committed by the sink's thread as soon as
+//!   the compositor is ready, a newer frame replacing it (the replaced one
+//!   counted dropped), so each repaint gets the newest frame, as
+//!   waylandsink does. With `sync=false` a frame waits up to one
+//!   `frame-timeout` for the previous one (that wait paces an unclocked
+//!   producer), then is held likewise.
 //!   Where the compositor offers `wp_commit_timing_v1` and `wp_fifo_v1`
 //!   (Weston 16, mutter 50; `commit-timing`, default true) frames are
 //!   instead committed a render delay (33 ms) ahead with their target
@@ -64,11 +70,7 @@
 //!
 //! Rank: none. `autovideosink` and `playbin` do not pick it by themselves;
 //! players name it (`playbin video-sink=wldmabufsink`,
-//! `gst-play-1.0 --videosink=wldmabufsink`). Navigation, the last feature
-//! players missed, is there; what keeps it from a rank is pacing on a slow
-//! machine: where commit timing is not offered, `render` waits for the
-//! previous frame's callback, so under an emulated CPU it shows fewer
-//! frames than waylandsink, which commits every frame.
+//! `gst-play-1.0 --videosink=wldmabufsink`).
 
 mod imp;
 

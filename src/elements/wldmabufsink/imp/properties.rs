@@ -103,8 +103,9 @@ impl ObjectImpl for WlDmaBufSink {
                 glib::ParamSpecUInt::builder("frame-timeout")
                     .nick("Frame timeout")
                     .blurb(
-                        "Milliseconds a frame waits for the previous one to be shown (frame callback) before \
-                         it is dropped",
+                        "With sync=false: milliseconds a frame waits for the previous one to be shown (frame \
+                         callback) before it is held back (committed once the compositor is ready, unless a \
+                         newer frame replaces it); with sync=true frames never wait",
                     )
                     .minimum(1)
                     .maximum(10_000)

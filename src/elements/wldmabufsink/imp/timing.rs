@@ -81,19 +81,19 @@ impl Errors {
     }
 }
 
-/// When `buffer` should be on screen, in nanoseconds of the compositor's
-/// presentation clock: running time + base time + latency + ts-offset on
-/// the pipeline clock (basesink renders it a render delay before that: the
-/// delay is part of the latency), moved onto `CLOCK_MONOTONIC` and from
-/// there onto the presentation clock (Weston presents in
-/// `CLOCK_MONOTONIC_RAW`). The pipeline's monotonic system clock is
+/// When `buffer` should be on screen, in nanoseconds of `CLOCK_MONOTONIC`
+/// (the presenter moves it onto the compositor's presentation clock:
+/// Weston presents in `CLOCK_MONOTONIC_RAW`): running time + base time +
+/// latency + ts-offset on the pipeline clock (basesink renders it a render
+/// delay before that: the delay is part of the latency). The pipeline's monotonic system clock is
 /// `CLOCK_MONOTONIC` itself; any other clock (an audio sink's, a realtime
 /// or network clock) is related to it by sampling both now, so a player
 /// whose audio sink provides the clock still gets commit timing and
 /// timing stats (the two clocks drift apart by far less than a frame over
-/// one frame's lead). `None` without `wp_presentation`, a clock or a
-/// timestamp.
-pub(super) fn target_ns(sink: &gst_base::BaseSink, buffer: &gst::Buffer, presenter: &Presenter) -> Option<u64> {
+/// one frame's lead). `None` without a clock or a timestamp. Reads
+/// basesink's segment, which takes the sink pad's stream lock: called in
+/// the streaming thread only.
+pub(super) fn target_monotonic_ns(sink: &gst_base::BaseSink, buffer: &gst::Buffer) -> Option<u64> {
     let clock = sink.clock()?;
     let segment = sink.segment().downcast::<gst::ClockTime>().ok()?;
     let running = segment.to_running_time(buffer.pts()?)?;
@@ -102,12 +102,11 @@ pub(super) fn target_ns(sink: &gst_base::BaseSink, buffer: &gst::Buffer, present
     let monotonic = clock
         .downcast_ref::<gst::SystemClock>()
         .is_some_and(|c| c.property::<gst::ClockType>("clock-type") == gst::ClockType::Monotonic);
-    let at = if monotonic {
-        at
+    if monotonic {
+        Some(at)
     } else {
-        on_monotonic(at, clock.time().nseconds(), crate::wayland::monotonic_ns())?
-    };
-    presenter.from_monotonic(at)
+        on_monotonic(at, clock.time().nseconds(), crate::wayland::monotonic_ns())
+    }
 }
 
 /// `at` on a clock that reads `clock_now` while `CLOCK_MONOTONIC` reads
