@@ -59,6 +59,9 @@ struct Compositor {
     dbus: Option<u32>,
     weston: Option<Weston>,
     log: PathBuf,
+    /// The home of clients run as an unprivileged user
+    /// ([`open_to_unprivileged`](Self::open_to_unprivileged)).
+    unprivileged: Option<PathBuf>,
 }
 
 fn runtime_dir(name: &str) -> PathBuf {
@@ -109,6 +112,7 @@ impl Compositor {
                 dbus: None,
                 weston: Some(weston),
                 log: PathBuf::new(),
+                unprivileged: None,
             };
         }
         let runtime = runtime_dir(name);
@@ -182,6 +186,7 @@ impl Compositor {
             dbus,
             weston: None,
             log,
+            unprivileged: None,
         };
         // sway names its socket itself (wayland-N).
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -244,7 +249,45 @@ impl Compositor {
         let runtime = self.socket.parent().unwrap();
         cmd.env("XDG_RUNTIME_DIR", runtime).env("WAYLAND_DISPLAY", &self.socket);
     }
+
+    /// From now on clients run as [`UNPRIVILEGED`], as a desktop user runs
+    /// them: the compositor's socket is opened to them (its directory
+    /// searchable, the socket writable), and they get a home and runtime
+    /// directory of their own.
+    fn open_to_unprivileged(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        let runtime = self.socket.parent().unwrap();
+        std::fs::set_permissions(runtime, std::fs::Permissions::from_mode(0o711)).unwrap();
+        std::fs::set_permissions(&self.socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let home = runtime_dir(&format!("{}-user", self.name));
+        std::os::unix::fs::chown(&home, Some(UNPRIVILEGED), Some(UNPRIVILEGED)).unwrap();
+        self.unprivileged = Some(home);
+    }
+
+    /// `program` as this compositor's client: as root, or as
+    /// [`UNPRIVILEGED`] once [`open_to_unprivileged`](Self::open_to_unprivileged).
+    fn client_command(&self, program: &str) -> Command {
+        let Some(home) = &self.unprivileged else {
+            let mut cmd = Command::new(program);
+            self.client_env(&mut cmd);
+            return cmd;
+        };
+        let id = UNPRIVILEGED.to_string();
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid", &id, "--regid", &id, "--clear-groups", program])
+            .env("HOME", home)
+            .env("XDG_RUNTIME_DIR", home)
+            .env("XDG_CACHE_HOME", home)
+            .env("GST_REGISTRY", home.join("registry.bin"))
+            .env("WAYLAND_DISPLAY", &self.socket);
+        cmd
+    }
 }
+
+/// The user id (and group id) unprivileged clients run as: Debian's
+/// `nobody`, in no group that may open `/dev/udmabuf` (root and kvm on
+/// distributions) or `/dev/dma_heap/system` (root).
+const UNPRIVILEGED: u32 = 65534;
 
 impl Drop for Compositor {
     fn drop(&mut self) {
@@ -257,6 +300,9 @@ impl Drop for Compositor {
         }
         if !self.runtime.as_os_str().is_empty() {
             let _ = std::fs::remove_dir_all(&self.runtime);
+        }
+        if let Some(home) = &self.unprivileged {
+            let _ = std::fs::remove_dir_all(home);
         }
     }
 }
@@ -412,7 +458,7 @@ fn play_colour(
     colorimetry: Option<&str>,
 ) -> Played {
     let plugin_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debug");
-    let mut cmd = Command::new("gst-launch-1.0");
+    let mut cmd = compositor.client_command("gst-launch-1.0");
     cmd.arg("-m")
         .arg("videotestsrc")
         .arg("pattern=smpte")
@@ -435,7 +481,6 @@ fn play_colour(
         .env("WAYLAND_DEBUG", "client")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    compositor.client_env(&mut cmd);
     let mut child = cmd.spawn().expect("gst-launch-1.0");
     let mut stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
@@ -728,6 +773,55 @@ fn compositor_case(name: &'static str) {
             );
         }
     }
+    if in_vm() {
+        unprivileged_client_plays(name);
+    }
+}
+
+/// The guest only (kernel dma-bufs there, root-only as on a
+/// distribution): both sinks run as an unprivileged user. Such a sink's
+/// pool cannot open `/dev/udmabuf` or `/dev/dma_heap/system` and falls
+/// back to memfds; a compositor that refuses them as dma-bufs gets them
+/// as `wl_shm` pools, still without a copy. The first stream, after its
+/// compared runs (the caches are warm).
+fn unprivileged_client_plays(name: &'static str) {
+    let (format, width, height, frames) = VM_STREAMS[0];
+    let mut comp = Compositor::start(name, width, height);
+    comp.open_to_unprivileged();
+    let ours = play(&comp, "wldmabufsink", format, width, height, frames);
+    assert!(
+        comp.alive(),
+        "{name} died under an unprivileged wldmabufsink: {}",
+        comp.log_tail()
+    );
+    drop(comp);
+    let mut comp = Compositor::start(name, width, height);
+    comp.open_to_unprivileged();
+    let anchor = play(&comp, "waylandsink", format, width, height, frames);
+    drop(comp);
+    let s = &ours.stats;
+    println!(
+        "| {} | {name} | unprivileged (uid {UNPRIVILEGED}) | {format} {width}x{height} | ours: {} shown {}, pool {} (zero-copy {}, shm zero-copy {}, copies {}, refusals {}, sync {}) | waylandsink: {} shown {} |",
+        stage(),
+        if ours.ok { "plays" } else { "FAILS" },
+        ours.shown,
+        field(s, "pool"),
+        stat(s, "zero-copy"),
+        stat(s, "shm-zero-copy"),
+        stat(s, "copies"),
+        stat(s, "import-refusals"),
+        field(s, "sync"),
+        if anchor.ok { "plays" } else { "fails" },
+        anchor.shown,
+    );
+    assert!(ours.ok, "{name} unprivileged: {} / {s}", ours.error);
+    assert!(ours.shown >= 1, "{name} unprivileged: nothing shown: {s}");
+    assert_eq!(
+        field(s, "pool"),
+        "memfd",
+        "{name}: as uid {UNPRIVILEGED} the pool should find no dma-buf exporter it may open: {s}"
+    );
+    assert_eq!(stat(s, "copies"), 0, "{name} unprivileged: memfd frames copied: {s}");
 }
 
 /// Explicit sync on a real compositor (the guest's, where they offer it):

@@ -32,6 +32,13 @@ fn without_linux_dmabuf_upstream_writes_straight_into_wl_shm() {
     );
     assert!(ours.stat("wl-buffers") <= 8, "one wl_buffer per pool buffer: {stats}");
     assert_eq!(ours.stat("reused-before-release"), 0);
+    // The stats name the pool's back end: the one this process may open
+    // (memfd on the bare host, udmabuf in the VM stage).
+    let expected = dmabuf_interop::alloc::best_available()
+        .expect("an allocator")
+        .kind()
+        .name();
+    assert_eq!(stats.get::<&str>("pool").ok(), Some(expected), "{stats}");
     let (worst, points) = bars_error(&ours, 320, 240, "wl-shm-BGRx").expect("capture");
     println!("wldmabufsink: worst channel error {worst} over {points} points");
     assert!(points > 100 && worst == 0, "worst {worst} over {points}");

@@ -196,7 +196,9 @@ impl ObjectImpl for WlDmaBufSink {
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb(
-                        "frames, shown, zero-copy (linux-dmabuf and wl_shm over the frame's own memfd), \
+                        "frames, pool (the back end of the buffer pool proposed upstream: udmabuf, \
+                         dma-heap, gbm or memfd, whichever this process may open; none before a \
+                         proposal), shown, zero-copy (linux-dmabuf and wl_shm over the frame's own memfd), \
                          shm-zero-copy (of those, the wl_shm ones), copies, converted (of the copies, those \
                          converted into XRGB8888 on the CPU), dropped, wl-buffers, cache-hits, releases, \
                          reused-before-release, import-refusals (kinds of buffer the compositor \

@@ -36,13 +36,20 @@ impl WlDmaBufSink {
         let counters = state.counters;
         let stats = state.presenter.as_ref().map(Presenter::stats).unwrap_or_default();
         let timing = state.timing_errors.summary();
-        structure(counters, &stats, timing)
+        let pool = state.allocator.as_ref().map_or("none", |a| a.backend_name());
+        structure(counters, &stats, timing, pool)
     }
 }
 
 /// `counters`: the sink's counts; `timing`: (timed frames, median
-/// and p95 presentation error in microseconds), from `timing::Errors`.
-pub(super) fn structure(counters: Counters, stats: &PresentStats, timing: (u64, i64, u64)) -> gst::Structure {
+/// and p95 presentation error in microseconds), from `timing::Errors`;
+/// `pool`: the back end of the pool proposed upstream (`none` before one).
+pub(super) fn structure(
+    counters: Counters,
+    stats: &PresentStats,
+    timing: (u64, i64, u64),
+    pool: &str,
+) -> gst::Structure {
     let Counters {
         frames,
         dropped,
@@ -52,6 +59,7 @@ pub(super) fn structure(counters: Counters, stats: &PresentStats, timing: (u64, 
     let (timed, median, p95) = timing;
     gst::Structure::builder("wldmabufsink-stats")
         .field("frames", frames)
+        .field("pool", pool)
         .field("shown", stats.presented)
         .field("zero-copy", stats.zero_copy)
         .field("shm-zero-copy", stats.shm_zero_copy)
