@@ -429,6 +429,19 @@ fn timing_cell(stats: &str) -> String {
     )
 }
 
+/// How our frames went, from the stats: the table's path cell.
+fn path_cell(s: &str) -> String {
+    format!(
+        "zero-copy {}, shm zero-copy {}, copies {}, converted {}, refusals {}, sync {}",
+        stat(s, "zero-copy"),
+        stat(s, "shm-zero-copy"),
+        stat(s, "copies"),
+        stat(s, "converted"),
+        stat(s, "import-refusals"),
+        field(s, "sync")
+    )
+}
+
 fn field(stats: &str, name: &str) -> String {
     let key = format!("{name}=(string)");
     stats
@@ -673,17 +686,12 @@ fn compositor_case(name: &'static str) {
         drop(comp);
         let s = &ours.stats;
         println!(
-            "| {} | {name} | {gst} | {format} {width}x{height} | ours: {} shown {}, presented {} (zero-copy {}, shm zero-copy {}, copies {}, converted {}, refusals {}, sync {}), bars {:?} | waylandsink: {} shown {}, presented {}, bars {:?}{} |",
+            "| {} | {name} | {gst} | {format} {width}x{height} | ours: {} shown {}, presented {} ({}), bars {:?} | waylandsink: {} shown {}, presented {}, bars {:?}{} |",
             stage(),
             if ours.ok { "plays" } else { "FAILS" },
             ours.shown,
             presented(&ours),
-            stat(s, "zero-copy"),
-            stat(s, "shm-zero-copy"),
-            stat(s, "copies"),
-            stat(s, "converted"),
-            stat(s, "import-refusals"),
-            field(s, "sync"),
+            path_cell(s),
             ours.bars,
             if anchor.ok { "plays" } else { "fails" },
             anchor.shown,
@@ -801,16 +809,12 @@ fn unprivileged_client_plays(name: &'static str) {
     drop(comp);
     let s = &ours.stats;
     println!(
-        "| {} | {name} | unprivileged (uid {UNPRIVILEGED}) | {format} {width}x{height} | ours: {} shown {}, pool {} (zero-copy {}, shm zero-copy {}, copies {}, refusals {}, sync {}) | waylandsink: {} shown {} |",
+        "| {} | {name} | unprivileged (uid {UNPRIVILEGED}) | {format} {width}x{height} | ours: {} shown {}, pool {} ({}) | waylandsink: {} shown {} |",
         stage(),
         if ours.ok { "plays" } else { "FAILS" },
         ours.shown,
         field(s, "pool"),
-        stat(s, "zero-copy"),
-        stat(s, "shm-zero-copy"),
-        stat(s, "copies"),
-        stat(s, "import-refusals"),
-        field(s, "sync"),
+        path_cell(s),
         if anchor.ok { "plays" } else { "fails" },
         anchor.shown,
     );
