@@ -310,29 +310,29 @@ fn stdin_pauses_resumes_and_quits() {
             }
         })
     };
-    let wait_for = |what: &str| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !log.lock().unwrap().contains(what) {
-            assert!(Instant::now() < deadline, "no {what:?} in:\n{}", log.lock().unwrap());
+    // Waits up to `secs` for the log to satisfy `done`; `what` names it.
+    let wait_until = |what: &str, secs: u64, done: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !done(&log.lock().unwrap()) {
+            assert!(Instant::now() < deadline, "no {what} in:\n{}", log.lock().unwrap());
             std::thread::sleep(Duration::from_millis(20));
         }
     };
+    let wait_for = |what: &str| wait_until(&format!("{what:?}"), 30, &|log| log.contains(what));
     // Playing, with a frame shown: the status line comes every 500 ms
     // from the start, and under the VM stage's emulated CPU its first
     // ones can still say "0 frames" (one run paused and quit before the
     // first frame, and the summary had nothing to count).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !log.lock().unwrap().split('\r').any(|line| {
-        line.contains(" fps ")
-            && line
-                .split(' ')
-                .next()
-                .and_then(|n| n.parse::<u64>().ok())
-                .is_some_and(|n| n > 0)
-    }) {
-        assert!(Instant::now() < deadline, "no frame shown in:\n{}", log.lock().unwrap());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("frame shown", 60, &|log| {
+        log.split('\r').any(|line| {
+            line.contains(" fps ")
+                && line
+                    .split(' ')
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .is_some_and(|n| n > 0)
+        })
+    });
     stdin.write_all(b"p\n").unwrap();
     wait_for("paused (");
     std::thread::sleep(Duration::from_millis(1200));
