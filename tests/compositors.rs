@@ -882,20 +882,16 @@ fn virtio_card() -> Option<PathBuf> {
     let driver_is = |dir: &Path| {
         std::fs::read_link(dir.join("driver")).is_ok_and(|d| d.file_name().is_some_and(|n| n == "virtio_gpu"))
     };
-    std::fs::read_dir("/sys/class/drm").ok()?.flatten().find_map(|e| {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.starts_with("card") || name.contains('-') {
-            return None;
-        }
+    common::vgem::card_node(|entry| {
         // The card's device is the PCI function (driver virtio-pci), whose
         // virtioN child is bound to virtio_gpu; or the virtio device itself.
-        let device = e.path().join("device");
-        let virtio = driver_is(&device)
-            || std::fs::read_dir(&device)
-                .ok()?
-                .flatten()
-                .any(|c| c.file_name().to_string_lossy().starts_with("virtio") && driver_is(&c.path()));
-        virtio.then(|| PathBuf::from("/dev/dri").join(name))
+        let device = entry.join("device");
+        driver_is(&device)
+            || std::fs::read_dir(&device).is_ok_and(|children| {
+                children
+                    .flatten()
+                    .any(|c| c.file_name().to_string_lossy().starts_with("virtio") && driver_is(&c.path()))
+            })
     })
 }
 

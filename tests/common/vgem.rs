@@ -63,14 +63,20 @@ unsafe fn drm_ioctl<const OPCODE: Opcode, T>(fd: BorrowedFd<'_>, arg: &mut T) ->
     unsafe { ioctl::ioctl(fd, Updater::<OPCODE, T>::new(arg)) }
 }
 
-/// vgem's card node (its dumb buffers are refused on render nodes).
-pub fn vgem_card() -> Option<PathBuf> {
+/// The first DRM card node (`/dev/dri/cardN`, connectors left out) whose
+/// sysfs entry (`/sys/class/drm/cardN`) satisfies `is`.
+pub fn card_node(is: impl Fn(&std::path::Path) -> bool) -> Option<PathBuf> {
     std::fs::read_dir("/sys/class/drm").ok()?.flatten().find_map(|e| {
         let name = e.file_name().to_string_lossy().into_owned();
-        // /sys/class/drm/cardN -> ../../devices/platform/vgem/drm/cardN
-        let device = std::fs::read_link(e.path()).ok()?;
-        let is_vgem = device.components().any(|c| c.as_os_str() == "vgem");
-        (name.starts_with("card") && !name.contains('-') && is_vgem).then(|| PathBuf::from("/dev/dri").join(name))
+        (name.starts_with("card") && !name.contains('-') && is(&e.path())).then(|| PathBuf::from("/dev/dri").join(name))
+    })
+}
+
+/// vgem's card node (its dumb buffers are refused on render nodes).
+pub fn vgem_card() -> Option<PathBuf> {
+    // /sys/class/drm/cardN -> ../../devices/platform/vgem/drm/cardN
+    card_node(|entry| {
+        std::fs::read_link(entry).is_ok_and(|device| device.components().any(|c| c.as_os_str() == "vgem"))
     })
 }
 
