@@ -116,10 +116,6 @@ struct Stream {
     colorimetry: Colorimetry,
 }
 
-/// How long the frame held back at EOS waits for the compositor to show
-/// the one before it.
-const HELD_FRAME_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// The sink: its properties (`settings`), what the application handed
 /// over (`foreign`) and its running state (`state`), each under its own
 /// lock; none is held while an error or warning is posted (see `show`).
@@ -250,44 +246,6 @@ impl WlDmaBufSink {
             target_ns: timing::target_monotonic_ns(self.obj().upcast_ref(), buffer),
         };
         self.show_with(&frame, timeout, false)
-    }
-
-    /// The pump's step: commits the held frame if the compositor is ready
-    /// for it; with nothing held, first waits up to `idle` for a frame to
-    /// be held. True while a frame is still held (look again soon).
-    fn commit_held(&self, idle: Duration) -> bool {
-        let mut guard = lock(&self.state);
-        if guard.held.is_none() {
-            guard = match self.held_ready.wait_timeout(guard, idle) {
-                Ok((g, _)) => g,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
-        }
-        // A flush drops the held frame (FlushStart); until then it waits.
-        if self.flushing.load(Ordering::SeqCst) {
-            return guard.held.is_some();
-        }
-        let Some(frame) = guard.held.take() else {
-            return false;
-        };
-        let shown = self.show_in(&mut guard, &frame, Duration::ZERO, true);
-        let still_held = guard.held.is_some();
-        drop(guard);
-        // An error (posted already) ends the stream at the next render;
-        // a flush or a renegotiation only loses the held frame.
-        if self.after_show(shown) == Err(gst::FlowError::Error) {
-            *lock(&self.pump_failure) = Some(gst::FlowError::Error);
-        }
-        still_held
-    }
-
-    /// Shows the frame held back at EOS (see `held`), waiting up to
-    /// [`HELD_FRAME_TIMEOUT`] for the compositor to show the one before.
-    fn show_held(&self) {
-        let Some(frame) = lock(&self.state).held.take() else {
-            return;
-        };
-        let _ = self.show_with(&frame, HELD_FRAME_TIMEOUT, true);
     }
 
     /// [`show`](Self::show) with the wait for the previous frame;

@@ -17,9 +17,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use gstreamer as gst;
 use gstreamer::glib;
 use gstreamer::prelude::*;
 use gstreamer::subclass::prelude::*;
+
+use crate::elements::lock;
 
 /// How often the thread reads the compositor's events while a frame is
 /// held (without blocking: the state's lock is held only for that).
@@ -27,6 +30,9 @@ pub(super) const POLL: Duration = Duration::from_millis(2);
 /// How long it waits with nothing held before it looks at its stop flag
 /// again (a newly held frame wakes it at once).
 pub(super) const IDLE: Duration = Duration::from_millis(100);
+/// How long the frame held back at EOS waits for the compositor to show
+/// the one before it.
+const HELD_FRAME_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The running thread (READY to NULL).
 pub(super) struct Pump {
@@ -78,5 +84,45 @@ impl Drop for Pump {
         // thread ends by itself once it sees the flag or the element gone;
         // never joined from itself.
         self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+impl super::WlDmaBufSink {
+    /// The pump's step: commits the held frame if the compositor is ready
+    /// for it; with nothing held, first waits up to `idle` for a frame to
+    /// be held. True while a frame is still held (look again soon).
+    pub(super) fn commit_held(&self, idle: Duration) -> bool {
+        let mut guard = lock(&self.state);
+        if guard.held.is_none() {
+            guard = match self.held_ready.wait_timeout(guard, idle) {
+                Ok((g, _)) => g,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        // A flush drops the held frame (FlushStart); until then it waits.
+        if self.flushing.load(Ordering::SeqCst) {
+            return guard.held.is_some();
+        }
+        let Some(frame) = guard.held.take() else {
+            return false;
+        };
+        let shown = self.show_in(&mut guard, &frame, Duration::ZERO, true);
+        let still_held = guard.held.is_some();
+        drop(guard);
+        // An error (posted already) ends the stream at the next render;
+        // a flush or a renegotiation only loses the held frame.
+        if self.after_show(shown) == Err(gst::FlowError::Error) {
+            *lock(&self.pump_failure) = Some(gst::FlowError::Error);
+        }
+        still_held
+    }
+
+    /// Shows the frame held back at EOS (see `State::held`), waiting up to
+    /// [`HELD_FRAME_TIMEOUT`] for the compositor to show the one before.
+    pub(super) fn show_held(&self) {
+        let Some(frame) = lock(&self.state).held.take() else {
+            return;
+        };
+        let _ = self.show_with(&frame, HELD_FRAME_TIMEOUT, true);
     }
 }
